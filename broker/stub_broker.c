@@ -1,0 +1,1 @@
+int drover_broker_stub_; int drover_broker_stub_;

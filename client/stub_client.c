@@ -1,0 +1,1 @@
+int drover_client_stub_; int drover_client_stub_;

@@ -1,0 +1,180 @@
+/*  drover_wire.c - Drover messages on CZMQ sockets.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "drover_wire.h"
+
+#include <stdarg.h>
+
+struct drover_packet_t {
+    zframe_t *routing_id;   //  sender on a ROUTER socket, or NULL
+    zframe_t **frames;      //  signature, command, header, payloads
+    size_t frame_count;     //  entries in frames
+    drover_msg_t msg;       //  the decoded header
+};
+
+int
+drover_packet_recv (zsock_t *sock, bool routed, drover_packet_t **packet_p)
+{
+    assert (sock);
+    assert (packet_p);
+    *packet_p = NULL;
+    zmsg_t *zmsg = zmsg_recv (sock);
+    if (!zmsg)
+        return DROVER_EIO;
+    drover_packet_t *self = (drover_packet_t *) zmalloc (sizeof *self);
+    assert (self);
+    drover_msg_init (&self->msg, (drover_command_t) 0);
+    if (routed)
+        self->routing_id = zmsg_pop (zmsg);
+    //  A ROUTER peer's message may not have a routing id at all
+    size_t count = zmsg_size (zmsg);
+    self->frames = (zframe_t **) zmalloc ((count + 1) * sizeof (zframe_t *));
+    assert (self->frames);
+    drover_frame_t *views =
+        (drover_frame_t *) zmalloc ((count + 1) * sizeof (drover_frame_t));
+    assert (views);
+    for (size_t i = 0; i < count; i++) {
+        self->frames[i] = zmsg_pop (zmsg);
+        views[i].data = zframe_data (self->frames[i]);
+        views[i].size = zframe_size (self->frames[i]);
+    }
+    self->frame_count = count;
+    zmsg_destroy (&zmsg);
+    int rc = DROVER_EPROTO;
+    if (routed && !self->routing_id)
+        snprintf (self->msg.error_, sizeof self->msg.error_,
+                  "message without routing id");
+    else
+        rc = drover_msg_decode (&self->msg, views, count);
+    free (views);
+    *packet_p = self;
+    return rc;
+}
+
+void
+drover_packet_destroy (drover_packet_t **self_p)
+{
+    assert (self_p);
+    drover_packet_t *self = *self_p;
+    if (!self)
+        return;
+    drover_msg_reset (&self->msg);
+    for (size_t i = 0; i < self->frame_count; i++)
+        zframe_destroy (&self->frames[i]);
+    free (self->frames);
+    zframe_destroy (&self->routing_id);
+    free (self);
+    *self_p = NULL;
+}
+
+drover_msg_t *
+drover_packet_msg (drover_packet_t *self)
+{
+    assert (self);
+    return &self->msg;
+}
+
+zframe_t *
+drover_packet_routing_id (drover_packet_t *self)
+{
+    assert (self);
+    return self->routing_id;
+}
+
+const char *
+drover_packet_error (drover_packet_t *self)
+{
+    assert (self);
+    return drover_msg_error (&self->msg);
+}
+
+zframe_t *
+drover_packet_take_payload (drover_packet_t *self, size_t index)
+{
+    assert (self);
+    assert (drover_command_has_payloads (self->msg.command));
+    assert (index < self->msg.task_count);
+    assert (3 + index < self->frame_count);
+    zframe_t *frame = self->frames[3 + index];
+    self->frames[3 + index] = NULL;
+    return frame;
+}
+
+//  Sends one frame; the frame is the caller's when reuse is set, else it is
+//  consumed whatever happens.
+static int
+s_send_frame (zsock_t *sock, zframe_t *frame, bool reuse, bool more)
+{
+    int flags = ZFRAME_DONTWAIT | (more ? ZFRAME_MORE : 0)
+                | (reuse ? ZFRAME_REUSE : 0);
+    int rc = zframe_send (&frame, sock, flags);
+    if (!reuse)
+        zframe_destroy (&frame);
+    return rc;
+}
+
+int
+drover_wire_send (zsock_t *sock, zframe_t *routing_id, drover_msg_t *msg,
+                  zframe_t **payloads)
+{
+    assert (sock);
+    assert (msg);
+    uint8_t *header;
+    size_t header_size;
+    int rc = drover_msg_encode (msg, &header, &header_size);
+    if (rc) {
+        zsys_error ("drover: cannot encode %s: %s",
+                    drover_command_name (msg->command), drover_msg_error (msg));
+        return rc;
+    }
+    size_t payload_count =
+        drover_command_has_payloads (msg->command) ? msg->task_count : 0;
+    uint8_t command = (uint8_t) msg->command;
+    //  Once the first frame is accepted, ZeroMQ takes the rest of the
+    //  message: only the first send can fail for a full queue.
+    if (routing_id && s_send_frame (sock, routing_id, true, true)) {
+        free (header);
+        return DROVER_EIO;
+    }
+    if (s_send_frame (sock, zframe_new (DROVER_SIGNATURE, DROVER_SIGNATURE_SIZE),
+                      false, true)) {
+        free (header);
+        return DROVER_EIO;
+    }
+    s_send_frame (sock, zframe_new (&command, 1), false, true);
+    s_send_frame (sock, zframe_new (header, header_size), false,
+                  payload_count > 0);
+    free (header);
+    for (size_t i = 0; i < payload_count; i++) {
+        bool more = i + 1 < payload_count;
+        if (payloads)
+            //  zmq_msg_copy shares a large message's buffer: no copy
+            s_send_frame (sock, payloads[i], true, more);
+        else
+            s_send_frame (sock,
+                          zframe_new (msg->tasks[i].payload.data,
+                                      msg->tasks[i].payload.size),
+                          false, more);
+    }
+    return 0;
+}
+
+int
+drover_wire_send_error (zsock_t *sock, zframe_t *routing_id, uint64_t ref,
+                        int code, const char *format, ...)
+{
+    char reason[DROVER_MAX_TEXT / 4];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_ERROR);
+    msg.ref = ref;
+    msg.code = code;
+    msg.reason = reason;
+    return drover_wire_send (sock, routing_id, &msg, NULL);
+}

@@ -1,0 +1,1 @@
+int drover_worker_stub_; int drover_worker_stub_;
