@@ -1,2 +1,8 @@
 #include "commands.h"
-int drover_cmd_worker (int argc, char **argv) { (void) argc; (void) argv; return 2; }
+int
+drover_cmd_worker (int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return 2;
+}

@@ -10,13 +10,14 @@
 #include <string.h>
 
 typedef struct {
-    const char *name;                 //  subcommand
+    const char *name;                   //  subcommand
     int (*run) (int argc, char **argv); //  its main
-    const char *help;                 //  one line
+    const char *help;                   //  one line
 } s_command_t;
 
 static const s_command_t s_commands[] = {
-    {"broker", drover_cmd_broker, "run a broker (queues, dispatch; embeds a sink)"},
+    {"broker", drover_cmd_broker,
+     "run a broker (queues, dispatch; embeds a sink)"},
     {"sink", drover_cmd_sink, "run a stand-alone sink (stores results)"},
     {"worker", drover_cmd_worker, "run a worker node with N child processes"},
     {"map", drover_cmd_map, "run a handler over every input line"},
@@ -35,7 +36,8 @@ s_usage (FILE *stream)
                      "Drover is a distributed task queue.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
         fprintf (stream, "  %-8s %s\n", s_commands[i].name, s_commands[i].help);
-    fprintf (stream, "\n'drover COMMAND --help' tells more about one command.\n");
+    fprintf (stream,
+             "\n'drover COMMAND --help' tells more about one command.\n");
 }
 
 int

@@ -30,8 +30,8 @@ cli_usage_error (const cli_command_t *command, const char *format, ...)
 static void
 s_list_append (cli_list_t *list, const char *value)
 {
-    const char **items = (const char **) realloc (
-        (void *) list->items, (list->count + 1) * sizeof (char *));
+    const char **items = (const char **)realloc (
+        (void *)list->items, (list->count + 1) * sizeof (char *));
     assert (items);
     items[list->count++] = value;
     list->items = items;
@@ -43,19 +43,19 @@ s_set (const cli_command_t *command, cli_option_t *option, const char *text,
        const char *source)
 {
     switch (option->kind) {
-        case CLI_STRING: *(const char **) option->target = text; return 0;
-        case CLI_LIST: s_list_append ((cli_list_t *) option->target, text);
+        case CLI_STRING: *(const char **)option->target = text; return 0;
+        case CLI_LIST:
+            s_list_append ((cli_list_t *)option->target, text);
             return 0;
         case CLI_FLAG:
             if (!strcasecmp (text, "1") || !strcasecmp (text, "true")
                 || !strcasecmp (text, "yes"))
-                *(bool *) option->target = true;
+                *(bool *)option->target = true;
             else if (!strcasecmp (text, "0") || !strcasecmp (text, "false")
                      || !strcasecmp (text, "no") || !*text)
-                *(bool *) option->target = false;
+                *(bool *)option->target = false;
             else
-                return cli_usage_error (command,
-                                        "%s must be 1 or 0, not '%s'",
+                return cli_usage_error (command, "%s must be 1 or 0, not '%s'",
                                         source, text);
             return 0;
         case CLI_INT: {
@@ -65,9 +65,10 @@ s_set (const cli_command_t *command, cli_option_t *option, const char *text,
             if (errno || end == text || *end || value < option->min
                 || value > option->max)
                 return cli_usage_error (
-                    command, "%s takes a whole number from %ld to %ld, not '%s'",
-                    source, option->min, option->max, text);
-            *(long *) option->target = value;
+                    command,
+                    "%s takes a whole number from %ld to %ld, not '%s'", source,
+                    option->min, option->max, text);
+            *(long *)option->target = value;
             return 0;
         }
     }
@@ -109,10 +110,10 @@ cli_parse (const cli_command_t *command, int argc, char **argv, int *first_arg)
     size_t n = 0;
     for (size_t i = 0; i < command->option_count; i++) {
         cli_option_t *option = &command->options[i];
-        longopts[n++] = (struct option) {
-            option->name, option->kind == CLI_FLAG ? no_argument
-                                                   : required_argument,
-            NULL, 256 + (int) i};
+        longopts[n++] = (struct option){
+            option->name,
+            option->kind == CLI_FLAG ? no_argument : required_argument, NULL,
+            256 + (int)i};
         if (option->short_name) {
             shortopts[shortlen++] = option->short_name;
             if (option->kind != CLI_FLAG)
@@ -126,16 +127,16 @@ cli_parse (const cli_command_t *command, int argc, char **argv, int *first_arg)
         if (env && option->kind == CLI_LIST) {
             char *copy = strdup (env); //  lives as long as the process
             assert (copy);
-            for (char *save = NULL, *item = strtok_r (copy, "\n", &save);
-                 item; item = strtok_r (NULL, "\n", &save))
-                s_list_append ((cli_list_t *) option->target, item);
+            for (char *save = NULL, *item = strtok_r (copy, "\n", &save); item;
+                 item = strtok_r (NULL, "\n", &save))
+                s_list_append ((cli_list_t *)option->target, item);
         }
         else if (env && s_set (command, option, env, option->env))
             return CLI_USAGE;
     }
     shortopts[shortlen] = 0;
-    longopts[n++] = (struct option) {"help", no_argument, NULL, 'h'};
-    longopts[n] = (struct option) {NULL, 0, NULL, 0};
+    longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
 
     optind = 1;
     opterr = 0;
@@ -164,8 +165,8 @@ cli_parse (const cli_command_t *command, int argc, char **argv, int *first_arg)
         assert (option);
         char source[80];
         snprintf (source, sizeof source, "--%s", option->name);
-        if (s_set (command, option,
-                   option->kind == CLI_FLAG ? "1" : optarg, source))
+        if (s_set (command, option, option->kind == CLI_FLAG ? "1" : optarg,
+                   source))
             return CLI_USAGE;
     }
     *first_arg = optind;

@@ -48,7 +48,7 @@ typedef struct {
     *first_arg at the first positional argument; CLI_HELP after printing
     --help to stdout; CLI_USAGE after printing a one-line error that says
     what to do to stderr. Exit with 0 for CLI_HELP and 2 for CLI_USAGE. */
-#define CLI_HELP 1
+#define CLI_HELP  1
 #define CLI_USAGE 2
 int cli_parse (const cli_command_t *command, int argc, char **argv,
                int *first_arg);

@@ -36,8 +36,8 @@ static const s_error_t s_errors[] = {
     {"DROVER_ESYSTEM", "system call failed"},
 };
 
-_Static_assert (sizeof s_errors / sizeof s_errors[0] == 1 - DROVER_ELAST,
-                "one description per error code");
+_Static_assert(sizeof s_errors / sizeof s_errors[0] == 1 - DROVER_ELAST,
+               "one description per error code");
 
 static const s_error_t *
 s_lookup (int code)

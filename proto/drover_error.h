@@ -15,28 +15,28 @@
 extern "C" {
 #endif
 
-#define DROVER_OK 0
-#define DROVER_EINVAL (-1)      /* invalid argument */
-#define DROVER_ENOMEM (-2)      /* out of memory */
-#define DROVER_EPROTO (-3)      /* malformed message */
-#define DROVER_EVERSION (-4)    /* unsupported protocol version */
-#define DROVER_ECOMMAND (-5)    /* unknown or unexpected command */
-#define DROVER_ETOOBIG (-6)     /* message, field or payload over its limit */
-#define DROVER_ETIMEDOUT (-7)   /* the caller's wait timed out */
-#define DROVER_EFULL (-8)       /* queue or store full: slow down and retry */
-#define DROVER_ENOTFOUND (-9)   /* no such task */
-#define DROVER_ESTALE (-10)     /* attempt superseded or result already stored */
-#define DROVER_EHANDLER (-11)   /* no such handler on the node */
-#define DROVER_EFAILED (-12)    /* the handler reported failure */
-#define DROVER_ECRASHED (-13)   /* the child died while running the task */
+#define DROVER_OK         0
+#define DROVER_EINVAL     (-1)  /* invalid argument */
+#define DROVER_ENOMEM     (-2)  /* out of memory */
+#define DROVER_EPROTO     (-3)  /* malformed message */
+#define DROVER_EVERSION   (-4)  /* unsupported protocol version */
+#define DROVER_ECOMMAND   (-5)  /* unknown or unexpected command */
+#define DROVER_ETOOBIG    (-6)  /* message, field or payload over its limit */
+#define DROVER_ETIMEDOUT  (-7)  /* the caller's wait timed out */
+#define DROVER_EFULL      (-8)  /* queue or store full: slow down and retry */
+#define DROVER_ENOTFOUND  (-9)  /* no such task */
+#define DROVER_ESTALE     (-10) /* attempt superseded or result already stored */
+#define DROVER_EHANDLER   (-11) /* no such handler on the node */
+#define DROVER_EFAILED    (-12) /* the handler reported failure */
+#define DROVER_ECRASHED   (-13) /* the child died while running the task */
 #define DROVER_ECANCELLED (-14) /* the task was cancelled */
-#define DROVER_EDENIED (-15)    /* the peer may not send this command */
-#define DROVER_ECONNECT (-16)   /* cannot reach the peer */
-#define DROVER_EIO (-17)        /* I/O error (socket, pipe, disk) */
-#define DROVER_ESHUTDOWN (-18)  /* the peer is draining or shutting down */
+#define DROVER_EDENIED    (-15) /* the peer may not send this command */
+#define DROVER_ECONNECT   (-16) /* cannot reach the peer */
+#define DROVER_EIO        (-17) /* I/O error (socket, pipe, disk) */
+#define DROVER_ESHUTDOWN  (-18) /* the peer is draining or shutting down */
 #define DROVER_ETIMELIMIT (-19) /* the task exceeded its time limit */
-#define DROVER_ELOST (-20)      /* the node running the task was lost */
-#define DROVER_ESYSTEM (-21)    /* a system call failed (see errno) */
+#define DROVER_ELOST      (-20) /* the node running the task was lost */
+#define DROVER_ESYSTEM    (-21) /* a system call failed (see errno) */
 
 /*  The lowest error code; codes run from DROVER_ELAST to -1. */
 #define DROVER_ELAST DROVER_ESYSTEM

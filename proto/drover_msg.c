@@ -45,57 +45,85 @@ typedef enum {
 typedef struct s_schema_t s_schema_t;
 
 typedef struct {
-    const char *key;          //  key in the msgpack map
-    s_kind_t kind;            //  what the value must be
-    size_t offset;            //  where it lives in the C struct
-    size_t count_offset;      //  arrays: where their length lives
-    uint64_t max;             //  limit for the kind (see s_kind_t)
-    bool required;            //  decoding fails without it
-    const s_schema_t *items;  //  KIND_ITEMS: the schema of one element
+    const char *key;         //  key in the msgpack map
+    s_kind_t kind;           //  what the value must be
+    size_t offset;           //  where it lives in the C struct
+    size_t count_offset;     //  arrays: where their length lives
+    uint64_t max;            //  limit for the kind (see s_kind_t)
+    bool required;           //  decoding fails without it
+    const s_schema_t *items; //  KIND_ITEMS: the schema of one element
 } s_field_t;
 
 struct s_schema_t {
-    const char *name;         //  command name, or item name
-    size_t item_size;         //  size of one element struct
-    bool payloads;            //  elements carry one payload frame each
-    const s_field_t *fields;  //  the keys
+    const char *name;        //  command name, or item name
+    size_t item_size;        //  size of one element struct
+    bool payloads;           //  elements carry one payload frame each
+    const s_field_t *fields; //  the keys
     size_t field_count;
 };
 
-#define MSG_(member) offsetof (drover_msg_t, member)
-#define TASK_(member) offsetof (drover_task_t, member)
-#define OPT false
-#define REQ true
+#define MSG_(member)    offsetof (drover_msg_t, member)
+#define TASK_(member)   offsetof (drover_task_t, member)
+#define OPT             false
+#define REQ             true
 #define COUNT_OF(array) (sizeof (array) / sizeof ((array)[0]))
 
-#define F_U32(key, base, member, max, req)                                   \
-    { key, KIND_U32, base (member), 0, max, req, NULL }
-#define F_U64(key, base, member, req)                                        \
-    { key, KIND_U64, base (member), 0, 0, req, NULL }
-#define F_I32(key, base, member, req)                                        \
-    { key, KIND_I32, base (member), 0, INT32_MAX, req, NULL }
-#define F_I64(key, base, member, req)                                        \
-    { key, KIND_I64, base (member), 0, 0, req, NULL }
-#define F_CODE(key, base, member, req)                                       \
-    { key, KIND_CODE, base (member), 0, 0, req, NULL }
-#define F_BOOL(key, base, member, req)                                       \
-    { key, KIND_BOOL, base (member), 0, 0, req, NULL }
-#define F_NAME(key, base, member, req)                                       \
-    { key, KIND_NAME, base (member), 0, DROVER_MAX_NAME, req, NULL }
-#define F_TEXT(key, base, member, max, req)                                  \
-    { key, KIND_TEXT, base (member), 0, max, req, NULL }
-#define F_IDS(key, req)                                                      \
-    { key, KIND_IDS, MSG_ (ids), MSG_ (id_count), DROVER_MAX_BATCH, req, NULL }
-#define F_NAMES(key, member, count, req)                                     \
-    { key, KIND_NAMES, MSG_ (member), MSG_ (count), DROVER_MAX_BATCH, req,   \
-      NULL }
-#define F_ITEMS(key, member, count, schema)                                  \
-    { key, KIND_ITEMS, MSG_ (member), MSG_ (count), DROVER_MAX_BATCH, REQ,   \
-      &schema }
+#define F_U32(key, base, member, max, req)                                     \
+    {                                                                          \
+        key, KIND_U32, base (member), 0, max, req, NULL                        \
+    }
+#define F_U64(key, base, member, req)                                          \
+    {                                                                          \
+        key, KIND_U64, base (member), 0, 0, req, NULL                          \
+    }
+#define F_I32(key, base, member, req)                                          \
+    {                                                                          \
+        key, KIND_I32, base (member), 0, INT32_MAX, req, NULL                  \
+    }
+#define F_I64(key, base, member, req)                                          \
+    {                                                                          \
+        key, KIND_I64, base (member), 0, 0, req, NULL                          \
+    }
+#define F_CODE(key, base, member, req)                                         \
+    {                                                                          \
+        key, KIND_CODE, base (member), 0, 0, req, NULL                         \
+    }
+#define F_BOOL(key, base, member, req)                                         \
+    {                                                                          \
+        key, KIND_BOOL, base (member), 0, 0, req, NULL                         \
+    }
+#define F_NAME(key, base, member, req)                                         \
+    {                                                                          \
+        key, KIND_NAME, base (member), 0, DROVER_MAX_NAME, req, NULL           \
+    }
+#define F_TEXT(key, base, member, max, req)                                    \
+    {                                                                          \
+        key, KIND_TEXT, base (member), 0, max, req, NULL                       \
+    }
+#define F_IDS(key, req)                                                        \
+    {                                                                          \
+        key, KIND_IDS, MSG_ (ids), MSG_ (id_count), DROVER_MAX_BATCH, req,     \
+            NULL                                                               \
+    }
+#define F_NAMES(key, member, count, req)                                       \
+    {                                                                          \
+        key, KIND_NAMES, MSG_ (member), MSG_ (count), DROVER_MAX_BATCH, req,   \
+            NULL                                                               \
+    }
+#define F_ITEMS(key, member, count, schema)                                    \
+    {                                                                          \
+        key, KIND_ITEMS, MSG_ (member), MSG_ (count), DROVER_MAX_BATCH, REQ,   \
+            &schema                                                            \
+    }
 
-#define SCHEMA(name, type, payloads, fields)                                 \
-    { name, sizeof (type), payloads, fields, COUNT_OF (fields) }
-#define EMPTY_SCHEMA(name) { name, 0, false, NULL, 0 }
+#define SCHEMA(name, type, payloads, fields)                                   \
+    {                                                                          \
+        name, sizeof (type), payloads, fields, COUNT_OF (fields)               \
+    }
+#define EMPTY_SCHEMA(name)                                                     \
+    {                                                                          \
+        name, 0, false, NULL, 0                                                \
+    }
 
 //  Task items, one table per command that carries them
 
@@ -168,8 +196,8 @@ static const s_schema_t s_status_task =
 
 //  STATS_REPLY items
 
-#define QUEUE_(member) offsetof (drover_queue_info_t, member)
-#define NODE_(member) offsetof (drover_node_info_t, member)
+#define QUEUE_(member)   offsetof (drover_queue_info_t, member)
+#define NODE_(member)    offsetof (drover_node_info_t, member)
 #define COUNTER_(member) offsetof (drover_counter_t, member)
 
 static const s_field_t s_queue_info_fields[] = {
@@ -342,13 +370,13 @@ s_fail (drover_msg_t *self, int code, const char *format, ...)
 static void *
 s_at (void *base, size_t offset)
 {
-    return (char *) base + offset;
+    return (char *)base + offset;
 }
 
 static const void *
 s_at_const (const void *base, size_t offset)
 {
-    return (const char *) base + offset;
+    return (const char *)base + offset;
 }
 
 static bool
@@ -382,7 +410,7 @@ drover_msg_reset (drover_msg_t *self)
     assert (self);
     drover_command_t command = self->command;
     if (self->arena_)
-        msgpack_zone_free ((msgpack_zone *) self->arena_);
+        msgpack_zone_free ((msgpack_zone *)self->arena_);
     memset (self, 0, sizeof *self);
     self->command = command;
 }
@@ -397,11 +425,10 @@ drover_command_name (int command)
 const char *
 drover_state_name (int state)
 {
-    static const char *names[] = {"unknown",   "queued", "leased",
-                                  "retrying",  "reporting", "done",
-                                  "failed",    "cancelled"};
-    _Static_assert (COUNT_OF (names) == DROVER_STATE_LAST + 1,
-                    "one name per state");
+    static const char *names[] = {"unknown",   "queued", "leased", "retrying",
+                                  "reporting", "done",   "failed", "cancelled"};
+    _Static_assert(COUNT_OF (names) == DROVER_STATE_LAST + 1,
+                   "one name per state");
     if (state < 0 || state > DROVER_STATE_LAST)
         return "unknown";
     return names[state];
@@ -431,19 +458,18 @@ s_field_is_default (const s_field_t *field, const void *base)
 {
     const void *value = s_at_const (base, field->offset);
     switch (field->kind) {
-        case KIND_U32: return *(const uint32_t *) value == 0;
-        case KIND_U64: return *(const uint64_t *) value == 0;
+        case KIND_U32: return *(const uint32_t *)value == 0;
+        case KIND_U64: return *(const uint64_t *)value == 0;
         case KIND_I32:
-        case KIND_CODE: return *(const int32_t *) value == 0;
-        case KIND_I64: return *(const int64_t *) value == 0;
-        case KIND_BOOL: return !*(const bool *) value;
+        case KIND_CODE: return *(const int32_t *)value == 0;
+        case KIND_I64: return *(const int64_t *)value == 0;
+        case KIND_BOOL: return !*(const bool *)value;
         case KIND_NAME:
-        case KIND_TEXT: return *(const char *const *) value == NULL;
+        case KIND_TEXT: return *(const char *const *)value == NULL;
         case KIND_IDS:
         case KIND_NAMES:
         case KIND_ITEMS:
-            return *(const size_t *) s_at_const (base, field->count_offset)
-                   == 0;
+            return *(const size_t *)s_at_const (base, field->count_offset) == 0;
     }
     return true;
 }
@@ -461,50 +487,51 @@ s_encode_field (drover_msg_t *self, msgpack_packer *packer,
     size_t count = 0;
     if (field->kind == KIND_IDS || field->kind == KIND_NAMES
         || field->kind == KIND_ITEMS) {
-        count = *(const size_t *) s_at_const (base, field->count_offset);
+        count = *(const size_t *)s_at_const (base, field->count_offset);
         if (count > field->max)
             return s_fail (self, DROVER_EINVAL, "%s%s: %zu items, limit %d",
                            where, field->key, count, DROVER_MAX_BATCH);
-        if (count > 0 && *(const void *const *) value == NULL)
+        if (count > 0 && *(const void *const *)value == NULL)
             return s_fail (self, DROVER_EINVAL, "%s%s: NULL array", where,
                            field->key);
     }
     msgpack_pack_str_with_body (packer, field->key, strlen (field->key));
     switch (field->kind) {
         case KIND_U32: {
-            uint32_t number = *(const uint32_t *) value;
+            uint32_t number = *(const uint32_t *)value;
             if (number > field->max)
-                return s_fail (self, DROVER_EINVAL, "%s%s: %u over %llu",
-                               where, field->key, number,
-                               (unsigned long long) field->max);
+                return s_fail (self, DROVER_EINVAL, "%s%s: %u over %llu", where,
+                               field->key, number,
+                               (unsigned long long)field->max);
             msgpack_pack_uint32 (packer, number);
             break;
         }
         case KIND_U64:
-            msgpack_pack_uint64 (packer, *(const uint64_t *) value);
+            msgpack_pack_uint64 (packer, *(const uint64_t *)value);
             break;
         case KIND_I32:
-            msgpack_pack_int32 (packer, *(const int32_t *) value);
+            msgpack_pack_int32 (packer, *(const int32_t *)value);
             break;
         case KIND_CODE: {
-            int32_t code = *(const int32_t *) value;
+            int32_t code = *(const int32_t *)value;
             if (code > 0 || code < DROVER_ELAST)
                 return s_fail (self, DROVER_EINVAL, "%s%s: %d is no code",
                                where, field->key, code);
             msgpack_pack_int32 (packer, code);
             break;
         }
-        case KIND_I64: msgpack_pack_int64 (packer, *(const int64_t *) value);
+        case KIND_I64:
+            msgpack_pack_int64 (packer, *(const int64_t *)value);
             break;
         case KIND_BOOL:
-            if (*(const bool *) value)
+            if (*(const bool *)value)
                 msgpack_pack_true (packer);
             else
                 msgpack_pack_false (packer);
             break;
         case KIND_NAME:
         case KIND_TEXT: {
-            const char *text = *(const char *const *) value;
+            const char *text = *(const char *const *)value;
             if (!text)
                 return s_fail (self, DROVER_EINVAL, "%s%s: missing", where,
                                field->key);
@@ -519,7 +546,7 @@ s_encode_field (drover_msg_t *self, msgpack_packer *packer,
             break;
         }
         case KIND_IDS: {
-            const uint64_t *ids = *(const uint64_t *const *) value;
+            const uint64_t *ids = *(const uint64_t *const *)value;
             msgpack_pack_array (packer, count);
             for (size_t i = 0; i < count; i++) {
                 if (ids[i] == 0)
@@ -530,7 +557,7 @@ s_encode_field (drover_msg_t *self, msgpack_packer *packer,
             break;
         }
         case KIND_NAMES: {
-            const char *const *names = *(const char *const *const *) value;
+            const char *const *names = *(const char *const *const *)value;
             msgpack_pack_array (packer, count);
             for (size_t i = 0; i < count; i++) {
                 size_t size = names[i] ? strlen (names[i]) : 0;
@@ -543,20 +570,21 @@ s_encode_field (drover_msg_t *self, msgpack_packer *packer,
             break;
         }
         case KIND_ITEMS: {
-            const char *items = *(const char *const *) value;
+            const char *items = *(const char *const *)value;
             msgpack_pack_array (packer, count);
             for (size_t i = 0; i < count; i++) {
                 char item_where[48];
-                snprintf (item_where, sizeof item_where, "%s[%zu].",
-                          field->key, i);
+                snprintf (item_where, sizeof item_where, "%s[%zu].", field->key,
+                          i);
                 int rc = s_encode_map (self, packer, field->items,
                                        items + i * field->items->item_size,
                                        item_where);
                 if (rc)
                     return rc;
                 if (field->items->payloads) {
-                    const drover_task_t *task = (const drover_task_t *) (
-                        items + i * field->items->item_size);
+                    const drover_task_t *task =
+                        (const drover_task_t *)(items
+                                                + i * field->items->item_size);
                     if (task->payload.size > DROVER_MAX_PAYLOAD)
                         return s_fail (self, DROVER_EINVAL,
                                        "%spayload: %zu octets, limit %u",
@@ -602,7 +630,7 @@ drover_msg_encode (drover_msg_t *self, uint8_t **header, size_t *header_size)
     const s_schema_t *schema = s_command_schema (self->command);
     if (!schema)
         return s_fail (self, DROVER_EINVAL, "command %d does not exist",
-                       (int) self->command);
+                       (int)self->command);
 
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -618,7 +646,7 @@ drover_msg_encode (drover_msg_t *self, uint8_t **header, size_t *header_size)
         msgpack_sbuffer_destroy (&buffer);
         return rc;
     }
-    *header = (uint8_t *) msgpack_sbuffer_release (&buffer);
+    *header = (uint8_t *)msgpack_sbuffer_release (&buffer);
     *header_size = buffer.size;
     msgpack_sbuffer_destroy (&buffer);
     return 0;
@@ -651,7 +679,7 @@ s_skip (s_reader_t *reader, uint64_t octets)
 {
     if (reader->size - reader->offset < octets)
         return false;
-    reader->offset += (size_t) octets;
+    reader->offset += (size_t)octets;
     return true;
 }
 
@@ -681,13 +709,16 @@ s_prescan (drover_msg_t *self, s_reader_t *reader, int depth)
         ok = s_skip (reader, type & 0x1f);
     else
         switch (type) {
-            case 0xc4: case 0xd9: //  bin 8, str 8
+            case 0xc4:
+            case 0xd9: //  bin 8, str 8
                 ok = s_read_be (reader, 1, &length) && s_skip (reader, length);
                 break;
-            case 0xc5: case 0xda: //  bin 16, str 16
+            case 0xc5:
+            case 0xda: //  bin 16, str 16
                 ok = s_read_be (reader, 2, &length) && s_skip (reader, length);
                 break;
-            case 0xc6: case 0xdb: //  bin 32, str 32
+            case 0xc6:
+            case 0xdb: //  bin 32, str 32
                 ok = s_read_be (reader, 4, &length) && s_skip (reader, length);
                 break;
             case 0xc7: //  ext 8, 16, 32: type octet and data
@@ -702,16 +733,22 @@ s_prescan (drover_msg_t *self, s_reader_t *reader, int depth)
                 ok = s_read_be (reader, 4, &length)
                      && s_skip (reader, length + 1);
                 break;
-            case 0xca: case 0xce: case 0xd2: ok = s_skip (reader, 4); break;
-            case 0xcb: case 0xcf: case 0xd3: ok = s_skip (reader, 8); break;
-            case 0xcc: case 0xd0: ok = s_skip (reader, 1); break;
-            case 0xcd: case 0xd1: ok = s_skip (reader, 2); break;
+            case 0xca:
+            case 0xce:
+            case 0xd2: ok = s_skip (reader, 4); break;
+            case 0xcb:
+            case 0xcf:
+            case 0xd3: ok = s_skip (reader, 8); break;
+            case 0xcc:
+            case 0xd0: ok = s_skip (reader, 1); break;
+            case 0xcd:
+            case 0xd1: ok = s_skip (reader, 2); break;
             case 0xd4: ok = s_skip (reader, 2); break;  //  fixext 1
             case 0xd5: ok = s_skip (reader, 3); break;  //  fixext 2
             case 0xd6: ok = s_skip (reader, 5); break;  //  fixext 4
             case 0xd7: ok = s_skip (reader, 9); break;  //  fixext 8
             case 0xd8: ok = s_skip (reader, 17); break; //  fixext 16
-            case 0xdc: //  array 16, 32
+            case 0xdc:                                  //  array 16, 32
                 ok = s_read_be (reader, 2, &children);
                 break;
             case 0xdd: ok = s_read_be (reader, 4, &children); break;
@@ -727,7 +764,7 @@ s_prescan (drover_msg_t *self, s_reader_t *reader, int depth)
                 return s_fail (self, DROVER_EPROTO,
                                "header: invalid msgpack type 0x%02x at "
                                "octet %zu",
-                               (unsigned) type, reader->offset - 1);
+                               (unsigned)type, reader->offset - 1);
         }
     if (!ok)
         return s_fail (self, DROVER_EPROTO, "header truncated at octet %zu",
@@ -737,7 +774,7 @@ s_prescan (drover_msg_t *self, s_reader_t *reader, int depth)
     if (children > reader->size - reader->offset)
         return s_fail (self, DROVER_EPROTO,
                        "header declares %llu objects with %zu octets left",
-                       (unsigned long long) children,
+                       (unsigned long long)children,
                        reader->size - reader->offset);
     for (uint64_t i = 0; i < children; i++) {
         int rc = s_prescan (self, reader, depth + 1);
@@ -757,7 +794,7 @@ static int s_decode_map (drover_msg_t *self, msgpack_zone *arena,
 static const char *
 s_copy_string (msgpack_zone *arena, const msgpack_object *object)
 {
-    char *copy = (char *) msgpack_zone_malloc (arena, object->via.str.size + 1);
+    char *copy = (char *)msgpack_zone_malloc (arena, object->via.str.size + 1);
     if (copy) {
         memcpy (copy, object->via.str.ptr, object->via.str.size);
         copy[object->via.str.size] = 0;
@@ -777,8 +814,8 @@ s_decode_name (drover_msg_t *self, msgpack_zone *arena,
         return s_fail (self,
                        object->via.str.size > DROVER_MAX_NAME ? DROVER_ETOOBIG
                                                               : DROVER_EPROTO,
-                       "%s%s: not a valid name (1-%d printable octets)",
-                       where, key, DROVER_MAX_NAME);
+                       "%s%s: not a valid name (1-%d printable octets)", where,
+                       key, DROVER_MAX_NAME);
     *name = s_copy_string (arena, object);
     return *name ? 0 : s_fail (self, DROVER_ENOMEM, "out of memory");
 }
@@ -786,9 +823,9 @@ s_decode_name (drover_msg_t *self, msgpack_zone *arena,
 //  Checks that object is an array of at most field->max elements, and
 //  allocates count elements of size octets for it.
 static int
-s_decode_array (drover_msg_t *self, msgpack_zone *arena,
-                const s_field_t *field, const msgpack_object *object,
-                size_t size, void **elements, const char *where)
+s_decode_array (drover_msg_t *self, msgpack_zone *arena, const s_field_t *field,
+                const msgpack_object *object, size_t size, void **elements,
+                const char *where)
 {
     if (object->type != MSGPACK_OBJECT_ARRAY)
         return s_fail (self, DROVER_EPROTO, "%s%s: expected an array", where,
@@ -796,7 +833,7 @@ s_decode_array (drover_msg_t *self, msgpack_zone *arena,
     if (object->via.array.size > field->max)
         return s_fail (self, DROVER_ETOOBIG, "%s%s: %u items, limit %llu",
                        where, field->key, object->via.array.size,
-                       (unsigned long long) field->max);
+                       (unsigned long long)field->max);
     *elements = NULL;
     if (object->via.array.size == 0)
         return 0;
@@ -808,9 +845,8 @@ s_decode_array (drover_msg_t *self, msgpack_zone *arena,
 }
 
 static int
-s_decode_field (drover_msg_t *self, msgpack_zone *arena,
-                const s_field_t *field, const msgpack_object *object,
-                void *base, const char *where)
+s_decode_field (drover_msg_t *self, msgpack_zone *arena, const s_field_t *field,
+                const msgpack_object *object, void *base, const char *where)
 {
     void *value = s_at (base, field->offset);
     const char *key = field->key;
@@ -824,14 +860,13 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena,
             uint64_t number = object->via.u64;
             if (field->kind == KIND_U32) {
                 if (number > field->max)
-                    return s_fail (self, DROVER_ETOOBIG,
-                                   "%s%s: %llu over %llu", where, key,
-                                   (unsigned long long) number,
-                                   (unsigned long long) field->max);
-                *(uint32_t *) value = (uint32_t) number;
+                    return s_fail (self, DROVER_ETOOBIG, "%s%s: %llu over %llu",
+                                   where, key, (unsigned long long)number,
+                                   (unsigned long long)field->max);
+                *(uint32_t *)value = (uint32_t)number;
             }
             else
-                *(uint64_t *) value = number;
+                *(uint64_t *)value = number;
             return 0;
         }
         case KIND_I32:
@@ -842,51 +877,50 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena,
                 if (object->via.u64 > INT64_MAX)
                     return s_fail (self, DROVER_EPROTO,
                                    "%s%s: integer out of range", where, key);
-                number = (int64_t) object->via.u64;
+                number = (int64_t)object->via.u64;
             }
             else if (object->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
                 number = object->via.i64;
             else
-                return s_fail (self, DROVER_EPROTO,
-                               "%s%s: expected an integer", where, key);
+                return s_fail (self, DROVER_EPROTO, "%s%s: expected an integer",
+                               where, key);
             if (field->kind == KIND_I64)
-                *(int64_t *) value = number;
+                *(int64_t *)value = number;
             else if (field->kind == KIND_CODE
                      && (number > 0 || number < DROVER_ELAST))
                 return s_fail (self, DROVER_EPROTO,
-                               "%s%s: %lld is not a DROVER_E* code", where,
-                               key, (long long) number);
+                               "%s%s: %lld is not a DROVER_E* code", where, key,
+                               (long long)number);
             else if (number > INT32_MAX || number < -INT32_MAX)
                 return s_fail (self, DROVER_EPROTO,
                                "%s%s: integer out of range", where, key);
             else
-                *(int32_t *) value = (int32_t) number;
+                *(int32_t *)value = (int32_t)number;
             return 0;
         }
         case KIND_BOOL:
             if (object->type != MSGPACK_OBJECT_BOOLEAN)
                 return s_fail (self, DROVER_EPROTO,
                                "%s%s: expected true or false", where, key);
-            *(bool *) value = object->via.boolean;
+            *(bool *)value = object->via.boolean;
             return 0;
         case KIND_NAME:
-            return s_decode_name (self, arena, object, (const char **) value,
+            return s_decode_name (self, arena, object, (const char **)value,
                                   where, key);
         case KIND_TEXT:
             if (object->type != MSGPACK_OBJECT_STR)
-                return s_fail (self, DROVER_EPROTO,
-                               "%s%s: expected a string", where, key);
+                return s_fail (self, DROVER_EPROTO, "%s%s: expected a string",
+                               where, key);
             if (object->via.str.size > field->max)
-                return s_fail (self, DROVER_ETOOBIG,
-                               "%s%s: %u octets, limit %llu", where, key,
-                               object->via.str.size,
-                               (unsigned long long) field->max);
+                return s_fail (
+                    self, DROVER_ETOOBIG, "%s%s: %u octets, limit %llu", where,
+                    key, object->via.str.size, (unsigned long long)field->max);
             if (!s_text_valid (object->via.str.ptr, object->via.str.size,
                                field->max))
-                return s_fail (self, DROVER_EPROTO, "%s%s: contains NUL",
-                               where, key);
-            *(const char **) value = s_copy_string (arena, object);
-            return *(const char **) value
+                return s_fail (self, DROVER_EPROTO, "%s%s: contains NUL", where,
+                               key);
+            *(const char **)value = s_copy_string (arena, object);
+            return *(const char **)value
                        ? 0
                        : s_fail (self, DROVER_ENOMEM, "out of memory");
         case KIND_IDS:
@@ -911,23 +945,22 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena,
                         || element->via.u64 == 0)
                         return s_fail (self, DROVER_EPROTO,
                                        "%s: expected a task id", item_where);
-                    ((uint64_t *) elements)[i] = element->via.u64;
+                    ((uint64_t *)elements)[i] = element->via.u64;
                 }
                 else if (field->kind == KIND_NAMES)
                     rc = s_decode_name (self, arena, element,
-                                        &((const char **) elements)[i],
+                                        &((const char **)elements)[i],
                                         item_where, "");
                 else {
                     strcat (item_where, ".");
                     rc = s_decode_map (self, arena, field->items, element,
-                                       (char *) elements + i * size,
-                                       item_where);
+                                       (char *)elements + i * size, item_where);
                 }
                 if (rc)
                     return rc;
             }
-            *(void **) value = elements;
-            *(size_t *) s_at (base, field->count_offset) = count;
+            *(void **)value = elements;
+            *(size_t *)s_at (base, field->count_offset) = count;
             return 0;
         }
     }
@@ -935,15 +968,14 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena,
 }
 
 static int
-s_decode_map (drover_msg_t *self, msgpack_zone *arena,
-              const s_schema_t *schema, const msgpack_object *map, void *base,
-              const char *where)
+s_decode_map (drover_msg_t *self, msgpack_zone *arena, const s_schema_t *schema,
+              const msgpack_object *map, void *base, const char *where)
 {
     if (map->type != MSGPACK_OBJECT_MAP)
         return s_fail (self, DROVER_EPROTO, "%s%s: expected a map", where,
                        schema->name);
     uint32_t seen = 0; //  one bit per field of the schema
-    _Static_assert (sizeof seen * 8 >= 16, "schemas have at most 16 fields");
+    _Static_assert(sizeof seen * 8 >= 16, "schemas have at most 16 fields");
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *key = &map->via.map.ptr[i].key;
         if (key->type != MSGPACK_OBJECT_STR)
@@ -988,7 +1020,7 @@ drover_msg_decode (drover_msg_t *self, const drover_frame_t *frames,
     if (frames[0].size != DROVER_SIGNATURE_SIZE
         || memcmp (frames[0].data, DROVER_SIGNATURE, DROVER_SIGNATURE_SIZE - 1))
         return s_fail (self, DROVER_EPROTO, "not a Drover message");
-    uint8_t version = ((const uint8_t *) frames[0].data)[3];
+    uint8_t version = ((const uint8_t *)frames[0].data)[3];
     if (version != DROVER_VERSION_MAJOR)
         return s_fail (self, DROVER_EVERSION,
                        "protocol version %u, this peer speaks %d", version,
@@ -996,14 +1028,14 @@ drover_msg_decode (drover_msg_t *self, const drover_frame_t *frames,
     if (frames[1].size != 1)
         return s_fail (self, DROVER_EPROTO, "command frame has %zu octets",
                        frames[1].size);
-    uint8_t command = *(const uint8_t *) frames[1].data;
+    uint8_t command = *(const uint8_t *)frames[1].data;
     const s_schema_t *schema = s_command_schema (command);
     if (!schema)
         return s_fail (self, DROVER_ECOMMAND, "unknown command 0x%02x",
                        command);
-    self->command = (drover_command_t) command;
+    self->command = (drover_command_t)command;
 
-    s_reader_t reader = {(const uint8_t *) frames[2].data, frames[2].size, 0};
+    s_reader_t reader = {(const uint8_t *)frames[2].data, frames[2].size, 0};
     if (reader.size > DROVER_MAX_HEADER)
         return s_fail (self, DROVER_ETOOBIG, "%s header: %zu octets, limit %u",
                        schema->name, reader.size, DROVER_MAX_HEADER);
@@ -1018,12 +1050,13 @@ drover_msg_decode (drover_msg_t *self, const drover_frame_t *frames,
     msgpack_unpacked_init (&unpacked);
     size_t offset = 0;
     msgpack_unpack_return unpacked_rc = msgpack_unpack_next (
-        &unpacked, (const char *) reader.data, reader.size, &offset);
+        &unpacked, (const char *)reader.data, reader.size, &offset);
     if (unpacked_rc != MSGPACK_UNPACK_SUCCESS) {
         msgpack_unpacked_destroy (&unpacked);
         return s_fail (self,
-                       unpacked_rc == MSGPACK_UNPACK_NOMEM_ERROR ? DROVER_ENOMEM
-                                                                 : DROVER_EPROTO,
+                       unpacked_rc == MSGPACK_UNPACK_NOMEM_ERROR
+                           ? DROVER_ENOMEM
+                           : DROVER_EPROTO,
                        "%s header: msgpack cannot parse it", schema->name);
     }
     //  The decoded strings and arrays go into a zone of their own, which
@@ -1037,8 +1070,8 @@ drover_msg_decode (drover_msg_t *self, const drover_frame_t *frames,
     msgpack_unpacked_destroy (&unpacked);
 
     size_t payloads = frame_count - 3;
-    size_t expected = drover_command_has_payloads (command) ? self->task_count
-                                                             : 0;
+    size_t expected =
+        drover_command_has_payloads (command) ? self->task_count : 0;
     if (rc == 0 && payloads != expected)
         rc = s_fail (self, DROVER_EPROTO,
                      "%s has %zu payload frames for %zu tasks", schema->name,
@@ -1059,7 +1092,7 @@ drover_msg_decode (drover_msg_t *self, const drover_frame_t *frames,
         msgpack_zone_free (arena);
         drover_msg_reset (self);
         memcpy (self->error_, error, sizeof error);
-        self->command = (drover_command_t) command;
+        self->command = (drover_command_t)command;
         return rc;
     }
     self->arena_ = arena;

@@ -28,18 +28,18 @@
 extern "C" {
 #endif
 
-#define DROVER_VERSION_MAJOR 1
-#define DROVER_SIGNATURE "DRV\x01"
+#define DROVER_VERSION_MAJOR  1
+#define DROVER_SIGNATURE      "DRV\x01"
 #define DROVER_SIGNATURE_SIZE 4
 
 /*  Limits every decoder enforces (SPEC.md "Limits"). */
-#define DROVER_MAX_HEADER (1u << 20)   /* octets in the header frame */
-#define DROVER_MAX_PAYLOAD (1u << 28)  /* octets in one payload frame */
-#define DROVER_MAX_BATCH 4096          /* items, ids or names in one array */
-#define DROVER_MAX_NAME 255            /* octets in a name */
-#define DROVER_MAX_TEXT 4096           /* octets in a free-text field */
-#define DROVER_MAX_DEPTH 16            /* nesting of arrays and maps */
-#define DROVER_MAX_CREDIT 65535        /* tasks one CREDIT may ask for */
+#define DROVER_MAX_HEADER  (1u << 20) /* octets in the header frame */
+#define DROVER_MAX_PAYLOAD (1u << 28) /* octets in one payload frame */
+#define DROVER_MAX_BATCH   4096       /* items, ids or names in one array */
+#define DROVER_MAX_NAME    255        /* octets in a name */
+#define DROVER_MAX_TEXT    4096       /* octets in a free-text field */
+#define DROVER_MAX_DEPTH   16         /* nesting of arrays and maps */
+#define DROVER_MAX_CREDIT  65535      /* tasks one CREDIT may ask for */
 
 typedef enum {
     DROVER_HELLO = 0x01,        /* any peer -> broker: who I am */
@@ -88,23 +88,23 @@ typedef struct {
 /*  One task item. Each command uses the subset of fields SPEC.md names;
     the others are zero or NULL. */
 typedef struct {
-    uint64_t id;           /* task id, assigned by the broker, never 0 */
-    uint32_t attempt;      /* attempt number, 1 for the first dispatch */
-    uint32_t max_attempts; /* attempts allowed for failures; 0: default */
-    const char *handler;   /* handler name on the node */
-    const char *queue;     /* queue name; NULL: "default" */
-    const char *key;       /* user key (dedup, per-key limits); may be NULL */
-    uint64_t timeout_ms;   /* time limit of one attempt; 0: none */
-    uint64_t delay_ms;     /* do not dispatch before this delay */
-    int64_t priority;      /* higher runs first within a queue */
-    uint32_t state;        /* a drover_state_t */
-    int32_t code;          /* outcome: 0, or a DROVER_E* code */
-    const char *reason;    /* why it failed, e.g. stderr tail; may be NULL */
-    const char *node;      /* name of the node that ran the attempt */
-    uint64_t elapsed_us;   /* run time of the attempt */
-    int32_t signal;        /* signal that killed the child, or 0 */
-    int32_t exit_status;   /* exit status of an exec handler, or 0 */
-    uint64_t max_rss_kb;   /* peak resident memory of the child */
+    uint64_t id;            /* task id, assigned by the broker, never 0 */
+    uint32_t attempt;       /* attempt number, 1 for the first dispatch */
+    uint32_t max_attempts;  /* attempts allowed for failures; 0: default */
+    const char *handler;    /* handler name on the node */
+    const char *queue;      /* queue name; NULL: "default" */
+    const char *key;        /* user key (dedup, per-key limits); may be NULL */
+    uint64_t timeout_ms;    /* time limit of one attempt; 0: none */
+    uint64_t delay_ms;      /* do not dispatch before this delay */
+    int64_t priority;       /* higher runs first within a queue */
+    uint32_t state;         /* a drover_state_t */
+    int32_t code;           /* outcome: 0, or a DROVER_E* code */
+    const char *reason;     /* why it failed, e.g. stderr tail; may be NULL */
+    const char *node;       /* name of the node that ran the attempt */
+    uint64_t elapsed_us;    /* run time of the attempt */
+    int32_t signal;         /* signal that killed the child, or 0 */
+    int32_t exit_status;    /* exit status of an exec handler, or 0 */
+    uint64_t max_rss_kb;    /* peak resident memory of the child */
     drover_bytes_t payload; /* input (SUBMIT, DISPATCH) or result (RESULT) */
 } drover_task_t;
 
@@ -155,9 +155,9 @@ typedef struct {
     bool release;             /* WATCH: forget results once delivered */
     const char **handlers;    /* HELLO(node): handlers it runs */
     size_t handler_count;
-    const char **queues;      /* HELLO(node): queues it serves */
+    const char **queues; /* HELLO(node): queues it serves */
     size_t queue_count;
-    uint64_t *ids;            /* SUBMITTED, CANCEL, STATUS, WATCH */
+    uint64_t *ids; /* SUBMITTED, CANCEL, STATUS, WATCH */
     size_t id_count;
     drover_task_t *tasks; /* SUBMIT, DISPATCH, FAIL, REVOKE, RESULT,
                              STORED, DONE, STATUS_REPLY */
@@ -168,8 +168,8 @@ typedef struct {
     size_t node_info_count;
     drover_counter_t *counters; /* STATS_REPLY */
     size_t counter_count;
-    void *arena_;      /* private: memory of a decoded message */
-    char error_[160];  /* private: why the last decode failed */
+    void *arena_;     /* private: memory of a decoded message */
+    char error_[160]; /* private: why the last decode failed */
 } drover_msg_t;
 
 /*  Zeroes the message and sets its command. */

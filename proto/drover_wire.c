@@ -9,10 +9,10 @@
 #include <stdarg.h>
 
 struct drover_packet_t {
-    zframe_t *routing_id;   //  sender on a ROUTER socket, or NULL
-    zframe_t **frames;      //  signature, command, header, payloads
-    size_t frame_count;     //  entries in frames
-    drover_msg_t msg;       //  the decoded header
+    zframe_t *routing_id; //  sender on a ROUTER socket, or NULL
+    zframe_t **frames;    //  signature, command, header, payloads
+    size_t frame_count;   //  entries in frames
+    drover_msg_t msg;     //  the decoded header
 };
 
 int
@@ -24,17 +24,17 @@ drover_packet_recv (zsock_t *sock, bool routed, drover_packet_t **packet_p)
     zmsg_t *zmsg = zmsg_recv (sock);
     if (!zmsg)
         return DROVER_EIO;
-    drover_packet_t *self = (drover_packet_t *) zmalloc (sizeof *self);
+    drover_packet_t *self = (drover_packet_t *)zmalloc (sizeof *self);
     assert (self);
-    drover_msg_init (&self->msg, (drover_command_t) 0);
+    drover_msg_init (&self->msg, (drover_command_t)0);
     if (routed)
         self->routing_id = zmsg_pop (zmsg);
     //  A ROUTER peer's message may not have a routing id at all
     size_t count = zmsg_size (zmsg);
-    self->frames = (zframe_t **) zmalloc ((count + 1) * sizeof (zframe_t *));
+    self->frames = (zframe_t **)zmalloc ((count + 1) * sizeof (zframe_t *));
     assert (self->frames);
     drover_frame_t *views =
-        (drover_frame_t *) zmalloc ((count + 1) * sizeof (drover_frame_t));
+        (drover_frame_t *)zmalloc ((count + 1) * sizeof (drover_frame_t));
     assert (views);
     for (size_t i = 0; i < count; i++) {
         self->frames[i] = zmsg_pop (zmsg);
@@ -108,8 +108,8 @@ drover_packet_take_payload (drover_packet_t *self, size_t index)
 static int
 s_send_frame (zsock_t *sock, zframe_t *frame, bool reuse, bool more)
 {
-    int flags = ZFRAME_DONTWAIT | (more ? ZFRAME_MORE : 0)
-                | (reuse ? ZFRAME_REUSE : 0);
+    int flags =
+        ZFRAME_DONTWAIT | (more ? ZFRAME_MORE : 0) | (reuse ? ZFRAME_REUSE : 0);
     int rc = zframe_send (&frame, sock, flags);
     if (!reuse)
         zframe_destroy (&frame);
@@ -132,14 +132,15 @@ drover_wire_send (zsock_t *sock, zframe_t *routing_id, drover_msg_t *msg,
     }
     size_t payload_count =
         drover_command_has_payloads (msg->command) ? msg->task_count : 0;
-    uint8_t command = (uint8_t) msg->command;
+    uint8_t command = (uint8_t)msg->command;
     //  Once the first frame is accepted, ZeroMQ takes the rest of the
     //  message: only the first send can fail for a full queue.
     if (routing_id && s_send_frame (sock, routing_id, true, true)) {
         free (header);
         return DROVER_EIO;
     }
-    if (s_send_frame (sock, zframe_new (DROVER_SIGNATURE, DROVER_SIGNATURE_SIZE),
+    if (s_send_frame (sock,
+                      zframe_new (DROVER_SIGNATURE, DROVER_SIGNATURE_SIZE),
                       false, true)) {
         free (header);
         return DROVER_EIO;

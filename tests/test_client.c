@@ -1,0 +1,2 @@
+#include <criterion/criterion.h>
+Test (client, placeholder) { cr_assert (1); }

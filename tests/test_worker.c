@@ -1,0 +1,2 @@
+#include <criterion/criterion.h>
+Test (worker, placeholder) { cr_assert (1); }
