@@ -1,15 +1,174 @@
+/*  cmd_broker.c - `drover broker` and `drover sink`.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
 #include "commands.h"
+#include "drover_broker.h"
+#include "drover_msg.h"
+#include "drover_sink.h"
+#include "options.h"
+
+//  The embedded sink's default endpoint: the broker's port plus one, or a
+//  path beside the broker's ipc socket. Caller frees.
+static char *
+s_default_sink_endpoint (const char *listen)
+{
+    const char *colon = strrchr (listen, ':');
+    if (strncmp (listen, "tcp://", 6) == 0 && colon && colon[1] != '*') {
+        char *end;
+        long port = strtol (colon + 1, &end, 10);
+        if (*end == 0 && port > 0 && port < 65535)
+            return zsys_sprintf ("%.*s:%ld", (int)(colon - listen), listen,
+                                 port + 1);
+    }
+    if (strncmp (listen, "ipc://", 6) == 0)
+        return zsys_sprintf ("%s-sink", listen);
+    if (strncmp (listen, "tcp://", 6) == 0 && colon)
+        return zsys_sprintf ("%.*s:*", (int)(colon - listen), listen);
+    return strdup ("tcp://127.0.0.1:*");
+}
+
+//  Runs until SIGINT or SIGTERM.
+static void
+s_wait_for_signal (zactor_t *actor)
+{
+    zpoller_t *poller = zpoller_new (actor, NULL);
+    while (!zsys_interrupted) {
+        void *which = zpoller_wait (poller, 1000);
+        if (which == actor) { //  the actor never talks unasked: it died
+            zsys_error ("drover: actor stopped");
+            break;
+        }
+        if (zpoller_terminated (poller))
+            break;
+    }
+    zpoller_destroy (&poller);
+}
+
 int
 drover_cmd_broker (int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return 2;
+    drover_broker_config_t config = drover_broker_config_default ();
+    const char *sink_listen = NULL;
+    bool no_sink = false, verbose = false;
+    long heartbeat = 0, liveness = 0, max_payload = 0, max_queued = 0,
+         max_attempts = 0, max_results = 0;
+    cli_option_t options[] = {
+        {"listen", 'l', CLI_STRING, "DROVER_LISTEN", "tcp://127.0.0.1:5555", 0,
+         0, "EP", "endpoint to bind for clients, nodes and sinks",
+         &config.endpoint},
+        {"sink-listen", 0, CLI_STRING, "DROVER_SINK_LISTEN", NULL, 0, 0, "EP",
+         "endpoint of the embedded sink [default: the listen port + 1]",
+         &sink_listen},
+        {"sink-advertise", 0, CLI_STRING, "DROVER_SINK_ADVERTISE", NULL, 0, 0,
+         "EP",
+         "sink endpoint told to nodes and clients, if they must use "
+         "another address than the bound one",
+         &config.sink_advertise},
+        {"no-sink", 0, CLI_FLAG, "DROVER_NO_SINK", NULL, 0, 0, NULL,
+         "embed no sink: run 'drover sink' on its own", &no_sink},
+        {"heartbeat-ms", 0, CLI_INT, "DROVER_HEARTBEAT_MS", "1000", 10, 60000,
+         "MS", "heartbeat interval", &heartbeat},
+        {"liveness", 0, CLI_INT, "DROVER_LIVENESS", "5", 2, 100, "N",
+         "heartbeats missed before a node is lost", &liveness},
+        {"max-payload", 0, CLI_INT, "DROVER_MAX_PAYLOAD", "67108864", 1,
+         (long)DROVER_MAX_PAYLOAD, "OCTETS", "largest task payload accepted",
+         &max_payload},
+        {"max-queued", 0, CLI_INT, "DROVER_MAX_QUEUED", "1000000", 1,
+         1000000000, "N", "tasks held at most; more get DROVER_EFULL",
+         &max_queued},
+        {"max-attempts", 0, CLI_INT, "DROVER_MAX_ATTEMPTS", "1", 1, 1000, "N",
+         "default attempts of a failing task", &max_attempts},
+        {"max-results", 0, CLI_INT, "DROVER_MAX_RESULTS", "1073741824", 1,
+         LONG_MAX, "OCTETS", "result octets the embedded sink keeps",
+         &max_results},
+        {"verbose", 'v', CLI_FLAG, "DROVER_VERBOSE", NULL, 0, 0, NULL,
+         "log every message", &verbose},
+    };
+    cli_command_t command = {
+        "broker", "drover broker [OPTIONS]",
+        "Runs a broker: it queues tasks and leases them to worker nodes as "
+        "they ask for work. It embeds a sink, which stores results and "
+        "streams them to clients, unless --no-sink is given.",
+        options, sizeof options / sizeof options[0]};
+    int first_arg;
+    int rc = cli_parse (&command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    if (first_arg < argc)
+        return cli_usage_error (&command, "unexpected argument '%s'",
+                                argv[first_arg]);
+    config.heartbeat_ms = (uint32_t)heartbeat;
+    config.liveness = (uint32_t)liveness;
+    config.max_payload = (uint64_t)max_payload;
+    config.max_queued = (uint64_t)max_queued;
+    config.max_attempts = (uint32_t)max_attempts;
+    config.max_results = (uint64_t)max_results;
+    config.verbose = verbose;
+    char *sink_endpoint = no_sink ? NULL
+                          : sink_listen
+                              ? strdup (sink_listen)
+                              : s_default_sink_endpoint (config.endpoint);
+    config.sink_endpoint = sink_endpoint;
+
+    char *error = NULL;
+    zactor_t *broker = drover_broker_new (&config, &error);
+    free (sink_endpoint);
+    if (!broker) {
+        fprintf (stderr, "drover broker: %s\n", error);
+        free (error);
+        return 1;
+    }
+    s_wait_for_signal (broker);
+    zactor_destroy (&broker);
+    return 0;
 }
+
 int
 drover_cmd_sink (int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return 2;
+    drover_sink_config_t config = {0};
+    long max_results = 0;
+    bool verbose = false;
+    cli_option_t options[] = {
+        {"listen", 'l', CLI_STRING, "DROVER_SINK_LISTEN",
+         "tcp://127.0.0.1:5556", 0, 0, "EP",
+         "endpoint to bind for nodes and clients", &config.endpoint},
+        {"broker", 'b', CLI_STRING, "DROVER_CONNECT", "tcp://127.0.0.1:5555", 0,
+         0, "EP", "the broker to register with", &config.broker},
+        {"advertise", 0, CLI_STRING, "DROVER_SINK_ADVERTISE", NULL, 0, 0, "EP",
+         "endpoint told to nodes and clients, if not the bound one",
+         &config.advertise},
+        {"max-results", 0, CLI_INT, "DROVER_MAX_RESULTS", "1073741824", 1,
+         LONG_MAX, "OCTETS", "result octets kept", &max_results},
+        {"verbose", 'v', CLI_FLAG, "DROVER_VERBOSE", NULL, 0, 0, NULL,
+         "log every message", &verbose},
+    };
+    cli_command_t command = {
+        "sink", "drover sink [OPTIONS]",
+        "Runs a stand-alone sink: it stores the result of each task, tells "
+        "the broker, and streams results to the clients that wait for them. "
+        "Start the broker with --no-sink.",
+        options, sizeof options / sizeof options[0]};
+    int first_arg;
+    int rc = cli_parse (&command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    if (first_arg < argc)
+        return cli_usage_error (&command, "unexpected argument '%s'",
+                                argv[first_arg]);
+    config.max_results = (uint64_t)max_results;
+    config.verbose = verbose;
+    char *error = NULL;
+    zactor_t *sink = drover_sink_new (&config, &error);
+    if (!sink) {
+        fprintf (stderr, "drover sink: %s\n", error);
+        free (error);
+        return 1;
+    }
+    s_wait_for_signal (sink);
+    zactor_destroy (&sink);
+    return 0;
 }

@@ -1,0 +1,747 @@
+/*  broker.c - the broker actor: sockets, sessions and heartbeats around the
+    dispatcher.
+
+    One ROUTER socket serves clients, nodes and the sink (SPEC.md 2.2). Node
+    and sink sessions live in a table keyed by routing id; clients keep no
+    session. Every event ends with s_flush, which sends what the dispatcher
+    decided: DISPATCHes against credit, REVOKEs, and RESULTs of tasks that
+    ended without a node's result.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "dispatcher.h"
+#include "drover_broker.h"
+#include "drover_sink.h"
+#include "drover_wire.h"
+
+typedef enum { ROLE_NODE, ROLE_SINK } s_role_t;
+
+//  A node or sink session.
+typedef struct {
+    char *key;               //  routing id in hex: the table key
+    zframe_t *routing_id;    //  where to send
+    s_role_t role;           //  node or sink
+    char *name;              //  its name, for logs
+    dispatcher_node_t *node; //  nodes: its dispatcher record
+    int64_t last_recv;       //  when it last sent anything (ms)
+    int64_t last_send;       //  when we last sent it anything (ms)
+} s_peer_t;
+
+typedef struct {
+    drover_broker_config_t config; //  settings (strings below are copies)
+    char *endpoint;                //  bound endpoint
+    char *inproc;                  //  in-process endpoint for the embedded sink
+    char *sink_endpoint;           //  endpoint told to peers, or NULL
+    char instance[33];             //  id of this broker run
+    zsock_t *pipe;                 //  actor pipe
+    zsock_t *router;               //  the broker socket
+    zloop_t *loop;                 //  reactor
+    zactor_t *sink;                //  embedded sink, or NULL
+    dispatcher_t *dispatcher;      //  tasks and nodes
+    zhashx_t *peers;               //  routing id hex -> s_peer_t, owned
+    s_peer_t *sink_peer;           //  the registered sink session, or NULL
+    uint64_t malformed;            //  malformed messages received
+    drover_task_t *scratch; //  DROVER_MAX_BATCH items for building replies
+    zframe_t **frames;      //  DROVER_MAX_BATCH payload frames
+} s_broker_t;
+
+static void
+s_peer_destroy (void **item)
+{
+    s_peer_t *peer = (s_peer_t *)*item;
+    *item = NULL;
+    zframe_destroy (&peer->routing_id);
+    free (peer->key);
+    free (peer->name);
+    free (peer);
+}
+
+static void
+s_free_frame (void **payload)
+{
+    zframe_destroy ((zframe_t **)payload);
+}
+
+drover_broker_config_t
+drover_broker_config_default (void)
+{
+    drover_broker_config_t config = {
+        .endpoint = "tcp://127.0.0.1:5555",
+        .heartbeat_ms = 1000,
+        .liveness = 5,
+        .max_payload = 64u << 20,
+        .max_queued = 1000000,
+        .max_attempts = 1,
+        .max_results = 1ull << 30,
+    };
+    return config;
+}
+
+static int64_t
+s_expiry_ms (s_broker_t *self)
+{
+    return (int64_t)self->config.heartbeat_ms * self->config.liveness;
+}
+
+//  --------------------------------------------------------------------------
+//  Sending
+
+static int
+s_send (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg,
+        zframe_t **payloads)
+{
+    if (self->config.verbose)
+        zsys_debug ("broker: send %s", drover_command_name (msg->command));
+    return drover_wire_send (self->router, routing_id, msg, payloads);
+}
+
+static void
+s_send_peer (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg,
+             zframe_t **payloads)
+{
+    s_send (self, peer->routing_id, msg, payloads);
+    peer->last_send = zclock_mono ();
+}
+
+static void
+s_send_welcome (s_broker_t *self, zframe_t *routing_id)
+{
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_WELCOME);
+    msg.instance = self->instance;
+    msg.endpoint = self->sink_endpoint;
+    msg.heartbeat_ms = self->config.heartbeat_ms;
+    msg.liveness = self->config.liveness;
+    msg.max_payload = self->config.max_payload;
+    msg.max_batch = DROVER_MAX_BATCH;
+    s_send (self, routing_id, &msg, NULL);
+}
+
+static void
+s_send_bye (s_broker_t *self, zframe_t *routing_id, int code,
+            const char *reason)
+{
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_BYE);
+    msg.code = code;
+    msg.reason = reason;
+    s_send (self, routing_id, &msg, NULL);
+}
+
+//  Sends DISPATCHes for all the credit that has tasks.
+static void
+s_dispatch (s_broker_t *self)
+{
+    dispatcher_node_t *node;
+    dispatcher_task_t *leased[DROVER_MAX_BATCH];
+    size_t count;
+    while ((count = dispatcher_next (self->dispatcher, &node, leased,
+                                     DROVER_MAX_BATCH))) {
+        s_peer_t *peer = (s_peer_t *)dispatcher_node_peer (node);
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_DISPATCH);
+        for (size_t i = 0; i < count; i++) {
+            self->scratch[i] = (drover_task_t){
+                .id = leased[i]->id,
+                .attempt = leased[i]->attempt,
+                .handler = leased[i]->handler,
+                .queue = leased[i]->queue,
+                .key = leased[i]->key,
+                .timeout_ms = leased[i]->timeout_ms,
+            };
+            self->frames[i] = (zframe_t *)leased[i]->payload;
+        }
+        msg.tasks = self->scratch;
+        msg.task_count = count;
+        s_send_peer (self, peer, &msg, self->frames);
+    }
+}
+
+//  Sends the RESULTs of tasks that ended without a node's result to the
+//  sink: new ones, and old ones not yet DONE after the expiry time.
+static void
+s_report (s_broker_t *self, bool all)
+{
+    if (!self->sink_peer)
+        return;
+    int64_t now = zclock_mono ();
+    size_t count = 0;
+    zframe_t *empty = zframe_new_empty ();
+    for (dispatcher_task_t *task = dispatcher_report_first (self->dispatcher);
+         task; task = dispatcher_report_next (self->dispatcher)) {
+        if (!all && task->reported_at
+            && now - task->reported_at < s_expiry_ms (self))
+            continue;
+        task->reported_at = now;
+        drover_task_t *item = &self->scratch[count];
+        *item = task->outcome;
+        item->id = task->id;
+        item->attempt = task->attempt;
+        item->code = task->code;
+        item->reason = task->reason;
+        item->node = task->last_node;
+        item->payload = (drover_bytes_t){NULL, 0};
+        self->frames[count] = empty;
+        if (++count == DROVER_MAX_BATCH) {
+            drover_msg_t msg;
+            drover_msg_init (&msg, DROVER_RESULT);
+            msg.tasks = self->scratch;
+            msg.task_count = count;
+            s_send_peer (self, self->sink_peer, &msg, self->frames);
+            count = 0;
+        }
+    }
+    if (count) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_RESULT);
+        msg.tasks = self->scratch;
+        msg.task_count = count;
+        s_send_peer (self, self->sink_peer, &msg, self->frames);
+    }
+    zframe_destroy (&empty);
+}
+
+static void
+s_revoke (s_broker_t *self)
+{
+    dispatcher_revoke_t revoke;
+    while (dispatcher_revoke_pop (self->dispatcher, &revoke)) {
+        s_peer_t *peer = (s_peer_t *)revoke.peer;
+        drover_task_t item = {
+            .id = revoke.id, .attempt = revoke.attempt, .code = revoke.code};
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_REVOKE);
+        msg.tasks = &item;
+        msg.task_count = 1;
+        s_send_peer (self, peer, &msg, NULL);
+    }
+}
+
+static void
+s_flush (s_broker_t *self)
+{
+    s_revoke (self);
+    s_report (self, false);
+    s_dispatch (self);
+}
+
+//  --------------------------------------------------------------------------
+//  Sessions
+
+static void
+s_peer_remove (s_broker_t *self, s_peer_t *peer, const char *why)
+{
+    zsys_info ("broker: %s %s (%s) %s",
+               peer->role == ROLE_NODE ? "node" : "sink", peer->name, peer->key,
+               why);
+    if (peer->node) {
+        uint64_t leased = dispatcher_node_leased (peer->node);
+        if (leased)
+            zsys_warning ("broker: re-queueing %llu tasks of node %s",
+                          (unsigned long long)leased, peer->name);
+        dispatcher_node_remove (self->dispatcher, &peer->node);
+    }
+    if (peer == self->sink_peer)
+        self->sink_peer = NULL;
+    char *key = peer->key;
+    peer->key = NULL;
+    zhashx_delete (self->peers, key);
+    free (key);
+}
+
+static void
+s_handle_hello (s_broker_t *self, zframe_t *routing_id, const char *key,
+                drover_msg_t *msg)
+{
+    s_role_t role;
+    if (streq (msg->role, "client")) {
+        s_send_welcome (self, routing_id);
+        return;
+    }
+    else if (streq (msg->role, "node")) {
+        if (msg->handler_count == 0 || msg->children == 0) {
+            drover_wire_send_error (self->router, routing_id, 0, DROVER_EINVAL,
+                                    "node HELLO needs children and handlers");
+            return;
+        }
+        role = ROLE_NODE;
+    }
+    else if (streq (msg->role, "sink")) {
+        if (!msg->endpoint || !*msg->endpoint) {
+            drover_wire_send_error (self->router, routing_id, 0, DROVER_EINVAL,
+                                    "sink HELLO needs its endpoint");
+            return;
+        }
+        role = ROLE_SINK;
+    }
+    else {
+        drover_wire_send_error (self->router, routing_id, 0, DROVER_EINVAL,
+                                "role '%s' is not client, node or sink",
+                                msg->role);
+        return;
+    }
+    s_peer_t *old = (s_peer_t *)zhashx_lookup (self->peers, key);
+    if (old)
+        s_peer_remove (self, old, "said HELLO again");
+
+    s_peer_t *peer = (s_peer_t *)zmalloc (sizeof *peer);
+    assert (peer);
+    peer->key = strdup (key);
+    peer->routing_id = zframe_dup (routing_id);
+    peer->role = role;
+    peer->name = strdup (msg->name);
+    peer->last_recv = peer->last_send = zclock_mono ();
+    zhashx_insert (self->peers, key, peer);
+
+    if (role == ROLE_NODE) {
+        peer->node = dispatcher_node_add (
+            self->dispatcher, msg->name, msg->children, msg->handlers,
+            msg->handler_count, msg->queues, msg->queue_count, peer);
+        zsys_info ("broker: node %s joined with %u children", msg->name,
+                   msg->children);
+        s_send_welcome (self, routing_id);
+        return;
+    }
+    //  A (new) sink: every node learns where results now go
+    if (self->sink_peer)
+        s_peer_remove (self, self->sink_peer, "replaced by a new sink");
+    self->sink_peer = peer;
+    if (!self->sink_endpoint || strneq (self->sink_endpoint, msg->endpoint)) {
+        free (self->sink_endpoint);
+        self->sink_endpoint = strdup (msg->endpoint);
+        zsys_info ("broker: sink %s at %s", msg->name, msg->endpoint);
+        for (s_peer_t *other = (s_peer_t *)zhashx_first (self->peers); other;
+             other = (s_peer_t *)zhashx_next (self->peers))
+            if (other->role == ROLE_NODE)
+                s_send_welcome (self, other->routing_id);
+    }
+    s_send_welcome (self, routing_id);
+    s_report (self, true);
+}
+
+static void
+s_handle_submit (s_broker_t *self, zframe_t *routing_id,
+                 drover_packet_t *packet)
+{
+    drover_msg_t *msg = drover_packet_msg (packet);
+    if (dispatcher_room (self->dispatcher) < msg->task_count) {
+        drover_wire_send_error (
+            self->router, routing_id, msg->ref, DROVER_EFULL,
+            "the broker holds %llu tasks, its limit: retry later",
+            (unsigned long long)dispatcher_task_count (self->dispatcher));
+        return;
+    }
+    for (size_t i = 0; i < msg->task_count; i++)
+        if (msg->tasks[i].payload.size > self->config.max_payload) {
+            drover_wire_send_error (
+                self->router, routing_id, msg->ref, DROVER_ETOOBIG,
+                "tasks[%zu]: payload of %zu octets, the limit is %llu", i,
+                msg->tasks[i].payload.size,
+                (unsigned long long)self->config.max_payload);
+            return;
+        }
+    uint64_t *ids = (uint64_t *)calloc (msg->task_count, sizeof (uint64_t));
+    assert (ids);
+    size_t accepted = 0;
+    for (; accepted < msg->task_count; accepted++) {
+        void *payload = drover_packet_take_payload (packet, accepted);
+        ids[accepted] = dispatcher_submit (self->dispatcher,
+                                           &msg->tasks[accepted], &payload);
+        if (!ids[accepted]) {
+            s_free_frame (&payload);
+            break;
+        }
+    }
+    if (accepted < msg->task_count) {
+        //  All or nothing: the lane limit refused one
+        for (size_t i = 0; i < accepted; i++)
+            dispatcher_cancel (self->dispatcher, ids[i]);
+        drover_wire_send_error (self->router, routing_id, msg->ref,
+                                DROVER_EFULL,
+                                "too many distinct queues and handlers");
+    }
+    else {
+        drover_msg_t reply;
+        drover_msg_init (&reply, DROVER_SUBMITTED);
+        reply.ref = msg->ref;
+        reply.ids = ids;
+        reply.id_count = msg->task_count;
+        s_send (self, routing_id, &reply, NULL);
+    }
+    free (ids);
+}
+
+//  STATUS and CANCEL both answer with STATUS_REPLY.
+static void
+s_handle_status (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->id_count; i++) {
+        if (msg->command == DROVER_CANCEL)
+            dispatcher_cancel (self->dispatcher, msg->ids[i]);
+        dispatcher_task_t *task =
+            dispatcher_lookup (self->dispatcher, msg->ids[i]);
+        drover_task_t *item = &self->scratch[i];
+        *item = (drover_task_t){.id = msg->ids[i]};
+        if (!task)
+            continue;
+        item->state = task->state;
+        item->attempt = task->attempt;
+        item->max_attempts = task->max_attempts;
+        item->handler = task->handler;
+        item->queue = task->queue;
+        item->node = task->last_node;
+        item->code = task->code;
+        item->reason = task->reason;
+    }
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_STATUS_REPLY);
+    reply.ref = msg->ref;
+    reply.tasks = self->scratch;
+    reply.task_count = msg->id_count;
+    s_send (self, routing_id, &reply, NULL);
+}
+
+static void
+s_handle_stats (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
+{
+    static drover_queue_info_t queues[DROVER_MAX_BATCH];
+    static drover_node_info_t nodes[DROVER_MAX_BATCH];
+    const dispatcher_counters_t *counters =
+        dispatcher_counters (self->dispatcher);
+    drover_counter_t values[] = {
+        {"submitted", counters->submitted},
+        {"dispatched", counters->dispatched},
+        {"done", counters->done},
+        {"failed", counters->failed},
+        {"retried", counters->retried},
+        {"lost", counters->lost},
+        {"stale", counters->stale},
+        {"cancelled", counters->cancelled},
+        {"held", dispatcher_task_count (self->dispatcher)},
+        {"malformed", self->malformed},
+    };
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_STATS_REPLY);
+    reply.ref = msg->ref;
+    reply.queue_infos = queues;
+    reply.queue_info_count =
+        dispatcher_queue_infos (self->dispatcher, queues, DROVER_MAX_BATCH);
+    reply.node_infos = nodes;
+    reply.node_info_count =
+        dispatcher_node_infos (self->dispatcher, nodes, DROVER_MAX_BATCH);
+    reply.counters = values;
+    reply.counter_count = sizeof values / sizeof values[0];
+    s_send (self, routing_id, &reply, NULL);
+}
+
+//  Commands that need a node or sink session.
+static void
+s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
+{
+    switch (msg->command) {
+        case DROVER_HEARTBEAT: break;
+        case DROVER_BYE: s_peer_remove (self, peer, "said BYE"); break;
+        case DROVER_CREDIT:
+            if (peer->node)
+                dispatcher_node_credit (self->dispatcher, peer->node,
+                                        msg->credit);
+            break;
+        case DROVER_DRAIN:
+            if (peer->node) {
+                zsys_info ("broker: node %s drains", peer->name);
+                dispatcher_node_drain (self->dispatcher, peer->node);
+            }
+            break;
+        case DROVER_FAIL:
+            for (size_t i = 0; peer->node && i < msg->task_count; i++) {
+                drover_task_t *outcome = &msg->tasks[i];
+                if (dispatcher_fail (self->dispatcher, peer->node, outcome))
+                    zsys_info ("broker: stale FAIL of task %llu attempt %u "
+                               "from %s",
+                               (unsigned long long)outcome->id,
+                               outcome->attempt, peer->name);
+                else if (self->config.verbose)
+                    zsys_debug ("broker: task %llu attempt %u failed on %s: "
+                                "%s",
+                                (unsigned long long)outcome->id,
+                                outcome->attempt, peer->name,
+                                drover_strcode (outcome->code));
+            }
+            break;
+        case DROVER_DONE:
+            if (peer->role == ROLE_SINK)
+                for (size_t i = 0; i < msg->task_count; i++)
+                    dispatcher_done (self->dispatcher, msg->tasks[i].id,
+                                     msg->tasks[i].attempt);
+            break;
+        case DROVER_STORED: break; //  DONE is what ends a task
+        default: break;
+    }
+}
+
+static int
+s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    (void)reader;
+    s_broker_t *self = (s_broker_t *)arg;
+    drover_packet_t *packet;
+    int rc = drover_packet_recv (self->router, true, &packet);
+    if (!packet)
+        return 0;
+    zframe_t *routing_id = drover_packet_routing_id (packet);
+    drover_msg_t *msg = drover_packet_msg (packet);
+    if (rc) {
+        self->malformed++;
+        if (self->malformed <= 10 || self->malformed % 1000 == 0)
+            zsys_warning ("broker: malformed message #%llu: %s",
+                          (unsigned long long)self->malformed,
+                          drover_packet_error (packet));
+        if (routing_id && msg->command != DROVER_ERROR)
+            drover_wire_send_error (self->router, routing_id, 0, rc, "%s",
+                                    drover_packet_error (packet));
+        drover_packet_destroy (&packet);
+        return 0;
+    }
+    char *key = zframe_strhex (routing_id);
+    s_peer_t *peer = (s_peer_t *)zhashx_lookup (self->peers, key);
+    if (peer)
+        peer->last_recv = zclock_mono ();
+    if (self->config.verbose)
+        zsys_debug ("broker: recv %s from %s",
+                    drover_command_name (msg->command),
+                    peer ? peer->name : key);
+
+    switch (msg->command) {
+        case DROVER_HELLO: s_handle_hello (self, routing_id, key, msg); break;
+        case DROVER_SUBMIT: s_handle_submit (self, routing_id, packet); break;
+        case DROVER_CANCEL:
+        case DROVER_STATUS: s_handle_status (self, routing_id, msg); break;
+        case DROVER_STATS: s_handle_stats (self, routing_id, msg); break;
+        case DROVER_HEARTBEAT:
+        case DROVER_BYE:
+        case DROVER_CREDIT:
+        case DROVER_DRAIN:
+        case DROVER_FAIL:
+        case DROVER_DONE:
+        case DROVER_STORED:
+            if (peer)
+                s_handle_session (self, peer, msg);
+            else if (msg->command != DROVER_BYE)
+                s_send_bye (self, routing_id, DROVER_ESTALE,
+                            "unknown session: send HELLO");
+            break;
+        case DROVER_ERROR:
+            zsys_warning ("broker: %s sent ERROR %s: %s",
+                          peer ? peer->name : key, drover_strcode (msg->code),
+                          msg->reason);
+            break;
+        default:
+            drover_wire_send_error (self->router, routing_id, msg->ref,
+                                    DROVER_ECOMMAND,
+                                    "the broker does not accept %s",
+                                    drover_command_name (msg->command));
+    }
+    zstr_free (&key);
+    drover_packet_destroy (&packet);
+    s_flush (self);
+    return 0;
+}
+
+//  Every heartbeat: expire silent sessions, heartbeat quiet ones, resend
+//  reports the sink has not acknowledged.
+static int
+s_handle_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    s_broker_t *self = (s_broker_t *)arg;
+    int64_t now = zclock_mono ();
+    zlistx_t *expired = zlistx_new ();
+    for (s_peer_t *peer = (s_peer_t *)zhashx_first (self->peers); peer;
+         peer = (s_peer_t *)zhashx_next (self->peers))
+        if (now - peer->last_recv > s_expiry_ms (self))
+            zlistx_add_end (expired, peer);
+        else if (now - peer->last_send >= self->config.heartbeat_ms) {
+            drover_msg_t msg;
+            drover_msg_init (&msg, DROVER_HEARTBEAT);
+            s_send_peer (self, peer, &msg, NULL);
+        }
+    for (s_peer_t *peer = (s_peer_t *)zlistx_first (expired); peer;
+         peer = (s_peer_t *)zlistx_next (expired))
+        s_peer_remove (self, peer, "expired: no heartbeat");
+    zlistx_destroy (&expired);
+    s_flush (self);
+    return 0;
+}
+
+static int
+s_handle_pipe (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    s_broker_t *self = (s_broker_t *)arg;
+    char *command = zstr_recv (reader);
+    if (!command || streq (command, "$TERM")) {
+        zstr_free (&command);
+        return -1;
+    }
+    if (streq (command, "ENDPOINT"))
+        zstr_send (reader, self->endpoint);
+    else if (streq (command, "SINK"))
+        zstr_send (reader, self->sink_endpoint ? self->sink_endpoint : "");
+    zstr_free (&command);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Life cycle
+
+static void
+s_broker_destroy (s_broker_t **self_p)
+{
+    s_broker_t *self = *self_p;
+    if (!self)
+        return;
+    //  Nodes drain; the sink stops before the socket it talks to
+    if (self->router)
+        for (s_peer_t *peer = (s_peer_t *)zhashx_first (self->peers); peer;
+             peer = (s_peer_t *)zhashx_next (self->peers))
+            if (peer->role == ROLE_NODE) {
+                drover_msg_t msg;
+                drover_msg_init (&msg, DROVER_DRAIN);
+                msg.reason = "the broker is shutting down";
+                s_send (self, peer->routing_id, &msg, NULL);
+            }
+    zactor_destroy (&self->sink);
+    zloop_destroy (&self->loop);
+    zsock_destroy (&self->router);
+    zhashx_destroy (&self->peers);
+    dispatcher_destroy (&self->dispatcher);
+    free (self->scratch);
+    free (self->frames);
+    free (self->endpoint);
+    free (self->inproc);
+    free (self->sink_endpoint);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Sets up the broker; on failure returns NULL and a reason in error.
+static s_broker_t *
+s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
+              size_t error_size)
+{
+    s_broker_t *self = (s_broker_t *)zmalloc (sizeof *self);
+    assert (self);
+    self->pipe = pipe;
+    self->config = *config;
+    for (size_t i = 0; i < 16; i++)
+        snprintf (self->instance + 2 * i, 3, "%02x",
+                  (unsigned)(randof (256) & 0xff));
+    self->peers = zhashx_new ();
+    zhashx_set_destructor (self->peers, s_peer_destroy);
+    dispatcher_config_t dispatcher_config = {
+        .max_attempts = config->max_attempts ? config->max_attempts : 1,
+        .max_losses = 5,
+        .max_queued = config->max_queued,
+    };
+    self->dispatcher = dispatcher_new (&dispatcher_config, s_free_frame);
+    self->scratch =
+        (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
+    self->frames = (zframe_t **)calloc (DROVER_MAX_BATCH, sizeof (zframe_t *));
+    assert (self->scratch && self->frames);
+
+    self->router = zsock_new (ZMQ_ROUTER);
+    assert (self->router);
+    zsock_set_maxmsgsize (self->router,
+                          (int64_t)config->max_payload + DROVER_MAX_HEADER);
+    zsock_set_linger (self->router, 200);
+    zsock_set_sndhwm (self->router, 100000);
+    zsock_set_rcvhwm (self->router, 100000);
+    if (zsock_bind (self->router, "%s", config->endpoint) < 0) {
+        snprintf (error, error_size, "cannot bind %s: %s", config->endpoint,
+                  zmq_strerror (zmq_errno ()));
+        s_broker_destroy (&self);
+        return NULL;
+    }
+    self->endpoint = zsock_last_endpoint (self->router);
+    self->inproc = zsys_sprintf ("inproc://drover-broker-%s", self->instance);
+    int rc = zsock_bind (self->router, "%s", self->inproc);
+    assert (rc == 0);
+
+    self->loop = zloop_new ();
+    zloop_reader (self->loop, self->router, s_handle_router, self);
+    zloop_reader (self->loop, pipe, s_handle_pipe, self);
+    zloop_timer (self->loop, config->heartbeat_ms, 0, s_handle_tick, self);
+
+    if (config->sink_endpoint) {
+        drover_sink_config_t sink_config = {
+            .endpoint = config->sink_endpoint,
+            .advertise = config->sink_advertise,
+            .broker = self->inproc,
+            .max_results = config->max_results,
+            .verbose = config->verbose,
+        };
+        char *sink_error = NULL;
+        self->sink = drover_sink_new (&sink_config, &sink_error);
+        if (!self->sink) {
+            snprintf (error, error_size, "embedded sink: %s",
+                      sink_error ? sink_error : "cannot start");
+            free (sink_error);
+            s_broker_destroy (&self);
+            return NULL;
+        }
+        //  Peers learn of it when it registers, as for any sink
+    }
+    return self;
+}
+
+static void
+s_broker_actor (zsock_t *pipe, void *args)
+{
+    char error[256] = "";
+    s_broker_t *self = s_broker_new (pipe, (const drover_broker_config_t *)args,
+                                     error, sizeof error);
+    zsock_signal (pipe, 0);
+    zstr_send (pipe, self ? "OK" : error);
+    if (!self)
+        return;
+    zsys_info ("broker: listening on %s", self->endpoint);
+    zloop_start (self->loop);
+    s_broker_destroy (&self);
+}
+
+zactor_t *
+drover_broker_new (const drover_broker_config_t *config, char **error)
+{
+    assert (config && config->endpoint);
+    zactor_t *actor = zactor_new (s_broker_actor, (void *)config);
+    assert (actor);
+    char *status = zstr_recv (actor);
+    if (status && streq (status, "OK")) {
+        zstr_free (&status);
+        return actor;
+    }
+    if (error)
+        *error = status ? status : strdup ("the broker did not start");
+    else
+        zstr_free (&status);
+    zactor_destroy (&actor);
+    return NULL;
+}
+
+char *
+drover_broker_endpoint (zactor_t *broker)
+{
+    zstr_send (broker, "ENDPOINT");
+    return zstr_recv (broker);
+}
+
+char *
+drover_broker_sink_endpoint (zactor_t *broker)
+{
+    zstr_send (broker, "SINK");
+    return zstr_recv (broker);
+}

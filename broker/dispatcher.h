@@ -1,0 +1,151 @@
+/*  dispatcher.h - the broker's task states, queues, leases and credit-based
+    dispatch, without sockets.
+
+    The dispatcher owns every task from SUBMIT until the sink has stored its
+    outcome (SPEC.md section 7). Nodes receive tasks only against their
+    credit, from the (queue, handler) lanes they serve, oldest task first.
+    What the broker must send as a consequence (RESULTs of tasks that ended
+    without a node's result, REVOKEs of leases) collects in two outboxes the
+    broker drains after each event, so this module stays pure and testable.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#ifndef DROVER_DISPATCHER_H_INCLUDED
+#define DROVER_DISPATCHER_H_INCLUDED
+
+#include "drover_msg.h"
+
+typedef struct dispatcher_t dispatcher_t;
+typedef struct dispatcher_node_t dispatcher_node_t;
+typedef struct lane_t lane_t;
+
+//  Most (queue, handler) pairs the dispatcher tracks.
+#define DISPATCHER_MAX_LANES 65536
+
+//  Frees a task's payload; the dispatcher never looks inside one.
+typedef void (payload_free_fn) (void **payload);
+
+typedef struct {
+    uint32_t max_attempts; //  default attempts for failures (>= 1)
+    uint32_t max_losses;   //  node losses a task survives before ELOST
+    uint64_t max_queued;   //  tasks held at most (any state)
+} dispatcher_config_t;
+
+//  One task. Read-only outside dispatcher.c.
+typedef struct {
+    uint64_t id;             //  assigned by the dispatcher, from 1
+    lane_t *lane;            //  its (queue, handler)
+    const char *queue;       //  queue name (the lane's)
+    const char *handler;     //  handler name (the lane's)
+    char *key;               //  user key, or NULL
+    uint64_t timeout_ms;     //  time limit of one attempt, 0: none
+    uint32_t max_attempts;   //  attempts allowed for failures
+    uint32_t attempt;        //  attempts dispatched so far
+    uint32_t failures;       //  attempts that failed (count against max)
+    uint32_t losses;         //  attempts lost with their node
+    drover_state_t state;    //  where it is in SPEC.md section 7.1
+    dispatcher_node_t *node; //  lease holder while leased, else NULL
+    void *queue_handle;      //  its place in the lane while queued
+    void *lease_handle;      //  its place in the node's leases while leased
+    void *report_handle;     //  its place in the outbox while reporting
+    int32_t code;            //  last failure's code, or final outcome
+    char *reason;            //  last failure's reason, or NULL
+    char *last_node;         //  name of the node of the last attempt
+    drover_task_t outcome;   //  details of the last failed attempt
+    void *payload;           //  the input, owned; NULL once not needed
+    int64_t reported_at;     //  when its RESULT last went to the sink (ms)
+} dispatcher_task_t;
+
+//  A REVOKE to send.
+typedef struct {
+    void *peer;       //  the node's peer handle (dispatcher_node_add)
+    uint64_t id;      //  task
+    uint32_t attempt; //  attempt to stop
+    int32_t code;     //  why (DROVER_ECANCELLED, DROVER_ESTALE)
+} dispatcher_revoke_t;
+
+dispatcher_t *dispatcher_new (const dispatcher_config_t *config,
+                              payload_free_fn *free_payload);
+void dispatcher_destroy (dispatcher_t **self_p);
+
+//  Tasks the dispatcher can still take.
+uint64_t dispatcher_room (dispatcher_t *self);
+
+//  Queues one task (SUBMIT item), taking ownership of payload. Returns the
+//  new task's id, or 0 if the dispatcher is full (check room first) or the
+//  task would need a lane over DISPATCHER_MAX_LANES.
+uint64_t dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
+                            void **payload_p);
+
+//  Adds a node that serves handlers in queues (NULL/0: "default"); peer is
+//  the caller's handle for it, returned in revokes and dispatch.
+dispatcher_node_t *
+dispatcher_node_add (dispatcher_t *self, const char *name, uint32_t children,
+                     const char **handlers, size_t handler_count,
+                     const char **queues, size_t queue_count, void *peer);
+
+//  Removes a node: its leases are released (lost attempts, SPEC 7.4).
+void dispatcher_node_remove (dispatcher_t *self, dispatcher_node_t **node_p);
+
+//  Adds credit to a node.
+void dispatcher_node_credit (dispatcher_t *self, dispatcher_node_t *node,
+                             uint32_t credit);
+
+//  The node drains: its credit is dropped and it gets no more tasks.
+void dispatcher_node_drain (dispatcher_t *self, dispatcher_node_t *node);
+
+void *dispatcher_node_peer (dispatcher_node_t *node);
+const char *dispatcher_node_name (dispatcher_node_t *node);
+uint64_t dispatcher_node_leased (dispatcher_node_t *node);
+
+//  Leases up to max tasks to one node that has credit and matching tasks,
+//  the least recently served first. Fills tasks[] and returns how many
+//  (0: nothing to dispatch), with *node_p the node. Each task's attempt is
+//  already incremented.
+size_t dispatcher_next (dispatcher_t *self, dispatcher_node_t **node_p,
+                        dispatcher_task_t **tasks, size_t max);
+
+//  A node reports a failed attempt. Returns 0 when acted on, DROVER_ESTALE
+//  when (node, id, attempt) is not the current lease.
+int dispatcher_fail (dispatcher_t *self, dispatcher_node_t *node,
+                     const drover_task_t *outcome);
+
+//  The sink stored an outcome: the task ends. Returns 0, or
+//  DROVER_ENOTFOUND for a task the dispatcher does not hold.
+int dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt);
+
+//  Cancels a task. Returns its state after the cancel; DROVER_STATE_UNKNOWN
+//  if the dispatcher does not hold it.
+drover_state_t dispatcher_cancel (dispatcher_t *self, uint64_t id);
+
+//  Looks a task up; NULL if not held.
+dispatcher_task_t *dispatcher_lookup (dispatcher_t *self, uint64_t id);
+
+//  Outbox of tasks in DROVER_STATE_REPORTING: their RESULT goes to the
+//  sink, again until DONE. Iterate with first/next; the list is owned.
+dispatcher_task_t *dispatcher_report_first (dispatcher_t *self);
+dispatcher_task_t *dispatcher_report_next (dispatcher_t *self);
+
+//  Takes the next REVOKE to send; false when there is none.
+bool dispatcher_revoke_pop (dispatcher_t *self, dispatcher_revoke_t *revoke);
+
+//  Statistics.
+typedef struct {
+    uint64_t submitted, dispatched, done, failed, retried, lost, stale,
+        cancelled;
+} dispatcher_counters_t;
+const dispatcher_counters_t *dispatcher_counters (dispatcher_t *self);
+uint64_t dispatcher_task_count (dispatcher_t *self);
+
+//  Fills infos with up to max queues (name, queued, leased); returns the
+//  number of queues.
+size_t dispatcher_queue_infos (dispatcher_t *self, drover_queue_info_t *infos,
+                               size_t max);
+
+//  Fills infos with up to max nodes; returns the number of nodes.
+size_t dispatcher_node_infos (dispatcher_t *self, drover_node_info_t *infos,
+                              size_t max);
+
+#endif

@@ -1,0 +1,658 @@
+/*  sink.c - the sink actor: keeps the first outcome of each task, tells the
+    broker, acknowledges senders and streams results to watching clients.
+
+    One ROUTER socket serves nodes (RESULT), clients (WATCH, STATUS,
+    HEARTBEAT); one DEALER socket is the sink's session with the broker
+    (HELLO, DONE, HEARTBEAT; the broker's own RESULTs arrive there).
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "drover_sink.h"
+#include "drover_wire.h"
+
+//  One stored outcome.
+typedef struct {
+    drover_task_t item; //  id, attempt, code and details; strings owned
+    zframe_t *payload;  //  the result octets
+} s_result_t;
+
+//  A client that watches tasks.
+typedef struct {
+    char *key;            //  routing id in hex
+    zframe_t *routing_id; //  where to send
+    size_t watching;      //  ids it waits for
+    bool release;         //  forget results once delivered
+    int64_t last_recv;    //  when it last sent anything (ms)
+    drover_task_t *batch; //  RESULT items waiting to be sent
+    zframe_t **frames;    //  their payloads (not owned)
+    size_t batch_count;   //  how many
+} s_client_t;
+
+typedef struct {
+    drover_sink_config_t config; //  settings (strings not owned)
+    char *endpoint;              //  bound endpoint
+    char *advertise;             //  endpoint told to the broker
+    zsock_t *pipe;               //  actor pipe
+    zsock_t *router;             //  nodes and clients
+    zsock_t *broker;             //  session with the broker, or NULL
+    zloop_t *loop;               //  reactor
+    zhashx_t *results;           //  id -> s_result_t, owned
+    zhashx_t *watchers;          //  id -> s_client_t (one per id)
+    zhashx_t *clients;           //  routing id hex -> s_client_t, owned
+    uint64_t stored_octets;      //  payload octets held
+    uint32_t heartbeat_ms;       //  from the broker's WELCOME
+    uint32_t liveness;           //  from the broker's WELCOME
+    bool welcomed;               //  the broker answered HELLO
+    int64_t broker_recv;         //  when the broker last spoke (ms)
+    int64_t broker_send;         //  when we last spoke to it (ms)
+    int64_t hello_sent;          //  when we last sent HELLO (ms)
+    drover_task_t *dones;        //  DONE items waiting to be sent
+    size_t done_count;           //  how many
+    uint64_t stored, stale, full, malformed; //  counters
+} s_sink_t;
+
+static size_t
+s_id_hash (const void *key)
+{
+    uint64_t id = *(const uint64_t *)key;
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (size_t)id;
+}
+
+static int
+s_id_compare (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static zhashx_t *
+s_id_table (void)
+{
+    zhashx_t *table = zhashx_new ();
+    assert (table);
+    zhashx_set_key_hasher (table, s_id_hash);
+    zhashx_set_key_comparator (table, s_id_compare);
+    zhashx_set_key_duplicator (table, NULL);
+    zhashx_set_key_destructor (table, NULL);
+    return table;
+}
+
+//  Most tasks one client may watch at once.
+#define SINK_MAX_WATCHED 1000000
+
+static void
+s_free_key (void **key)
+{
+    free (*key);
+    *key = NULL;
+}
+
+static void
+s_result_destroy (void **item)
+{
+    s_result_t *result = (s_result_t *)*item;
+    *item = NULL;
+    zframe_destroy (&result->payload);
+    free ((char *)result->item.reason);
+    free ((char *)result->item.node);
+    free (result);
+}
+
+static void
+s_client_destroy (void **item)
+{
+    s_client_t *client = (s_client_t *)*item;
+    *item = NULL;
+    zframe_destroy (&client->routing_id);
+    free (client->batch);
+    free (client->frames);
+    free (client->key);
+    free (client);
+}
+
+//  --------------------------------------------------------------------------
+//  The broker session
+
+static void
+s_broker_send (s_sink_t *self, drover_msg_t *msg)
+{
+    if (!self->broker)
+        return;
+    drover_wire_send (self->broker, NULL, msg, NULL);
+    self->broker_send = zclock_mono ();
+}
+
+static void
+s_send_hello (s_sink_t *self)
+{
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_HELLO);
+    msg.role = "sink";
+    char name[64];
+    snprintf (name, sizeof name, "sink:%d", (int)getpid ());
+    msg.name = name;
+    msg.endpoint = self->advertise;
+    s_broker_send (self, &msg);
+    self->hello_sent = zclock_mono ();
+}
+
+static void
+s_flush_done (s_sink_t *self)
+{
+    if (self->done_count == 0)
+        return;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DONE);
+    msg.tasks = self->dones;
+    msg.task_count = self->done_count;
+    s_broker_send (self, &msg);
+    self->done_count = 0;
+}
+
+static int s_handle_broker (zloop_t *loop, zsock_t *reader, void *arg);
+
+//  (Re)opens the session with the broker on a new socket.
+static void
+s_broker_connect (s_sink_t *self)
+{
+    if (self->broker) {
+        zloop_reader_end (self->loop, self->broker);
+        zsock_destroy (&self->broker);
+    }
+    self->broker = zsock_new (ZMQ_DEALER);
+    assert (self->broker);
+    zsock_set_linger (self->broker, 200);
+    zsock_set_sndhwm (self->broker, 100000);
+    zsock_connect (self->broker, "%s", self->config.broker);
+    zloop_reader (self->loop, self->broker, s_handle_broker, self);
+    self->welcomed = false;
+    self->broker_recv = zclock_mono ();
+    s_send_hello (self);
+}
+
+//  --------------------------------------------------------------------------
+//  Results
+
+static s_client_t *
+s_client_require (s_sink_t *self, zframe_t *routing_id, const char *key)
+{
+    s_client_t *client = (s_client_t *)zhashx_lookup (self->clients, key);
+    if (!client) {
+        client = (s_client_t *)zmalloc (sizeof *client);
+        assert (client);
+        client->key = strdup (key);
+        client->routing_id = zframe_dup (routing_id);
+        client->batch =
+            (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
+        client->frames =
+            (zframe_t **)calloc (DROVER_MAX_BATCH, sizeof (zframe_t *));
+        assert (client->batch && client->frames);
+        zhashx_insert (self->clients, key, client);
+    }
+    client->last_recv = zclock_mono ();
+    return client;
+}
+
+static void
+s_client_flush (s_sink_t *self, s_client_t *client)
+{
+    if (client->batch_count == 0)
+        return;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_RESULT);
+    msg.tasks = client->batch;
+    msg.task_count = client->batch_count;
+    drover_wire_send (self->router, client->routing_id, &msg, client->frames);
+    client->batch_count = 0;
+    //  Released results go only now: their frames were in the batch
+    if (client->release)
+        for (size_t i = 0; i < msg.task_count; i++) {
+            s_result_t *result = (s_result_t *)zhashx_lookup (
+                self->results, &client->batch[i].id);
+            if (result) {
+                self->stored_octets -= zframe_size (result->payload);
+                zhashx_delete (self->results, &client->batch[i].id);
+            }
+        }
+}
+
+static void
+s_client_add (s_sink_t *self, s_client_t *client, s_result_t *result)
+{
+    client->batch[client->batch_count] = result->item;
+    client->frames[client->batch_count] = result->payload;
+    if (++client->batch_count == DROVER_MAX_BATCH)
+        s_client_flush (self, client);
+}
+
+//  Stores one outcome; returns 0, DROVER_ESTALE or DROVER_EFULL.
+static int
+s_store (s_sink_t *self, const drover_task_t *item, zframe_t **payload_p)
+{
+    if (zhashx_lookup (self->results, &item->id)) {
+        self->stale++;
+        return DROVER_ESTALE;
+    }
+    size_t size = zframe_size (*payload_p);
+    if (self->stored_octets + size > self->config.max_results) {
+        self->full++;
+        return DROVER_EFULL;
+    }
+    s_result_t *result = (s_result_t *)zmalloc (sizeof *result);
+    assert (result);
+    result->item = *item;
+    result->item.payload = (drover_bytes_t){NULL, 0};
+    result->item.reason = item->reason ? strdup (item->reason) : NULL;
+    result->item.node = item->node ? strdup (item->node) : NULL;
+    result->payload = *payload_p;
+    *payload_p = NULL;
+    zhashx_insert (self->results, &result->item.id, result);
+    self->stored_octets += size;
+    self->stored++;
+
+    drover_task_t *done = &self->dones[self->done_count];
+    *done = (drover_task_t){
+        .id = item->id, .attempt = item->attempt, .code = item->code};
+    if (++self->done_count == DROVER_MAX_BATCH)
+        s_flush_done (self);
+
+    s_client_t *client =
+        (s_client_t *)zhashx_lookup (self->watchers, &result->item.id);
+    if (client) {
+        zhashx_delete (self->watchers, &result->item.id);
+        client->watching--;
+        s_client_add (self, client, result);
+    }
+    return 0;
+}
+
+//  RESULT from a node (router) or from the broker (dealer).
+static void
+s_handle_result (s_sink_t *self, zsock_t *reply_to, zframe_t *routing_id,
+                 drover_packet_t *packet)
+{
+    drover_msg_t *msg = drover_packet_msg (packet);
+    drover_task_t *acks =
+        (drover_task_t *)calloc (msg->task_count, sizeof (drover_task_t));
+    assert (acks);
+    for (size_t i = 0; i < msg->task_count; i++) {
+        zframe_t *payload = drover_packet_take_payload (packet, i);
+        acks[i] = (drover_task_t){.id = msg->tasks[i].id,
+                                  .attempt = msg->tasks[i].attempt};
+        acks[i].code = s_store (self, &msg->tasks[i], &payload);
+        zframe_destroy (&payload);
+        if (self->config.verbose || acks[i].code == DROVER_ESTALE)
+            zsys_debug ("sink: task %llu attempt %u: %s",
+                        (unsigned long long)acks[i].id, acks[i].attempt,
+                        acks[i].code ? drover_strcode (acks[i].code)
+                                     : "stored");
+    }
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_STORED);
+    reply.tasks = acks;
+    reply.task_count = msg->task_count;
+    drover_wire_send (reply_to, routing_id, &reply, NULL);
+    free (acks);
+    s_flush_done (self);
+    for (s_client_t *client = (s_client_t *)zhashx_first (self->clients);
+         client; client = (s_client_t *)zhashx_next (self->clients))
+        s_client_flush (self, client);
+}
+
+static void
+s_handle_watch (s_sink_t *self, zframe_t *routing_id, const char *key,
+                drover_msg_t *msg)
+{
+    s_client_t *client = s_client_require (self, routing_id, key);
+    if (client->watching + msg->id_count > SINK_MAX_WATCHED) {
+        drover_wire_send_error (self->router, routing_id, msg->ref,
+                                DROVER_EFULL,
+                                "you watch %zu tasks, the limit is %d: wait "
+                                "for some results first",
+                                client->watching, SINK_MAX_WATCHED);
+        return;
+    }
+    client->release = msg->release;
+    for (size_t i = 0; i < msg->id_count; i++) {
+        s_result_t *result =
+            (s_result_t *)zhashx_lookup (self->results, &msg->ids[i]);
+        if (result) {
+            s_client_add (self, client, result);
+            continue;
+        }
+        s_client_t *other =
+            (s_client_t *)zhashx_lookup (self->watchers, &msg->ids[i]);
+        if (other == client)
+            continue;
+        if (other) {
+            other->watching--; //  the newest watcher wins
+            zhashx_update (self->watchers, &msg->ids[i], client);
+        }
+        else {
+            //  The key in the message goes away: the table keeps a copy
+            uint64_t *id = (uint64_t *)malloc (sizeof *id);
+            assert (id);
+            *id = msg->ids[i];
+            zhashx_insert (self->watchers, id, client);
+        }
+        client->watching++;
+    }
+    s_client_flush (self, client);
+}
+
+static void
+s_handle_status (s_sink_t *self, zframe_t *routing_id, drover_msg_t *msg)
+{
+    drover_task_t *items =
+        (drover_task_t *)calloc (msg->id_count + 1, sizeof (drover_task_t));
+    assert (items);
+    for (size_t i = 0; i < msg->id_count; i++) {
+        s_result_t *result =
+            (s_result_t *)zhashx_lookup (self->results, &msg->ids[i]);
+        items[i].id = msg->ids[i];
+        if (!result)
+            continue;
+        items[i] = result->item;
+        items[i].payload = (drover_bytes_t){NULL, 0};
+        items[i].state = result->item.code == 0 ? DROVER_STATE_DONE
+                         : result->item.code == DROVER_ECANCELLED
+                             ? DROVER_STATE_CANCELLED
+                             : DROVER_STATE_FAILED;
+    }
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_STATUS_REPLY);
+    reply.ref = msg->ref;
+    reply.tasks = items;
+    reply.task_count = msg->id_count;
+    drover_wire_send (self->router, routing_id, &reply, NULL);
+    free (items);
+}
+
+//  --------------------------------------------------------------------------
+//  Sockets
+
+static int
+s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    (void)reader;
+    s_sink_t *self = (s_sink_t *)arg;
+    drover_packet_t *packet;
+    int rc = drover_packet_recv (self->router, true, &packet);
+    if (!packet)
+        return 0;
+    zframe_t *routing_id = drover_packet_routing_id (packet);
+    drover_msg_t *msg = drover_packet_msg (packet);
+    if (rc) {
+        self->malformed++;
+        if (self->malformed <= 10 || self->malformed % 1000 == 0)
+            zsys_warning ("sink: malformed message #%llu: %s",
+                          (unsigned long long)self->malformed,
+                          drover_packet_error (packet));
+        if (routing_id && msg->command != DROVER_ERROR)
+            drover_wire_send_error (self->router, routing_id, 0, rc, "%s",
+                                    drover_packet_error (packet));
+        drover_packet_destroy (&packet);
+        return 0;
+    }
+    char *key = zframe_strhex (routing_id);
+    if (self->config.verbose)
+        zsys_debug ("sink: recv %s from %s", drover_command_name (msg->command),
+                    key);
+    s_client_t *client = (s_client_t *)zhashx_lookup (self->clients, key);
+    if (client)
+        client->last_recv = zclock_mono ();
+    switch (msg->command) {
+        case DROVER_RESULT:
+            s_handle_result (self, self->router, routing_id, packet);
+            break;
+        case DROVER_WATCH: s_handle_watch (self, routing_id, key, msg); break;
+        case DROVER_STATUS: s_handle_status (self, routing_id, msg); break;
+        case DROVER_HEARTBEAT: {
+            drover_msg_t reply;
+            drover_msg_init (&reply, DROVER_HEARTBEAT);
+            drover_wire_send (self->router, routing_id, &reply, NULL);
+            break;
+        }
+        case DROVER_ERROR: break;
+        default:
+            drover_wire_send_error (self->router, routing_id, msg->ref,
+                                    DROVER_ECOMMAND,
+                                    "the sink does not accept %s",
+                                    drover_command_name (msg->command));
+    }
+    zstr_free (&key);
+    drover_packet_destroy (&packet);
+    return 0;
+}
+
+static int
+s_handle_broker (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    (void)reader;
+    s_sink_t *self = (s_sink_t *)arg;
+    drover_packet_t *packet;
+    int rc = drover_packet_recv (self->broker, false, &packet);
+    if (!packet)
+        return 0;
+    self->broker_recv = zclock_mono ();
+    drover_msg_t *msg = drover_packet_msg (packet);
+    if (rc)
+        zsys_warning ("sink: malformed message from the broker: %s",
+                      drover_packet_error (packet));
+    else
+        switch (msg->command) {
+            case DROVER_WELCOME:
+                if (!self->welcomed)
+                    zsys_info ("sink: registered with the broker at %s as %s",
+                               self->config.broker, self->advertise);
+                self->welcomed = true;
+                self->heartbeat_ms = msg->heartbeat_ms;
+                self->liveness = msg->liveness;
+                break;
+            case DROVER_RESULT:
+                s_handle_result (self, self->broker, NULL, packet);
+                break;
+            case DROVER_BYE: s_broker_connect (self); break;
+            case DROVER_ERROR:
+                zsys_error ("sink: the broker refused us: %s", msg->reason);
+                break;
+            default: break;
+        }
+    drover_packet_destroy (&packet);
+    return 0;
+}
+
+//  Drops every watch of a client.
+static void
+s_forget_watches (s_sink_t *self, s_client_t *client)
+{
+    if (client->watching == 0)
+        return;
+    zlistx_t *ids = zlistx_new ();
+    for (void *watcher = zhashx_first (self->watchers); watcher;
+         watcher = zhashx_next (self->watchers))
+        if (watcher == client)
+            zlistx_add_end (ids, (void *)zhashx_cursor (self->watchers));
+    for (void *id = zlistx_first (ids); id; id = zlistx_next (ids))
+        zhashx_delete (self->watchers, id);
+    zlistx_destroy (&ids);
+    client->watching = 0;
+}
+
+static int
+s_handle_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    s_sink_t *self = (s_sink_t *)arg;
+    int64_t now = zclock_mono ();
+    int64_t expiry = (int64_t)self->heartbeat_ms * self->liveness;
+    if (!self->welcomed && now - self->hello_sent >= self->heartbeat_ms)
+        s_send_hello (self);
+    else if (self->welcomed && now - self->broker_recv > expiry) {
+        zsys_warning ("sink: the broker is silent; reconnecting");
+        s_broker_connect (self);
+    }
+    else if (now - self->broker_send >= self->heartbeat_ms) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_HEARTBEAT);
+        s_broker_send (self, &msg);
+    }
+    //  Forget the watches of silent clients
+    zlistx_t *gone = zlistx_new ();
+    for (s_client_t *client = (s_client_t *)zhashx_first (self->clients);
+         client; client = (s_client_t *)zhashx_next (self->clients))
+        if (now - client->last_recv > expiry)
+            zlistx_add_end (gone, client);
+    for (s_client_t *client = (s_client_t *)zlistx_first (gone); client;
+         client = (s_client_t *)zlistx_next (gone)) {
+        s_forget_watches (self, client);
+        zhashx_delete (self->clients, client->key);
+    }
+    zlistx_destroy (&gone);
+    return 0;
+}
+
+static int
+s_handle_pipe (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    s_sink_t *self = (s_sink_t *)arg;
+    char *command = zstr_recv (reader);
+    if (!command || streq (command, "$TERM")) {
+        zstr_free (&command);
+        return -1;
+    }
+    if (streq (command, "ENDPOINT"))
+        zstr_send (reader, self->advertise);
+    zstr_free (&command);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Life cycle
+
+static void
+s_sink_destroy (s_sink_t **self_p)
+{
+    s_sink_t *self = *self_p;
+    if (!self)
+        return;
+    zloop_destroy (&self->loop);
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->broker);
+    zhashx_destroy (&self->watchers);
+    zhashx_destroy (&self->clients);
+    zhashx_destroy (&self->results);
+    free (self->dones);
+    free (self->endpoint);
+    free (self->advertise);
+    free (self);
+    *self_p = NULL;
+}
+
+//  The endpoint told to the broker: the configured one, else the bound one,
+//  with a wildcard address replaced by this host's name. Caller frees.
+static char *
+s_advertised (const char *advertise, const char *bound)
+{
+    if (advertise)
+        return strdup (advertise);
+    const char *wildcard = strstr (bound, "://0.0.0.0:");
+    if (!wildcard)
+        return strdup (bound);
+    char host[256] = "localhost";
+    gethostname (host, sizeof host - 1);
+    return zsys_sprintf ("%.*s://%s%s", (int)(wildcard - bound), bound, host,
+                         wildcard + strlen ("://0.0.0.0"));
+}
+
+static s_sink_t *
+s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
+            size_t error_size)
+{
+    s_sink_t *self = (s_sink_t *)zmalloc (sizeof *self);
+    assert (self);
+    self->pipe = pipe;
+    self->config = *config;
+    self->heartbeat_ms = 1000;
+    self->liveness = 5;
+    self->results = s_id_table ();
+    zhashx_set_destructor (self->results, s_result_destroy);
+    self->watchers = s_id_table ();
+    zhashx_set_key_destructor (self->watchers, s_free_key);
+    self->clients = zhashx_new ();
+    zhashx_set_destructor (self->clients, s_client_destroy);
+    self->dones =
+        (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
+    assert (self->dones);
+
+    self->router = zsock_new (ZMQ_ROUTER);
+    assert (self->router);
+    zsock_set_maxmsgsize (self->router, -1);
+    zsock_set_linger (self->router, 200);
+    zsock_set_sndhwm (self->router, 100000);
+    zsock_set_rcvhwm (self->router, 100000);
+    if (zsock_bind (self->router, "%s", config->endpoint) < 0) {
+        snprintf (error, error_size, "cannot bind %s: %s", config->endpoint,
+                  zmq_strerror (zmq_errno ()));
+        s_sink_destroy (&self);
+        return NULL;
+    }
+    self->endpoint = zsock_last_endpoint (self->router);
+    self->advertise = s_advertised (config->advertise, self->endpoint);
+    self->loop = zloop_new ();
+    zloop_reader (self->loop, self->router, s_handle_router, self);
+    zloop_reader (self->loop, pipe, s_handle_pipe, self);
+    zloop_timer (self->loop, 250, 0, s_handle_tick, self);
+    s_broker_connect (self);
+    return self;
+}
+
+static void
+s_sink_actor (zsock_t *pipe, void *args)
+{
+    char error[256] = "";
+    s_sink_t *self = s_sink_new (pipe, (const drover_sink_config_t *)args,
+                                 error, sizeof error);
+    zsock_signal (pipe, 0);
+    zstr_send (pipe, self ? "OK" : error);
+    if (!self)
+        return;
+    zsys_info ("sink: listening on %s", self->endpoint);
+    zloop_start (self->loop);
+    s_sink_destroy (&self);
+}
+
+zactor_t *
+drover_sink_new (const drover_sink_config_t *config, char **error)
+{
+    assert (config && config->endpoint && config->broker);
+    zactor_t *actor = zactor_new (s_sink_actor, (void *)config);
+    assert (actor);
+    char *status = zstr_recv (actor);
+    if (status && streq (status, "OK")) {
+        zstr_free (&status);
+        return actor;
+    }
+    if (error)
+        *error = status ? status : strdup ("the sink did not start");
+    else
+        zstr_free (&status);
+    zactor_destroy (&actor);
+    return NULL;
+}
+
+char *
+drover_sink_endpoint (zactor_t *sink)
+{
+    zstr_send (sink, "ENDPOINT");
+    return zstr_recv (sink);
+}

@@ -1,1 +1,0 @@
-int drover_broker_stub_; int drover_broker_stub_;
