@@ -646,8 +646,8 @@ drover_msg_encode (drover_msg_t *self, uint8_t **header, size_t *header_size)
         msgpack_sbuffer_destroy (&buffer);
         return rc;
     }
-    *header = (uint8_t *)msgpack_sbuffer_release (&buffer);
     *header_size = buffer.size;
+    *header = (uint8_t *) msgpack_sbuffer_release (&buffer);
     msgpack_sbuffer_destroy (&buffer);
     return 0;
 }
