@@ -45,6 +45,7 @@ typedef struct {
     uint64_t malformed;            //  malformed messages received
     drover_task_t *scratch; //  DROVER_MAX_BATCH items for building replies
     zframe_t **frames;      //  DROVER_MAX_BATCH payload frames
+    zframe_t *empty;        //  the empty payload of reported failures
 } s_broker_t;
 
 static void
@@ -159,23 +160,14 @@ s_dispatch (s_broker_t *self)
     }
 }
 
-//  Sends the RESULTs of tasks that ended without a node's result to the
-//  sink: new ones, and old ones not yet DONE after the expiry time.
+//  Sends the RESULT of one task that ended without a node's result to the
+//  sink, batching up to DROVER_MAX_BATCH; task NULL sends the batch.
 static void
-s_report (s_broker_t *self, bool all)
+s_report_one (s_broker_t *self, dispatcher_task_t *task, size_t *count)
 {
-    if (!self->sink_peer)
-        return;
-    int64_t now = zclock_mono ();
-    size_t count = 0;
-    zframe_t *empty = zframe_new_empty ();
-    for (dispatcher_task_t *task = dispatcher_report_first (self->dispatcher);
-         task; task = dispatcher_report_next (self->dispatcher)) {
-        if (!all && task->reported_at
-            && now - task->reported_at < s_expiry_ms (self))
-            continue;
-        task->reported_at = now;
-        drover_task_t *item = &self->scratch[count];
+    if (task) {
+        task->reported_at = zclock_mono ();
+        drover_task_t *item = &self->scratch[*count];
         *item = task->outcome;
         item->id = task->id;
         item->attempt = task->attempt;
@@ -183,24 +175,42 @@ s_report (s_broker_t *self, bool all)
         item->reason = task->reason;
         item->node = task->last_node;
         item->payload = (drover_bytes_t){NULL, 0};
-        self->frames[count] = empty;
-        if (++count == DROVER_MAX_BATCH) {
-            drover_msg_t msg;
-            drover_msg_init (&msg, DROVER_RESULT);
-            msg.tasks = self->scratch;
-            msg.task_count = count;
-            s_send_peer (self, self->sink_peer, &msg, self->frames);
-            count = 0;
-        }
+        self->frames[(*count)++] = self->empty;
     }
-    if (count) {
+    if (*count == DROVER_MAX_BATCH || (!task && *count > 0)) {
         drover_msg_t msg;
         drover_msg_init (&msg, DROVER_RESULT);
         msg.tasks = self->scratch;
-        msg.task_count = count;
+        msg.task_count = *count;
         s_send_peer (self, self->sink_peer, &msg, self->frames);
+        *count = 0;
     }
-    zframe_destroy (&empty);
+}
+
+//  Sends the sink the RESULTs of tasks that ended without a node's result:
+//  with min_age < 0 only those never sent (at the end of the list), else
+//  also those sent at least min_age ms ago and not yet DONE.
+static void
+s_report (s_broker_t *self, int64_t min_age)
+{
+    if (!self->sink_peer)
+        return;
+    int64_t now = zclock_mono ();
+    size_t count = 0;
+    if (min_age >= 0) {
+        for (dispatcher_task_t *task =
+                 dispatcher_report_first (self->dispatcher);
+             task; task = dispatcher_report_next (self->dispatcher))
+            if (!task->reported_at || now - task->reported_at >= min_age)
+                s_report_one (self, task, &count);
+    }
+    else
+        for (dispatcher_task_t *task =
+                 dispatcher_report_last (self->dispatcher);
+             task && !task->reported_at;
+             task = dispatcher_report_prev (self->dispatcher))
+            s_report_one (self, task, &count);
+    s_report_one (self, NULL, &count);
 }
 
 static void
@@ -223,7 +233,7 @@ static void
 s_flush (s_broker_t *self)
 {
     s_revoke (self);
-    s_report (self, false);
+    s_report (self, -1);
     s_dispatch (self);
 }
 
@@ -318,7 +328,7 @@ s_handle_hello (s_broker_t *self, zframe_t *routing_id, const char *key,
                 s_send_welcome (self, other->routing_id);
     }
     s_send_welcome (self, routing_id);
-    s_report (self, true);
+    s_report (self, 0);
 }
 
 static void
@@ -573,6 +583,7 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
          peer = (s_peer_t *)zlistx_next (expired))
         s_peer_remove (self, peer, "expired: no heartbeat");
     zlistx_destroy (&expired);
+    s_report (self, s_expiry_ms (self));
     s_flush (self);
     return 0;
 }
@@ -621,6 +632,7 @@ s_broker_destroy (s_broker_t **self_p)
     dispatcher_destroy (&self->dispatcher);
     free (self->scratch);
     free (self->frames);
+    zframe_destroy (&self->empty);
     free (self->endpoint);
     free (self->inproc);
     free (self->sink_endpoint);
@@ -651,7 +663,8 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
     self->scratch =
         (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
     self->frames = (zframe_t **)calloc (DROVER_MAX_BATCH, sizeof (zframe_t *));
-    assert (self->scratch && self->frames);
+    self->empty = zframe_new_empty ();
+    assert (self->scratch && self->frames && self->empty);
 
     self->router = zsock_new (ZMQ_ROUTER);
     assert (self->router);

@@ -547,6 +547,18 @@ dispatcher_report_next (dispatcher_t *self)
     return (dispatcher_task_t *)zlistx_next (self->reports);
 }
 
+dispatcher_task_t *
+dispatcher_report_last (dispatcher_t *self)
+{
+    return (dispatcher_task_t *)zlistx_last (self->reports);
+}
+
+dispatcher_task_t *
+dispatcher_report_prev (dispatcher_t *self)
+{
+    return (dispatcher_task_t *)zlistx_prev (self->reports);
+}
+
 bool
 dispatcher_revoke_pop (dispatcher_t *self, dispatcher_revoke_t *revoke)
 {

@@ -127,6 +127,9 @@ dispatcher_task_t *dispatcher_lookup (dispatcher_t *self, uint64_t id);
 //  sink, again until DONE. Iterate with first/next; the list is owned.
 dispatcher_task_t *dispatcher_report_first (dispatcher_t *self);
 dispatcher_task_t *dispatcher_report_next (dispatcher_t *self);
+//  The same list from its newest task back, for finding unsent reports.
+dispatcher_task_t *dispatcher_report_last (dispatcher_t *self);
+dispatcher_task_t *dispatcher_report_prev (dispatcher_t *self);
 
 //  Takes the next REVOKE to send; false when there is none.
 bool dispatcher_revoke_pop (dispatcher_t *self, dispatcher_revoke_t *revoke);
