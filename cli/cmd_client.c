@@ -1,10 +1,993 @@
+/*  cmd_client.c - the client subcommands: `drover map`, `submit`, `wait`,
+    `result`, `status`, `cancel` and `stats`. Thin: options, then
+    libdrover's client (client/drover_client.h, drover_map.h) does the
+    work; a local cluster (client/drover_cluster.h) when `map` has no
+    broker to connect to.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
 #include "commands.h"
-#define STUB(name)                                                             \
-    int drover_cmd_##name (int argc, char **argv)                              \
+#include "drover_client.h"
+#include "drover_cluster.h"
+#include "drover_json.h"
+#include "drover_map.h"
+#include "drover_msg.h"
+#include "options.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_BROKER   "tcp://127.0.0.1:5555"
+#define READER_START     (64 * 1024) //  first size of the input buffer
+#define MAP_TICK_MS      250         //  progress and health checks
+#define CLUSTER_READY_MS 10000       //  wait for a local cluster to listen
+#define CANCEL_MS        2000        //  wait for a cancel on Ctrl-C
+
+#define OPTION_CONNECT(target, fallback)                                       \
     {                                                                          \
-        (void)argc;                                                            \
-        (void)argv;                                                            \
-        return 2;                                                              \
+        "connect", 'c', CLI_STRING, "DROVER_CONNECT", fallback, 0, 0, "EP",    \
+            "the broker's endpoint", target                                    \
     }
-STUB (map)
-STUB (submit) STUB (wait) STUB (result) STUB (status) STUB (cancel) STUB (stats)
+#define OPTION_CONNECT_TIMEOUT(target)                                         \
+    {                                                                          \
+        "connect-timeout", 0, CLI_INT, "DROVER_CONNECT_TIMEOUT", "5000", 1,    \
+            INT_MAX, "MS", "how long to wait for the broker to answer", target \
+    }
+
+//  --------------------------------------------------------------------------
+//  Signals
+
+//  The signal that asked us to stop, or 0.
+static volatile sig_atomic_t s_interrupted;
+
+static void
+s_on_signal (int signal)
+{
+    s_interrupted = signal;
+}
+
+//  CZMQ installs its own SIGINT/SIGTERM handlers when it starts: start it
+//  first, then put ours in place (without SA_RESTART, so waits return).
+//  Logs go to stderr: stdout carries results.
+static void
+s_catch_signals (void)
+{
+    zsys_init ();
+    zsys_set_logstream (stderr);
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_signal;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+    sigaction (SIGHUP, &action, NULL);
+    signal (SIGPIPE, SIG_IGN); //  a closed stdout is a write error
+}
+
+static int
+s_exit_status_of_signal (void)
+{
+    return 128 + (int)s_interrupted;
+}
+
+//  --------------------------------------------------------------------------
+//  Shared helpers
+
+//  Prints text on one line: line breaks as \n, other control characters
+//  as ?, trailing white space dropped.
+static void
+s_print_line (FILE *out, const char *text)
+{
+    size_t size = strlen (text);
+    while (size
+           && (text[size - 1] == '\n' || text[size - 1] == '\r'
+               || text[size - 1] == ' ' || text[size - 1] == '\t'))
+        size--;
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n')
+            fputs ("\\n", out);
+        else if (c < 0x20 && c != '\t')
+            fputc ('?', out);
+        else
+            fputc (c, out);
+    }
+}
+
+//  Connects a client; on failure prints why and returns NULL.
+static drover_client_t *
+s_connect (const char *command, const char *endpoint, long timeout_ms)
+{
+    drover_client_t *client = drover_client_new ();
+    if (!client) {
+        fprintf (stderr, "drover %s: out of memory\n", command);
+        return NULL;
+    }
+    if (drover_client_connect (client, endpoint, (int)timeout_ms)) {
+        fprintf (stderr, "drover %s: ", command);
+        s_print_line (stderr, drover_client_reason (client));
+        fputc ('\n', stderr);
+        drover_client_destroy (&client);
+    }
+    return client;
+}
+
+//  Parses the task ids argv[first..argc); returns 0 or a usage error.
+static int
+s_parse_ids (const cli_command_t *command, int argc, char **argv, int first,
+             uint64_t **ids_p, size_t *count_p)
+{
+    if (first >= argc)
+        return cli_usage_error (command, "give at least one task ID");
+    size_t count = (size_t)(argc - first);
+    uint64_t *ids = (uint64_t *)calloc (count, sizeof (uint64_t));
+    assert (ids);
+    for (size_t i = 0; i < count; i++) {
+        const char *text = argv[first + (int)i];
+        char *end;
+        errno = 0;
+        unsigned long long id = strtoull (text, &end, 10);
+        if (errno || end == text || *end || id == 0 || text[0] == '-') {
+            free (ids);
+            return cli_usage_error (command,
+                                    "'%s' is not a task ID (a number that "
+                                    "'drover submit' printed)",
+                                    text);
+        }
+        ids[i] = id;
+    }
+    *ids_p = ids;
+    *count_p = count;
+    return 0;
+}
+
+//  Says why a task failed: "drover CMD: task ID: CODE: reason".
+static void
+s_print_failure (const char *command, uint64_t id, int code, const char *reason)
+{
+    fprintf (stderr, "drover %s: task %" PRIu64 ": %s: ", command, id,
+             drover_strcode (code));
+    s_print_line (stderr, reason ? reason : drover_strerror (code));
+    fputc ('\n', stderr);
+}
+
+static void
+s_print_status (const drover_status_t *status)
+{
+    printf ("%" PRIu64 " %s attempts=%" PRIu32, status->id, status->state_name,
+            status->attempt);
+    if (status->max_attempts)
+        printf ("/%" PRIu32, status->max_attempts);
+    if (status->node)
+        printf (" node=%s", status->node);
+    printf (" code=%s", status->code ? drover_strcode (status->code) : "0");
+    if (status->reason && *status->reason) {
+        fputs (" reason=", stdout);
+        s_print_line (stdout, status->reason);
+    }
+    fputc ('\n', stdout);
+}
+
+//  --------------------------------------------------------------------------
+//  drover map: reading inputs
+
+//  Reads records (lines, or NUL-separated) from a file descriptor without
+//  ever blocking: when no full record is buffered and nothing can be read
+//  now, it says DROVER_ETIMEDOUT and the map waits on the descriptor.
+typedef struct {
+    int fd;         //  where records come from
+    char delimiter; //  '\n' or '\0'
+    char *buffer;   //  read but not yet handed out
+    size_t size;    //  capacity of buffer
+    size_t start;   //  first octet not handed out
+    size_t end;     //  end of the octets read
+    size_t max;     //  longest record the cluster accepts
+    bool eof;       //  read returned 0
+    bool skipping;  //  dropping the rest of a record that was too long
+    int error;      //  errno of a failed read, or 0
+} s_reader_t;
+
+//  Reads what can be read now; false when nothing can.
+static int
+s_reader_fill (s_reader_t *self)
+{
+    if (self->start > 0) {
+        memmove (self->buffer, self->buffer + self->start,
+                 self->end - self->start);
+        self->end -= self->start;
+        self->start = 0;
+    }
+    if (self->end == self->size) {
+        //  A record longer than the cluster accepts is handed out cut at
+        //  max + 1 octets (the map fails it as too big), then skipped
+        size_t size =
+            self->size * 2 > self->max + 1 ? self->max + 1 : self->size * 2;
+        if (size <= self->size)
+            return DROVER_ETOOBIG;
+        char *buffer = (char *)realloc (self->buffer, size);
+        if (!buffer)
+            return DROVER_ENOMEM;
+        self->buffer = buffer;
+        self->size = size;
+    }
+    struct pollfd item = {self->fd, POLLIN, 0};
+    int ready = poll (&item, 1, 0);
+    if (ready == 0 || (ready == -1 && errno == EINTR))
+        return DROVER_ETIMEDOUT;
+    ssize_t got =
+        read (self->fd, self->buffer + self->end, self->size - self->end);
+    if (got > 0)
+        self->end += (size_t)got;
+    else if (got == 0)
+        self->eof = true;
+    else if (errno == EINTR || errno == EAGAIN)
+        return DROVER_ETIMEDOUT;
+    else {
+        self->error = errno;
+        return DROVER_EIO;
+    }
+    return 0;
+}
+
+static int
+s_reader_next (void *arg, drover_payload_t *input)
+{
+    s_reader_t *self = (s_reader_t *)arg;
+    while (true) {
+        char *found = (char *)memchr (self->buffer + self->start,
+                                      self->delimiter, self->end - self->start);
+        if (self->skipping) {
+            if (found) {
+                self->start = (size_t)(found - self->buffer) + 1;
+                self->skipping = false;
+                continue;
+            }
+            self->start = self->end; //  drop it all
+            if (self->eof) {
+                self->skipping = false;
+                return 0;
+            }
+        }
+        else if (found) {
+            input->data = self->buffer + self->start;
+            input->size = (size_t)(found - self->buffer) - self->start;
+            self->start += input->size + 1;
+            return 1;
+        }
+        else if (self->eof) {
+            if (self->start == self->end)
+                return 0;
+            //  The last record has no delimiter
+            input->data = self->buffer + self->start;
+            input->size = self->end - self->start;
+            self->start = self->end;
+            return 1;
+        }
+        int rc = s_reader_fill (self);
+        if (rc == DROVER_ETOOBIG) {
+            input->data = self->buffer;
+            input->size = self->end;
+            self->start = self->end;
+            self->skipping = true;
+            return 1;
+        }
+        if (rc)
+            return rc;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  drover map: output
+
+typedef struct {
+    bool json;           //  one JSON object per result
+    bool progress;       //  show a progress line on stderr
+    bool progress_shown; //  a progress line is on the screen
+    uint64_t done;       //  results printed
+    uint64_t failed;     //  of which failures
+    int64_t started;     //  when the map started (zclock_mono)
+    int64_t shown_at;    //  when the progress line was drawn
+} s_output_t;
+
+static void
+s_progress_clear (s_output_t *self)
+{
+    if (self->progress_shown) {
+        fputs ("\r\033[K", stderr);
+        self->progress_shown = false;
+    }
+}
+
+static void
+s_progress_show (s_output_t *self, drover_map_t *map)
+{
+    int64_t now = zclock_mono ();
+    if (!self->progress || now - self->shown_at < MAP_TICK_MS)
+        return;
+    self->shown_at = now;
+    double seconds = (double)(now - self->started) / 1000.0;
+    fprintf (stderr,
+             "\rdrover map: %" PRIu64 " done, %" PRIu64
+             " failed, %zu in flight, %.1f tasks/s\033[K",
+             self->done, self->failed, drover_map_in_flight (map),
+             seconds > 0 ? (double)self->done / seconds : 0.0);
+    self->progress_shown = true;
+}
+
+//  Prints a result; false when stdout would not take it.
+static bool
+s_output (s_output_t *self, const drover_result_t *result)
+{
+    self->done++;
+    if (result->code) {
+        self->failed++;
+        s_progress_clear (self);
+        fprintf (stderr, "drover map: input %" PRIu64, result->index);
+        if (result->id)
+            fprintf (stderr, " (task %" PRIu64 ")", result->id);
+        else
+            fputs (" (not submitted)", stderr);
+        fprintf (stderr, ": %s: ", drover_strcode (result->code));
+        s_print_line (stderr, result->reason ? result->reason
+                                             : drover_strerror (result->code));
+        fputc ('\n', stderr);
+    }
+    if (self->json)
+        return drover_json_write_result (stdout, result) == 0;
+    if (result->payload_size
+        && fwrite (result->payload, 1, result->payload_size, stdout)
+               != result->payload_size)
+        return false;
+    return fputc ('\n', stdout) != EOF;
+}
+
+//  --------------------------------------------------------------------------
+//  drover map
+
+int
+drover_cmd_map (int argc, char **argv)
+{
+    const char *connect = NULL, *queue = NULL;
+    long jobs = 1, window = 1000, timeout_ms = 0, retries = -1;
+    long connect_timeout = 5000;
+    bool ordered = false, json = false, null = false, quiet = false,
+         verbose = false;
+    cli_list_t handlers = {NULL, 0};
+    char nproc[24];
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    snprintf (nproc, sizeof nproc, "%ld", cores > 0 ? cores : 1);
+    cli_option_t options[] = {
+        OPTION_CONNECT (&connect, NULL),
+        {"jobs", 'j', CLI_INT, "DROVER_JOBS", nproc, 1, 65535, "N",
+         "children of the local cluster's node (without --connect)", &jobs},
+        {"ordered", 'k', CLI_FLAG, "DROVER_ORDERED", NULL, 0, 0, NULL,
+         "print results in input order (else as they finish)", &ordered},
+        {"json", 0, CLI_FLAG, "DROVER_JSON", NULL, 0, 0, NULL,
+         "print one JSON object per task", &json},
+        {"null", '0', CLI_FLAG, NULL, NULL, 0, 0, NULL,
+         "inputs are separated by NUL, not newline", &null},
+        {"window", 'w', CLI_INT, "DROVER_WINDOW", "1000", 1, 1000000, "N",
+         "most tasks in flight (and results held back in order)", &window},
+        {"timeout-ms", 't', CLI_INT, "DROVER_TIMEOUT_MS", NULL, 0, LONG_MAX,
+         "MS", "time limit of one attempt of a task; 0: none", &timeout_ms},
+        {"retries", 'r', CLI_INT, "DROVER_RETRIES", NULL, 0, 1000, "N",
+         "attempts after the first for a failing task [default: the "
+         "broker's]",
+         &retries},
+        {"queue", 'q', CLI_STRING, "DROVER_QUEUE", NULL, 0, 0, "NAME",
+         "queue of the tasks [default: default]", &queue},
+        {"handler", 'H', CLI_LIST, NULL, NULL, 0, 0, "NAME=exec:CMD",
+         "a handler for the local cluster's node (repeatable)", &handlers},
+        OPTION_CONNECT_TIMEOUT (&connect_timeout),
+        {"quiet", 0, CLI_FLAG, "DROVER_QUIET", NULL, 0, 0, NULL,
+         "no progress line on stderr", &quiet},
+        {"verbose", 'v', CLI_FLAG, "DROVER_VERBOSE", NULL, 0, 0, NULL,
+         "the local cluster logs every message to stderr", &verbose},
+    };
+    cli_command_t command = {
+        "map", "drover map [OPTIONS] HANDLER < INPUTS > RESULTS",
+        "Runs HANDLER on every line of standard input (every NUL-separated "
+        "record with -0), one task per input, and prints each result "
+        "followed by a newline: as tasks finish, or in input order with "
+        "--ordered. Failures go to stderr with the input's index; the exit "
+        "status is 1 if any task failed. Without --connect (and "
+        "DROVER_CONNECT) it starts a private local cluster with --jobs "
+        "children and stops it at the end.",
+        options, sizeof options / sizeof options[0]};
+    int first_arg;
+    int rc = cli_parse (&command, argc, argv, &first_arg);
+    if (rc) {
+        free ((void *)handlers.items);
+        return rc == CLI_HELP ? 0 : 2;
+    }
+    bool local = !connect || !*connect;
+    const char *handler = first_arg < argc ? argv[first_arg] : NULL;
+    if (!handler)
+        rc = cli_usage_error (&command, "name the HANDLER to run, e.g. "
+                                        "'drover map echo < inputs'");
+    else if (first_arg + 1 < argc)
+        rc = cli_usage_error (&command,
+                              "unexpected argument '%s': inputs come on "
+                              "standard input",
+                              argv[first_arg + 1]);
+    else if (!*handler || strlen (handler) > 255
+             || strcspn (handler, " \t\n") != strlen (handler))
+        rc = cli_usage_error (&command,
+                              "'%s' is not a handler name (printable, no "
+                              "spaces)",
+                              handler);
+    else if (queue && (!*queue || strcspn (queue, " \t\n") != strlen (queue)))
+        rc = cli_usage_error (&command, "'%s' is not a queue name", queue);
+    else if (!local && handlers.count)
+        rc = cli_usage_error (&command,
+                              "--handler configures the local cluster: it "
+                              "cannot go with --connect");
+    if (rc) {
+        free ((void *)handlers.items);
+        return rc;
+    }
+
+    s_catch_signals ();
+    int status = 0;
+    drover_cluster_t *cluster = NULL;
+    drover_client_t *client = NULL;
+    drover_map_t *map = NULL;
+    s_reader_t reader = {.fd = STDIN_FILENO, .delimiter = null ? '\0' : '\n'};
+    s_output_t output = {.json = json,
+                         .progress = !quiet && isatty (STDERR_FILENO),
+                         .started = zclock_mono ()};
+
+    const char *endpoint = connect;
+    if (local) {
+        //  Our own executable runs the broker and the worker
+        char exe[PATH_MAX];
+        ssize_t size = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+        if (size <= 0) {
+            fprintf (stderr, "drover map: cannot find my own executable: %s\n",
+                     strerror (errno));
+            status = 1;
+            goto done;
+        }
+        exe[size] = 0;
+        const char **worker_args =
+            (const char **)calloc (2 * handlers.count + 1, sizeof (char *));
+        assert (worker_args);
+        for (size_t i = 0; i < handlers.count; i++) {
+            worker_args[2 * i] = "--handler";
+            worker_args[2 * i + 1] = handlers.items[i];
+        }
+        drover_cluster_config_t config = {exe, (int)jobs, worker_args,
+                                          2 * handlers.count, verbose};
+        cluster = drover_cluster_new ();
+        assert (cluster);
+        rc = drover_cluster_start (cluster, &config);
+        free ((void *)worker_args);
+        if (rc == 0)
+            rc = drover_cluster_wait_ready (cluster, CLUSTER_READY_MS);
+        if (rc) {
+            if (!s_interrupted)
+                fprintf (stderr,
+                         "drover map: cannot start a local cluster: %s\n",
+                         drover_cluster_reason (cluster));
+            status = 1;
+            goto done;
+        }
+        endpoint = drover_cluster_endpoint (cluster);
+    }
+    client = s_connect ("map", endpoint, connect_timeout);
+    if (!client) {
+        status = 1;
+        goto done;
+    }
+    drover_map_options_t map_options = {
+        .task = {.queue = queue,
+                 .timeout_ms = (uint64_t)timeout_ms,
+                 .max_attempts = retries >= 0 ? (uint32_t)retries + 1 : 0},
+        .window = (size_t)window,
+        .ordered = ordered};
+    map =
+        drover_map_new (client, handler, &map_options, s_reader_next, &reader);
+    if (!map) {
+        fprintf (stderr, "drover map: out of memory\n");
+        status = 1;
+        goto done;
+    }
+    drover_map_set_input_fd (map, STDIN_FILENO);
+    reader.max = (size_t)drover_client_max_payload (client);
+    reader.size = reader.max < READER_START ? reader.max + 1 : READER_START;
+    reader.buffer = (char *)malloc (reader.size);
+    assert (reader.buffer);
+
+    bool stdout_failed = false;
+    int write_error = 0; //  errno of a failed write
+    while (!s_interrupted) {
+        //  Results go out in big writes while they flow, and at once when
+        //  the map has to wait for more
+        drover_result_t *result = NULL;
+        rc = drover_map_next (map, 0, &result);
+        if (rc == DROVER_ETIMEDOUT) {
+            if (fflush (stdout) == EOF) {
+                write_error = errno;
+                stdout_failed = true;
+                break;
+            }
+            rc = drover_map_next (map, MAP_TICK_MS, &result);
+        }
+        if (rc == DROVER_ETIMEDOUT) {
+            if (cluster && drover_cluster_check (cluster)) {
+                s_progress_clear (&output);
+                fprintf (stderr, "drover map: %s\n",
+                         drover_cluster_reason (cluster));
+                status = 1;
+                break;
+            }
+            s_progress_show (&output, map);
+            continue;
+        }
+        if (rc) {
+            s_progress_clear (&output);
+            fprintf (stderr, "drover map: ");
+            if (reader.error)
+                fprintf (stderr, "cannot read standard input: %s",
+                         strerror (reader.error));
+            else
+                s_print_line (stderr, drover_client_reason (client));
+            fputc ('\n', stderr);
+            status = 1;
+            break;
+        }
+        if (!result)
+            break; //  all done
+        bool written = s_output (&output, result);
+        drover_result_destroy (&result);
+        if (!written) {
+            write_error = errno;
+            stdout_failed = true;
+            break;
+        }
+        s_progress_show (&output, map);
+    }
+    s_progress_clear (&output);
+    if (!stdout_failed && fflush (stdout) == EOF) {
+        write_error = errno;
+        stdout_failed = true;
+    }
+    if (s_interrupted) {
+        //  A remote cluster keeps running: cancel what we started
+        if (!cluster)
+            drover_map_cancel (map, CANCEL_MS);
+        status = s_exit_status_of_signal ();
+    }
+    else if (stdout_failed) {
+        if (write_error != EPIPE)
+            fprintf (stderr, "drover map: cannot write results: %s\n",
+                     strerror (write_error));
+        if (!cluster)
+            drover_map_cancel (map, CANCEL_MS);
+        status = write_error == EPIPE ? 128 + SIGPIPE : 1;
+    }
+    else if (status == 0 && output.failed) {
+        if (output.progress)
+            fprintf (stderr,
+                     "drover map: %" PRIu64 " of %" PRIu64 " tasks failed\n",
+                     output.failed, output.done);
+        status = 1;
+    }
+done:
+    drover_map_destroy (&map);
+    drover_client_destroy (&client);
+    if (cluster) {
+        drover_cluster_stop (cluster, s_interrupted ? 1000 : 3000);
+        drover_cluster_destroy (&cluster);
+    }
+    free (reader.buffer);
+    free ((void *)handlers.items);
+    if (s_interrupted && status == 0)
+        status = s_exit_status_of_signal ();
+    return status;
+}
+
+//  --------------------------------------------------------------------------
+//  drover submit
+
+//  Reads all of stdin, up to max octets. Returns 0 or a DROVER_E* code.
+static int
+s_read_all (int fd, size_t max, char **data_p, size_t *size_p)
+{
+    size_t size = 0, capacity = 4096;
+    char *data = (char *)malloc (capacity);
+    if (!data)
+        return DROVER_ENOMEM;
+    while (true) {
+        if (size == capacity) {
+            if (capacity > max) {
+                free (data);
+                return DROVER_ETOOBIG;
+            }
+            capacity *= 2;
+            char *bigger = (char *)realloc (data, capacity);
+            if (!bigger) {
+                free (data);
+                return DROVER_ENOMEM;
+            }
+            data = bigger;
+        }
+        ssize_t got = read (fd, data + size, capacity - size);
+        if (got == 0)
+            break;
+        if (got < 0) {
+            if (errno == EINTR && !s_interrupted)
+                continue;
+            free (data);
+            return DROVER_EIO;
+        }
+        size += (size_t)got;
+    }
+    if (size > max) {
+        free (data);
+        return DROVER_ETOOBIG;
+    }
+    *data_p = data;
+    *size_p = size;
+    return 0;
+}
+
+int
+drover_cmd_submit (int argc, char **argv)
+{
+    const char *connect = NULL, *queue = NULL;
+    long timeout_ms = 0, retries = -1, connect_timeout = 5000;
+    cli_option_t options[] = {
+        OPTION_CONNECT (&connect, DEFAULT_BROKER),
+        {"queue", 'q', CLI_STRING, "DROVER_QUEUE", NULL, 0, 0, "NAME",
+         "queue of the task [default: default]", &queue},
+        {"timeout-ms", 't', CLI_INT, "DROVER_TIMEOUT_MS", NULL, 0, LONG_MAX,
+         "MS", "time limit of one attempt; 0: none", &timeout_ms},
+        {"retries", 'r', CLI_INT, "DROVER_RETRIES", NULL, 0, 1000, "N",
+         "attempts after the first if it fails [default: the broker's]",
+         &retries},
+        OPTION_CONNECT_TIMEOUT (&connect_timeout),
+    };
+    cli_command_t command = {
+        "submit", "drover submit [OPTIONS] HANDLER [PAYLOAD|-]",
+        "Submits one task that runs HANDLER on PAYLOAD (standard input when "
+        "PAYLOAD is - or missing) and prints its task ID. 'drover wait', "
+        "'result', 'status' and 'cancel' take that ID.",
+        options, sizeof options / sizeof options[0]};
+    int first_arg;
+    int rc = cli_parse (&command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    if (first_arg >= argc)
+        return cli_usage_error (&command, "name the HANDLER to run");
+    if (first_arg + 2 < argc)
+        return cli_usage_error (&command,
+                                "unexpected argument '%s': give one PAYLOAD "
+                                "(quote it if it has spaces)",
+                                argv[first_arg + 2]);
+    const char *handler = argv[first_arg];
+    const char *payload = first_arg + 1 < argc ? argv[first_arg + 1] : "-";
+    s_catch_signals ();
+    char *data = NULL;
+    size_t size = 0;
+    if (streq (payload, "-")) {
+        rc = s_read_all (STDIN_FILENO, DROVER_MAX_PAYLOAD, &data, &size);
+        if (rc) {
+            fprintf (stderr,
+                     "drover submit: cannot read the payload from "
+                     "standard input: %s\n",
+                     rc == DROVER_EIO ? strerror (errno)
+                                      : drover_strerror (rc));
+            return 1;
+        }
+    }
+    drover_client_t *client = s_connect ("submit", connect, connect_timeout);
+    if (!client) {
+        free (data);
+        return 1;
+    }
+    drover_task_options_t task = {.queue = queue,
+                                  .timeout_ms = (uint64_t)timeout_ms,
+                                  .max_attempts =
+                                      retries >= 0 ? (uint32_t)retries + 1 : 0};
+    uint64_t id = 0;
+    rc = drover_client_submit (client, handler, data ? data : payload,
+                               data ? size : strlen (payload), &task, &id);
+    if (rc) {
+        fprintf (stderr, "drover submit: %s: ", drover_strcode (rc));
+        s_print_line (stderr, drover_client_reason (client));
+        if (rc == DROVER_EFULL)
+            fputs ("; retry later", stderr);
+        fputc ('\n', stderr);
+    }
+    else
+        printf ("%" PRIu64 "\n", id);
+    free (data);
+    drover_client_destroy (&client);
+    return rc ? 1 : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  drover wait and drover result
+
+//  Waits for the tasks; with print, prints their results in order.
+static int
+s_wait_or_result (int argc, char **argv, bool print)
+{
+    const char *connect = NULL;
+    long timeout = 0, connect_timeout = 5000;
+    cli_option_t options[] = {
+        OPTION_CONNECT (&connect, DEFAULT_BROKER),
+        {"timeout", 't', CLI_INT, "DROVER_TIMEOUT", "0", 0, INT_MAX / 1000,
+         "SECONDS", "give up after this long; 0: wait for ever", &timeout},
+        OPTION_CONNECT_TIMEOUT (&connect_timeout),
+    };
+    cli_command_t wait_command = {
+        "wait", "drover wait [OPTIONS] ID...",
+        "Waits until the tasks have finished. Exits with 0 when all of them "
+        "succeeded, else with 1 after saying on stderr which failed and why.",
+        options, sizeof options / sizeof options[0]};
+    cli_command_t result_command = {
+        "result", "drover result [OPTIONS] ID...",
+        "Waits for the tasks and prints the result of each, followed by a "
+        "newline, in the order of the IDs (an empty line for a failed "
+        "task). Exits with 1 if any failed, saying why on stderr.",
+        options, sizeof options / sizeof options[0]};
+    cli_command_t *command = print ? &result_command : &wait_command;
+    const char *name = command->command;
+    int first_arg;
+    int rc = cli_parse (command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    uint64_t *ids;
+    size_t count;
+    rc = s_parse_ids (command, argc, argv, first_arg, &ids, &count);
+    if (rc)
+        return rc;
+    s_catch_signals ();
+    drover_client_t *client = s_connect (name, connect, connect_timeout);
+    if (!client) {
+        free (ids);
+        return 1;
+    }
+    //  Unknown ids would be waited for in vain: ask first
+    drover_status_t *statuses = NULL;
+    rc = drover_client_status (client, ids, count, &statuses);
+    uint64_t *waiting = (uint64_t *)calloc (count, sizeof (uint64_t));
+    drover_result_t **results =
+        (drover_result_t **)calloc (count, sizeof (drover_result_t *));
+    assert (waiting && results);
+    size_t waiting_count = 0;
+    bool failed = false;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        bool seen = false; //  an id given twice is waited for once
+        for (size_t j = 0; j < waiting_count && !seen; j++)
+            seen = waiting[j] == ids[i];
+        if (statuses[i].state == DROVER_TASK_UNKNOWN) {
+            s_print_failure (name, ids[i], DROVER_ENOTFOUND,
+                             "no such task (or its result was read and "
+                             "released)");
+            failed = true;
+        }
+        else if (!seen)
+            waiting[waiting_count++] = ids[i];
+    }
+    if (rc == 0 && waiting_count) {
+        rc = drover_client_wait (client, waiting, waiting_count,
+                                 timeout ? (int)timeout * 1000 : -1, false,
+                                 results);
+        if (rc == DROVER_ETIMEDOUT && !s_interrupted)
+            rc = 0; //  said per task below
+    }
+    if (rc == 0 && !s_interrupted) {
+        for (size_t i = 0; i < count; i++) {
+            drover_result_t *result = NULL;
+            for (size_t j = 0; j < waiting_count && !result; j++)
+                if (waiting[j] == ids[i])
+                    result = results[j];
+            if (statuses[i].state != DROVER_TASK_UNKNOWN && !result) {
+                fprintf (stderr,
+                         "drover %s: task %" PRIu64
+                         ": not finished after %ld s\n",
+                         name, ids[i], timeout);
+                failed = true;
+            }
+            else if (result && result->code) {
+                s_print_failure (name, ids[i], result->code, result->reason);
+                failed = true;
+            }
+            if (print) {
+                if (result && result->code == 0 && result->payload_size)
+                    fwrite (result->payload, 1, result->payload_size, stdout);
+                fputc ('\n', stdout);
+            }
+        }
+        if (fflush (stdout) == EOF)
+            failed = true;
+    }
+    else if (rc && !s_interrupted) {
+        fprintf (stderr, "drover %s: ", name);
+        s_print_line (stderr, drover_client_reason (client));
+        fputc ('\n', stderr);
+    }
+    for (size_t i = 0; i < waiting_count; i++)
+        drover_result_destroy (&results[i]);
+    free (results);
+    free (waiting);
+    drover_status_destroy (&statuses);
+    drover_client_destroy (&client);
+    free (ids);
+    if (s_interrupted)
+        return s_exit_status_of_signal ();
+    return rc || failed ? 1 : 0;
+}
+
+int
+drover_cmd_wait (int argc, char **argv)
+{
+    return s_wait_or_result (argc, argv, false);
+}
+
+int
+drover_cmd_result (int argc, char **argv)
+{
+    return s_wait_or_result (argc, argv, true);
+}
+
+//  --------------------------------------------------------------------------
+//  drover status and drover cancel
+
+static int
+s_status_or_cancel (int argc, char **argv, bool cancel)
+{
+    const char *connect = NULL;
+    long connect_timeout = 5000;
+    cli_option_t options[] = {
+        OPTION_CONNECT (&connect, DEFAULT_BROKER),
+        OPTION_CONNECT_TIMEOUT (&connect_timeout),
+    };
+    cli_command_t status_command = {
+        "status", "drover status [OPTIONS] ID...",
+        "Prints the state of each task on one line: ID, state (queued, "
+        "leased, retrying, reporting, done, failed, cancelled or unknown), "
+        "attempts, node, and the code and reason of its last failure. Exits "
+        "with 1 if a task is unknown.",
+        options, sizeof options / sizeof options[0]};
+    cli_command_t cancel_command = {
+        "cancel", "drover cancel [OPTIONS] ID...",
+        "Cancels the tasks (running ones are stopped) and prints the state "
+        "of each afterwards, as 'drover status' does. Finished tasks stay "
+        "as they are. Exits with 1 if a task is unknown.",
+        options, sizeof options / sizeof options[0]};
+    cli_command_t *command = cancel ? &cancel_command : &status_command;
+    int first_arg;
+    int rc = cli_parse (command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    uint64_t *ids;
+    size_t count;
+    rc = s_parse_ids (command, argc, argv, first_arg, &ids, &count);
+    if (rc)
+        return rc;
+    s_catch_signals ();
+    drover_client_t *client =
+        s_connect (command->command, connect, connect_timeout);
+    if (!client) {
+        free (ids);
+        return 1;
+    }
+    drover_status_t *statuses = NULL;
+    rc = cancel ? drover_client_cancel (client, ids, count, &statuses)
+                : drover_client_status (client, ids, count, &statuses);
+    bool unknown = false;
+    if (rc) {
+        fprintf (stderr, "drover %s: ", command->command);
+        s_print_line (stderr, drover_client_reason (client));
+        fputc ('\n', stderr);
+    }
+    else
+        for (size_t i = 0; i < count; i++) {
+            s_print_status (&statuses[i]);
+            unknown |= statuses[i].state == DROVER_TASK_UNKNOWN;
+        }
+    drover_status_destroy (&statuses);
+    drover_client_destroy (&client);
+    free (ids);
+    return rc || unknown ? 1 : 0;
+}
+
+int
+drover_cmd_status (int argc, char **argv)
+{
+    return s_status_or_cancel (argc, argv, false);
+}
+
+int
+drover_cmd_cancel (int argc, char **argv)
+{
+    return s_status_or_cancel (argc, argv, true);
+}
+
+//  --------------------------------------------------------------------------
+//  drover stats
+
+int
+drover_cmd_stats (int argc, char **argv)
+{
+    const char *connect = NULL;
+    long connect_timeout = 5000;
+    cli_option_t options[] = {
+        OPTION_CONNECT (&connect, DEFAULT_BROKER),
+        OPTION_CONNECT_TIMEOUT (&connect_timeout),
+    };
+    cli_command_t command = {
+        "stats", "drover stats [OPTIONS]",
+        "Prints the broker's queues (tasks queued and leased), its nodes "
+        "(children, credit, leased tasks, attempts done) and its counters.",
+        options, sizeof options / sizeof options[0]};
+    int first_arg;
+    int rc = cli_parse (&command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    if (first_arg < argc)
+        return cli_usage_error (&command, "unexpected argument '%s'",
+                                argv[first_arg]);
+    s_catch_signals ();
+    drover_client_t *client = s_connect ("stats", connect, connect_timeout);
+    if (!client)
+        return 1;
+    drover_stats_t *stats = NULL;
+    rc = drover_client_stats (client, &stats);
+    if (rc) {
+        fprintf (stderr, "drover stats: ");
+        s_print_line (stderr, drover_client_reason (client));
+        fputc ('\n', stderr);
+        drover_client_destroy (&client);
+        return 1;
+    }
+    int width = 8;
+    for (size_t i = 0; i < stats->queue_count; i++)
+        if ((int)strlen (stats->queues[i].name) > width)
+            width = (int)strlen (stats->queues[i].name);
+    for (size_t i = 0; i < stats->node_count; i++)
+        if ((int)strlen (stats->nodes[i].name) > width)
+            width = (int)strlen (stats->nodes[i].name);
+    for (size_t i = 0; i < stats->counter_count; i++)
+        if ((int)strlen (stats->counters[i].name) > width)
+            width = (int)strlen (stats->counters[i].name);
+    printf ("queues:\n");
+    if (stats->queue_count == 0)
+        printf ("  (none)\n");
+    for (size_t i = 0; i < stats->queue_count; i++)
+        printf ("  %-*s  queued %" PRIu64 "  leased %" PRIu64 "\n", width,
+                stats->queues[i].name, stats->queues[i].queued,
+                stats->queues[i].leased);
+    printf ("nodes:\n");
+    if (stats->node_count == 0)
+        printf ("  (none)\n");
+    for (size_t i = 0; i < stats->node_count; i++)
+        printf ("  %-*s  children %" PRIu32 "  credit %" PRIu64
+                "  leased %" PRIu64 "  done %" PRIu64 "\n",
+                width, stats->nodes[i].name, stats->nodes[i].children,
+                stats->nodes[i].credit, stats->nodes[i].leased,
+                stats->nodes[i].done);
+    printf ("counters:\n");
+    if (stats->counter_count == 0)
+        printf ("  (none)\n");
+    for (size_t i = 0; i < stats->counter_count; i++)
+        printf ("  %-*s  %" PRIu64 "\n", width, stats->counters[i].name,
+                stats->counters[i].value);
+    drover_stats_destroy (&stats);
+    drover_client_destroy (&client);
+    return fflush (stdout) == EOF ? 1 : 0;
+}

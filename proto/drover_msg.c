@@ -31,7 +31,8 @@
 typedef enum {
     KIND_U32,   //  positive integer up to field.max
     KIND_U64,   //  positive integer up to field.max (0: UINT64_MAX)
-    KIND_I32,   //  integer from -field.max to field.max
+    KIND_ID,    //  task id: positive integer, never 0
+    KIND_I32,   //  signed 32-bit integer
     KIND_I64,   //  any signed 64-bit integer
     KIND_CODE,  //  DROVER_ELAST..0
     KIND_BOOL,  //  true or false
@@ -75,6 +76,10 @@ struct s_schema_t {
 #define F_U64(key, base, member, req)                                          \
     {                                                                          \
         key, KIND_U64, base (member), 0, 0, req, NULL                          \
+    }
+#define F_ID(key, base, member)                                                \
+    {                                                                          \
+        key, KIND_ID, base (member), 0, 0, REQ, NULL                           \
     }
 #define F_I32(key, base, member, req)                                          \
     {                                                                          \
@@ -137,7 +142,7 @@ static const s_field_t s_submit_task_fields[] = {
     F_U32 ("max_attempts", TASK_, max_attempts, UINT32_MAX, OPT),
 };
 static const s_field_t s_dispatch_task_fields[] = {
-    F_U64 ("id", TASK_, id, REQ),
+    F_ID ("id", TASK_, id),
     F_U32 ("attempt", TASK_, attempt, UINT32_MAX, REQ),
     F_NAME ("handler", TASK_, handler, REQ),
     F_NAME ("queue", TASK_, queue, OPT),
@@ -146,7 +151,7 @@ static const s_field_t s_dispatch_task_fields[] = {
 };
 //  FAIL and RESULT items: the outcome of one attempt
 static const s_field_t s_outcome_task_fields[] = {
-    F_U64 ("id", TASK_, id, REQ),
+    F_ID ("id", TASK_, id),
     F_U32 ("attempt", TASK_, attempt, UINT32_MAX, REQ),
     F_CODE ("code", TASK_, code, REQ),
     F_TEXT ("reason", TASK_, reason, DROVER_MAX_TEXT, OPT),
@@ -158,17 +163,17 @@ static const s_field_t s_outcome_task_fields[] = {
 };
 //  REVOKE and STORED items: one attempt
 static const s_field_t s_attempt_task_fields[] = {
-    F_U64 ("id", TASK_, id, REQ),
+    F_ID ("id", TASK_, id),
     F_U32 ("attempt", TASK_, attempt, UINT32_MAX, REQ),
     F_CODE ("code", TASK_, code, OPT),
 };
 static const s_field_t s_done_task_fields[] = {
-    F_U64 ("id", TASK_, id, REQ),
+    F_ID ("id", TASK_, id),
     F_U32 ("attempt", TASK_, attempt, UINT32_MAX, REQ),
     F_CODE ("code", TASK_, code, REQ),
 };
 static const s_field_t s_status_task_fields[] = {
-    F_U64 ("id", TASK_, id, REQ),
+    F_ID ("id", TASK_, id),
     F_U32 ("state", TASK_, state, DROVER_STATE_LAST, REQ),
     F_U32 ("attempt", TASK_, attempt, UINT32_MAX, OPT),
     F_U32 ("max_attempts", TASK_, max_attempts, UINT32_MAX, OPT),
@@ -459,7 +464,8 @@ s_field_is_default (const s_field_t *field, const void *base)
     const void *value = s_at_const (base, field->offset);
     switch (field->kind) {
         case KIND_U32: return *(const uint32_t *)value == 0;
-        case KIND_U64: return *(const uint64_t *)value == 0;
+        case KIND_U64:
+        case KIND_ID: return *(const uint64_t *)value == 0;
         case KIND_I32:
         case KIND_CODE: return *(const int32_t *)value == 0;
         case KIND_I64: return *(const int64_t *)value == 0;
@@ -507,6 +513,12 @@ s_encode_field (drover_msg_t *self, msgpack_packer *packer,
             break;
         }
         case KIND_U64:
+            msgpack_pack_uint64 (packer, *(const uint64_t *)value);
+            break;
+        case KIND_ID:
+            if (*(const uint64_t *)value == 0)
+                return s_fail (self, DROVER_EINVAL, "%s%s: id 0", where,
+                               field->key);
             msgpack_pack_uint64 (packer, *(const uint64_t *)value);
             break;
         case KIND_I32:
@@ -590,6 +602,10 @@ s_encode_field (drover_msg_t *self, msgpack_packer *packer,
                                        "%spayload: %zu octets, limit %u",
                                        item_where, task->payload.size,
                                        DROVER_MAX_PAYLOAD);
+                    if (task->payload.size > 0 && !task->payload.data)
+                        return s_fail (self, DROVER_EINVAL,
+                                       "%spayload: %zu octets at NULL",
+                                       item_where, task->payload.size);
                 }
             }
             break;
@@ -647,7 +663,7 @@ drover_msg_encode (drover_msg_t *self, uint8_t **header, size_t *header_size)
         return rc;
     }
     *header_size = buffer.size;
-    *header = (uint8_t *) msgpack_sbuffer_release (&buffer);
+    *header = (uint8_t *)msgpack_sbuffer_release (&buffer);
     msgpack_sbuffer_destroy (&buffer);
     return 0;
 }
@@ -683,14 +699,12 @@ s_skip (s_reader_t *reader, uint64_t octets)
     return true;
 }
 
-//  Walks one msgpack object. Returns 0, or DROVER_EPROTO when the bytes end
-//  early, a length cannot fit in what remains, or nesting is too deep.
+//  Walks one msgpack object, inside depth arrays and maps. Returns 0, or
+//  DROVER_EPROTO when the bytes end early, a length cannot fit in what
+//  remains, or nesting is too deep.
 static int
 s_prescan (drover_msg_t *self, s_reader_t *reader, int depth)
 {
-    if (depth > DROVER_MAX_DEPTH)
-        return s_fail (self, DROVER_EPROTO, "header nested deeper than %d",
-                       DROVER_MAX_DEPTH);
     uint64_t type;
     if (!s_read_be (reader, 1, &type))
         return s_fail (self, DROVER_EPROTO, "header truncated at octet %zu",
@@ -699,8 +713,15 @@ s_prescan (drover_msg_t *self, s_reader_t *reader, int depth)
     uint64_t children = 0; //  objects that follow: 1 per array element,
                            //  2 per map entry
     bool ok = true;
-    if (type <= 0x7f || type >= 0xe0 || (type >= 0xc0 && type <= 0xc3))
-        ; //  fixint, nil, (never used), false, true
+    bool container =
+        (type >= 0x80 && type <= 0x9f) || (type >= 0xdc && type <= 0xdf);
+    //  The header map is level 1: a container at depth 16 is level 17
+    if (container && depth >= DROVER_MAX_DEPTH)
+        return s_fail (self, DROVER_EPROTO,
+                       "header nested deeper than %d levels", DROVER_MAX_DEPTH);
+    if (type <= 0x7f || type >= 0xe0 || type == 0xc0 || type == 0xc2
+        || type == 0xc3)
+        ; //  fixint, nil, false, true
     else if (type >= 0x80 && type <= 0x8f)
         children = 2 * (type & 0x0f);
     else if (type >= 0x90 && type <= 0x9f)
@@ -852,12 +873,16 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena, const s_field_t *field,
     const char *key = field->key;
     switch (field->kind) {
         case KIND_U32:
-        case KIND_U64: {
+        case KIND_U64:
+        case KIND_ID: {
             if (object->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
                 return s_fail (self, DROVER_EPROTO,
                                "%s%s: expected an unsigned integer", where,
                                key);
             uint64_t number = object->via.u64;
+            if (field->kind == KIND_ID && number == 0)
+                return s_fail (self, DROVER_EPROTO,
+                               "%s%s: expected a task id, not 0", where, key);
             if (field->kind == KIND_U32) {
                 if (number > field->max)
                     return s_fail (self, DROVER_ETOOBIG, "%s%s: %llu over %llu",
@@ -891,7 +916,7 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena, const s_field_t *field,
                 return s_fail (self, DROVER_EPROTO,
                                "%s%s: %lld is not a DROVER_E* code", where, key,
                                (long long)number);
-            else if (number > INT32_MAX || number < -INT32_MAX)
+            else if (number > INT32_MAX || number < INT32_MIN)
                 return s_fail (self, DROVER_EPROTO,
                                "%s%s: integer out of range", where, key);
             else
@@ -938,8 +963,8 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena, const s_field_t *field,
             for (size_t i = 0; i < count; i++) {
                 const msgpack_object *element = &object->via.array.ptr[i];
                 char item_where[48];
-                snprintf (item_where, sizeof item_where, "%s%s[%zu]", where,
-                          key, i);
+                snprintf (item_where, sizeof item_where, "%s%s[%zu]%s", where,
+                          key, i, field->kind == KIND_ITEMS ? "." : "");
                 if (field->kind == KIND_IDS) {
                     if (element->type != MSGPACK_OBJECT_POSITIVE_INTEGER
                         || element->via.u64 == 0)
@@ -951,11 +976,9 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena, const s_field_t *field,
                     rc = s_decode_name (self, arena, element,
                                         &((const char **)elements)[i],
                                         item_where, "");
-                else {
-                    strcat (item_where, ".");
+                else
                     rc = s_decode_map (self, arena, field->items, element,
                                        (char *)elements + i * size, item_where);
-                }
                 if (rc)
                     return rc;
             }
@@ -967,6 +990,63 @@ s_decode_field (drover_msg_t *self, msgpack_zone *arena, const s_field_t *field,
     return s_fail (self, DROVER_EPROTO, "%s%s: bad schema", where, key);
 }
 
+static bool
+s_keys_equal (const msgpack_object_str *x, const msgpack_object_str *y)
+{
+    return x->size == y->size
+           && (x->size == 0 || memcmp (x->ptr, y->ptr, x->size) == 0);
+}
+
+//  qsort order of pointers to keys: by size, then octets
+static int
+s_key_compare (const void *a, const void *b)
+{
+    const msgpack_object_str *x = *(const msgpack_object_str *const *)a;
+    const msgpack_object_str *y = *(const msgpack_object_str *const *)b;
+    if (x->size != y->size)
+        return x->size < y->size ? -1 : 1;
+    return x->size ? memcmp (x->ptr, y->ptr, x->size) : 0;
+}
+
+//  Checks that every key of the map is a string and that no key occurs
+//  twice, known or not (SPEC.md section 4). Large maps are sorted, so that
+//  a header of many keys costs n log n, not n^2.
+static int
+s_check_keys (drover_msg_t *self, const s_schema_t *schema,
+              const msgpack_object *map, const char *where)
+{
+    uint32_t count = map->via.map.size;
+    for (uint32_t i = 0; i < count; i++)
+        if (map->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR)
+            return s_fail (self, DROVER_EPROTO, "%s%s: keys must be strings",
+                           where, schema->name);
+    const msgpack_object_str *twice = NULL;
+    if (count <= 16) {
+        for (uint32_t i = 1; i < count && !twice; i++)
+            for (uint32_t j = 0; j < i && !twice; j++)
+                if (s_keys_equal (&map->via.map.ptr[i].key.via.str,
+                                  &map->via.map.ptr[j].key.via.str))
+                    twice = &map->via.map.ptr[i].key.via.str;
+    }
+    else {
+        const msgpack_object_str **keys =
+            (const msgpack_object_str **)malloc (count * sizeof *keys);
+        if (!keys)
+            return s_fail (self, DROVER_ENOMEM, "out of memory");
+        for (uint32_t i = 0; i < count; i++)
+            keys[i] = &map->via.map.ptr[i].key.via.str;
+        qsort (keys, count, sizeof *keys, s_key_compare);
+        for (uint32_t i = 1; i < count && !twice; i++)
+            if (s_keys_equal (keys[i - 1], keys[i]))
+                twice = keys[i];
+        free (keys);
+    }
+    if (twice)
+        return s_fail (self, DROVER_EPROTO, "%s%.*s: key twice", where,
+                       (int)(twice->size < 40 ? twice->size : 40), twice->ptr);
+    return 0;
+}
+
 static int
 s_decode_map (drover_msg_t *self, msgpack_zone *arena, const s_schema_t *schema,
               const msgpack_object *map, void *base, const char *where)
@@ -974,24 +1054,21 @@ s_decode_map (drover_msg_t *self, msgpack_zone *arena, const s_schema_t *schema,
     if (map->type != MSGPACK_OBJECT_MAP)
         return s_fail (self, DROVER_EPROTO, "%s%s: expected a map", where,
                        schema->name);
+    int rc = s_check_keys (self, schema, map, where);
+    if (rc)
+        return rc;
     uint32_t seen = 0; //  one bit per field of the schema
     _Static_assert(sizeof seen * 8 >= 16, "schemas have at most 16 fields");
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *key = &map->via.map.ptr[i].key;
-        if (key->type != MSGPACK_OBJECT_STR)
-            return s_fail (self, DROVER_EPROTO, "%s%s: keys must be strings",
-                           where, schema->name);
         for (size_t f = 0; f < schema->field_count; f++) {
             const s_field_t *field = &schema->fields[f];
             if (strlen (field->key) != key->via.str.size
                 || memcmp (field->key, key->via.str.ptr, key->via.str.size))
                 continue;
-            if (seen & (1u << f))
-                return s_fail (self, DROVER_EPROTO, "%s%s: key twice", where,
-                               field->key);
             seen |= 1u << f;
-            int rc = s_decode_field (self, arena, field,
-                                     &map->via.map.ptr[i].val, base, where);
+            rc = s_decode_field (self, arena, field, &map->via.map.ptr[i].val,
+                                 base, where);
             if (rc)
                 return rc;
             break;

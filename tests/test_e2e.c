@@ -54,6 +54,15 @@ s_spawn (const char *format, ...)
     return pid;
 }
 
+//  Drops a reaped process from the teardown list.
+static void
+s_forget (pid_t pid)
+{
+    for (size_t i = 0; i < s_spawned_count; i++)
+        if (s_spawned[i] == pid)
+            s_spawned[i] = s_spawned[--s_spawned_count];
+}
+
 //  Waits for pid up to timeout_ms; returns its exit status, 128 + signal,
 //  or -1 on timeout (then it is killed).
 static int
@@ -64,12 +73,15 @@ s_wait (pid_t pid, int timeout_ms)
     while (true) {
         int status;
         pid_t done = waitpid (pid, &status, WNOHANG);
-        if (done == pid)
+        if (done == pid) {
+            s_forget (pid);
             return WIFEXITED (status) ? WEXITSTATUS (status)
                                       : 128 + WTERMSIG (status);
+        }
         if (zclock_mono () > deadline) {
             kill (-pid, SIGKILL);
             waitpid (pid, &status, 0);
+            s_forget (pid);
             return -1;
         }
         usleep (delay_us); //  polling a child's exit, with a deadline

@@ -1,2 +1,1311 @@
+/*  test_worker.c - the worker node against a scripted broker and sink.
+
+    Each test runs the real `drover worker` binary (or the libdrover example
+    program) in a child process, and plays broker and sink itself with two
+    ROUTER sockets that speak DTP through the proto/ codec. The harness
+    (h_*) answers heartbeats, counts credit, stores RESULTs (STORED) and
+    collects FAILs; tests wait for conditions with deadlines, never sleep.
+    Every test ends by draining the node with SIGTERM and expects exit 0,
+    so a node built with ASan also fails a test when it leaks.
+
+    The binaries are found beside this one in the build tree
+    (build/tests/test_worker -> build/cli/drover), or through $DROVER.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "drover_wire.h"
+
 #include <criterion/criterion.h>
-Test (worker, placeholder) { cr_assert (1); }
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#if defined(__SANITIZE_ADDRESS__)
+//  Criterion 2.4's runner (this process, before it forks the tests) leaks
+//  one record per parallel timeout; that is not ours to fix here.
+const char *__lsan_default_suppressions (void);
+const char *
+__lsan_default_suppressions (void)
+{
+    return "leak:libcriterion.so\n";
+}
+#endif
+
+//  Handlers every test node offers besides the built-ins.
+#define H_MARK                                                                 \
+    "mark=exec:read f s; echo $PPID > \"$f.tmp\" && mv \"$f.tmp\" \"$f\"; "    \
+    "sleep \"$s\"; echo done"
+static const char *s_test_handlers[] = {
+    "--handler", "up=exec:tr a-z A-Z",
+    "--handler", "cat=exec:cat",
+    "--handler", "bad=exec:echo oops >&2; exit 3",
+    "--handler", "ppid=exec:echo $PPID",
+    "--handler", H_MARK,
+    NULL,
+};
+
+#define SHA256_ABC                                                             \
+    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+//  One outcome the harness received (RESULT at the sink or FAIL at the
+//  broker), the first of its task id.
+typedef struct {
+    uint64_t id;         //  task id
+    uint32_t attempt;    //  attempt
+    int32_t code;        //  0 or DROVER_E*
+    char *reason;        //  or NULL
+    char *node;          //  or NULL
+    int32_t signal;      //  as sent
+    int32_t exit_status; //  as sent
+    uint64_t elapsed_us; //  as sent
+    zchunk_t *payload;   //  RESULT: the result octets
+    size_t receipts;     //  how many times this id arrived
+} h_outcome_t;
+
+//  The harness: a fake broker, a fake sink, and the node under test.
+typedef struct {
+    zsock_t *broker;          //  ROUTER playing the broker
+    char broker_ep[128];      //  its endpoint
+    zsock_t *sink;            //  ROUTER playing the sink
+    char sink_ep[64];         //  its endpoint
+    zpoller_t *poller;        //  both sockets
+    zframe_t *node_id;        //  routing id of the node's current session
+    zframe_t *sink_id;        //  routing id of the node at the sink
+    pid_t pid;                //  the node process, 0 once reaped
+    int exit_status;          //  its wait status once reaped
+    char tmp[64];             //  a scratch directory
+    bool welcomed;            //  WELCOME sent to the current session
+    bool silent;              //  do not send heartbeats
+    bool auto_store;          //  answer RESULTs with STORED
+    uint32_t hb_ms;           //  heartbeat interval given in WELCOME
+    int64_t hb_sent_ms;       //  last heartbeat sent
+    uint64_t hello_count;     //  HELLOs received
+    drover_packet_t *hello;   //  the last HELLO
+    uint64_t credit;          //  credit received in this session
+    uint64_t dispatched;      //  tasks sent in DISPATCH in this session
+    uint64_t heartbeats;      //  HEARTBEATs received from the node
+    uint64_t drains;          //  DRAINs received
+    uint64_t byes;            //  BYEs received
+    uint64_t others;          //  anything else received
+    uint64_t credit_at_drain; //  credit received before the first DRAIN
+    zhashx_t *results;        //  id -> h_outcome_t, RESULTs at the sink
+    zhashx_t *fails;          //  id -> h_outcome_t, FAILs at the broker
+} h_t;
+
+//  --------------------------------------------------------------------------
+//  Paths and processes
+
+//  Path of a file in the build tree, relative to its root.
+static void
+s_build_path (char *path, size_t size, const char *relative)
+{
+    const char *drover = getenv ("DROVER");
+    if (drover && !strcmp (relative, "cli/drover")) {
+        snprintf (path, size, "%s", drover);
+        return;
+    }
+    char self[PATH_MAX];
+    ssize_t length = readlink ("/proc/self/exe", self, sizeof self - 1);
+    cr_assert (length > 0);
+    self[length] = 0;
+    //  build/tests/test_worker -> build
+    char *tests = dirname (self);
+    char *root = dirname (tests);
+    snprintf (path, size, "%s/%s", root, relative);
+}
+
+//  True when pid is gone or a zombie.
+static bool
+s_process_gone (pid_t pid)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return true;
+    char line[512] = "";
+    char *got = fgets (line, sizeof line, file);
+    fclose (file);
+    char *close_paren = got ? strrchr (line, ')') : NULL;
+    return close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
+}
+
+//  True when no process is left in process group pgid.
+static bool
+s_group_gone (pid_t pgid)
+{
+    return kill (-pgid, 0) == -1 && errno == ESRCH;
+}
+
+//  Finds the children of parent; returns how many (at most max).
+static size_t
+s_children_of (pid_t parent, pid_t *pids, size_t max)
+{
+    size_t count = 0;
+    DIR *proc = opendir ("/proc");
+    cr_assert (proc);
+    struct dirent *entry;
+    while ((entry = readdir (proc)) && count < max) {
+        pid_t pid = (pid_t)atoi (entry->d_name);
+        if (pid <= 0)
+            continue;
+        char path[64];
+        snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *file = fopen (path, "r");
+        if (!file)
+            continue;
+        char line[512] = "";
+        char *got = fgets (line, sizeof line, file);
+        fclose (file);
+        char *close_paren = got ? strrchr (line, ')') : NULL;
+        char state;
+        int ppid;
+        if (close_paren && sscanf (close_paren + 2, "%c %d", &state, &ppid) == 2
+            && ppid == parent && state != 'Z')
+            pids[count++] = pid;
+    }
+    closedir (proc);
+    return count;
+}
+
+//  Reads a pid written by the mark handler; 0 while there is none.
+static pid_t
+s_read_pid (const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return 0;
+    int pid = 0;
+    if (fscanf (file, "%d", &pid) != 1)
+        pid = 0;
+    fclose (file);
+    return (pid_t)pid;
+}
+
+//  Runs argv with the environment minus DROVER_* plus env (NAME=VALUE,
+//  NULL-terminated); returns the pid.
+static pid_t
+s_spawn (const char *const *argv, const char *const *env, int out_fd,
+         int err_fd)
+{
+    const char *envp[256];
+    size_t count = 0;
+    for (char **var = environ; *var && count < 200; var++)
+        if (strncmp (*var, "DROVER_", 7))
+            envp[count++] = *var;
+    for (size_t i = 0; env && env[i] && count < 255; i++)
+        envp[count++] = env[i];
+    envp[count] = NULL;
+    fflush (stdout);
+    fflush (stderr);
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    cr_assert (pid >= 0);
+    if (pid == 0) {
+        //  A failed assertion ends the test process: the node goes too
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid () != parent)
+            _exit (127);
+        if (out_fd >= 0)
+            dup2 (out_fd, 1);
+        if (err_fd >= 0)
+            dup2 (err_fd, 2);
+        execve (argv[0], (char *const *)argv, (char *const *)envp);
+        _exit (127);
+    }
+    return pid;
+}
+
+//  --------------------------------------------------------------------------
+//  The harness
+
+static void
+s_outcome_destroy (void **item_p)
+{
+    h_outcome_t *outcome = (h_outcome_t *)*item_p;
+    if (outcome) {
+        free (outcome->reason);
+        free (outcome->node);
+        zchunk_destroy (&outcome->payload);
+        free (outcome);
+        *item_p = NULL;
+    }
+}
+
+static zsock_t *
+s_router (char *endpoint, size_t size)
+{
+    zsock_t *sock = zsock_new (ZMQ_ROUTER);
+    cr_assert (sock);
+    zsock_set_linger (sock, 0);
+    int port = zsock_bind (sock, "tcp://127.0.0.1:*");
+    cr_assert (port > 0);
+    snprintf (endpoint, size, "tcp://127.0.0.1:%d", port);
+    return sock;
+}
+
+static h_t *
+h_new (void)
+{
+    //  Orphans of a killed node come to us, so we can see them die
+    prctl (PR_SET_CHILD_SUBREAPER, 1);
+    h_t *h = (h_t *)zmalloc (sizeof *h);
+    cr_assert (h);
+    h->broker = s_router (h->broker_ep, sizeof h->broker_ep);
+    h->sink = s_router (h->sink_ep, sizeof h->sink_ep);
+    h->poller = zpoller_new (h->broker, h->sink, NULL);
+    cr_assert (h->poller);
+    h->results = zhashx_new ();
+    h->fails = zhashx_new ();
+    zhashx_set_destructor (h->results, s_outcome_destroy);
+    zhashx_set_destructor (h->fails, s_outcome_destroy);
+    h->auto_store = true;
+    snprintf (h->tmp, sizeof h->tmp, "/tmp/drover-worker-test-XXXXXX");
+    cr_assert (mkdtemp (h->tmp));
+    return h;
+}
+
+//  Starts `drover worker` with our handlers, the broker endpoint (unless
+//  connect is false) and extra arguments (NULL-terminated), and env.
+static void
+h_start_env (h_t *h, bool connect, const char *const *extra,
+             const char *const *env)
+{
+    char drover[PATH_MAX];
+    s_build_path (drover, sizeof drover, "cli/drover");
+    const char *argv[64];
+    size_t argc = 0;
+    argv[argc++] = drover;
+    argv[argc++] = "worker";
+    if (connect) {
+        argv[argc++] = "--connect";
+        argv[argc++] = h->broker_ep;
+    }
+    for (size_t i = 0; s_test_handlers[i]; i++)
+        argv[argc++] = s_test_handlers[i];
+    for (size_t i = 0; extra && extra[i] && argc < 63; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    h->pid = s_spawn (argv, env, -1, -1);
+}
+
+static void
+h_start (h_t *h, const char *const *extra)
+{
+    h_start_env (h, true, extra, NULL);
+}
+
+//  Keeps the first outcome of each id and counts receipts.
+static void
+s_record (zhashx_t *map, const drover_task_t *item, bool payload)
+{
+    char key[32];
+    snprintf (key, sizeof key, "%" PRIu64, item->id);
+    h_outcome_t *outcome = (h_outcome_t *)zhashx_lookup (map, key);
+    if (outcome) {
+        outcome->receipts++;
+        return;
+    }
+    outcome = (h_outcome_t *)zmalloc (sizeof *outcome);
+    cr_assert (outcome);
+    outcome->id = item->id;
+    outcome->attempt = item->attempt;
+    outcome->code = item->code;
+    outcome->reason = item->reason ? strdup (item->reason) : NULL;
+    outcome->node = item->node ? strdup (item->node) : NULL;
+    outcome->signal = item->signal;
+    outcome->exit_status = item->exit_status;
+    outcome->elapsed_us = item->elapsed_us;
+    if (payload)
+        outcome->payload = zchunk_new (item->payload.data, item->payload.size);
+    outcome->receipts = 1;
+    zhashx_insert (map, key, outcome);
+}
+
+static h_outcome_t *
+h_result (h_t *h, uint64_t id)
+{
+    char key[32];
+    snprintf (key, sizeof key, "%" PRIu64, id);
+    return (h_outcome_t *)zhashx_lookup (h->results, key);
+}
+
+static h_outcome_t *
+h_fail (h_t *h, uint64_t id)
+{
+    char key[32];
+    snprintf (key, sizeof key, "%" PRIu64, id);
+    return (h_outcome_t *)zhashx_lookup (h->fails, key);
+}
+
+static void
+h_send_broker (h_t *h, drover_msg_t *msg)
+{
+    cr_assert (h->node_id, "no node session to send to");
+    int rc = drover_wire_send (h->broker, h->node_id, msg, NULL);
+    cr_assert_eq (rc, 0, "cannot send %s", drover_command_name (msg->command));
+}
+
+static void
+h_store (h_t *h, zframe_t *routing_id, uint64_t id, uint32_t attempt)
+{
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = id;
+    item.attempt = attempt;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_STORED);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    cr_assert_eq (drover_wire_send (h->sink, routing_id, &msg, NULL), 0);
+}
+
+static void
+h_on_broker (h_t *h, drover_packet_t *packet)
+{
+    drover_msg_t *msg = drover_packet_msg (packet);
+    switch (msg->command) {
+        case DROVER_HELLO:
+            h->hello_count++;
+            zframe_destroy (&h->node_id);
+            h->node_id = zframe_dup (drover_packet_routing_id (packet));
+            h->welcomed = false;
+            //  A new session: the broker forgets the old credit
+            h->credit = 0;
+            h->dispatched = 0;
+            drover_packet_destroy (&h->hello);
+            h->hello = packet; //  kept
+            return;
+        case DROVER_CREDIT: h->credit += msg->credit; break;
+        case DROVER_HEARTBEAT: h->heartbeats++; break;
+        case DROVER_FAIL:
+            for (size_t i = 0; i < msg->task_count; i++)
+                s_record (h->fails, &msg->tasks[i], false);
+            break;
+        case DROVER_DRAIN:
+            if (h->drains++ == 0)
+                h->credit_at_drain = h->credit;
+            break;
+        case DROVER_BYE: h->byes++; break;
+        default: h->others++; break;
+    }
+    drover_packet_destroy (&packet);
+}
+
+static void
+h_on_sink (h_t *h, drover_packet_t *packet)
+{
+    drover_msg_t *msg = drover_packet_msg (packet);
+    if (msg->command == DROVER_RESULT) {
+        zframe_destroy (&h->sink_id);
+        h->sink_id = zframe_dup (drover_packet_routing_id (packet));
+        for (size_t i = 0; i < msg->task_count; i++) {
+            s_record (h->results, &msg->tasks[i], true);
+            if (h->auto_store)
+                h_store (h, drover_packet_routing_id (packet), msg->tasks[i].id,
+                         msg->tasks[i].attempt);
+        }
+    }
+    else
+        h->others++;
+    drover_packet_destroy (&packet);
+}
+
+//  Waits up to timeout_ms for one message and handles it; heartbeats the
+//  node meanwhile.
+static void
+h_poll (h_t *h, int timeout_ms)
+{
+    int64_t now = zclock_mono ();
+    bool beat = h->welcomed && !h->silent && h->hb_ms;
+    if (beat && now - h->hb_sent_ms >= h->hb_ms) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_HEARTBEAT);
+        h_send_broker (h, &msg);
+        h->hb_sent_ms = now;
+    }
+    int wait = timeout_ms;
+    if (beat && h->hb_sent_ms + h->hb_ms - now < wait)
+        wait = (int)(h->hb_sent_ms + h->hb_ms - now);
+    if (wait < 0)
+        wait = 0;
+    zsock_t *which = (zsock_t *)zpoller_wait (h->poller, wait);
+    if (!which)
+        return;
+    drover_packet_t *packet;
+    int rc = drover_packet_recv (which, true, &packet);
+    if (rc == DROVER_EIO)
+        return;
+    cr_assert_eq (rc, 0, "the node sent a malformed message: %s",
+                  packet ? drover_packet_error (packet) : "");
+    if (which == h->broker)
+        h_on_broker (h, packet);
+    else
+        h_on_sink (h, packet);
+}
+
+//  Handles messages until cond holds or timeout_ms passes.
+#define H_WAIT(h, timeout_ms, cond)                                            \
+    do {                                                                       \
+        int64_t deadline_ = zclock_mono () + (timeout_ms);                     \
+        while (!(cond) && zclock_mono () < deadline_)                          \
+            h_poll ((h), 10);                                                  \
+    } while (0)
+
+//  The same, then asserts cond.
+#define H_EXPECT(h, timeout_ms, cond, ...)                                     \
+    do {                                                                       \
+        H_WAIT (h, timeout_ms, cond);                                          \
+        cr_assert (cond, __VA_ARGS__);                                         \
+    } while (0)
+
+//  Handles messages for ms milliseconds.
+static void
+h_pump (h_t *h, int ms)
+{
+    H_WAIT (h, ms, false);
+}
+
+static void
+h_welcome (h_t *h, uint32_t heartbeat_ms, uint32_t liveness)
+{
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_WELCOME);
+    msg.instance = "test-broker-1";
+    msg.endpoint = h->sink_ep;
+    msg.heartbeat_ms = heartbeat_ms;
+    msg.liveness = liveness;
+    msg.max_payload = DROVER_MAX_PAYLOAD;
+    msg.max_batch = DROVER_MAX_BATCH;
+    h_send_broker (h, &msg);
+    h->welcomed = true;
+    h->hb_ms = heartbeat_ms;
+    h->hb_sent_ms = zclock_mono ();
+}
+
+//  Waits for HELLO, answers WELCOME, waits for credit.
+static void
+h_join (h_t *h, uint32_t heartbeat_ms, uint32_t liveness, uint64_t credit)
+{
+    H_EXPECT (h, 10000, h->hello_count > 0, "no HELLO from the node");
+    h_welcome (h, heartbeat_ms, liveness);
+    H_EXPECT (h, 5000, h->credit >= credit,
+              "credit %" PRIu64 " after WELCOME, expected %" PRIu64, h->credit,
+              credit);
+}
+
+//  Leases one task to the node.
+static void
+h_dispatch (h_t *h, uint64_t id, const char *handler, const void *payload,
+            size_t size, uint64_t timeout_ms)
+{
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = id;
+    item.attempt = 1;
+    item.handler = handler;
+    item.timeout_ms = timeout_ms;
+    item.payload.data = payload;
+    item.payload.size = size;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DISPATCH);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    h_send_broker (h, &msg);
+    h->dispatched++;
+}
+
+static void
+h_dispatch_text (h_t *h, uint64_t id, const char *handler, const char *text)
+{
+    h_dispatch (h, id, handler, text, strlen (text), 0);
+}
+
+//  Credit the node still offers: received minus used.
+static uint64_t
+h_open_credit (h_t *h)
+{
+    return h->credit - h->dispatched;
+}
+
+//  Waits for the node to exit; returns true if it did.
+static bool
+h_wait_exit (h_t *h, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (h->pid > 0) {
+        int status;
+        pid_t pid = waitpid (h->pid, &status, WNOHANG);
+        if (pid == h->pid) {
+            h->exit_status = status;
+            h->pid = 0;
+            break;
+        }
+        if (zclock_mono () >= deadline)
+            return false;
+        h_poll (h, 10);
+    }
+    return true;
+}
+
+//  Drains the node with SIGTERM and expects a clean exit, then frees all.
+static void
+h_destroy (h_t **h_p)
+{
+    h_t *h = *h_p;
+    if (h->pid > 0) {
+        kill (h->pid, SIGTERM);
+        h->auto_store = true;
+        bool exited = h_wait_exit (h, 15000);
+        if (!exited) {
+            kill (h->pid, SIGKILL);
+            waitpid (h->pid, NULL, 0);
+        }
+        cr_expect (exited, "the node did not drain within 15 s");
+        cr_expect (exited && WIFEXITED (h->exit_status)
+                       && WEXITSTATUS (h->exit_status) == 0,
+                   "the node did not exit cleanly (wait status %#x)",
+                   h->exit_status);
+    }
+    //  Reap adopted orphans
+    while (waitpid (-1, NULL, WNOHANG) > 0)
+        ;
+    char command[128];
+    snprintf (command, sizeof command, "rm -rf '%s'", h->tmp);
+    cr_expect_eq (system (command), 0);
+    zpoller_destroy (&h->poller);
+    zsock_destroy (&h->broker);
+    zsock_destroy (&h->sink);
+    zframe_destroy (&h->node_id);
+    zframe_destroy (&h->sink_id);
+    drover_packet_destroy (&h->hello);
+    zhashx_destroy (&h->results);
+    zhashx_destroy (&h->fails);
+    free (h);
+    *h_p = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  The tests
+
+Test (worker, hello_then_credit_for_each_child, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "2", NULL};
+    h_start (h, extra);
+    H_EXPECT (h, 10000, h->hello_count > 0, "no HELLO from the node");
+    drover_msg_t *hello = drover_packet_msg (h->hello);
+    cr_assert_str_eq (hello->role, "node");
+    char suffix[32];
+    snprintf (suffix, sizeof suffix, ":%d", (int)h->pid);
+    size_t length = strlen (hello->name);
+    cr_assert (length > strlen (suffix)
+                   && !strcmp (hello->name + length - strlen (suffix), suffix),
+               "name '%s' is not host:pid", hello->name);
+    cr_assert_eq (hello->children, 2);
+    cr_assert_eq (hello->lookahead, 0);
+    cr_assert_eq (hello->queue_count, 0);
+    const char *expected[] = {"echo", "sleep", "fail", "crash", "sha256",
+                              "up",   "cat",   "bad",  "ppid",  "mark"};
+    cr_assert_eq (hello->handler_count, 10);
+    for (size_t i = 0; i < 10; i++) {
+        bool found = false;
+        for (size_t j = 0; j < hello->handler_count; j++)
+            found = found || !strcmp (hello->handlers[j], expected[i]);
+        cr_assert (found, "handler %s not announced", expected[i]);
+    }
+    //  No credit before WELCOME: the node does not know the sink yet
+    h_pump (h, 200);
+    cr_assert_eq (h->credit, 0);
+    h_welcome (h, 1000, 5);
+    H_EXPECT (h, 5000, h->credit >= 2, "no credit after WELCOME");
+    h_pump (h, 300);
+    cr_assert_eq (h->credit, 2, "credit %" PRIu64 ", expected 2", h->credit);
+    h_destroy (&h);
+}
+
+Test (worker, hello_carries_options, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j",      "1",         "--lookahead", "2",
+                           "--queue", "q1",        "--queue",     "q2",
+                           "--name",  "test-node", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 3);
+    drover_msg_t *hello = drover_packet_msg (h->hello);
+    cr_assert_str_eq (hello->name, "test-node");
+    cr_assert_eq (hello->children, 1);
+    cr_assert_eq (hello->lookahead, 2);
+    cr_assert_eq (hello->queue_count, 2);
+    cr_assert_str_eq (hello->queues[0], "q1");
+    cr_assert_str_eq (hello->queues[1], "q2");
+    h_pump (h, 200);
+    cr_assert_eq (h->credit, 3, "credit = children + lookahead");
+    h_destroy (&h);
+}
+
+Test (worker, environment_stands_in_for_flags, .timeout = 30)
+{
+    h_t *h = h_new ();
+    char connect[160];
+    snprintf (connect, sizeof connect, "DROVER_CONNECT=%s", h->broker_ep);
+    const char *env[] = {connect, "DROVER_JOBS=3", "DROVER_NAME=env-node",
+                         NULL};
+    h_start_env (h, false, NULL, env);
+    h_join (h, 1000, 5, 3);
+    drover_msg_t *hello = drover_packet_msg (h->hello);
+    cr_assert_eq (hello->children, 3);
+    cr_assert_str_eq (hello->name, "env-node");
+    h_destroy (&h);
+}
+
+Test (worker, echo_and_sha256, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "2", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 2);
+    h_dispatch_text (h, 1, "echo", "hello");
+    h_dispatch_text (h, 2, "sha256", "abc");
+    H_EXPECT (h, 5000, h_result (h, 1) && h_result (h, 2), "no results");
+    h_outcome_t *echo = h_result (h, 1);
+    cr_assert_eq (echo->code, 0);
+    cr_assert_eq (zchunk_size (echo->payload), 5);
+    cr_assert (!memcmp (zchunk_data (echo->payload), "hello", 5));
+    cr_assert (echo->node && strchr (echo->node, ':'));
+    h_outcome_t *hash = h_result (h, 2);
+    cr_assert_eq (zchunk_size (hash->payload), 64);
+    cr_assert (!memcmp (zchunk_data (hash->payload), SHA256_ABC, 64),
+               "sha256 of 'abc' is wrong");
+    //  An empty payload is a payload too
+    h_dispatch (h, 3, "echo", NULL, 0, 0);
+    H_EXPECT (h, 5000, h_result (h, 3), "no result for an empty payload");
+    cr_assert_eq (zchunk_size (h_result (h, 3)->payload), 0);
+    //  Every finished attempt gives its credit back
+    H_EXPECT (h, 5000, h_open_credit (h) == 2, "open credit %" PRIu64,
+              h_open_credit (h));
+    cr_assert_eq (zhashx_size (h->fails), 0);
+    h_destroy (&h);
+}
+
+Test (worker, several_tasks_in_one_dispatch, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "2", "--lookahead", "4", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 6);
+    drover_task_t items[6];
+    char texts[6][16];
+    memset (items, 0, sizeof items);
+    for (int i = 0; i < 6; i++) {
+        snprintf (texts[i], sizeof texts[i], "task-%d", i);
+        items[i].id = (uint64_t)(100 + i);
+        items[i].attempt = 1;
+        items[i].handler = "echo";
+        items[i].payload.data = texts[i];
+        items[i].payload.size = strlen (texts[i]);
+    }
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DISPATCH);
+    msg.tasks = items;
+    msg.task_count = 6;
+    h_send_broker (h, &msg);
+    h->dispatched += 6;
+    H_EXPECT (h, 5000, zhashx_size (h->results) == 6, "%zu results of 6",
+              zhashx_size (h->results));
+    for (int i = 0; i < 6; i++) {
+        h_outcome_t *result = h_result (h, (uint64_t)(100 + i));
+        cr_assert (result);
+        cr_assert_eq (zchunk_size (result->payload), strlen (texts[i]));
+        cr_assert (!memcmp (zchunk_data (result->payload), texts[i],
+                            strlen (texts[i])));
+    }
+    H_EXPECT (h, 5000, h_open_credit (h) == 6, "open credit %" PRIu64,
+              h_open_credit (h));
+    h_destroy (&h);
+}
+
+Test (worker, fail_reports_the_message, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    h_dispatch_text (h, 7, "fail", "boom: it broke");
+    H_EXPECT (h, 5000, h_fail (h, 7), "no FAIL");
+    h_outcome_t *fail = h_fail (h, 7);
+    cr_assert_eq (fail->code, DROVER_EFAILED, "code %d", fail->code);
+    cr_assert_eq (fail->attempt, 1);
+    cr_assert_str_eq (fail->reason, "boom: it broke");
+    cr_assert (fail->node && strchr (fail->node, ':'));
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "credit not given back");
+    cr_assert_null (h_result (h, 7));
+    h_destroy (&h);
+}
+
+Test (worker, unknown_handler_fails_with_ehandler, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    h_dispatch_text (h, 8, "rm-rf", "/");
+    H_EXPECT (h, 5000, h_fail (h, 8), "no FAIL");
+    cr_assert_eq (h_fail (h, 8)->code, DROVER_EHANDLER);
+    cr_assert (strstr (h_fail (h, 8)->reason, "rm-rf"));
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "credit not given back");
+    h_destroy (&h);
+}
+
+Test (worker, crash_is_reported_and_the_node_goes_on, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    pid_t before[4];
+    H_EXPECT (h, 5000, s_children_of (h->pid, before, 4) == 1, "no child");
+    h_dispatch_text (h, 9, "crash", "");
+    H_EXPECT (h, 5000, h_fail (h, 9), "no FAIL for the crash");
+    h_outcome_t *fail = h_fail (h, 9);
+    cr_assert_eq (fail->code, DROVER_ECRASHED, "code %d", fail->code);
+    cr_assert_eq (fail->signal, SIGABRT, "signal %d", fail->signal);
+    cr_assert (fail->reason && strstr (fail->reason, "signal 6"));
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "credit not restored");
+    //  A new child serves the next task
+    h_dispatch_text (h, 10, "echo", "still here");
+    H_EXPECT (h, 5000, h_result (h, 10), "the node stopped serving");
+    pid_t after[4];
+    cr_assert_eq (s_children_of (h->pid, after, 4), 1);
+    cr_assert_neq (after[0], before[0], "the crashed child was not replaced");
+    h_destroy (&h);
+}
+
+Test (worker, exec_handler_success, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    h_dispatch_text (h, 11, "up", "hello, world");
+    H_EXPECT (h, 5000, h_result (h, 11), "no result");
+    h_outcome_t *result = h_result (h, 11);
+    cr_assert_eq (zchunk_size (result->payload), 12);
+    cr_assert (!memcmp (zchunk_data (result->payload), "HELLO, WORLD", 12));
+    h_destroy (&h);
+}
+
+Test (worker, exec_handler_failure_has_status_and_stderr, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    h_dispatch_text (h, 12, "bad", "input");
+    H_EXPECT (h, 5000, h_fail (h, 12), "no FAIL");
+    h_outcome_t *fail = h_fail (h, 12);
+    cr_assert_eq (fail->code, DROVER_EFAILED);
+    cr_assert_eq (fail->exit_status, 3, "exit status %d", fail->exit_status);
+    cr_assert_str_eq (fail->reason, "oops");
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "credit not given back");
+    h_destroy (&h);
+}
+
+Test (worker, time_limit_kills_the_process_group, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    char path[128], payload[160];
+    snprintf (path, sizeof path, "%s/pid", h->tmp);
+    snprintf (payload, sizeof payload, "%s 30\n", path);
+    h_dispatch (h, 13, "mark", payload, strlen (payload), 400);
+    H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
+    pid_t child = s_read_pid (path);
+    cr_assert_eq (getpgid (child), child, "the child leads no process group");
+    H_EXPECT (h, 5000, h_fail (h, 13), "no FAIL after the time limit");
+    h_outcome_t *fail = h_fail (h, 13);
+    cr_assert_eq (fail->code, DROVER_ETIMELIMIT, "code %d", fail->code);
+    cr_assert (fail->elapsed_us >= 400000, "elapsed %" PRIu64,
+               fail->elapsed_us);
+    //  The child and the command it ran (sh, sleep) are all gone
+    H_EXPECT (h, 5000, s_group_gone (child),
+              "process group %d survived the time limit", (int)child);
+    h_dispatch_text (h, 14, "echo", "next");
+    H_EXPECT (h, 5000, h_result (h, 14), "no child after the time limit");
+    h_destroy (&h);
+}
+
+Test (worker, sleeping_child_does_not_delay_an_idle_one, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "2", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 2);
+    int64_t start = zclock_mono ();
+    h_dispatch_text (h, 15, "sleep", "1500");
+    h_dispatch_text (h, 16, "echo", "quick");
+    H_EXPECT (h, 1000, h_result (h, 16), "the echo waited for the sleep");
+    cr_assert_null (h_result (h, 15));
+    H_EXPECT (h, 5000, h_result (h, 15), "no result for the sleep");
+    cr_assert (zclock_mono () - start >= 1500);
+    cr_assert_eq (zchunk_size (h_result (h, 15)->payload), 4);
+    h_destroy (&h);
+}
+
+Test (worker, lookahead_task_waits_for_a_child, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", "--lookahead", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 2);
+    h_dispatch_text (h, 17, "sleep", "300");
+    h_dispatch_text (h, 18, "echo", "after");
+    H_EXPECT (h, 5000, h_result (h, 18), "the queued task never ran");
+    cr_assert (h_result (h, 17), "the queued task overtook the running one");
+    H_EXPECT (h, 5000, h_open_credit (h) == 2, "open credit %" PRIu64,
+              h_open_credit (h));
+    h_destroy (&h);
+}
+
+//  Runs ppid (echo $PPID: the child's pid) as task id; returns the pid.
+static pid_t
+s_child_pid_by_task (h_t *h, uint64_t id)
+{
+    h_dispatch_text (h, id, "ppid", "");
+    H_EXPECT (h, 5000, h_result (h, id), "no result");
+    h_outcome_t *result = h_result (h, id);
+    char text[32] = "";
+    size_t size = zchunk_size (result->payload);
+    cr_assert (size > 0 && size < sizeof text);
+    memcpy (text, zchunk_data (result->payload), size);
+    return (pid_t)atoi (text);
+}
+
+Test (worker, max_tasks_per_child_replaces_the_child, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", "--max-tasks-per-child", "2", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    pid_t first = s_child_pid_by_task (h, 19);
+    pid_t second = s_child_pid_by_task (h, 20);
+    pid_t third = s_child_pid_by_task (h, 21);
+    cr_assert (first > 0);
+    cr_assert_eq (first, second, "replaced before its second task");
+    cr_assert_neq (second, third, "not replaced after two tasks");
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "credit not given back");
+    cr_assert_eq (zhashx_size (h->fails), 0, "a retirement is no failure");
+    h_destroy (&h);
+}
+
+Test (worker, one_mebibyte_round_trip, .timeout = 60)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "2", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 2);
+    size_t size = 1u << 20;
+    uint8_t *data = (uint8_t *)malloc (size);
+    cr_assert (data);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (uint8_t)((i * 2654435761u) >> 13);
+    h_dispatch (h, 22, "echo", data, size, 0);
+    h_dispatch (h, 23, "cat", data, size, 0);
+    H_EXPECT (h, 20000, h_result (h, 22) && h_result (h, 23), "no results");
+    cr_assert_eq (zchunk_size (h_result (h, 22)->payload), size);
+    cr_assert (!memcmp (zchunk_data (h_result (h, 22)->payload), data, size));
+    cr_assert_eq (zchunk_size (h_result (h, 23)->payload), size);
+    cr_assert (!memcmp (zchunk_data (h_result (h, 23)->payload), data, size));
+    free (data);
+    h_destroy (&h);
+}
+
+Test (worker, node_started_before_the_broker, .timeout = 30)
+{
+    h_t *h = h_new ();
+    //  Nobody listens at the broker's endpoint while the node starts. An
+    //  ipc endpoint of our own: a TCP port we let go could be taken by
+    //  another test running at the same time.
+    zpoller_remove (h->poller, h->broker);
+    zsock_destroy (&h->broker);
+    snprintf (h->broker_ep, sizeof h->broker_ep, "ipc://%s/broker", h->tmp);
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    //  The node is up (it connects before it forks) once it has a child
+    pid_t child;
+    H_WAIT (h, 5000, s_children_of (h->pid, &child, 1) == 1);
+    cr_assert_eq (s_children_of (h->pid, &child, 1), 1, "the node is not up");
+    h_pump (h, 300);
+    h->broker = zsock_new (ZMQ_ROUTER);
+    cr_assert (h->broker);
+    zsock_set_linger (h->broker, 0);
+    cr_assert_neq (zsock_bind (h->broker, "%s", h->broker_ep), -1,
+                   "cannot bind %s", h->broker_ep);
+    zpoller_add (h->poller, h->broker);
+    h_join (h, 1000, 5, 1);
+    h_dispatch_text (h, 24, "echo", "late");
+    H_EXPECT (h, 5000, h_result (h, 24), "no result");
+    h_destroy (&h);
+}
+
+Test (worker, heartbeats_flow_while_a_long_task_runs, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 100, 3, 1);
+    h_dispatch_text (h, 25, "sleep", "1500");
+    h_pump (h, 100);
+    uint64_t before = h->heartbeats;
+    h_pump (h, 1000);
+    uint64_t beats = h->heartbeats - before;
+    cr_assert (beats >= 6, "%" PRIu64 " heartbeats in 1 s at 100 ms", beats);
+    cr_assert_null (h_result (h, 25), "the task was not that long");
+    H_EXPECT (h, 5000, h_result (h, 25), "no result");
+    cr_assert_eq (h->hello_count, 1, "the node thought the broker was dead");
+    h_destroy (&h);
+}
+
+Test (worker, unstored_results_are_sent_again, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h->auto_store = false;
+    h_join (h, 100, 3, 1);
+    h_dispatch_text (h, 26, "echo", "again");
+    H_EXPECT (h, 5000, h_result (h, 26), "no result");
+    //  Not STORED: it comes again after heartbeat_ms * liveness
+    H_EXPECT (h, 5000, h_result (h, 26)->receipts >= 2, "never resent");
+    //  Stored: it stops
+    h_store (h, h->sink_id, 26, 1);
+    h_pump (h, 100);
+    size_t receipts = h_result (h, 26)->receipts;
+    h_pump (h, 800);
+    cr_assert_eq (h_result (h, 26)->receipts, receipts,
+                  "still resent after STORED");
+    h->auto_store = true;
+    h_destroy (&h);
+}
+
+Test (worker, revoke_kills_the_task_silently, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    char path[128], payload[160];
+    snprintf (path, sizeof path, "%s/pid", h->tmp);
+    snprintf (payload, sizeof payload, "%s 30\n", path);
+    h_dispatch (h, 27, "mark", payload, strlen (payload), 0);
+    H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
+    pid_t child = s_read_pid (path);
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = 27;
+    item.attempt = 1;
+    item.code = DROVER_ECANCELLED;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_REVOKE);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    h_send_broker (h, &msg);
+    H_EXPECT (h, 5000, s_group_gone (child), "the revoked task still runs");
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "credit not given back");
+    h_pump (h, 300);
+    cr_assert_null (h_fail (h, 27), "a revoked attempt was reported");
+    cr_assert_null (h_result (h, 27), "a revoked attempt was reported");
+    h_dispatch_text (h, 28, "echo", "next");
+    H_EXPECT (h, 5000, h_result (h, 28), "no child after the revoke");
+    h_destroy (&h);
+}
+
+Test (worker, sigterm_drains_then_bye, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    char path[128], payload[160];
+    snprintf (path, sizeof path, "%s/pid", h->tmp);
+    snprintf (payload, sizeof payload, "%s 0.5\n", path);
+    h_dispatch (h, 29, "mark", payload, strlen (payload), 0);
+    H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
+    kill (h->pid, SIGTERM);
+    H_EXPECT (h, 5000, h->drains == 1, "no DRAIN");
+    cr_assert_null (h_result (h, 29), "the task was not that short");
+    H_EXPECT (h, 5000, h->byes == 1, "no BYE");
+    h_outcome_t *result = h_result (h, 29);
+    cr_assert (result, "BYE before the leased task's result");
+    cr_assert_eq (zchunk_size (result->payload), 5);
+    cr_assert (!memcmp (zchunk_data (result->payload), "done\n", 5));
+    cr_assert (h_wait_exit (h, 5000), "the node did not exit after BYE");
+    cr_assert (WIFEXITED (h->exit_status) && WEXITSTATUS (h->exit_status) == 0,
+               "wait status %#x", h->exit_status);
+    cr_assert_eq (h->credit, h->credit_at_drain, "credit asked after DRAIN");
+    h_destroy (&h);
+}
+
+Test (worker, drain_from_the_broker, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "2", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 2);
+    h_dispatch_text (h, 30, "sleep", "200");
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DRAIN);
+    msg.reason = "broker shutting down";
+    h_send_broker (h, &msg);
+    H_EXPECT (h, 5000, h->byes == 1, "no BYE");
+    cr_assert (h_result (h, 30), "BYE before the leased task's result");
+    cr_assert_eq (h->drains, 1);
+    cr_assert (h_wait_exit (h, 5000), "the node did not exit");
+    cr_assert (WIFEXITED (h->exit_status) && WEXITSTATUS (h->exit_status) == 0);
+    h_destroy (&h);
+}
+
+Test (worker, children_die_with_the_supervisor, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "3", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 3);
+    pid_t children[8];
+    H_WAIT (h, 5000, s_children_of (h->pid, children, 8) == 3);
+    size_t count = s_children_of (h->pid, children, 8);
+    cr_assert_eq (count, 3);
+    kill (h->pid, SIGKILL);
+    waitpid (h->pid, NULL, 0);
+    h->pid = 0;
+    int64_t deadline = zclock_mono () + 5000;
+    for (size_t i = 0; i < count; i++) {
+        //  They are ours now (subreaper): reap them as they die
+        while (!s_process_gone (children[i]) && zclock_mono () < deadline)
+            h_poll (h, 10);
+        waitpid (children[i], NULL, WNOHANG);
+        cr_assert (s_process_gone (children[i]), "child %d outlived the node",
+                   (int)children[i]);
+    }
+    h_destroy (&h);
+}
+
+Test (worker, silent_broker_means_a_new_session, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 100, 3, 1);
+    zframe_t *first = zframe_dup (h->node_id);
+    h->silent = true;
+    H_EXPECT (h, 5000, h->hello_count == 2, "no new HELLO");
+    cr_assert (!zframe_eq (first, h->node_id), "the session kept its socket");
+    zframe_destroy (&first);
+    h->silent = false;
+    cr_assert_eq (h->credit, 0, "credit before the new WELCOME");
+    h_welcome (h, 1000, 5);
+    H_EXPECT (h, 5000, h->credit == 1, "no credit in the new session");
+    h_dispatch_text (h, 31, "echo", "new");
+    H_EXPECT (h, 5000, h_result (h, 31), "no result");
+    h_destroy (&h);
+}
+
+Test (worker, bye_estale_means_a_new_session, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_BYE);
+    msg.code = DROVER_ESTALE;
+    msg.reason = "who are you?";
+    h_send_broker (h, &msg);
+    H_EXPECT (h, 5000, h->hello_count == 2, "no new HELLO after BYE");
+    h_destroy (&h);
+}
+
+Test (worker, garbage_is_dropped, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    //  One frame; a wrong signature; a good frame layout with a bad header;
+    //  a DISPATCH whose payload frame is missing; a command the node does
+    //  not take
+    zmsg_t *junk = zmsg_new ();
+    zmsg_append (junk, &(zframe_t *){zframe_dup (h->node_id)});
+    zmsg_addstr (junk, "junk");
+    zmsg_send (&junk, h->broker);
+    junk = zmsg_new ();
+    zmsg_append (junk, &(zframe_t *){zframe_dup (h->node_id)});
+    zmsg_addstr (junk, "XXXX");
+    zmsg_addmem (junk, "\x21", 1);
+    zmsg_addmem (junk, "\x80", 1);
+    zmsg_send (&junk, h->broker);
+    junk = zmsg_new ();
+    zmsg_append (junk, &(zframe_t *){zframe_dup (h->node_id)});
+    zmsg_addmem (junk, DROVER_SIGNATURE, 4);
+    zmsg_addmem (junk, "\x21", 1);
+    zmsg_addmem (junk, "\xc1\xc1", 2);
+    zmsg_send (&junk, h->broker);
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = 32;
+    item.attempt = 1;
+    item.handler = "echo";
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DISPATCH);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    uint8_t *header;
+    size_t header_size;
+    cr_assert_eq (drover_msg_encode (&msg, &header, &header_size), 0);
+    junk = zmsg_new ();
+    zmsg_append (junk, &(zframe_t *){zframe_dup (h->node_id)});
+    zmsg_addmem (junk, DROVER_SIGNATURE, 4);
+    zmsg_addmem (junk, "\x21", 1);
+    zmsg_addmem (junk, header, header_size);
+    zmsg_send (&junk, h->broker);
+    free (header);
+    drover_msg_init (&msg, DROVER_STATS);
+    msg.ref = 1;
+    h_send_broker (h, &msg);
+    //  The node goes on as if nothing happened
+    h_dispatch_text (h, 33, "echo", "fine");
+    H_EXPECT (h, 5000, h_result (h, 33), "the node stopped serving");
+    cr_assert_null (h_fail (h, 32));
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "open credit %" PRIu64,
+              h_open_credit (h));
+    h_destroy (&h);
+}
+
+Test (worker, c_handlers_through_libdrover, .timeout = 30)
+{
+    h_t *h = h_new ();
+    char example[PATH_MAX];
+    s_build_path (example, sizeof example, "examples/worker_example");
+    const char *argv[] = {example, h->broker_ep, "2", NULL};
+    h->pid = s_spawn (argv, NULL, -1, -1);
+    h_join (h, 1000, 5, 2);
+    drover_msg_t *hello = drover_packet_msg (h->hello);
+    cr_assert_eq (hello->handler_count, 2);
+    cr_assert_str_eq (hello->handlers[0], "upper");
+    cr_assert_str_eq (hello->handlers[1], "wordcount");
+    h_dispatch_text (h, 34, "upper", "hello world");
+    h_dispatch_text (h, 35, "wordcount", "one two  three\nfour");
+    H_EXPECT (h, 5000, h_result (h, 34) && h_result (h, 35), "no results");
+    cr_assert_eq (zchunk_size (h_result (h, 34)->payload), 11);
+    cr_assert (
+        !memcmp (zchunk_data (h_result (h, 34)->payload), "HELLO WORLD", 11));
+    cr_assert_eq (zchunk_size (h_result (h, 35)->payload), 1);
+    cr_assert_eq (zchunk_data (h_result (h, 35)->payload)[0], '4');
+    //  A C handler's failure carries its message
+    h_dispatch (h, 36, "wordcount", "a\0b", 3, 0);
+    H_EXPECT (h, 5000, h_fail (h, 36), "no FAIL");
+    cr_assert_eq (h_fail (h, 36)->code, DROVER_EFAILED);
+    cr_assert (strstr (h_fail (h, 36)->reason, "NUL"));
+    h_destroy (&h);
+}
+
+//  Runs `drover worker ARGS` with env; returns the exit status and the
+//  standard error in err (at most size octets).
+static int
+s_run_cli (const char *const *args, const char *const *env, char *err,
+           size_t size, char *out, size_t out_size)
+{
+    char drover[PATH_MAX];
+    s_build_path (drover, sizeof drover, "cli/drover");
+    const char *argv[16];
+    size_t argc = 0;
+    argv[argc++] = drover;
+    argv[argc++] = "worker";
+    for (size_t i = 0; args[i]; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    int err_pipe[2], out_pipe[2];
+    cr_assert_eq (pipe (err_pipe), 0);
+    cr_assert_eq (pipe (out_pipe), 0);
+    pid_t pid = s_spawn (argv, env, out_pipe[1], err_pipe[1]);
+    close (err_pipe[1]);
+    close (out_pipe[1]);
+    //  Both outputs are small: read one, then the other
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < out_size
+           && (n = read (out_pipe[0], out + got, out_size - 1 - got)) > 0)
+        got += (size_t)n;
+    out[got] = 0;
+    got = 0;
+    while (got + 1 < size
+           && (n = read (err_pipe[0], err + got, size - 1 - got)) > 0)
+        got += (size_t)n;
+    err[got] = 0;
+    close (err_pipe[0]);
+    close (out_pipe[0]);
+    int status;
+    cr_assert_eq (waitpid (pid, &status, 0), pid);
+    return status;
+}
+
+Test (worker, bad_handler_spec_is_a_usage_error, .timeout = 30)
+{
+    const char *specs[] = {"foo",     "=exec:ls",       "x=python:print",
+                           "x=exec:", "x=builtin:nope", "two words=exec:ls"};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        const char *args[] = {"--handler", specs[i], NULL};
+        char err[1024], out[1024];
+        int status = s_run_cli (args, NULL, err, sizeof err, out, sizeof out);
+        cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2,
+                   "--handler '%s': wait status %#x", specs[i], status);
+        cr_assert (strstr (err, "--handler"), "'%s': %s", specs[i], err);
+        char *newline = strchr (err, '\n');
+        cr_assert (newline && newline[1] == 0, "not one line: %s", err);
+    }
+    //  The same through the environment
+    const char *none[] = {NULL};
+    const char *env[] = {"DROVER_HANDLERS=ok=exec:cat\nbroken", NULL};
+    char err[1024], out[1024];
+    int status = s_run_cli (none, env, err, sizeof err, out, sizeof out);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    cr_assert (strstr (err, "broken"), "%s", err);
+    //  And other wrong arguments
+    const char *jobs[] = {"-j", "0", NULL};
+    status = s_run_cli (jobs, NULL, err, sizeof err, out, sizeof out);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    const char *extra[] = {"surplus", NULL};
+    status = s_run_cli (extra, NULL, err, sizeof err, out, sizeof out);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    cr_assert (strstr (err, "surplus"), "%s", err);
+}
+
+Test (worker, help_exits_zero, .timeout = 30)
+{
+    const char *args[] = {"--help", NULL};
+    char err[1024], out[8192];
+    int status = s_run_cli (args, NULL, err, sizeof err, out, sizeof out);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+               "wait status %#x", status);
+    cr_assert (strstr (out, "usage: drover worker"), "%s", out);
+    cr_assert (strstr (out, "--handler"));
+    cr_assert (strstr (out, "DROVER_CONNECT"));
+}

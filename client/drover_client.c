@@ -1,0 +1,1495 @@
+/*  drover_client.c - a client session with a Drover cluster (SPEC.md: the
+    client role).
+
+    One DEALER socket talks to the broker (HELLO, SUBMIT, CANCEL, STATUS,
+    STATS), another to the sink (WATCH, STATUS, HEARTBEAT). Everything is
+    asynchronous underneath: requests carry a ref and wait in a table until
+    their reply comes; watched task ids wait in another until their RESULT
+    comes. The blocking calls of drover_client.h send requests and pump the
+    sockets until their replies are in; drover_map uses the same core
+    without blocking (drover_client_internal.h).
+
+    Liveness (SPEC.md 6): while it watches tasks the client heartbeats the
+    sink when it has sent nothing for heartbeat_ms, and takes a sink that
+    stays silent for heartbeat_ms * liveness for dead: it opens a new
+    socket and watches everything again. A client that was not called for
+    that long (the caller was busy) watches everything again too, because
+    the sink may have forgotten its watches meanwhile. The broker keeps no
+    client sessions; a BYE from it means it forgot us, and the next
+    request starts a new session (new socket, HELLO).
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "drover_client_internal.h"
+#include "drover_idmap.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+//  A request waiting for its reply.
+typedef struct {
+    bool to_sink;            //  sent to the sink, else to the broker
+    drover_command_t expect; //  the command of a good reply
+    drover_reply_fn *fn;     //  gets the reply
+    void *arg;               //  fn's argument
+} s_request_t;
+
+//  A task whose result the client waits for.
+typedef struct {
+    bool release;         //  the sink may forget the result once sent
+    drover_result_fn *fn; //  gets the result; NULL: keep it for wait
+    void *arg;            //  fn's argument
+} s_watch_t;
+
+struct drover_client_t {
+    char name[DROVER_MAX_NAME + 1]; //  our name in HELLO: host:pid
+    char *endpoint;                 //  the broker's; NULL before connect
+    int timeout_ms;                 //  handshake and request timeout
+    zsock_t *broker;                //  DEALER to the broker
+    zsock_t *sink;                  //  DEALER to the sink; NULL until known
+    char *sink_endpoint;            //  what sink is connected to
+    char *instance;                 //  the broker run, from WELCOME
+    bool welcomed;                  //  WELCOME came on this session
+    int session_error;              //  why the handshake failed, or 0
+    bool session_lost;              //  BYE came: start a new session
+    bool pumping;                   //  inside drover_client_pump
+    uint32_t heartbeat_ms;          //  sink heartbeat interval
+    uint32_t liveness;              //  silent intervals before death
+    uint32_t max_batch;             //  most items in one message
+    uint64_t max_payload;           //  largest payload accepted
+    uint64_t next_ref;              //  ref of the next request
+    drover_idmap_t *requests;       //  ref -> s_request_t
+    drover_idmap_t *watches;        //  task id -> s_watch_t
+    drover_idmap_t *results;        //  task id -> drover_result_t, for wait
+    int64_t sink_sent;              //  when we last sent to the sink
+    int64_t sink_heard;             //  when it last sent to us (or when we
+                                    //  began to expect it to)
+    int64_t rewatch_at;             //  when to WATCH all again; 0: no need
+    int64_t hello_sent;             //  when we last said HELLO
+    uint32_t hello_ivl;             //  ms between HELLOs to learn a sink
+    uint32_t rewatch_backoff;       //  ms to wait after a refused WATCH
+    uint64_t malformed;             //  malformed messages received
+    char reason[1024];              //  why the last call failed
+};
+
+//  How many messages one pump reads from a socket before looking at the
+//  other one, so neither starves.
+#define CLIENT_DRAIN_MAX 256
+
+//  A client that watches tasks but knows no sink says HELLO again to
+//  learn one: first after this many ms, then twice as late each time, up
+//  to CLIENT_HELLO_MAX (a sink registers with the broker just after it
+//  starts, so the first tries should be quick).
+#define CLIENT_HELLO_MIN 20
+#define CLIENT_HELLO_MAX 1000
+
+static void s_sink_watch_all (drover_client_t *self);
+static int s_send_watch (drover_client_t *self, const uint64_t *ids,
+                         size_t count, bool release);
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+int
+drover_client_fail (drover_client_t *self, int code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->reason, sizeof self->reason, format, args);
+    va_end (args);
+    return code;
+}
+
+void
+drover_client_copy (char *target, size_t size, const char *text)
+{
+    assert (size);
+    size_t length = text ? strnlen (text, size - 1) : 0;
+    if (length)
+        memcpy (target, text, length);
+    target[length] = 0;
+}
+
+int64_t
+drover_client_deadline (int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : zclock_mono () + timeout_ms;
+}
+
+bool
+drover_name_valid (const char *name)
+{
+    if (!name)
+        return false;
+    size_t size = strlen (name);
+    if (size == 0 || size > DROVER_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < size; i++)
+        if (name[i] <= ' ' || name[i] > '~')
+            return false;
+    return true;
+}
+
+//  Copies text into a block being filled, returns the copy (or NULL for
+//  NULL) and advances *cursor.
+static const char *
+s_place (char **cursor, const char *text)
+{
+    if (!text)
+        return NULL;
+    size_t size = strlen (text) + 1;
+    char *copy = *cursor;
+    memcpy (copy, text, size);
+    *cursor += size;
+    return copy;
+}
+
+static size_t
+s_size (const char *text)
+{
+    return text ? strlen (text) + 1 : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Results
+
+static drover_result_t *
+s_result_new (const drover_task_t *item, zframe_t *frame)
+{
+    size_t size =
+        sizeof (drover_result_t) + s_size (item->reason) + s_size (item->node);
+    drover_result_t *self = (drover_result_t *)calloc (1, size);
+    if (!self) {
+        zframe_destroy (&frame);
+        return NULL;
+    }
+    char *cursor = (char *)(self + 1);
+    self->id = item->id;
+    self->code = item->code;
+    self->reason = s_place (&cursor, item->reason);
+    self->attempt = item->attempt;
+    self->node = s_place (&cursor, item->node);
+    self->elapsed_us = item->elapsed_us;
+    self->signal = item->signal;
+    self->exit_status = item->exit_status;
+    self->max_rss_kb = item->max_rss_kb;
+    self->private_frame_ = frame;
+    if (frame && zframe_size (frame)) {
+        self->payload = zframe_data (frame);
+        self->payload_size = zframe_size (frame);
+    }
+    return self;
+}
+
+drover_result_t *
+drover_result_new_local (uint64_t id, int code, const char *reason)
+{
+    drover_task_t item = {.id = id, .code = code, .reason = reason};
+    return s_result_new (&item, NULL);
+}
+
+void
+drover_result_destroy (drover_result_t **self_p)
+{
+    assert (self_p);
+    drover_result_t *self = *self_p;
+    if (!self)
+        return;
+    zframe_t *frame = (zframe_t *)self->private_frame_;
+    zframe_destroy (&frame);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+drover_task_state_name (int state)
+{
+    return drover_state_name (state);
+}
+
+void
+drover_status_destroy (drover_status_t **self_p)
+{
+    assert (self_p);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+void
+drover_stats_destroy (drover_stats_t **self_p)
+{
+    assert (self_p);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Constructor and destructor
+
+drover_client_t *
+drover_client_new (void)
+{
+    drover_client_t *self = (drover_client_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->requests = drover_idmap_new ();
+    self->watches = drover_idmap_new ();
+    self->results = drover_idmap_new ();
+    if (!self->requests || !self->watches || !self->results) {
+        drover_client_destroy (&self);
+        return NULL;
+    }
+    char host[128] = "localhost";
+    gethostname (host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    snprintf (self->name, sizeof self->name, "%.100s:%ld", host,
+              (long)getpid ());
+    for (char *c = self->name; *c; c++)
+        if (*c <= ' ' || *c > '~')
+            *c = '_';
+    self->next_ref = 1;
+    return self;
+}
+
+//  Frees every entry of a table of malloc'd values.
+static void
+s_free_all (drover_idmap_t *map, bool results)
+{
+    if (!map)
+        return;
+    size_t count = drover_idmap_size (map);
+    uint64_t *keys = (uint64_t *)malloc ((count + 1) * sizeof (uint64_t));
+    assert (keys);
+    count = drover_idmap_keys (map, keys, count);
+    for (size_t i = 0; i < count; i++) {
+        void *value = drover_idmap_take (map, keys[i]);
+        if (results) {
+            drover_result_t *result = (drover_result_t *)value;
+            drover_result_destroy (&result);
+        }
+        else
+            free (value);
+    }
+    free (keys);
+}
+
+void
+drover_client_destroy (drover_client_t **self_p)
+{
+    assert (self_p);
+    drover_client_t *self = *self_p;
+    if (!self)
+        return;
+    s_free_all (self->requests, false);
+    s_free_all (self->watches, false);
+    s_free_all (self->results, true);
+    drover_idmap_destroy (&self->requests);
+    drover_idmap_destroy (&self->watches);
+    drover_idmap_destroy (&self->results);
+    zsock_destroy (&self->broker);
+    zsock_destroy (&self->sink);
+    free (self->endpoint);
+    free (self->sink_endpoint);
+    free (self->instance);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+drover_client_reason (drover_client_t *self)
+{
+    assert (self);
+    return self->reason;
+}
+
+size_t
+drover_client_max_batch (drover_client_t *self)
+{
+    assert (self);
+    return self->max_batch;
+}
+
+uint64_t
+drover_client_max_payload (drover_client_t *self)
+{
+    assert (self);
+    return self->max_payload;
+}
+
+int
+drover_client_timeout (drover_client_t *self)
+{
+    assert (self);
+    return self->timeout_ms;
+}
+
+//  --------------------------------------------------------------------------
+//  Requests
+
+//  Calls back every request sent to the broker (or the sink) with an error.
+static void
+s_fail_requests (drover_client_t *self, bool to_sink, int code,
+                 const char *reason)
+{
+    char copy[sizeof self->reason];
+    drover_client_copy (copy, sizeof copy, reason);
+    size_t count = drover_idmap_size (self->requests);
+    if (count == 0)
+        return;
+    uint64_t *refs = (uint64_t *)malloc (count * sizeof (uint64_t));
+    assert (refs);
+    count = drover_idmap_keys (self->requests, refs, count);
+    for (size_t i = 0; i < count; i++) {
+        s_request_t *request =
+            (s_request_t *)drover_idmap_get (self->requests, refs[i]);
+        if (!request || request->to_sink != to_sink)
+            continue;
+        drover_idmap_take (self->requests, refs[i]);
+        drover_client_fail (self, code, "%s", copy);
+        request->fn (request->arg, code, copy, NULL);
+        free (request);
+    }
+    free (refs);
+}
+
+//  Gives a reply (or an ERROR) to the request it answers; drops it when
+//  no request waits for its ref.
+static void
+s_answer (drover_client_t *self, bool from_sink, drover_packet_t **packet_p)
+{
+    drover_msg_t *msg = drover_packet_msg (*packet_p);
+    s_request_t *request =
+        (s_request_t *)drover_idmap_get (self->requests, msg->ref);
+    if (!request || request->to_sink != from_sink)
+        return; //  late reply to a forgotten request
+    drover_idmap_take (self->requests, msg->ref);
+    const char *peer = from_sink ? "sink" : "broker";
+    if (msg->command == DROVER_ERROR) {
+        drover_client_fail (self, msg->code, "%s", msg->reason);
+        request->fn (request->arg, msg->code, self->reason, NULL);
+    }
+    else if (msg->command != request->expect) {
+        drover_client_fail (self, DROVER_EPROTO,
+                            "the %s answered %s where %s was due", peer,
+                            drover_command_name (msg->command),
+                            drover_command_name (request->expect));
+        request->fn (request->arg, DROVER_EPROTO, self->reason, NULL);
+    }
+    else
+        request->fn (request->arg, 0, NULL, packet_p);
+    free (request);
+}
+
+static zsock_t *
+s_dealer_new (drover_client_t *self, const char *endpoint, const char *peer)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (!sock) {
+        drover_client_fail (self, DROVER_ESYSTEM, "cannot create a socket: %s",
+                            zmq_strerror (errno));
+        return NULL;
+    }
+    //  ZeroMQ itself refuses frames over the largest payload (SPEC.md 10)
+    zsock_set_maxmsgsize (sock, (int64_t)DROVER_MAX_PAYLOAD);
+    zsock_set_linger (sock, 0);
+    if (zsock_connect (sock, "%s", endpoint) == -1) {
+        drover_client_fail (self, DROVER_EINVAL,
+                            "cannot connect to the %s at '%s': %s; endpoints "
+                            "look like tcp://HOST:PORT or ipc://PATH",
+                            peer, endpoint, zmq_strerror (errno));
+        zsock_destroy (&sock);
+    }
+    return sock;
+}
+
+//  Opens a new session with the broker: new socket, HELLO, WELCOME.
+static int
+s_session_start (drover_client_t *self, int64_t deadline)
+{
+    zsock_destroy (&self->broker);
+    self->welcomed = false;
+    self->session_error = 0;
+    self->session_lost = false;
+    self->broker = s_dealer_new (self, self->endpoint, "broker");
+    if (!self->broker)
+        return DROVER_EINVAL;
+    drover_msg_t hello;
+    drover_msg_init (&hello, DROVER_HELLO);
+    hello.role = "client";
+    hello.name = self->name;
+    if (drover_wire_send (self->broker, NULL, &hello, NULL))
+        return drover_client_fail (self, DROVER_ECONNECT,
+                                   "cannot send HELLO to the broker at %s",
+                                   self->endpoint);
+    while (!self->welcomed && !self->session_error) {
+        int rc = drover_client_pump (self, deadline, -1, NULL);
+        if (rc == DROVER_ETIMEDOUT && !self->welcomed && !self->session_error)
+            return drover_client_fail (
+                self, DROVER_ECONNECT,
+                "no answer from the broker at %s within %d ms: is 'drover "
+                "broker' running there?",
+                self->endpoint, self->timeout_ms);
+        if (rc && rc != DROVER_ETIMEDOUT)
+            return rc;
+    }
+    return self->welcomed ? 0 : self->session_error;
+}
+
+int
+drover_client_request (drover_client_t *self, bool to_sink, drover_msg_t *msg,
+                       zframe_t **payloads, drover_reply_fn *fn, void *arg,
+                       uint64_t *ref_p)
+{
+    assert (self);
+    assert (msg);
+    assert (fn);
+    assert (!self->pumping);
+    if (!self->endpoint)
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "the client is not connected");
+    if (!to_sink && self->session_lost) {
+        int rc =
+            s_session_start (self, drover_client_deadline (self->timeout_ms));
+        if (rc)
+            return rc;
+    }
+    if (to_sink && !self->sink)
+        return drover_client_fail (self, DROVER_ECONNECT,
+                                   "the broker at %s names no sink yet",
+                                   self->endpoint);
+    s_request_t *request = (s_request_t *)calloc (1, sizeof *request);
+    if (!request)
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    request->to_sink = to_sink;
+    request->expect = msg->command == DROVER_SUBMIT  ? DROVER_SUBMITTED
+                      : msg->command == DROVER_STATS ? DROVER_STATS_REPLY
+                                                     : DROVER_STATUS_REPLY;
+    request->fn = fn;
+    request->arg = arg;
+    msg->ref = self->next_ref++;
+    if (drover_idmap_set (self->requests, msg->ref, request)) {
+        free (request);
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    zsock_t *sock = to_sink ? self->sink : self->broker;
+    const char *peer = to_sink ? "sink" : "broker";
+    int rc = drover_wire_send (sock, NULL, msg, payloads);
+    if (rc) {
+        free (drover_idmap_take (self->requests, msg->ref));
+        if (rc == DROVER_EIO)
+            return drover_client_fail (
+                self, rc, "the %s's queue is full: retry later", peer);
+        return drover_client_fail (self, rc, "cannot encode %s for the %s: %s",
+                                   drover_command_name (msg->command), peer,
+                                   drover_msg_error (msg));
+    }
+    if (to_sink)
+        self->sink_sent = zclock_mono ();
+    *ref_p = msg->ref;
+    return 0;
+}
+
+void
+drover_client_forget (drover_client_t *self, uint64_t ref)
+{
+    assert (self);
+    free (drover_idmap_take (self->requests, ref));
+}
+
+//  --------------------------------------------------------------------------
+//  The sink
+
+//  A sink that bound a wildcard (tcp://*:5556) is reached at the broker's
+//  host. Returns the endpoint to connect to; caller frees.
+static char *
+s_sink_address (drover_client_t *self, const char *endpoint)
+{
+    static const char *wildcards[] = {
+        "tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"};
+    for (size_t i = 0; i < sizeof wildcards / sizeof wildcards[0]; i++) {
+        size_t prefix = strlen (wildcards[i]);
+        if (strncmp (endpoint, wildcards[i], prefix))
+            continue;
+        const char *colon = strrchr (self->endpoint, ':');
+        if (strncmp (self->endpoint, "tcp://", 6) || !colon
+            || colon < self->endpoint + 6)
+            break;
+        return zsys_sprintf ("%.*s:%s", (int)(colon - self->endpoint),
+                             self->endpoint, endpoint + prefix);
+    }
+    return strdup (endpoint);
+}
+
+//  Connects to the sink at self->sink_endpoint with a new socket and
+//  watches everything again; requests waiting on the old socket fail.
+static void
+s_sink_connect (drover_client_t *self)
+{
+    zsock_destroy (&self->sink);
+    s_fail_requests (self, true, DROVER_ECONNECT,
+                     "the broker named another sink");
+    self->sink = s_dealer_new (self, self->sink_endpoint, "sink");
+    self->sink_sent = self->sink_heard = zclock_mono ();
+    self->hello_ivl = 0;
+    if (self->sink)
+        s_sink_watch_all (self);
+}
+
+//  Sends WATCH for ids, max_batch at a time. On failure (the socket's
+//  queue is full) tries again later.
+static int
+s_send_watch (drover_client_t *self, const uint64_t *ids, size_t count,
+              bool release)
+{
+    if (!self->sink)
+        return 0; //  sent when the sink becomes known
+    for (size_t done = 0; done < count;) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_WATCH);
+        msg.ids = (uint64_t *)ids + done;
+        msg.id_count =
+            count - done < self->max_batch ? count - done : self->max_batch;
+        msg.release = release;
+        if (drover_wire_send (self->sink, NULL, &msg, NULL)) {
+            self->rewatch_at = zclock_mono () + 100;
+            return DROVER_EIO;
+        }
+        done += msg.id_count;
+    }
+    self->sink_sent = zclock_mono ();
+    return 0;
+}
+
+//  Watches every watched task again: after a new sink connection, a long
+//  silence, or a refused WATCH.
+static void
+s_sink_watch_all (drover_client_t *self)
+{
+    self->rewatch_at = 0;
+    size_t count = drover_idmap_size (self->watches);
+    if (count == 0 || !self->sink)
+        return;
+    uint64_t *ids = (uint64_t *)malloc (count * sizeof (uint64_t));
+    uint64_t *released = (uint64_t *)malloc (count * sizeof (uint64_t));
+    assert (ids && released);
+    count = drover_idmap_keys (self->watches, ids, count);
+    size_t kept = 0, released_count = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_watch_t *watch =
+            (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
+        if (watch->release)
+            released[released_count++] = ids[i];
+        else
+            ids[kept++] = ids[i];
+    }
+    if (s_send_watch (self, ids, kept, false) == 0)
+        s_send_watch (self, released, released_count, true);
+    self->sink_heard = zclock_mono ();
+    free (ids);
+    free (released);
+}
+
+int
+drover_client_watch (drover_client_t *self, const uint64_t *ids, size_t count,
+                     bool release, drover_result_fn *fn, void *const *args)
+{
+    assert (self);
+    for (size_t i = 0; i < count; i++) {
+        if (ids[i] == 0)
+            return drover_client_fail (self, DROVER_EINVAL,
+                                       "0 is not a task id");
+        s_watch_t *watch =
+            (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
+        if (watch && watch->fn != fn)
+            return drover_client_fail (self, DROVER_EINVAL,
+                                       "task %llu is watched by a map already",
+                                       (unsigned long long)ids[i]);
+    }
+    if (drover_idmap_size (self->watches) == 0)
+        self->sink_heard = zclock_mono (); //  from now on we expect life
+    for (size_t i = 0; i < count; i++) {
+        s_watch_t *watch =
+            (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
+        if (!watch) {
+            watch = (s_watch_t *)calloc (1, sizeof *watch);
+            if (!watch || drover_idmap_set (self->watches, ids[i], watch)) {
+                free (watch);
+                drover_client_unwatch (self, ids, i);
+                return drover_client_fail (self, DROVER_ENOMEM,
+                                           "out of memory");
+            }
+        }
+        watch->release = release;
+        watch->fn = fn;
+        watch->arg = args ? args[i] : NULL;
+    }
+    s_send_watch (self, ids, count, release);
+    return 0;
+}
+
+void
+drover_client_unwatch (drover_client_t *self, const uint64_t *ids, size_t count)
+{
+    assert (self);
+    for (size_t i = 0; i < count; i++)
+        free (drover_idmap_take (self->watches, ids[i]));
+}
+
+//  --------------------------------------------------------------------------
+//  Receiving
+
+static void
+s_handle_welcome (drover_client_t *self, drover_msg_t *msg)
+{
+    if (msg->max_batch == 0 || msg->max_payload == 0) {
+        self->malformed++;
+        drover_client_fail (self, DROVER_EPROTO,
+                            "the broker's WELCOME allows %u tasks per message "
+                            "and payloads of %llu octets",
+                            msg->max_batch,
+                            (unsigned long long)msg->max_payload);
+        if (!self->welcomed)
+            self->session_error = DROVER_EPROTO;
+        return;
+    }
+    self->heartbeat_ms = msg->heartbeat_ms ? msg->heartbeat_ms : 1000;
+    self->liveness = msg->liveness ? msg->liveness : 5;
+    self->max_batch = msg->max_batch;
+    self->max_payload = msg->max_payload < DROVER_MAX_PAYLOAD
+                            ? msg->max_payload
+                            : DROVER_MAX_PAYLOAD;
+    free (self->instance);
+    self->instance = strdup (msg->instance);
+    self->welcomed = true;
+    if (!msg->endpoint || !*msg->endpoint)
+        return; //  no sink registered yet: we say HELLO again later
+    char *address = s_sink_address (self, msg->endpoint);
+    if (!address)
+        return;
+    if (self->sink && self->sink_endpoint
+        && streq (address, self->sink_endpoint)) {
+        free (address);
+        return;
+    }
+    free (self->sink_endpoint);
+    self->sink_endpoint = address;
+    s_sink_connect (self);
+}
+
+static void
+s_handle_broker (drover_client_t *self)
+{
+    drover_packet_t *packet;
+    int rc = drover_packet_recv (self->broker, false, &packet);
+    if (!packet)
+        return;
+    drover_msg_t *msg = drover_packet_msg (packet);
+    if (rc) {
+        //  We cannot tell which request it answers: all of them fail
+        self->malformed++;
+        char reason[256];
+        snprintf (reason, sizeof reason,
+                  "the broker sent a malformed message (%s): %s",
+                  drover_strcode (rc), drover_packet_error (packet));
+        drover_client_fail (self, DROVER_EPROTO, "%s", reason);
+        if (!self->welcomed)
+            self->session_error = DROVER_EPROTO;
+        s_fail_requests (self, false, DROVER_EPROTO, reason);
+        drover_packet_destroy (&packet);
+        return;
+    }
+    switch (msg->command) {
+        case DROVER_WELCOME: s_handle_welcome (self, msg); break;
+        case DROVER_HEARTBEAT: break;
+        case DROVER_BYE: {
+            int code = msg->code ? msg->code : DROVER_ESTALE;
+            char reason[DROVER_MAX_TEXT + 64];
+            snprintf (reason, sizeof reason, "the broker ended the session: %s",
+                      msg->reason ? msg->reason : drover_strerror (code));
+            self->session_lost = true;
+            if (!self->welcomed)
+                self->session_error = code;
+            drover_client_fail (self, code, "%s", reason);
+            s_fail_requests (self, false, code, reason);
+            break;
+        }
+        case DROVER_ERROR:
+            if (msg->ref)
+                s_answer (self, false, &packet);
+            else {
+                drover_client_fail (self, msg->code, "the broker says: %s",
+                                    msg->reason);
+                if (!self->welcomed)
+                    self->session_error = msg->code;
+            }
+            break;
+        case DROVER_SUBMITTED:
+        case DROVER_STATUS_REPLY:
+        case DROVER_STATS_REPLY: s_answer (self, false, &packet); break;
+        default: self->malformed++; //  not for clients: dropped
+    }
+    drover_packet_destroy (&packet);
+}
+
+static void
+s_handle_results (drover_client_t *self, drover_packet_t *packet)
+{
+    drover_msg_t *msg = drover_packet_msg (packet);
+    for (size_t i = 0; i < msg->task_count; i++) {
+        const drover_task_t *item = &msg->tasks[i];
+        s_watch_t *watch =
+            (s_watch_t *)drover_idmap_take (self->watches, item->id);
+        if (!watch)
+            continue; //  not watched (any more), or a duplicate
+        drover_result_t *result =
+            s_result_new (item, drover_packet_take_payload (packet, i));
+        if (!result) {
+            //  Out of memory: watch it again, maybe it fits later
+            drover_idmap_set (self->watches, item->id, watch);
+            self->rewatch_at = zclock_mono () + 1000;
+            continue;
+        }
+        if (watch->fn)
+            watch->fn (watch->arg, result);
+        else if (drover_idmap_set (self->results, item->id, result))
+            drover_result_destroy (&result);
+        free (watch);
+    }
+    //  Results flow again: a later refusal starts over with a short backoff
+    self->rewatch_backoff = 0;
+}
+
+static void
+s_handle_sink (drover_client_t *self)
+{
+    drover_packet_t *packet;
+    int rc = drover_packet_recv (self->sink, false, &packet);
+    if (!packet)
+        return;
+    self->sink_heard = zclock_mono ();
+    drover_msg_t *msg = drover_packet_msg (packet);
+    if (rc) {
+        self->malformed++;
+        char reason[256];
+        snprintf (reason, sizeof reason,
+                  "the sink sent a malformed message (%s): %s",
+                  drover_strcode (rc), drover_packet_error (packet));
+        drover_client_fail (self, DROVER_EPROTO, "%s", reason);
+        s_fail_requests (self, true, DROVER_EPROTO, reason);
+        drover_packet_destroy (&packet);
+        return;
+    }
+    switch (msg->command) {
+        case DROVER_RESULT: s_handle_results (self, packet); break;
+        case DROVER_HEARTBEAT: break;
+        case DROVER_STATUS_REPLY: s_answer (self, true, &packet); break;
+        case DROVER_ERROR:
+            if (msg->ref)
+                s_answer (self, true, &packet);
+            else {
+                //  WATCH has no ref: a refused WATCH (DROVER_EFULL) is
+                //  tried again, everything at once, after a backoff
+                drover_client_fail (self, msg->code, "the sink says: %s",
+                                    msg->reason);
+                self->rewatch_backoff =
+                    self->rewatch_backoff ? self->rewatch_backoff * 2 : 100;
+                if (self->rewatch_backoff > 5000)
+                    self->rewatch_backoff = 5000;
+                self->rewatch_at = zclock_mono () + self->rewatch_backoff;
+            }
+            break;
+        default: self->malformed++;
+    }
+    drover_packet_destroy (&packet);
+}
+
+//  --------------------------------------------------------------------------
+//  Liveness
+
+static int64_t
+s_expiry (drover_client_t *self)
+{
+    return (int64_t)self->heartbeat_ms * self->liveness;
+}
+
+//  Says HELLO again on the current session, to get a WELCOME that names
+//  the sink (the broker keeps no client sessions, so it cannot tell us
+//  when the sink changes).
+static void
+s_hello (drover_client_t *self)
+{
+    drover_msg_t hello;
+    drover_msg_init (&hello, DROVER_HELLO);
+    hello.role = "client";
+    hello.name = self->name;
+    drover_wire_send (self->broker, NULL, &hello, NULL);
+    self->hello_sent = zclock_mono ();
+    self->hello_ivl = self->hello_ivl < CLIENT_HELLO_MIN ? CLIENT_HELLO_MIN
+                      : self->hello_ivl * 2 > CLIENT_HELLO_MAX
+                          ? CLIENT_HELLO_MAX
+                          : self->hello_ivl * 2;
+}
+
+//  Heartbeats the sink or watches everything again, as due; only while
+//  tasks are watched.
+static void
+s_sink_liveness (drover_client_t *self)
+{
+    if (drover_idmap_size (self->watches) == 0)
+        return;
+    int64_t now = zclock_mono ();
+    if (!self->sink) {
+        if (!self->session_lost && now - self->hello_sent >= self->hello_ivl)
+            s_hello (self);
+        return;
+    }
+    bool away = now - self->sink_sent >= s_expiry (self);
+    bool silent =
+        now - self->sink_heard >= s_expiry (self) + self->heartbeat_ms;
+    if (silent && !away && !self->session_lost
+        && now - self->hello_sent >= self->hello_ivl)
+        s_hello (self); //  the sink may have moved: ask the broker
+    if (away || silent || (self->rewatch_at && now >= self->rewatch_at)) {
+        //  We were away so long that the sink may have forgotten our
+        //  watches, or it is silent though we heartbeat it (restarted?),
+        //  or it refused a WATCH. The socket stays: results already on
+        //  their way to it must not be lost.
+        s_sink_watch_all (self);
+        return;
+    }
+    if (now - self->sink_sent >= self->heartbeat_ms) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_HEARTBEAT);
+        if (drover_wire_send (self->sink, NULL, &msg, NULL) == 0)
+            self->sink_sent = now;
+    }
+}
+
+//  When s_sink_liveness has something to do next, or -1.
+static int64_t
+s_sink_timer (drover_client_t *self)
+{
+    if (drover_idmap_size (self->watches) == 0)
+        return -1;
+    if (!self->sink)
+        return self->session_lost ? -1 : self->hello_sent + self->hello_ivl;
+    int64_t next = self->sink_sent + self->heartbeat_ms;
+    int64_t dead = self->sink_heard + s_expiry (self) + self->heartbeat_ms;
+    if (dead < next)
+        next = dead;
+    if (self->rewatch_at && self->rewatch_at < next)
+        next = self->rewatch_at;
+    return next;
+}
+
+//  Handles what waits on both sockets. A handler may replace the sink's
+//  socket, so this asks the sockets, not poll items.
+static bool
+s_drain (drover_client_t *self)
+{
+    bool handled = false;
+    for (int i = 0;
+         i < CLIENT_DRAIN_MAX && (zsock_events (self->broker) & ZMQ_POLLIN);
+         i++) {
+        s_handle_broker (self);
+        handled = true;
+    }
+    for (int i = 0; i < CLIENT_DRAIN_MAX && self->sink
+                    && (zsock_events (self->sink) & ZMQ_POLLIN);
+         i++) {
+        s_handle_sink (self);
+        handled = true;
+    }
+    return handled;
+}
+
+int
+drover_client_pump (drover_client_t *self, int64_t deadline, int fd,
+                    bool *fd_ready)
+{
+    assert (self);
+    assert (!self->pumping);
+    if (fd_ready)
+        *fd_ready = false;
+    if (!self->broker)
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "the client is not connected");
+    self->pumping = true;
+    int rc = DROVER_ETIMEDOUT;
+    bool fd_readable = false;
+    while (true) {
+        //  Read what came before deciding anything about liveness
+        bool handled = s_drain (self) || fd_readable;
+        s_sink_liveness (self);
+        if (handled) {
+            rc = 0;
+            break;
+        }
+        int64_t now = zclock_mono ();
+        if (deadline >= 0 && now >= deadline)
+            break;
+        int64_t wake = s_sink_timer (self);
+        if (deadline >= 0 && (wake < 0 || deadline < wake))
+            wake = deadline;
+        long timeout = wake < 0 ? -1 : wake > now ? (long)(wake - now) : 0;
+        zmq_pollitem_t items[3];
+        int count = 0;
+        items[count++] =
+            (zmq_pollitem_t){zsock_resolve (self->broker), 0, ZMQ_POLLIN, 0};
+        if (self->sink)
+            items[count++] =
+                (zmq_pollitem_t){zsock_resolve (self->sink), 0, ZMQ_POLLIN, 0};
+        if (fd >= 0)
+            items[count++] = (zmq_pollitem_t){NULL, fd, ZMQ_POLLIN, 0};
+        if (zmq_poll (items, count, timeout) == -1) {
+            if (errno != EINTR)
+                rc =
+                    drover_client_fail (self, DROVER_ESYSTEM, "cannot poll: %s",
+                                        zmq_strerror (errno));
+            break;
+        }
+        if (fd >= 0 && (items[count - 1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+            fd_readable = true;
+    }
+    if (fd_ready)
+        *fd_ready = fd_readable;
+    self->pumping = false;
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Connecting
+
+int
+drover_client_connect (drover_client_t *self, const char *endpoint,
+                       int timeout_ms)
+{
+    assert (self);
+    if (!endpoint || !*endpoint)
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "no broker endpoint given");
+    if (self->endpoint)
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "the client is connected already");
+    self->endpoint = strdup (endpoint);
+    if (!self->endpoint)
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    self->timeout_ms = timeout_ms;
+    int rc = s_session_start (self, drover_client_deadline (timeout_ms));
+    if (rc) {
+        zsock_destroy (&self->broker);
+        zsock_destroy (&self->sink);
+        free (self->endpoint);
+        self->endpoint = NULL;
+    }
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Blocking requests
+
+//  One blocking request's outcome.
+typedef struct {
+    bool done;               //  answered (or failed)
+    int code;                //  0, or why it failed
+    drover_packet_t *packet; //  the reply, when code is 0
+    char reason[256];        //  why it failed, in words
+} s_sync_t;
+
+static void
+s_sync_reply (void *arg, int code, const char *reason,
+              drover_packet_t **reply_p)
+{
+    s_sync_t *sync = (s_sync_t *)arg;
+    sync->done = true;
+    sync->code = code;
+    drover_client_copy (sync->reason, sizeof sync->reason, reason);
+    if (code == 0) {
+        sync->packet = *reply_p;
+        *reply_p = NULL;
+    }
+}
+
+static void
+s_sync_fail (s_sync_t *sync, int code, const char *reason)
+{
+    sync->done = true;
+    sync->code = code;
+    drover_client_copy (sync->reason, sizeof sync->reason, reason);
+}
+
+//  Pumps until every request is answered or the deadline passes; then
+//  forgets the unanswered ones (they fail with DROVER_ETIMEDOUT).
+static void
+s_sync_wait (drover_client_t *self, s_sync_t *syncs, const uint64_t *refs,
+             size_t count, int64_t deadline)
+{
+    for (size_t i = 0; i < count;) {
+        if (syncs[i].done) {
+            i++;
+            continue;
+        }
+        if (drover_client_pump (self, deadline, -1, NULL) == 0)
+            continue;
+        for (size_t j = i; j < count; j++)
+            if (!syncs[j].done) {
+                drover_client_forget (self, refs[j]);
+                drover_client_fail (self, DROVER_ETIMEDOUT,
+                                    "no answer from the %s within %d ms",
+                                    self->sink ? "broker or sink" : "broker",
+                                    self->timeout_ms);
+                s_sync_fail (&syncs[j], DROVER_ETIMEDOUT, self->reason);
+            }
+    }
+}
+
+static void
+s_sync_free (s_sync_t *syncs, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        drover_packet_destroy (&syncs[i].packet);
+    free (syncs);
+}
+
+static int
+s_check_connected (drover_client_t *self)
+{
+    if (!self->endpoint)
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "the client is not connected: call "
+                                   "drover_client_connect first");
+    return 0;
+}
+
+//  Checks the options of submitted tasks.
+static int
+s_check_task (drover_client_t *self, const char *handler,
+              const drover_task_options_t *options)
+{
+    if (!drover_name_valid (handler))
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "'%.64s' is not a handler name (1-255 "
+                                   "printable characters, no space)",
+                                   handler ? handler : "(null)");
+    if (options && options->queue && !drover_name_valid (options->queue))
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "'%.64s' is not a queue name (1-255 "
+                                   "printable characters, no space)",
+                                   options->queue);
+    return 0;
+}
+
+int
+drover_client_submit (drover_client_t *self, const char *handler,
+                      const void *payload, size_t size,
+                      const drover_task_options_t *options, uint64_t *id_p)
+{
+    assert (self);
+    assert (id_p);
+    drover_payload_t input = {payload, size};
+    return drover_client_submit_batch (self, handler, &input, 1, options, id_p);
+}
+
+int
+drover_client_submit_batch (drover_client_t *self, const char *handler,
+                            const drover_payload_t *payloads, size_t count,
+                            const drover_task_options_t *options, uint64_t *ids)
+{
+    assert (self);
+    assert (payloads || count == 0);
+    assert (ids || count == 0);
+    int rc = s_check_connected (self);
+    if (rc == 0)
+        rc = s_check_task (self, handler, options);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < count; i++) {
+        ids[i] = 0;
+        if (payloads[i].size > self->max_payload)
+            return drover_client_fail (
+                self, DROVER_ETOOBIG,
+                "payload %zu has %zu octets; the cluster accepts at most %llu",
+                i, payloads[i].size, (unsigned long long)self->max_payload);
+    }
+    if (count == 0)
+        return 0;
+    size_t batch = self->max_batch;
+    size_t batches = (count + batch - 1) / batch;
+    s_sync_t *syncs = (s_sync_t *)calloc (batches, sizeof (s_sync_t));
+    uint64_t *refs = (uint64_t *)calloc (batches, sizeof (uint64_t));
+    drover_task_t *tasks = (drover_task_t *)calloc (batch, sizeof *tasks);
+    if (!syncs || !refs || !tasks) {
+        free (syncs);
+        free (refs);
+        free (tasks);
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    for (size_t b = 0; b < batches; b++) {
+        size_t first = b * batch;
+        size_t size = count - first < batch ? count - first : batch;
+        for (size_t i = 0; i < size; i++) {
+            const drover_payload_t *payload = &payloads[first + i];
+            tasks[i] = (drover_task_t){
+                .handler = handler,
+                .queue = options ? options->queue : NULL,
+                .timeout_ms = options ? options->timeout_ms : 0,
+                .max_attempts = options ? options->max_attempts : 0,
+                .payload = {payload->size ? payload->data : NULL,
+                            payload->size}};
+        }
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_SUBMIT);
+        msg.tasks = tasks;
+        msg.task_count = size;
+        rc = drover_client_request (self, false, &msg, NULL, s_sync_reply,
+                                    &syncs[b], &refs[b]);
+        if (rc) //  the rest are not sent
+            for (size_t rest = b; rest < batches; rest++)
+                s_sync_fail (&syncs[rest], rc, self->reason);
+        if (rc)
+            break;
+    }
+    free (tasks);
+    s_sync_wait (self, syncs, refs, batches,
+                 drover_client_deadline (self->timeout_ms));
+    int first_error = 0;
+    char reason[sizeof self->reason] = "";
+    for (size_t b = 0; b < batches; b++) {
+        size_t first = b * batch;
+        size_t size = count - first < batch ? count - first : batch;
+        rc = syncs[b].code;
+        if (rc == 0) {
+            drover_msg_t *reply = drover_packet_msg (syncs[b].packet);
+            if (reply->id_count == size)
+                memcpy (ids + first, reply->ids, size * sizeof (uint64_t));
+            else {
+                rc = DROVER_EPROTO;
+                snprintf (syncs[b].reason, sizeof syncs[b].reason,
+                          "the broker gave %zu ids for %zu tasks",
+                          reply->id_count, size);
+            }
+        }
+        if (rc && !first_error) {
+            first_error = rc;
+            drover_client_copy (reason, sizeof reason, syncs[b].reason);
+        }
+    }
+    s_sync_free (syncs, batches);
+    free (refs);
+    if (first_error)
+        drover_client_copy (self->reason, sizeof self->reason, reason);
+    return first_error;
+}
+
+int
+drover_client_wait (drover_client_t *self, const uint64_t *ids, size_t count,
+                    int timeout_ms, bool release, drover_result_t **results)
+{
+    assert (self);
+    assert (ids || count == 0);
+    assert (results || count == 0);
+    for (size_t i = 0; i < count; i++)
+        results[i] = NULL;
+    int rc = s_check_connected (self);
+    if (rc)
+        return rc;
+    //  Distinct ids only: a result comes once
+    drover_idmap_t *seen = drover_idmap_new ();
+    uint64_t *watch = (uint64_t *)malloc ((count + 1) * sizeof (uint64_t));
+    if (!seen || !watch) {
+        drover_idmap_destroy (&seen);
+        free (watch);
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    size_t watch_count = 0;
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        if (ids[i] == 0)
+            rc = drover_client_fail (self, DROVER_EINVAL, "0 is not a task id");
+        else if (drover_idmap_get (seen, ids[i]))
+            rc = drover_client_fail (self, DROVER_EINVAL,
+                                     "task %llu is asked for twice",
+                                     (unsigned long long)ids[i]);
+        else if (drover_idmap_set (seen, ids[i], (void *)&ids[i]))
+            rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+        else if (!drover_idmap_get (self->results, ids[i]))
+            watch[watch_count++] = ids[i];
+    }
+    drover_idmap_destroy (&seen);
+    if (rc == 0)
+        rc =
+            drover_client_watch (self, watch, watch_count, release, NULL, NULL);
+    free (watch);
+    if (rc)
+        return rc;
+
+    int64_t deadline = drover_client_deadline (timeout_ms);
+    while (true) {
+        size_t missing = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (!results[i])
+                results[i] = (drover_result_t *)drover_idmap_take (
+                    self->results, ids[i]);
+            if (!results[i])
+                missing++;
+        }
+        if (missing == 0)
+            return 0;
+        if (rc == DROVER_ETIMEDOUT)
+            return drover_client_fail (
+                self, DROVER_ETIMEDOUT,
+                "%zu of %zu results did not come within %d ms", missing, count,
+                timeout_ms);
+        rc = drover_client_pump (self, deadline, -1, NULL);
+        if (rc && rc != DROVER_ETIMEDOUT)
+            return rc;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Status, cancel, stats
+
+//  Sends one request per max_batch ids of command to the broker or sink,
+//  and waits for the replies. On success *syncs_p holds the replies, each
+//  checked to answer its ids in order.
+static int
+s_ask_ids (drover_client_t *self, bool to_sink, drover_command_t command,
+           const uint64_t *ids, size_t count, int64_t deadline,
+           s_sync_t **syncs_p)
+{
+    size_t batch = self->max_batch;
+    size_t batches = (count + batch - 1) / batch;
+    s_sync_t *syncs = (s_sync_t *)calloc (batches + 1, sizeof (s_sync_t));
+    uint64_t *refs = (uint64_t *)calloc (batches + 1, sizeof (uint64_t));
+    if (!syncs || !refs) {
+        free (syncs);
+        free (refs);
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    int rc = 0;
+    for (size_t b = 0; b < batches && rc == 0; b++) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, command);
+        msg.ids = (uint64_t *)ids + b * batch;
+        msg.id_count = count - b * batch < batch ? count - b * batch : batch;
+        rc = drover_client_request (self, to_sink, &msg, NULL, s_sync_reply,
+                                    &syncs[b], &refs[b]);
+        if (rc)
+            for (size_t rest = b; rest < batches; rest++)
+                s_sync_fail (&syncs[rest], rc, self->reason);
+    }
+    s_sync_wait (self, syncs, refs, batches, deadline);
+    char reason[sizeof self->reason] = "";
+    rc = 0;
+    for (size_t b = 0; b < batches && rc == 0; b++) {
+        rc = syncs[b].code;
+        if (rc) {
+            drover_client_copy (reason, sizeof reason, syncs[b].reason);
+            break;
+        }
+        drover_msg_t *reply = drover_packet_msg (syncs[b].packet);
+        size_t size = count - b * batch < batch ? count - b * batch : batch;
+        bool good = reply->task_count == size;
+        for (size_t i = 0; good && i < size; i++)
+            good = reply->tasks[i].id == ids[b * batch + i];
+        if (!good) {
+            rc = DROVER_EPROTO;
+            snprintf (reason, sizeof reason,
+                      "the %s answered %s for other tasks than asked",
+                      to_sink ? "sink" : "broker",
+                      drover_command_name (command));
+        }
+    }
+    free (refs);
+    if (rc) {
+        s_sync_free (syncs, batches);
+        drover_client_copy (self->reason, sizeof self->reason, reason);
+        return rc;
+    }
+    *syncs_p = syncs;
+    return 0;
+}
+
+//  The item of the i-th id in a set of replies of s_ask_ids.
+static const drover_task_t *
+s_item (drover_client_t *self, s_sync_t *syncs, size_t i)
+{
+    drover_msg_t *reply = drover_packet_msg (syncs[i / self->max_batch].packet);
+    return &reply->tasks[i % self->max_batch];
+}
+
+static int
+s_status (drover_client_t *self, drover_command_t command, const uint64_t *ids,
+          size_t count, drover_status_t **statuses_p)
+{
+    assert (self);
+    assert (ids || count == 0);
+    assert (statuses_p);
+    *statuses_p = NULL;
+    int rc = s_check_connected (self);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < count; i++)
+        if (ids[i] == 0)
+            return drover_client_fail (self, DROVER_EINVAL,
+                                       "0 is not a task id");
+    if (count == 0)
+        return 0;
+    int64_t deadline = drover_client_deadline (self->timeout_ms);
+    s_sync_t *broker = NULL, *sink = NULL;
+    size_t sink_batches = 0;
+    rc = s_ask_ids (self, false, command, ids, count, deadline, &broker);
+    if (rc)
+        return rc;
+    size_t batches = (count + self->max_batch - 1) / self->max_batch;
+
+    //  The broker forgets tasks once their result is stored: ask the sink
+    uint64_t *unknown = (uint64_t *)malloc (count * sizeof (uint64_t));
+    size_t *unknown_at = (size_t *)malloc (count * sizeof (size_t));
+    const drover_task_t **items =
+        (const drover_task_t **)malloc (count * sizeof (drover_task_t *));
+    if (!unknown || !unknown_at || !items) {
+        rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+        goto done;
+    }
+    size_t unknown_count = 0;
+    for (size_t i = 0; i < count; i++) {
+        items[i] = s_item (self, broker, i);
+        if (items[i]->state == DROVER_STATE_UNKNOWN) {
+            unknown_at[unknown_count] = i;
+            unknown[unknown_count++] = ids[i];
+        }
+    }
+    sink_batches = (unknown_count + self->max_batch - 1) / self->max_batch;
+    if (unknown_count && self->sink) {
+        rc = s_ask_ids (self, true, DROVER_STATUS, unknown, unknown_count,
+                        deadline, &sink);
+        if (rc)
+            goto done;
+        for (size_t i = 0; i < unknown_count; i++)
+            items[unknown_at[i]] = s_item (self, sink, i);
+    }
+
+    size_t size = count * sizeof (drover_status_t);
+    for (size_t i = 0; i < count; i++)
+        size += s_size (items[i]->handler) + s_size (items[i]->queue)
+                + s_size (items[i]->node) + s_size (items[i]->reason);
+    drover_status_t *statuses = (drover_status_t *)calloc (1, size);
+    if (!statuses) {
+        rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+        goto done;
+    }
+    char *cursor = (char *)(statuses + count);
+    for (size_t i = 0; i < count; i++) {
+        const drover_task_t *item = items[i];
+        statuses[i] = (drover_status_t){
+            .id = ids[i],
+            .state = (int)item->state,
+            .state_name = drover_state_name ((int)item->state),
+            .attempt = item->attempt,
+            .max_attempts = item->max_attempts,
+            .handler = s_place (&cursor, item->handler),
+            .queue = s_place (&cursor, item->queue),
+            .node = s_place (&cursor, item->node),
+            .code = item->code,
+            .reason = s_place (&cursor, item->reason)};
+    }
+    *statuses_p = statuses;
+done:
+    free (unknown);
+    free (unknown_at);
+    free (items);
+    s_sync_free (broker, batches);
+    if (sink)
+        s_sync_free (sink, sink_batches);
+    return rc;
+}
+
+int
+drover_client_status (drover_client_t *self, const uint64_t *ids, size_t count,
+                      drover_status_t **statuses_p)
+{
+    return s_status (self, DROVER_STATUS, ids, count, statuses_p);
+}
+
+int
+drover_client_cancel (drover_client_t *self, const uint64_t *ids, size_t count,
+                      drover_status_t **statuses_p)
+{
+    return s_status (self, DROVER_CANCEL, ids, count, statuses_p);
+}
+
+int
+drover_client_stats (drover_client_t *self, drover_stats_t **stats_p)
+{
+    assert (self);
+    assert (stats_p);
+    *stats_p = NULL;
+    int rc = s_check_connected (self);
+    if (rc)
+        return rc;
+    s_sync_t sync = {.done = false};
+    uint64_t ref = 0;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_STATS);
+    rc = drover_client_request (self, false, &msg, NULL, s_sync_reply, &sync,
+                                &ref);
+    if (rc)
+        return rc;
+    s_sync_wait (self, &sync, &ref, 1,
+                 drover_client_deadline (self->timeout_ms));
+    if (sync.code)
+        return drover_client_fail (self, sync.code, "%s", sync.reason);
+    drover_msg_t *reply = drover_packet_msg (sync.packet);
+    size_t size = sizeof (drover_stats_t)
+                  + reply->queue_info_count * sizeof (drover_stats_queue_t)
+                  + reply->node_info_count * sizeof (drover_stats_node_t)
+                  + reply->counter_count * sizeof (drover_stats_counter_t);
+    for (size_t i = 0; i < reply->queue_info_count; i++)
+        size += s_size (reply->queue_infos[i].name);
+    for (size_t i = 0; i < reply->node_info_count; i++)
+        size += s_size (reply->node_infos[i].name);
+    for (size_t i = 0; i < reply->counter_count; i++)
+        size += s_size (reply->counters[i].name);
+    drover_stats_t *stats = (drover_stats_t *)calloc (1, size);
+    if (!stats) {
+        drover_packet_destroy (&sync.packet);
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    //  The arrays first (aligned), then the names
+    stats->queues = (drover_stats_queue_t *)(stats + 1);
+    stats->queue_count = reply->queue_info_count;
+    stats->nodes = (drover_stats_node_t *)(stats->queues + stats->queue_count);
+    stats->node_count = reply->node_info_count;
+    stats->counters =
+        (drover_stats_counter_t *)(stats->nodes + stats->node_count);
+    stats->counter_count = reply->counter_count;
+    char *cursor = (char *)(stats->counters + stats->counter_count);
+    for (size_t i = 0; i < stats->queue_count; i++) {
+        const drover_queue_info_t *info = &reply->queue_infos[i];
+        stats->queues[i] = (drover_stats_queue_t){s_place (&cursor, info->name),
+                                                  info->queued, info->leased};
+    }
+    for (size_t i = 0; i < stats->node_count; i++) {
+        const drover_node_info_t *info = &reply->node_infos[i];
+        stats->nodes[i] =
+            (drover_stats_node_t){s_place (&cursor, info->name), info->children,
+                                  info->credit, info->leased, info->done};
+    }
+    for (size_t i = 0; i < stats->counter_count; i++) {
+        const drover_counter_t *info = &reply->counters[i];
+        stats->counters[i] = (drover_stats_counter_t){
+            s_place (&cursor, info->name), info->value};
+    }
+    if (stats->queue_count == 0)
+        stats->queues = NULL;
+    if (stats->node_count == 0)
+        stats->nodes = NULL;
+    if (stats->counter_count == 0)
+        stats->counters = NULL;
+    drover_packet_destroy (&sync.packet);
+    *stats_p = stats;
+    return 0;
+}

@@ -1,0 +1,217 @@
+/*  drover_client.h - libdrover's client: a session with a Drover cluster.
+
+    A client connects to the broker (the only endpoint a user configures),
+    learns the sink's endpoint from it, and then submits tasks, waits for
+    their results, asks their state, cancels them and reads the cluster's
+    counters. To run one handler over a stream of inputs, see drover_map.h.
+
+        drover_client_t *client = drover_client_new ();
+        if (drover_client_connect (client, "tcp://127.0.0.1:5555", 5000) == 0
+            && drover_client_submit (client, "echo", "hi", 2, NULL, &id) == 0
+            && drover_client_wait (client, &id, 1, -1, true, &result) == 0)
+            printf ("%.*s\n", (int) result->payload_size, result->payload);
+        drover_result_destroy (&result);
+        drover_client_destroy (&client);
+
+    Every function that can fail returns 0 or a negative DROVER_E* code
+    (drover_error.h); drover_client_reason tells what went wrong in words.
+    A client belongs to one thread; it never starts threads of its own and
+    does its network work (heartbeats included) inside the calls that wait.
+    Timeouts are in milliseconds: -1 waits for ever, 0 does not wait. A
+    wait that a signal interrupts returns DROVER_ETIMEDOUT early.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#ifndef DROVER_CLIENT_H_INCLUDED
+#define DROVER_CLIENT_H_INCLUDED
+
+#include "drover_error.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct drover_client_t drover_client_t;
+
+/*  Options of submitted tasks. A zeroed struct (or NULL where a function
+    takes a pointer) gives the defaults. */
+typedef struct {
+    const char *queue;     /* queue name; NULL: "default" */
+    uint64_t timeout_ms;   /* time limit of one attempt; 0: none */
+    uint32_t max_attempts; /* attempts allowed to a failing task; 0: the
+                              broker's default */
+} drover_task_options_t;
+
+/*  Some octets: a task's input. */
+typedef struct {
+    const void *data; /* the octets; may be NULL when size is 0 */
+    size_t size;      /* how many */
+} drover_payload_t;
+
+/*  The outcome of a task. Caller owns it: drover_result_destroy. */
+typedef struct {
+    uint64_t index;       /* drover_map: index of the input, from 0; else 0 */
+    uint64_t id;          /* the task; 0 if the broker never accepted it */
+    int code;             /* 0: success; else a DROVER_E* code */
+    const char *reason;   /* why it failed (stderr tail...), or NULL */
+    uint32_t attempt;     /* the attempt that produced this outcome */
+    const char *node;     /* node that ran that attempt, or NULL */
+    uint64_t elapsed_us;  /* run time of that attempt */
+    int signal;           /* signal that killed the child, or 0 */
+    int exit_status;      /* exit status of an exec handler, or 0 */
+    uint64_t max_rss_kb;  /* peak memory of the child, or 0 */
+    const void *payload;  /* the result octets (empty for failures) */
+    size_t payload_size;  /* how many */
+    void *private_frame_; /* the library's: holds the payload octets */
+} drover_result_t;
+
+/*  Destroys a result and NULLs the pointer. NULL-safe. */
+void drover_result_destroy (drover_result_t **self_p);
+
+/*  Task states, as drover_status_t reports them (SPEC.md 5.9). */
+typedef enum {
+    DROVER_TASK_UNKNOWN = 0,   /* neither the broker nor the sink knows it */
+    DROVER_TASK_QUEUED = 1,    /* waiting for a node */
+    DROVER_TASK_LEASED = 2,    /* an attempt runs on a node */
+    DROVER_TASK_RETRYING = 3,  /* failed, waiting to run again */
+    DROVER_TASK_REPORTING = 4, /* outcome known, being stored */
+    DROVER_TASK_DONE = 5,      /* succeeded; result stored */
+    DROVER_TASK_FAILED = 6,    /* failed for good; outcome stored */
+    DROVER_TASK_CANCELLED = 7, /* cancelled */
+} drover_task_state_t;
+
+/*  The state of one task. */
+typedef struct {
+    uint64_t id;            /* the task */
+    int state;              /* a drover_task_state_t */
+    const char *state_name; /* "queued", "done"...: static text */
+    uint32_t attempt;       /* attempts dispatched so far */
+    uint32_t max_attempts;  /* attempts allowed, 0 if not said */
+    const char *handler;    /* NULL if not said */
+    const char *queue;      /* NULL if not said */
+    const char *node;       /* node running it or that ran it, or NULL */
+    int code;               /* last failure's code, or 0 */
+    const char *reason;     /* last failure's reason, or NULL */
+} drover_status_t;
+
+/*  Frees an array of states (from status or cancel) and NULLs the
+    pointer. NULL-safe. */
+void drover_status_destroy (drover_status_t **self_p);
+
+/*  The cluster's counters, as STATS_REPLY carries them. */
+typedef struct {
+    const char *name; /* queue name */
+    uint64_t queued;  /* tasks waiting */
+    uint64_t leased;  /* tasks running */
+} drover_stats_queue_t;
+
+typedef struct {
+    const char *name;  /* node name */
+    uint32_t children; /* children it runs */
+    uint64_t credit;   /* tasks it asked for and did not get yet */
+    uint64_t leased;   /* tasks it runs */
+    uint64_t done;     /* attempts it finished */
+} drover_stats_node_t;
+
+typedef struct {
+    const char *name; /* "submitted", "done", "failed", "retried"... */
+    uint64_t value;   /* its value */
+} drover_stats_counter_t;
+
+typedef struct {
+    drover_stats_queue_t *queues;     /* one per queue */
+    size_t queue_count;               /* how many */
+    drover_stats_node_t *nodes;       /* one per node */
+    size_t node_count;                /* how many */
+    drover_stats_counter_t *counters; /* named counters */
+    size_t counter_count;             /* how many */
+} drover_stats_t;
+
+/*  Frees stats and NULLs the pointer. NULL-safe. */
+void drover_stats_destroy (drover_stats_t **self_p);
+
+/*  Creates a client, not connected yet. Returns NULL when out of memory. */
+drover_client_t *drover_client_new (void);
+
+/*  Destroys a client and NULLs the pointer; results it still holds are
+    dropped. Destroy its maps first. NULL-safe. */
+void drover_client_destroy (drover_client_t **self_p);
+
+/*  Connects to the broker at endpoint ("tcp://host:port", "ipc://path"),
+    says HELLO and waits for WELCOME, then connects to the sink it names.
+    timeout_ms bounds the handshake and, afterwards, each request (submit,
+    status, cancel, stats). Returns 0; DROVER_ECONNECT when the broker did
+    not answer in time; DROVER_EINVAL for a bad endpoint or a second
+    connect; the broker's code when it refused. */
+int drover_client_connect (drover_client_t *self, const char *endpoint,
+                           int timeout_ms);
+
+/*  Says in words why the last call failed, and what to do; "" if nothing
+    failed yet. The client owns the text, valid until the next call. */
+const char *drover_client_reason (drover_client_t *self);
+
+/*  The most tasks one message may carry, and the largest payload the
+    cluster accepts, as the broker's WELCOME said (0 before connect). */
+size_t drover_client_max_batch (drover_client_t *self);
+uint64_t drover_client_max_payload (drover_client_t *self);
+
+/*  Submits one task: handler (a name the nodes registered) run on the
+    size octets at payload. options may be NULL. On success sets *id_p.
+    Returns DROVER_EFULL when the broker's queue is full (retry later),
+    DROVER_ETOOBIG for a payload over the cluster's limit, DROVER_EINVAL
+    for a bad handler or queue name, DROVER_ETIMEDOUT without an answer. */
+int drover_client_submit (drover_client_t *self, const char *handler,
+                          const void *payload, size_t size,
+                          const drover_task_options_t *options, uint64_t *id_p);
+
+/*  Submits count tasks of one handler, one per payload, in messages of at
+    most max_batch tasks (each is accepted whole or not at all). Sets
+    ids[i] to the id of payloads[i], or to 0 when its message was refused;
+    returns 0 when all were accepted, else the first refusal's code. */
+int drover_client_submit_batch (drover_client_t *self, const char *handler,
+                                const drover_payload_t *payloads, size_t count,
+                                const drover_task_options_t *options,
+                                uint64_t *ids);
+
+/*  Waits up to timeout_ms for the results of count distinct tasks. Sets
+    results[i] to the result of ids[i] (caller owns each) or to NULL if it
+    has not come. Returns 0 when all came, DROVER_ETIMEDOUT when some did
+    not (those stay watched: a later wait can still get them), or an error.
+    With release, the sink may forget each result once it sent it; without,
+    a later wait (from any client) can read it again. A result's code says
+    whether the task itself succeeded. */
+int drover_client_wait (drover_client_t *self, const uint64_t *ids,
+                        size_t count, int timeout_ms, bool release,
+                        drover_result_t **results);
+
+/*  Asks the state of count tasks: the broker first, then the sink for the
+    ids the broker no longer knows. On success *statuses_p is an array of
+    count states, in the order of ids; caller frees it with
+    drover_status_destroy. */
+int drover_client_status (drover_client_t *self, const uint64_t *ids,
+                          size_t count, drover_status_t **statuses_p);
+
+/*  Cancels count tasks: queued ones at once, running ones are revoked;
+    finished or unknown ones are unchanged. Their results (code
+    DROVER_ECANCELLED) reach the sink as usual. On success *statuses_p holds
+    each task's state after the cancel, as drover_client_status gives. */
+int drover_client_cancel (drover_client_t *self, const uint64_t *ids,
+                          size_t count, drover_status_t **statuses_p);
+
+/*  Reads the broker's queues, nodes and counters. On success *stats_p is
+    the caller's: drover_stats_destroy. */
+int drover_client_stats (drover_client_t *self, drover_stats_t **stats_p);
+
+/*  The name of a task state ("queued"), or "unknown". */
+const char *drover_task_state_name (int state);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,737 @@
+/*  drover_map.c - one handler over a stream of inputs, in a bounded
+    window.
+
+    Each input gets a slot when it is read and keeps it until its result
+    is handed back, so `window` slots bound the memory and the tasks in
+    flight. Inputs go to the broker in batches (SUBMIT, at most max_batch
+    tasks each); a batch keeps its payload frames until SUBMITTED, so a
+    batch refused with DROVER_EFULL is sent again after a backoff. The ids
+    of accepted tasks are watched on the sink with release (the sink may
+    forget a result once sent); their results land in their slots.
+
+    Ordered maps hand results back by input index: slot i sits at
+    order[i % window], which never collides because at most window inputs
+    lie between the oldest not handed back and the newest read. Unordered
+    maps hand results back from a ring, in the order they came.
+
+    The map refills its window only when a good part of it is free (or it
+    is empty), so that SUBMITs carry many tasks rather than one each.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "drover_map.h"
+#include "drover_client_internal.h"
+
+#define MAP_DEFAULT_WINDOW     1000
+#define MAP_BACKOFF_MIN_MS     20    //  first wait after DROVER_EFULL
+#define MAP_BACKOFF_MAX_MS     2000  //  longest wait after DROVER_EFULL
+#define MAP_INPUT_RETRY_MS     10    //  ask a slow input again (without fd)
+#define MAP_SUBMIT_TIMEOUT_MIN 30000 //  least wait for SUBMITTED (ms)
+
+typedef struct s_slot_t s_slot_t;
+typedef struct s_batch_t s_batch_t;
+
+//  One input, from when it is read to when its result is handed back.
+struct s_slot_t {
+    drover_map_t *map;       //  the map, for the result callback
+    uint64_t index;          //  the input's index, from 0
+    uint64_t id;             //  task id; 0 until the broker accepted it
+    zframe_t *payload;       //  the input, until the broker accepted it
+    drover_result_t *result; //  the outcome, once it came
+    s_slot_t *next_free;     //  next in the free list
+};
+
+//  A SUBMIT: tasks sent, accepted or refused together.
+struct s_batch_t {
+    drover_map_t *map; //  the map, for the reply callback
+    s_slot_t **slots;  //  its tasks, up to max_batch
+    size_t count;      //  how many
+    uint64_t ref;      //  the SUBMIT's ref while it waits for a reply
+    int64_t sent_at;   //  when it was sent
+    int64_t retry_at;  //  when to send it again; 0: not waiting to
+    s_batch_t *next;   //  next in the map's list of batches
+};
+
+struct drover_map_t {
+    drover_client_t *client;       //  the session; not owned
+    char *handler;                 //  handler of every task
+    char *queue;                   //  queue of every task, or NULL
+    drover_task_options_t options; //  the other task options
+    size_t window;                 //  most tasks in flight
+    bool ordered;                  //  results in input order
+    size_t max_batch;              //  most tasks per SUBMIT
+    uint64_t max_payload;          //  largest input accepted
+    int submit_timeout_ms;         //  wait for SUBMITTED; -1: for ever
+    drover_map_input_fn *input_fn; //  gives inputs
+    void *input_arg;               //  input_fn's argument
+    int input_fd;                  //  where inputs come from, or -1
+    bool input_ended;              //  no more inputs will be read
+    bool input_later;              //  input_fn said none is ready yet
+    int64_t input_retry_at;        //  when to ask input_fn again
+    bool cancelled;                //  drover_map_cancel was called
+    int error;                     //  what stopped the map, or 0
+    char reason[512];              //  why, in words
+    uint64_t inputs;               //  inputs read
+    uint64_t outputs;              //  results handed back
+    s_slot_t *slots;               //  window slots
+    s_slot_t *free_slots;          //  slots not in use
+    s_slot_t **order;              //  ordered: slot of index i at i%window
+    s_slot_t **ready;              //  unordered: ring of slots with results
+    size_t ready_head;             //  first in the ring
+    size_t ready_count;            //  how many in the ring
+    s_batch_t *filling;            //  batch being filled, not yet sent
+    s_batch_t *batches;            //  batches sent or waiting to be
+    uint32_t backoff_ms;           //  next wait after DROVER_EFULL
+    uint64_t jitter;               //  random state for backoff jitter
+    drover_task_t *tasks;          //  scratch: SUBMIT items, max_batch
+    zframe_t **frames;             //  scratch: SUBMIT payloads, max_batch
+    uint64_t *ids;                 //  scratch: task ids, max_batch
+    void **args;                   //  scratch: WATCH callbacks' args
+};
+
+//  --------------------------------------------------------------------------
+//  Helpers
+
+//  Stops the map with an error; the first error wins.
+static int s_stop (drover_map_t *self, int code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+static int
+s_stop (drover_map_t *self, int code, const char *format, ...)
+{
+    if (!self->error) {
+        self->error = code;
+        va_list args;
+        va_start (args, format);
+        vsnprintf (self->reason, sizeof self->reason, format, args);
+        va_end (args);
+    }
+    self->input_ended = true;
+    return self->error;
+}
+
+static int
+s_error (drover_map_t *self)
+{
+    return drover_client_fail (self->client, self->error, "%s", self->reason);
+}
+
+static s_slot_t *
+s_slot_new (drover_map_t *self)
+{
+    s_slot_t *slot = self->free_slots;
+    assert (slot); //  in_flight < window guarantees one
+    self->free_slots = slot->next_free;
+    *slot = (s_slot_t){.map = self, .index = self->inputs++};
+    if (self->ordered)
+        self->order[slot->index % self->window] = slot;
+    return slot;
+}
+
+static void
+s_slot_free (drover_map_t *self, s_slot_t *slot)
+{
+    if (self->ordered)
+        self->order[slot->index % self->window] = NULL;
+    zframe_destroy (&slot->payload);
+    drover_result_destroy (&slot->result);
+    slot->next_free = self->free_slots;
+    self->free_slots = slot;
+}
+
+//  Gives a slot its result and, in an unordered map, queues it.
+static void
+s_slot_done (drover_map_t *self, s_slot_t *slot, drover_result_t *result)
+{
+    assert (!slot->result);
+    slot->result = result;
+    zframe_destroy (&slot->payload);
+    if (!self->ordered) {
+        size_t tail = (self->ready_head + self->ready_count) % self->window;
+        self->ready[tail] = slot;
+        self->ready_count++;
+    }
+}
+
+//  Ends a slot's task without the broker; out of memory stops the map.
+static void
+s_slot_fail (drover_map_t *self, s_slot_t *slot, int code, const char *reason)
+{
+    drover_result_t *result = drover_result_new_local (slot->id, code, reason);
+    if (result)
+        s_slot_done (self, slot, result);
+    else
+        s_stop (self, DROVER_ENOMEM, "out of memory");
+}
+
+//  The slot whose result is due, or NULL.
+static s_slot_t *
+s_slot_due (drover_map_t *self)
+{
+    if (self->ordered) {
+        if (self->outputs == self->inputs)
+            return NULL;
+        s_slot_t *slot = self->order[self->outputs % self->window];
+        return slot && slot->result ? slot : NULL;
+    }
+    return self->ready_count ? self->ready[self->ready_head] : NULL;
+}
+
+static size_t
+s_in_flight (drover_map_t *self)
+{
+    return (size_t)(self->inputs - self->outputs);
+}
+
+static uint32_t
+s_random (drover_map_t *self)
+{
+    //  xorshift64: jitter only, no need for quality
+    self->jitter ^= self->jitter << 13;
+    self->jitter ^= self->jitter >> 7;
+    self->jitter ^= self->jitter << 17;
+    return (uint32_t)(self->jitter >> 32);
+}
+
+//  --------------------------------------------------------------------------
+//  Batches
+
+static s_batch_t *
+s_batch_new (drover_map_t *self)
+{
+    s_batch_t *batch = (s_batch_t *)calloc (1, sizeof *batch);
+    if (batch)
+        batch->slots = (s_slot_t **)calloc (self->max_batch, sizeof (void *));
+    if (!batch || !batch->slots) {
+        free (batch);
+        return NULL;
+    }
+    batch->map = self;
+    return batch;
+}
+
+//  Takes a batch out of the map's list and frees it (not its slots).
+static void
+s_batch_destroy (drover_map_t *self, s_batch_t *batch)
+{
+    for (s_batch_t **link = &self->batches; *link; link = &(*link)->next)
+        if (*link == batch) {
+            *link = batch->next;
+            break;
+        }
+    if (self->filling == batch)
+        self->filling = NULL;
+    free (batch->slots);
+    free (batch);
+}
+
+//  Ends every task of a batch without the broker, and frees the batch.
+static void
+s_batch_fail (drover_map_t *self, s_batch_t *batch, int code,
+              const char *reason)
+{
+    for (size_t i = 0; i < batch->count; i++)
+        s_slot_fail (self, batch->slots[i], code, reason);
+    s_batch_destroy (self, batch);
+}
+
+//  Waits a backoff, then sends the batch again.
+static void
+s_batch_later (drover_map_t *self, s_batch_t *batch)
+{
+    uint32_t wait = self->backoff_ms + s_random (self) % (self->backoff_ms + 1);
+    batch->ref = 0;
+    batch->retry_at = zclock_mono () + wait;
+    self->backoff_ms *= 2;
+    if (self->backoff_ms > MAP_BACKOFF_MAX_MS)
+        self->backoff_ms = MAP_BACKOFF_MAX_MS;
+}
+
+static void
+s_on_result (void *arg, drover_result_t *result)
+{
+    s_slot_t *slot = (s_slot_t *)arg;
+    if (slot->result) //  cannot happen: the client unwatches on delivery
+        drover_result_destroy (&result);
+    else
+        s_slot_done (slot->map, slot, result);
+}
+
+static void
+s_on_submitted (void *arg, int code, const char *reason,
+                drover_packet_t **reply_p)
+{
+    s_batch_t *batch = (s_batch_t *)arg;
+    drover_map_t *self = batch->map;
+    batch->ref = 0;
+    if (code == 0) {
+        drover_msg_t *reply = drover_packet_msg (*reply_p);
+        if (reply->id_count != batch->count) {
+            s_stop (self, DROVER_EPROTO,
+                    "the broker gave %zu task ids for %zu tasks",
+                    reply->id_count, batch->count);
+            s_batch_destroy (self, batch);
+            return;
+        }
+        self->backoff_ms = MAP_BACKOFF_MIN_MS;
+        for (size_t i = 0; i < batch->count; i++) {
+            s_slot_t *slot = batch->slots[i];
+            slot->id = reply->ids[i];
+            zframe_destroy (&slot->payload);
+            self->ids[i] = slot->id;
+            self->args[i] = slot;
+        }
+        int rc = drover_client_watch (self->client, self->ids, batch->count,
+                                      true, s_on_result, self->args);
+        if (rc)
+            s_stop (self, rc, "cannot watch results: %s",
+                    drover_client_reason (self->client));
+        s_batch_destroy (self, batch);
+    }
+    else if ((code == DROVER_EFULL || code == DROVER_ESTALE
+              || code == DROVER_EIO)
+             && self->cancelled)
+        s_batch_fail (self, batch, DROVER_ECANCELLED,
+                      "cancelled before it was submitted");
+    else if (code == DROVER_EFULL || code == DROVER_ESTALE
+             || code == DROVER_EIO)
+        //  Backpressure, or the broker forgot our session: again, later
+        s_batch_later (self, batch);
+    else if (code == DROVER_EPROTO || code == DROVER_ECONNECT
+             || code == DROVER_ESHUTDOWN || code == DROVER_ETIMEDOUT)
+        s_stop (self, code, "%s", reason ? reason : drover_strerror (code));
+    else {
+        //  The broker refused these tasks for good (bad handler name,
+        //  payload too large...): each of them failed
+        char text[600];
+        snprintf (text, sizeof text, "the broker refused the task: %s",
+                  reason ? reason : drover_strerror (code));
+        s_batch_fail (self, batch, code, text);
+    }
+}
+
+//  Sends a batch (again). Keeps it in the map's list until its reply.
+static void
+s_batch_send (drover_map_t *self, s_batch_t *batch)
+{
+    if (self->filling == batch) {
+        self->filling = NULL;
+        batch->next = self->batches;
+        self->batches = batch;
+    }
+    for (size_t i = 0; i < batch->count; i++) {
+        self->tasks[i] =
+            (drover_task_t){.handler = self->handler,
+                            .queue = self->queue,
+                            .timeout_ms = self->options.timeout_ms,
+                            .max_attempts = self->options.max_attempts};
+        self->frames[i] = batch->slots[i]->payload;
+    }
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_SUBMIT);
+    msg.tasks = self->tasks;
+    msg.task_count = batch->count;
+    batch->retry_at = 0;
+    int rc = drover_client_request (self->client, false, &msg, self->frames,
+                                    s_on_submitted, batch, &batch->ref);
+    if (rc == 0)
+        batch->sent_at = zclock_mono ();
+    else if (rc == DROVER_EIO)
+        s_batch_later (self, batch);
+    else if (rc == DROVER_EINVAL || rc == DROVER_ETOOBIG)
+        s_batch_fail (self, batch, rc, drover_client_reason (self->client));
+    else
+        s_stop (self, rc, "%s", drover_client_reason (self->client));
+}
+
+//  Sends the batches whose backoff is over; stops the map when the broker
+//  leaves a SUBMIT unanswered too long. Returns the next time to look, or
+//  -1. Sending may run callbacks that free batches, so each send starts
+//  the walk over.
+static int64_t
+s_batches_check (drover_map_t *self)
+{
+    while (!self->error) {
+        int64_t now = zclock_mono ();
+        int64_t next = -1;
+        s_batch_t *due = NULL;
+        for (s_batch_t *batch = self->batches; batch && !due;
+             batch = batch->next) {
+            int64_t when = -1;
+            if (batch->ref && self->submit_timeout_ms >= 0)
+                when = batch->sent_at + self->submit_timeout_ms;
+            else if (!batch->ref && batch->retry_at)
+                when = batch->retry_at;
+            if (when < 0)
+                continue;
+            if (now < when) {
+                if (next < 0 || when < next)
+                    next = when;
+            }
+            else if (batch->ref) {
+                s_stop (self, DROVER_ECONNECT,
+                        "the broker did not accept or refuse %zu tasks "
+                        "within %d ms",
+                        batch->count, self->submit_timeout_ms);
+                return -1;
+            }
+            else
+                due = batch;
+        }
+        if (!due)
+            return next;
+        s_batch_send (self, due);
+    }
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  Inputs
+
+//  Reads inputs while the window has room, into batches, and sends them.
+static void
+s_read_inputs (drover_map_t *self)
+{
+    //  Refill only when a good part of the window is free, so batches
+    //  stay large; an empty window is always refilled.
+    size_t chunk =
+        self->window / 4 < self->max_batch ? self->window / 4 : self->max_batch;
+    if (chunk == 0)
+        chunk = 1;
+    if (s_in_flight (self) && self->window - s_in_flight (self) < chunk)
+        return;
+    if (self->input_later && self->input_fd < 0
+        && zclock_mono () >= self->input_retry_at)
+        self->input_later = false;
+    while (!self->input_ended && !self->input_later && !self->error
+           && s_in_flight (self) < self->window) {
+        drover_payload_t input = {NULL, 0};
+        int rc = self->input_fn (self->input_arg, &input);
+        if (rc == 0) {
+            self->input_ended = true;
+            break;
+        }
+        if (rc == DROVER_ETIMEDOUT) {
+            self->input_later = true;
+            self->input_retry_at = zclock_mono () + MAP_INPUT_RETRY_MS;
+            break;
+        }
+        if (rc != 1) {
+            s_stop (self, rc < 0 ? rc : DROVER_EINVAL,
+                    "reading input %llu failed: %s",
+                    (unsigned long long)self->inputs,
+                    rc < 0 ? drover_strerror (rc)
+                           : "the input callback returned a bad value");
+            break;
+        }
+        s_slot_t *slot = s_slot_new (self);
+        if (input.size > self->max_payload) {
+            char text[160];
+            snprintf (text, sizeof text,
+                      "the input has %zu octets; the cluster accepts at "
+                      "most %llu",
+                      input.size, (unsigned long long)self->max_payload);
+            s_slot_fail (self, slot, DROVER_ETOOBIG, text);
+            continue;
+        }
+        slot->payload = zframe_new (input.size ? input.data : NULL, input.size);
+        if (!self->filling)
+            self->filling = s_batch_new (self);
+        if (!slot->payload || !self->filling) {
+            s_stop (self, DROVER_ENOMEM, "out of memory");
+            break;
+        }
+        self->filling->slots[self->filling->count++] = slot;
+        if (self->filling->count == self->max_batch)
+            s_batch_send (self, self->filling);
+    }
+    //  Nothing more to read now: send what we have
+    if (self->filling && self->filling->count && !self->error)
+        s_batch_send (self, self->filling);
+}
+
+//  --------------------------------------------------------------------------
+//  Public API
+
+drover_map_t *
+drover_map_new (drover_client_t *client, const char *handler,
+                const drover_map_options_t *options,
+                drover_map_input_fn *input_fn, void *arg)
+{
+    assert (client);
+    assert (input_fn);
+    drover_map_options_t defaults = {.window = 0};
+    if (!options)
+        options = &defaults;
+    if (!drover_name_valid (handler)
+        || (options->task.queue && !drover_name_valid (options->task.queue))
+        || drover_client_max_batch (client) == 0)
+        return NULL;
+    drover_map_t *self = (drover_map_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->client = client;
+    self->handler = strdup (handler);
+    self->queue = options->task.queue ? strdup (options->task.queue) : NULL;
+    self->options = options->task;
+    self->options.queue = NULL;
+    self->window = options->window ? options->window : MAP_DEFAULT_WINDOW;
+    self->ordered = options->ordered;
+    self->max_batch = drover_client_max_batch (client);
+    self->max_payload = drover_client_max_payload (client);
+    int timeout = drover_client_timeout (client);
+    self->submit_timeout_ms = timeout < 0 ? -1
+                              : timeout < MAP_SUBMIT_TIMEOUT_MIN
+                                  ? MAP_SUBMIT_TIMEOUT_MIN
+                                  : timeout;
+    self->input_fn = input_fn;
+    self->input_arg = arg;
+    self->input_fd = -1;
+    self->backoff_ms = MAP_BACKOFF_MIN_MS;
+    self->jitter = (uint64_t)zclock_time () ^ (uint64_t)(uintptr_t)self;
+    if (!self->jitter)
+        self->jitter = 1;
+    self->slots = (s_slot_t *)calloc (self->window, sizeof (s_slot_t));
+    self->order = (s_slot_t **)calloc (self->window, sizeof (void *));
+    self->ready = (s_slot_t **)calloc (self->window, sizeof (void *));
+    self->tasks =
+        (drover_task_t *)calloc (self->max_batch, sizeof (drover_task_t));
+    self->frames = (zframe_t **)calloc (self->max_batch, sizeof (void *));
+    self->ids = (uint64_t *)calloc (self->max_batch, sizeof (uint64_t));
+    self->args = (void **)calloc (self->max_batch, sizeof (void *));
+    if (!self->handler || (options->task.queue && !self->queue) || !self->slots
+        || !self->order || !self->ready || !self->tasks || !self->frames
+        || !self->ids || !self->args) {
+        drover_map_destroy (&self);
+        return NULL;
+    }
+    for (size_t i = self->window; i-- > 0;) {
+        self->slots[i].next_free = self->free_slots;
+        self->free_slots = &self->slots[i];
+    }
+    return self;
+}
+
+void
+drover_map_destroy (drover_map_t **self_p)
+{
+    assert (self_p);
+    drover_map_t *self = *self_p;
+    if (!self)
+        return;
+    //  No callback may reach a freed map
+    while (self->batches) {
+        if (self->batches->ref)
+            drover_client_forget (self->client, self->batches->ref);
+        s_batch_destroy (self, self->batches);
+    }
+    if (self->filling)
+        s_batch_destroy (self, self->filling);
+    for (size_t i = 0; self->slots && i < self->window; i++) {
+        s_slot_t *slot = &self->slots[i];
+        if (slot->map != self)
+            continue; //  never used
+        if (slot->id && !slot->result)
+            drover_client_unwatch (self->client, &slot->id, 1);
+        zframe_destroy (&slot->payload);
+        drover_result_destroy (&slot->result);
+    }
+    free (self->handler);
+    free (self->queue);
+    free (self->slots);
+    free (self->order);
+    free (self->ready);
+    free (self->tasks);
+    free (self->frames);
+    free (self->ids);
+    free (self->args);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+drover_map_set_input_fd (drover_map_t *self, int fd)
+{
+    assert (self);
+    self->input_fd = fd;
+}
+
+//  Hands back the due slot's result.
+static drover_result_t *
+s_hand_back (drover_map_t *self, s_slot_t *slot)
+{
+    if (!self->ordered) {
+        self->ready_head = (self->ready_head + 1) % self->window;
+        self->ready_count--;
+    }
+    drover_result_t *result = slot->result;
+    slot->result = NULL;
+    result->index = slot->index;
+    result->id = slot->id;
+    s_slot_free (self, slot);
+    slot->map = NULL;
+    self->outputs++;
+    return result;
+}
+
+int
+drover_map_next (drover_map_t *self, int timeout_ms, drover_result_t **result_p)
+{
+    assert (self);
+    assert (result_p);
+    *result_p = NULL;
+    int64_t deadline = drover_client_deadline (timeout_ms);
+    while (true) {
+        if (self->error)
+            return s_error (self);
+        s_slot_t *slot = s_slot_due (self);
+        if (slot) {
+            *result_p = s_hand_back (self, slot);
+            return 0;
+        }
+        if (self->input_ended && s_in_flight (self) == 0)
+            return 0; //  every input had its result
+        if (!self->cancelled)
+            s_read_inputs (self);
+        if (self->error || s_slot_due (self)
+            || (self->input_ended && s_in_flight (self) == 0))
+            continue;
+        int64_t wake = s_batches_check (self);
+        if (self->error)
+            continue;
+        if (self->input_later && self->input_fd < 0
+            && (wake < 0 || self->input_retry_at < wake))
+            wake = self->input_retry_at;
+        if (deadline >= 0 && (wake < 0 || deadline < wake))
+            wake = deadline;
+        //  Wait for the input only while the window has room for it
+        int fd = self->input_later && s_in_flight (self) < self->window
+                     ? self->input_fd
+                     : -1;
+        bool fd_ready = false;
+        int rc = drover_client_pump (self->client, wake, fd, &fd_ready);
+        if (fd_ready)
+            self->input_later = false;
+        if (rc == DROVER_ETIMEDOUT) {
+            int64_t now = zclock_mono ();
+            bool interrupted = wake < 0 || now < wake;
+            if (interrupted || (deadline >= 0 && now >= deadline)) {
+                slot = s_slot_due (self);
+                if (slot && !self->error) {
+                    *result_p = s_hand_back (self, slot);
+                    return 0;
+                }
+                return self->error
+                           ? s_error (self)
+                           : drover_client_fail (self->client, DROVER_ETIMEDOUT,
+                                                 "no result within %d ms",
+                                                 timeout_ms);
+            }
+        }
+        else if (rc)
+            s_stop (self, rc, "%s", drover_client_reason (self->client));
+    }
+}
+
+//  Ignores the reply to a CANCEL: the results tell the outcome.
+static void
+s_on_cancelled (void *arg, int code, const char *reason,
+                drover_packet_t **reply_p)
+{
+    (void)code;
+    (void)reason;
+    (void)reply_p;
+    size_t *pending = (size_t *)arg;
+    (*pending)--;
+}
+
+int
+drover_map_cancel (drover_map_t *self, int timeout_ms)
+{
+    assert (self);
+    self->cancelled = true;
+    self->input_ended = true;
+    int64_t deadline = drover_client_deadline (timeout_ms);
+    //  Tasks not sent yet, or waiting to be sent again, end here
+    if (self->filling)
+        s_batch_fail (self, self->filling, DROVER_ECANCELLED,
+                      "cancelled before it was submitted");
+    s_batch_t *batch = self->batches;
+    while (batch) {
+        s_batch_t *following = batch->next;
+        if (!batch->ref)
+            s_batch_fail (self, batch, DROVER_ECANCELLED,
+                          "cancelled before it was submitted");
+        batch = following;
+    }
+    //  Tasks being submitted get their ids first
+    int rc = 0;
+    while (self->batches && rc == 0)
+        rc = drover_client_pump (self->client, deadline, -1, NULL);
+    while (self->batches) {
+        drover_client_forget (self->client, self->batches->ref);
+        s_batch_fail (self, self->batches, DROVER_ECANCELLED,
+                      "cancelled while it was being submitted");
+    }
+    //  Then the broker cancels the tasks that have ids and no result
+    size_t pending = 0;
+    size_t count = 0;
+    uint64_t *refs = (uint64_t *)calloc (self->window / self->max_batch + 2,
+                                         sizeof (uint64_t));
+    if (!refs)
+        return drover_client_fail (self->client, DROVER_ENOMEM,
+                                   "out of memory");
+    size_t requests = 0;
+    for (size_t i = 0; i <= self->window; i++) {
+        s_slot_t *slot = i < self->window ? &self->slots[i] : NULL;
+        if (slot && slot->map == self && slot->id && !slot->result)
+            self->ids[count++] = slot->id;
+        if (count == self->max_batch || (!slot && count)) {
+            drover_msg_t msg;
+            drover_msg_init (&msg, DROVER_CANCEL);
+            msg.ids = self->ids;
+            msg.id_count = count;
+            if (drover_client_request (self->client, false, &msg, NULL,
+                                       s_on_cancelled, &pending,
+                                       &refs[requests])
+                == 0) {
+                pending++;
+                requests++;
+            }
+            count = 0;
+        }
+    }
+    rc = 0;
+    while (pending && rc == 0)
+        rc = drover_client_pump (self->client, deadline, -1, NULL);
+    for (size_t i = 0; i < requests; i++)
+        drover_client_forget (self->client, refs[i]);
+    free (refs);
+    return pending ? drover_client_fail (self->client, DROVER_ETIMEDOUT,
+                                         "the broker did not confirm the "
+                                         "cancel within %d ms",
+                                         timeout_ms)
+                   : 0;
+}
+
+uint64_t
+drover_map_inputs (drover_map_t *self)
+{
+    assert (self);
+    return self->inputs;
+}
+
+uint64_t
+drover_map_outputs (drover_map_t *self)
+{
+    assert (self);
+    return self->outputs;
+}
+
+size_t
+drover_map_in_flight (drover_map_t *self)
+{
+    assert (self);
+    return s_in_flight (self);
+}

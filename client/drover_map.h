@@ -1,0 +1,99 @@
+/*  drover_map.h - run one handler over a stream of inputs, like Python's
+    Pool.imap (ordered) and Pool.imap_unordered.
+
+    The map pulls inputs from a callback only while fewer than `window`
+    tasks are in flight (read but not yet handed back), so inputs far larger
+    than memory stream through in bounded space; it submits them in batches,
+    watches their results on the sink, heartbeats the sink while waiting,
+    and backs off and retries when the broker answers DROVER_EFULL.
+
+        static int
+        s_next_line (void *arg, drover_payload_t *input)
+        {   //  1: an input; 0: no more; DROVER_ETIMEDOUT: none ready yet
+            ...
+        }
+
+        drover_map_options_t options = {.window = 1000, .ordered = true};
+        drover_map_t *map =
+            drover_map_new (client, "sha256", &options, s_next_line, &reader);
+        drover_result_t *result;
+        while (drover_map_next (map, -1, &result) == 0 && result) {
+            //  result->index is the input's index; result->code its outcome
+            drover_result_destroy (&result);
+        }
+        drover_map_destroy (&map);
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#ifndef DROVER_MAP_H_INCLUDED
+#define DROVER_MAP_H_INCLUDED
+
+#include "drover_client.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct drover_map_t drover_map_t;
+
+/*  Options of a map. A zeroed struct gives the defaults. */
+typedef struct {
+    drover_task_options_t task; /* options of every task */
+    size_t window;              /* most tasks in flight; 0: 1000 */
+    bool ordered;               /* hand results back in input order */
+} drover_map_options_t;
+
+/*  Gives the map its next input. Fill *input and return 1; return 0 when
+    there are no more inputs; return DROVER_ETIMEDOUT when none is ready
+    yet (the map asks again when the fd given to drover_map_set_input_fd
+    is readable, or soon if none was given); any other negative code stops
+    the map, and drover_map_next returns it. The octets must stay valid
+    until the next call: the map copies them. */
+typedef int (drover_map_input_fn) (void *arg, drover_payload_t *input);
+
+/*  Creates a map of handler over the inputs input_fn gives, on a connected
+    client, which must outlive the map. options may be NULL. Returns NULL
+    for an invalid handler or queue name or when out of memory. */
+drover_map_t *drover_map_new (drover_client_t *client, const char *handler,
+                              const drover_map_options_t *options,
+                              drover_map_input_fn *input_fn, void *arg);
+
+/*  Destroys a map and NULLs the pointer. Tasks still in flight keep
+    running (drover_map_cancel stops them); their results are dropped.
+    NULL-safe. */
+void drover_map_destroy (drover_map_t **self_p);
+
+/*  Tells the map that input_fn's inputs come from fd, so that after
+    input_fn said DROVER_ETIMEDOUT the map waits for fd to become readable
+    while it waits for results. */
+void drover_map_set_input_fd (drover_map_t *self, int fd);
+
+/*  Waits up to timeout_ms for the next result: in input order if the map
+    is ordered, else in the order results come. Returns 0 with *result_p
+    set (caller owns it), or 0 with *result_p NULL when every input has had
+    its result. A task that failed is a result with a negative code, not an
+    error. Returns DROVER_ETIMEDOUT when the timeout passed (call again);
+    other codes stop the map: the input callback's error, DROVER_ECONNECT
+    when the broker stopped answering, DROVER_EPROTO for a broken peer. */
+int drover_map_next (drover_map_t *self, int timeout_ms,
+                     drover_result_t **result_p);
+
+/*  Stops the map: reads no more inputs, and cancels the tasks in flight
+    (waiting up to timeout_ms for the broker to accept them and answer).
+    Their results (DROVER_ECANCELLED, or a result that was faster) still
+    come through drover_map_next. */
+int drover_map_cancel (drover_map_t *self, int timeout_ms);
+
+/*  Inputs read so far, results handed back so far, and tasks in flight
+    (read and not handed back), for progress reports. */
+uint64_t drover_map_inputs (drover_map_t *self);
+uint64_t drover_map_outputs (drover_map_t *self);
+size_t drover_map_in_flight (drover_map_t *self);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

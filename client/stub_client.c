@@ -1,1 +1,0 @@
-int drover_client_stub_; int drover_client_stub_;

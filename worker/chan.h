@@ -1,0 +1,44 @@
+/*  chan.h - the framing on the socketpair between the node's supervisor
+    and one of its children. Private to worker/: both ends are the same
+    binary on the same machine, so the header is a native C struct.
+
+    Supervisor to child: a CHAN_TASK header, then payload_size octets of
+    input. Child to supervisor: a CHAN_OUTCOME header, then reason_size
+    octets of failure message, then payload_size octets of result.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#ifndef DROVER_CHAN_H_INCLUDED
+#define DROVER_CHAN_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CHAN_TASK    0x5441534bu //  "TASK": run this
+#define CHAN_OUTCOME 0x4f555443u //  "OUTC": this is how it went
+
+typedef struct {
+    uint32_t type;         //  CHAN_TASK or CHAN_OUTCOME
+    uint32_t handler;      //  task: index in the handler table
+    uint64_t id;           //  task id
+    uint32_t attempt;      //  attempt number
+    int32_t code;          //  outcome: 0 or a DROVER_E* code
+    int32_t signal;        //  outcome: signal that killed an exec command
+    int32_t exit_status;   //  outcome: exit status of an exec command
+    uint64_t max_rss_kb;   //  outcome: peak memory of the child or command
+    uint64_t max_result;   //  task: largest result the supervisor accepts
+    uint32_t reason_size;  //  outcome: octets of reason after the header
+    uint32_t reserved;     //  zero
+    uint64_t payload_size; //  octets of input or result after the reason
+} chan_header_t;
+
+//  Reads exactly size octets from a blocking fd. Returns 0, or -1 at end
+//  of file or on an error.
+int chan_read_all (int fd, void *data, size_t size);
+
+//  Writes exactly size octets to a blocking fd. Returns 0 or -1.
+int chan_write_all (int fd, const void *data, size_t size);
+
+#endif

@@ -1,0 +1,460 @@
+/*  child.c - a node's child process: fork, the channel to it, and the
+    task loop it runs.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "child.h"
+
+#include "chan.h"
+#include "drover_msg.h"
+#include "exec_handler.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+//  The child's end of the channel, after it has tidied its fds.
+#define S_CHILD_FD 3
+
+struct child_t {
+    pid_t pid;                  //  the process, and its process group
+    int fd;                     //  our end of the channel (non-blocking)
+    int wfd;                    //  dup of fd, polled for output
+    chan_header_t out_header;   //  header of the task being written
+    const uint8_t *out_payload; //  its payload; the caller keeps it alive
+    size_t out_done;            //  octets of header + payload written
+    bool writing;               //  a task is partly written
+    bool awaiting;              //  a task was sent, no outcome yet
+    uint64_t task_id;           //  id of the task sent
+    uint32_t task_attempt;      //  attempt of the task sent
+    uint64_t max_result;        //  largest result accepted for it
+    chan_header_t in_header;    //  header of the outcome being read
+    size_t in_header_got;       //  octets of in_header read
+    char *in_reason;            //  its reason, reason_size + 1 octets
+    zframe_t *in_payload;       //  its result
+    size_t in_body_got;         //  octets of reason + result read
+};
+
+//  --------------------------------------------------------------------------
+//  In the child
+
+static void __attribute__ ((noreturn)) s_child_exit (int status)
+{
+    //  Never exit(): the supervisor's atexit handlers (CZMQ's among them)
+    //  must not run in a forked copy of it
+    fflush (stdout);
+    fflush (stderr);
+    _exit (status);
+}
+
+//  Makes the forked process a clean child: dies with the supervisor, own
+//  process group, default signals, stdin from /dev/null, the channel on
+//  fd 3 and no other inherited fd.
+static void
+s_child_setup (int channel, pid_t supervisor)
+{
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid () != supervisor)
+        s_child_exit (0); //  the supervisor died before prctl
+    setpgid (0, 0);
+
+    struct sigaction fallback;
+    memset (&fallback, 0, sizeof fallback);
+    fallback.sa_handler = SIG_DFL;
+    sigemptyset (&fallback.sa_mask);
+    for (int signal = 1; signal < 32; signal++)
+        if (signal != SIGKILL && signal != SIGSTOP)
+            sigaction (signal, &fallback, NULL);
+    sigset_t none;
+    sigemptyset (&none);
+    sigprocmask (SIG_SETMASK, &none, NULL);
+
+    int high = fcntl (channel, F_DUPFD, 10);
+    int null = open ("/dev/null", O_RDWR);
+    if (high < 0 || null < 0)
+        s_child_exit (70);
+    dup2 (null, 0);
+    for (int fd = 1; fd <= 2; fd++)
+        if (fcntl (fd, F_GETFD) < 0)
+            dup2 (null, fd);
+    dup2 (high, S_CHILD_FD);
+    //  Commands run by exec handlers do not inherit the channel
+    fcntl (S_CHILD_FD, F_SETFD, FD_CLOEXEC);
+    close_range (S_CHILD_FD + 1, ~0U, 0);
+}
+
+//  Runs one task with its handler; fills header and output.
+static void
+s_child_run (const worker_config_t *config, chan_header_t *header,
+             const void *input, drover_output_t *output)
+{
+    const handler_t *handler = &config->handlers[header->handler];
+    size_t size = (size_t)header->payload_size;
+    int code;
+    if (handler->kind == HANDLER_EXEC) {
+        exec_status_t status;
+        code =
+            exec_handler_run (handler->command, input, size, output, &status);
+        header->signal = status.signal;
+        header->exit_status = status.exit_status;
+        header->max_rss_kb = status.max_rss_kb;
+    }
+    else {
+        int rc = handler->fn (input, size, output, handler->arg);
+        code = rc == 0 ? 0 : DROVER_EFAILED;
+        if (rc && !output->message)
+            drover_output_fail (output, "handler '%s' returned %d",
+                                handler->name, rc);
+        struct rusage usage;
+        if (getrusage (RUSAGE_SELF, &usage) == 0 && usage.ru_maxrss > 0)
+            header->max_rss_kb = (uint64_t)usage.ru_maxrss;
+    }
+    if (code == 0 && output->error == DROVER_ETOOBIG) {
+        code = DROVER_ETOOBIG;
+        drover_output_fail (output,
+                            "handler '%s': result over the limit of %zu "
+                            "octets",
+                            handler->name, output->limit);
+    }
+    else if (code == 0 && output->error) {
+        code = output->error;
+        drover_output_fail (output, "handler '%s': out of memory",
+                            handler->name);
+    }
+    header->code = code;
+}
+
+//  The child's life: read a task, run it, write its outcome; leave at end
+//  of file or after max_tasks_per_child tasks.
+static void __attribute__ ((noreturn))
+s_child_main (const worker_config_t *config, int channel, pid_t supervisor)
+{
+    s_child_setup (channel, supervisor);
+    uint64_t tasks = 0;
+    while (true) {
+        chan_header_t header;
+        if (chan_read_all (S_CHILD_FD, &header, sizeof header))
+            s_child_exit (0); //  the supervisor closed the channel
+        if (header.type != CHAN_TASK || header.handler >= config->handler_count
+            || header.payload_size > DROVER_MAX_PAYLOAD)
+            s_child_exit (71);
+        size_t size = (size_t)header.payload_size;
+        void *input = malloc (size ? size : 1);
+        if (!input)
+            s_child_exit (72);
+        if (chan_read_all (S_CHILD_FD, input, size))
+            s_child_exit (0);
+        drover_output_t output;
+        uint64_t limit = header.max_result < DROVER_MAX_PAYLOAD
+                             ? header.max_result
+                             : DROVER_MAX_PAYLOAD;
+        output_init (&output, (size_t)limit);
+
+        s_child_run (config, &header, input, &output);
+        free (input);
+
+        header.type = CHAN_OUTCOME;
+        size_t reason_size = 0;
+        if (header.code != 0 && output.message) {
+            reason_size = strlen (output.message);
+            if (reason_size > DROVER_MAX_TEXT)
+                reason_size = DROVER_MAX_TEXT;
+        }
+        header.reason_size = (uint32_t)reason_size;
+        header.payload_size = header.code == 0 ? output.size : 0;
+        if (chan_write_all (S_CHILD_FD, &header, sizeof header)
+            || chan_write_all (S_CHILD_FD, output.message, reason_size)
+            || chan_write_all (S_CHILD_FD, output.data,
+                               (size_t)header.payload_size))
+            s_child_exit (0);
+        output_reset (&output);
+        tasks++;
+        if (config->max_tasks_per_child && tasks >= config->max_tasks_per_child)
+            s_child_exit (0); //  retired; the supervisor starts another
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  In the supervisor
+
+child_t *
+child_new (const worker_config_t *config)
+{
+    assert (config);
+    int pair[2];
+    if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair)) {
+        zsys_error ("worker: cannot create a channel for a child: %s",
+                    strerror (errno));
+        return NULL;
+    }
+    child_t *self = (child_t *)zmalloc (sizeof *self);
+    assert (self);
+    self->wfd = fcntl (pair[0], F_DUPFD_CLOEXEC, 0);
+    if (self->wfd < 0) {
+        zsys_error ("worker: cannot dup a channel fd: %s", strerror (errno));
+        close (pair[0]);
+        close (pair[1]);
+        free (self);
+        return NULL;
+    }
+    //  Whatever we buffered must not be written twice
+    fflush (stdout);
+    fflush (stderr);
+    pid_t supervisor = getpid ();
+    pid_t pid = fork ();
+    if (pid == 0)
+        s_child_main (config, pair[1], supervisor);
+    close (pair[1]);
+    if (pid < 0) {
+        zsys_error ("worker: cannot fork a child: %s", strerror (errno));
+        close (pair[0]);
+        close (self->wfd);
+        free (self);
+        return NULL;
+    }
+    //  Also in the child: whichever runs first, the group exists before
+    //  anyone signals it
+    setpgid (pid, pid);
+    self->pid = pid;
+    self->fd = pair[0];
+    fcntl (self->fd, F_SETFL, O_NONBLOCK);
+    return self;
+}
+
+void
+child_destroy (child_t **self_p)
+{
+    assert (self_p);
+    child_t *self = *self_p;
+    if (!self)
+        return;
+    close (self->fd);
+    close (self->wfd);
+    free (self->in_reason);
+    zframe_destroy (&self->in_payload);
+    free (self);
+    *self_p = NULL;
+}
+
+pid_t
+child_pid (child_t *self)
+{
+    assert (self);
+    return self->pid;
+}
+
+int
+child_fd (child_t *self)
+{
+    assert (self);
+    return self->fd;
+}
+
+int
+child_wfd (child_t *self)
+{
+    assert (self);
+    return self->wfd;
+}
+
+bool
+child_writing (child_t *self)
+{
+    assert (self);
+    return self->writing;
+}
+
+int
+child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
+            uint64_t max_result, const void *payload, size_t size)
+{
+    assert (self);
+    assert (!self->writing && !self->awaiting);
+    assert (payload || size == 0);
+    memset (&self->out_header, 0, sizeof self->out_header);
+    self->out_header.type = CHAN_TASK;
+    self->out_header.handler = handler;
+    self->out_header.id = id;
+    self->out_header.attempt = attempt;
+    self->out_header.max_result = max_result;
+    self->out_header.payload_size = size;
+    self->out_payload = (const uint8_t *)payload;
+    self->out_done = 0;
+    self->writing = true;
+    self->awaiting = true;
+    self->task_id = id;
+    self->task_attempt = attempt;
+    self->max_result = max_result;
+    return child_flush (self);
+}
+
+int
+child_flush (child_t *self)
+{
+    assert (self);
+    const size_t header_size = sizeof self->out_header;
+    const size_t total = header_size + self->out_header.payload_size;
+    while (self->writing) {
+        struct iovec iov[2];
+        int count = 0;
+        if (self->out_done < header_size) {
+            iov[count++] =
+                (struct iovec){(char *)&self->out_header + self->out_done,
+                               header_size - self->out_done};
+            iov[count++] = (struct iovec){(void *)self->out_payload,
+                                          self->out_header.payload_size};
+        }
+        else {
+            size_t done = self->out_done - header_size;
+            iov[count++] = (struct iovec){(void *)(self->out_payload + done),
+                                          self->out_header.payload_size - done};
+        }
+        struct msghdr message;
+        memset (&message, 0, sizeof message);
+        message.msg_iov = iov;
+        message.msg_iovlen = (size_t)count;
+        ssize_t put = sendmsg (self->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (put < 0 && errno == EINTR)
+            continue;
+        if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return CHILD_AGAIN;
+        if (put < 0) {
+            self->writing = false;
+            self->out_payload = NULL;
+            return CHILD_EOF;
+        }
+        self->out_done += (size_t)put;
+        if (self->out_done == total) {
+            self->writing = false;
+            self->out_payload = NULL;
+        }
+    }
+    return CHILD_DONE;
+}
+
+//  Checks a complete outcome header and prepares its body buffers.
+static int
+s_accept_header (child_t *self)
+{
+    chan_header_t *header = &self->in_header;
+    if (header->type != CHAN_OUTCOME || !self->awaiting
+        || header->id != self->task_id || header->attempt != self->task_attempt
+        || header->reason_size > DROVER_MAX_TEXT
+        || header->payload_size > self->max_result
+        || header->payload_size > DROVER_MAX_PAYLOAD || header->code > 0
+        || header->code < DROVER_ELAST
+        || (header->code && header->payload_size))
+        return CHILD_EPROTO;
+    self->in_reason = (char *)malloc (header->reason_size + 1);
+    self->in_payload = zframe_new (NULL, (size_t)header->payload_size);
+    if (!self->in_reason || !self->in_payload)
+        return CHILD_EPROTO; //  no memory for it: the child is killed
+    self->in_body_got = 0;
+    return CHILD_DONE;
+}
+
+int
+child_receive (child_t *self, child_outcome_t *outcome)
+{
+    assert (self);
+    assert (outcome);
+    const size_t header_size = sizeof self->in_header;
+    while (true) {
+        ssize_t got;
+        if (self->in_header_got < header_size) {
+            got =
+                read (self->fd, (char *)&self->in_header + self->in_header_got,
+                      header_size - self->in_header_got);
+            if (got > 0) {
+                self->in_header_got += (size_t)got;
+                if (self->in_header_got == header_size
+                    && s_accept_header (self) != CHILD_DONE)
+                    return CHILD_EPROTO;
+            }
+        }
+        else {
+            size_t reason_size = self->in_header.reason_size;
+            size_t payload_size = (size_t)self->in_header.payload_size;
+            if (self->in_body_got < reason_size + payload_size) {
+                struct iovec iov[2];
+                int count = 0;
+                if (self->in_body_got < reason_size) {
+                    iov[count++] =
+                        (struct iovec){self->in_reason + self->in_body_got,
+                                       reason_size - self->in_body_got};
+                    iov[count++] = (struct iovec){
+                        zframe_data (self->in_payload), payload_size};
+                }
+                else {
+                    size_t done = self->in_body_got - reason_size;
+                    iov[count++] =
+                        (struct iovec){zframe_data (self->in_payload) + done,
+                                       payload_size - done};
+                }
+                got = readv (self->fd, iov, count);
+                if (got > 0)
+                    self->in_body_got += (size_t)got;
+            }
+            else
+                got = 1; //  nothing left to read: complete
+            if (got > 0 && self->in_body_got == reason_size + payload_size) {
+                memset (outcome, 0, sizeof *outcome);
+                outcome->id = self->in_header.id;
+                outcome->attempt = self->in_header.attempt;
+                outcome->code = self->in_header.code;
+                outcome->signal = self->in_header.signal;
+                outcome->exit_status = self->in_header.exit_status;
+                outcome->max_rss_kb = self->in_header.max_rss_kb;
+                if (reason_size > 0) {
+                    for (size_t i = 0; i < reason_size; i++)
+                        if (self->in_reason[i] == 0)
+                            self->in_reason[i] = '?';
+                    self->in_reason[reason_size] = 0;
+                    outcome->reason = self->in_reason;
+                }
+                else
+                    free (self->in_reason);
+                self->in_reason = NULL;
+                outcome->payload = self->in_payload;
+                self->in_payload = NULL;
+                self->in_header_got = 0;
+                self->in_body_got = 0;
+                self->awaiting = false;
+                return CHILD_OUTCOME;
+            }
+        }
+        if (got == 0)
+            return CHILD_EOF;
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? CHILD_AGAIN
+                                                           : CHILD_EOF;
+    }
+}
+
+void
+child_outcome_reset (child_outcome_t *outcome)
+{
+    assert (outcome);
+    free (outcome->reason);
+    zframe_destroy (&outcome->payload);
+    memset (outcome, 0, sizeof *outcome);
+}
+
+void
+child_kill (child_t *self)
+{
+    assert (self);
+    if (kill (-self->pid, SIGKILL) && errno == ESRCH)
+        kill (self->pid, SIGKILL);
+}

@@ -1,0 +1,1422 @@
+/*  node.c - the supervisor of a worker node.
+
+    State, in short:
+    * a session with the broker: a DEALER socket, HELLO until WELCOME, then
+      CREDIT / DISPATCH / FAIL / REVOKE / DRAIN and heartbeats both ways; a
+      silent broker or BYE DROVER_ESTALE ends the session: a new socket
+      and HELLO again;
+    * slots, one per child: the child process and the task it runs;
+    * a local queue of leased tasks waiting for an idle child (lookahead);
+    * credit: the broker's unused credit; held tasks + credit never pass
+      the live children + lookahead;
+    * results waiting for STORED (results.c) and failures waiting to go to
+      the broker.
+    Outcomes that arrive in one reactor pass are sent in one batch: every
+    event that produces output schedules a zero-delay flush timer, which
+    zloop runs after the pollers of the pass.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "node.h"
+
+#include "child.h"
+#include "drover_wire.h"
+#include "results.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+//  Housekeeping period
+#define S_TICK_MS 20
+//  HELLO again at this interval until WELCOME
+#define S_HELLO_IVL_MS 500
+//  Heartbeat and liveness until WELCOME says otherwise
+#define S_HEARTBEAT_MS 1000
+#define S_LIVENESS     5
+//  An idle child dying younger than this is restarted with backoff, from
+//  S_BACKOFF_MIN_MS doubling up to S_BACKOFF_MAX_MS
+#define S_QUICK_DEATH_MS 1000
+#define S_BACKOFF_MIN_MS 100
+#define S_BACKOFF_MAX_MS 10000
+//  Messages read per socket event
+#define S_READ_BURST 64
+//  A repeated warning is logged once per this
+#define S_LOG_IVL_MS 5000
+//  No credit while more results than this (or 4 per slot), or more octets
+//  than S_MAX_RESULT_OCTETS, wait for STORED
+#define S_MIN_RESULTS_HELD  64
+#define S_MAX_RESULT_OCTETS (512u << 20)
+//  How long the BYE at exit may take to leave
+#define S_BYE_LINGER_MS 1000 //  to deliver BYE at exit
+
+//  A task leased to this node.
+typedef struct {
+    uint64_t id;         //  task id
+    uint32_t attempt;    //  attempt number (the fencing token)
+    uint32_t handler;    //  index in the handler table
+    uint64_t timeout_ms; //  time limit of the attempt; 0: none
+    zframe_t *payload;   //  input octets
+    int64_t started_us;  //  when a child got it
+} s_task_t;
+
+//  A failed attempt waiting to go to the broker in a FAIL.
+typedef struct {
+    uint64_t id;         //  task id
+    uint32_t attempt;    //  attempt number
+    int32_t code;        //  DROVER_EFAILED, ECRASHED, ETIMELIMIT, ...
+    char *reason;        //  why, or NULL
+    uint64_t elapsed_us; //  run time
+    int32_t signal;      //  signal that killed the child or command
+    int32_t exit_status; //  exit status of the child or command
+    uint64_t max_rss_kb; //  peak memory
+} s_fail_t;
+
+//  One child and what it does.
+typedef struct {
+    struct node_t *node;   //  the node it belongs to
+    size_t index;          //  its place in node->slots
+    child_t *child;        //  the process, or NULL while none runs
+    s_task_t *task;        //  the task it runs, or NULL when idle
+    uint64_t tasks_run;    //  outcomes it delivered
+    int64_t started_ms;    //  when it was forked
+    int64_t restart_at_ms; //  when to fork again; 0: not waiting
+    uint32_t backoff_ms;   //  delay of the next quick restart
+    bool polling_write;    //  its wfd is registered with the loop
+    bool eof;              //  its channel is closed; SIGCHLD will come
+    bool exited;           //  reaped
+    bool timed_out;        //  killed for passing the task's time limit
+    bool revoked;          //  killed because the broker revoked the task
+} s_slot_t;
+
+//  Limits a repetitive warning to one line per S_LOG_IVL_MS.
+typedef struct {
+    int64_t last_ms;     //  when it was last logged
+    uint64_t suppressed; //  how many were not logged since
+} s_limit_t;
+
+struct node_t {
+    const worker_config_t *config; //  settings and handlers
+    const char **handler_names;    //  the handlers' names, for HELLO
+    zloop_t *loop;                 //  the reactor
+    int signal_fd;                 //  SIGCHLD, SIGTERM, SIGINT
+    sigset_t saved_mask;           //  the thread's mask before node_run
+    zsock_t *broker;               //  DEALER to the broker
+    zsock_t *sink;                 //  DEALER to the sink, or NULL
+    char *sink_endpoint;           //  the sink's endpoint, or NULL
+    char *instance;                //  the broker run of the last WELCOME
+    bool welcomed;                 //  this session got its WELCOME
+    uint32_t heartbeat_ms;         //  heartbeat interval (WELCOME)
+    uint32_t liveness;             //  intervals of silence that kill
+    uint64_t max_payload;          //  largest payload the cluster takes
+    uint32_t max_batch;            //  most items per message
+    int64_t broker_sent_ms;        //  last message sent to the broker
+    int64_t broker_recv_ms;        //  last message from the broker
+    int64_t hello_sent_ms;         //  last HELLO sent
+    s_slot_t *slots;               //  one per child
+    size_t slot_count;             //  config->children
+    zlistx_t *queue;               //  s_task_t leased, waiting for a child
+    uint32_t credit;               //  credit the broker has not used
+    results_t *results;            //  results waiting for STORED
+    zlistx_t *fails;               //  s_fail_t waiting for the broker
+    bool flush_pending;            //  the flush timer is set
+    bool draining;                 //  no new tasks; leave when all done
+    int64_t drain_deadline_ms;     //  when to stop draining; 0: never
+    bool stopping;                 //  the reactor must end
+    int rc;                        //  what node_run returns
+    uint64_t malformed;            //  malformed messages dropped
+    s_limit_t malformed_log;       //  rate limit of those warnings
+    s_limit_t error_log;           //  of ERRORs from broker and sink
+    s_limit_t held_log;            //  of "credit held back" notices
+};
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+static int64_t
+s_now_ms (void)
+{
+    return zclock_mono ();
+}
+
+static int64_t
+s_now_us (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+static bool
+s_limit_pass (s_limit_t *limit)
+{
+    int64_t now = s_now_ms ();
+    if (limit->last_ms && now - limit->last_ms < S_LOG_IVL_MS) {
+        limit->suppressed++;
+        return false;
+    }
+    limit->last_ms = now;
+    return true;
+}
+
+static const char *
+s_handler_name (node_t *self, uint32_t handler)
+{
+    return self->config->handlers[handler].name;
+}
+
+static void
+s_task_destroy (s_task_t **task_p)
+{
+    s_task_t *task = *task_p;
+    if (task) {
+        zframe_destroy (&task->payload);
+        free (task);
+        *task_p = NULL;
+    }
+}
+
+static void
+s_fail_destroy (void **item_p)
+{
+    s_fail_t *fail = (s_fail_t *)*item_p;
+    if (fail) {
+        free (fail->reason);
+        free (fail);
+        *item_p = NULL;
+    }
+}
+
+static size_t
+s_running (node_t *self)
+{
+    size_t running = 0;
+    for (size_t i = 0; i < self->slot_count; i++)
+        if (self->slots[i].task)
+            running++;
+    return running;
+}
+
+//  Tasks this node holds: running and waiting.
+static size_t
+s_held (node_t *self)
+{
+    return s_running (self) + zlistx_size (self->queue);
+}
+
+static bool
+s_slot_retiring (node_t *self, s_slot_t *slot)
+{
+    uint32_t limit = self->config->max_tasks_per_child;
+    return limit && slot->tasks_run >= limit;
+}
+
+static bool
+s_slot_idle (node_t *self, s_slot_t *slot)
+{
+    return slot->child && !slot->task && !slot->eof && !slot->exited
+           && !s_slot_retiring (self, slot);
+}
+
+static void s_flush (node_t *self);
+
+static int
+s_on_flush (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    node_t *self = (node_t *)arg;
+    self->flush_pending = false;
+    s_flush (self);
+    return self->stopping ? -1 : 0;
+}
+
+//  Sends what is ready once the reactor has handled this pass's events.
+static void
+s_schedule_flush (node_t *self)
+{
+    if (!self->flush_pending && !self->stopping) {
+        if (zloop_timer (self->loop, 0, 1, s_on_flush, self) != -1)
+            self->flush_pending = true;
+    }
+}
+
+static int
+s_send_broker (node_t *self, drover_msg_t *msg)
+{
+    int rc = drover_wire_send (self->broker, NULL, msg, NULL);
+    if (rc == 0) {
+        self->broker_sent_ms = s_now_ms ();
+        if (self->config->verbose)
+            zsys_debug ("worker: -> broker %s (%zu items)",
+                        drover_command_name (msg->command), msg->task_count);
+    }
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Children
+
+static int s_on_child_read (zloop_t *loop, zmq_pollitem_t *item, void *arg);
+static int s_on_child_write (zloop_t *loop, zmq_pollitem_t *item, void *arg);
+
+static void
+s_slot_stop_polling (node_t *self, s_slot_t *slot)
+{
+    if (!slot->child)
+        return;
+    if (!slot->eof) {
+        zmq_pollitem_t item = {NULL, child_fd (slot->child), ZMQ_POLLIN, 0};
+        zloop_poller_end (self->loop, &item);
+    }
+    if (slot->polling_write) {
+        zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT, 0};
+        zloop_poller_end (self->loop, &item);
+        slot->polling_write = false;
+    }
+}
+
+//  Forks the slot's child; on failure, tries again later.
+static void
+s_slot_start (node_t *self, s_slot_t *slot)
+{
+    assert (!slot->child);
+    int64_t now = s_now_ms ();
+    slot->restart_at_ms = 0;
+    slot->child = child_new (self->config);
+    if (!slot->child) {
+        slot->backoff_ms = slot->backoff_ms
+                               ? (slot->backoff_ms * 2 > S_BACKOFF_MAX_MS
+                                      ? S_BACKOFF_MAX_MS
+                                      : slot->backoff_ms * 2)
+                               : S_BACKOFF_MIN_MS;
+        slot->restart_at_ms = now + slot->backoff_ms;
+        return;
+    }
+    slot->tasks_run = 0;
+    slot->started_ms = now;
+    slot->eof = false;
+    slot->exited = false;
+    slot->timed_out = false;
+    slot->revoked = false;
+    slot->polling_write = false;
+    zmq_pollitem_t item = {NULL, child_fd (slot->child), ZMQ_POLLIN, 0};
+    int rc = zloop_poller (self->loop, &item, s_on_child_read, slot);
+    assert (rc == 0);
+    zloop_poller_set_tolerant (self->loop, &item);
+    if (self->config->verbose)
+        zsys_debug ("worker: started child %d", (int)child_pid (slot->child));
+}
+
+static void s_assign (node_t *self);
+
+//  Gives a task to an idle child.
+static void
+s_start_task (node_t *self, s_slot_t *slot, s_task_t *task)
+{
+    slot->task = task;
+    task->started_us = s_now_us ();
+    int rc = child_send (slot->child, task->id, task->attempt, task->handler,
+                         self->max_payload, zframe_data (task->payload),
+                         zframe_size (task->payload));
+    if (rc == CHILD_AGAIN) {
+        zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT, 0};
+        rc = zloop_poller (self->loop, &item, s_on_child_write, slot);
+        assert (rc == 0);
+        zloop_poller_set_tolerant (self->loop, &item);
+        slot->polling_write = true;
+    }
+    //  CHILD_EOF: the child is dying; its reaping reports the task
+    if (self->config->verbose)
+        zsys_debug ("worker: task %" PRIu64 "#%" PRIu32 " (%s) -> child %d",
+                    task->id, task->attempt,
+                    s_handler_name (self, task->handler),
+                    (int)child_pid (slot->child));
+}
+
+//  Runs waiting tasks on idle children, oldest first.
+static void
+s_assign (node_t *self)
+{
+    for (size_t i = 0; i < self->slot_count && zlistx_size (self->queue); i++) {
+        s_slot_t *slot = &self->slots[i];
+        if (s_slot_idle (self, slot)) {
+            s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
+            s_start_task (self, slot, task);
+        }
+    }
+}
+
+//  Queues a FAIL for the broker.
+static void
+s_fail_add (node_t *self, s_task_t *task, int32_t code, const char *reason,
+            int64_t elapsed_us, int32_t signal, int32_t exit_status,
+            uint64_t max_rss_kb)
+{
+    s_fail_t *fail = (s_fail_t *)zmalloc (sizeof *fail);
+    assert (fail);
+    fail->id = task->id;
+    fail->attempt = task->attempt;
+    fail->code = code;
+    if (reason) {
+        size_t size = strlen (reason);
+        fail->reason =
+            strndup (reason, size > DROVER_MAX_TEXT ? DROVER_MAX_TEXT : size);
+        assert (fail->reason);
+    }
+    fail->elapsed_us = elapsed_us > 0 ? (uint64_t)elapsed_us : 0;
+    fail->signal = signal;
+    fail->exit_status = exit_status;
+    fail->max_rss_kb = max_rss_kb;
+    zlistx_add_end (self->fails, fail);
+    s_schedule_flush (self);
+}
+
+//  A child delivered the outcome of its task.
+static void
+s_finish (node_t *self, s_slot_t *slot, child_outcome_t *outcome)
+{
+    s_task_t *task = slot->task;
+    assert (task);
+    slot->task = NULL;
+    slot->tasks_run++;
+    slot->backoff_ms = 0;
+    int64_t elapsed = s_now_us () - task->started_us;
+    if (outcome->code == 0) {
+        if (self->config->verbose)
+            zsys_debug ("worker: task %" PRIu64 "#%" PRIu32
+                        " (%s) done on child %d in %" PRId64 " us",
+                        task->id, task->attempt,
+                        s_handler_name (self, task->handler),
+                        (int)child_pid (slot->child), elapsed);
+        results_add (self->results, task->id, task->attempt, &outcome->payload,
+                     (uint64_t)elapsed, outcome->max_rss_kb);
+    }
+    else {
+        zsys_info ("worker: task %" PRIu64 "#%" PRIu32
+                   " (%s) failed on child %d: %s: %.200s",
+                   task->id, task->attempt,
+                   s_handler_name (self, task->handler),
+                   (int)child_pid (slot->child), drover_strcode (outcome->code),
+                   outcome->reason ? outcome->reason : "");
+        s_fail_add (self, task, outcome->code, outcome->reason, elapsed,
+                    outcome->signal, outcome->exit_status, outcome->max_rss_kb);
+    }
+    s_task_destroy (&task);
+    s_assign (self);
+    s_schedule_flush (self);
+}
+
+//  Reads what the child sent; at end of file, stops polling it.
+static void
+s_child_read (node_t *self, s_slot_t *slot)
+{
+    while (!slot->eof) {
+        child_outcome_t outcome;
+        int rc = child_receive (slot->child, &outcome);
+        if (rc == CHILD_OUTCOME) {
+            if (slot->task && !slot->revoked)
+                s_finish (self, slot, &outcome);
+            child_outcome_reset (&outcome);
+            continue;
+        }
+        if (rc == CHILD_AGAIN)
+            return;
+        if (rc == CHILD_EPROTO) {
+            zsys_error ("worker: child %d sent a malformed frame; killing it",
+                        (int)child_pid (slot->child));
+            child_kill (slot->child);
+        }
+        s_slot_stop_polling (self, slot);
+        slot->eof = true;
+    }
+}
+
+static int
+s_on_child_read (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void)loop;
+    (void)item;
+    s_slot_t *slot = (s_slot_t *)arg;
+    s_child_read (slot->node, slot);
+    return slot->node->stopping ? -1 : 0;
+}
+
+static int
+s_on_child_write (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void)item;
+    s_slot_t *slot = (s_slot_t *)arg;
+    int rc = child_flush (slot->child);
+    if (rc != CHILD_AGAIN) {
+        zmq_pollitem_t write_item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT,
+                                     0};
+        zloop_poller_end (loop, &write_item);
+        slot->polling_write = false;
+    }
+    return slot->node->stopping ? -1 : 0;
+}
+
+//  Describes how a process ended, for logs.
+static void
+s_describe_exit (int status, char *text, size_t size)
+{
+    if (WIFSIGNALED (status))
+        snprintf (text, size, "killed by signal %d (%s)", WTERMSIG (status),
+                  strsignal (WTERMSIG (status)));
+    else
+        snprintf (text, size, "exited with status %d", WEXITSTATUS (status));
+}
+
+//  A child was reaped: report its task if it had one, start another.
+static void
+s_child_gone (node_t *self, s_slot_t *slot, int status,
+              const struct rusage *usage)
+{
+    slot->exited = true;
+    bool busy = slot->task != NULL;
+    bool killed = slot->timed_out || slot->revoked;
+    //  The outcome of its last task may still be in the channel
+    s_child_read (self, slot);
+    pid_t pid = child_pid (slot->child);
+    char how[96];
+    s_describe_exit (status, how, sizeof how);
+    int64_t now = s_now_ms ();
+    s_task_t *task = slot->task;
+    slot->task = NULL;
+    if (task && slot->revoked)
+        zsys_info ("worker: task %" PRIu64 "#%" PRIu32
+                   " (%s) revoked; child %d killed",
+                   task->id, task->attempt,
+                   s_handler_name (self, task->handler), (int)pid);
+    else if (task) {
+        int64_t elapsed = s_now_us () - task->started_us;
+        uint64_t rss = usage->ru_maxrss > 0 ? (uint64_t)usage->ru_maxrss : 0;
+        int32_t signal = WIFSIGNALED (status) ? WTERMSIG (status) : 0;
+        int32_t exit_status = WIFEXITED (status) ? WEXITSTATUS (status) : 0;
+        char reason[160];
+        if (slot->timed_out) {
+            snprintf (reason, sizeof reason,
+                      "passed its time limit of %" PRIu64
+                      " ms; child %d killed",
+                      task->timeout_ms, (int)pid);
+            s_fail_add (self, task, DROVER_ETIMELIMIT, reason, elapsed, signal,
+                        exit_status, rss);
+        }
+        else {
+            snprintf (reason, sizeof reason, "child %d %s while running it",
+                      (int)pid, how);
+            zsys_warning ("worker: task %" PRIu64 "#%" PRIu32
+                          " (%s) crashed: child %d %s (peak %" PRIu64 " kB)",
+                          task->id, task->attempt,
+                          s_handler_name (self, task->handler), (int)pid, how,
+                          rss);
+            s_fail_add (self, task, DROVER_ECRASHED, reason, elapsed, signal,
+                        exit_status, rss);
+        }
+    }
+    else {
+        bool retired = s_slot_retiring (self, slot) && WIFEXITED (status)
+                       && WEXITSTATUS (status) == 0;
+        if (retired) {
+            if (self->config->verbose)
+                zsys_debug ("worker: child %d retired after %" PRIu64 " tasks",
+                            (int)pid, slot->tasks_run);
+        }
+        else if (!killed && !self->stopping) {
+            zsys_warning ("worker: child %d %s while idle", (int)pid, how);
+            if (!busy && now - slot->started_ms < S_QUICK_DEATH_MS) {
+                //  A child that dies at start-up must not make us fork in
+                //  a loop
+                slot->backoff_ms =
+                    slot->backoff_ms ? (slot->backoff_ms * 2 > S_BACKOFF_MAX_MS
+                                            ? S_BACKOFF_MAX_MS
+                                            : slot->backoff_ms * 2)
+                                     : S_BACKOFF_MIN_MS;
+                slot->restart_at_ms = now + slot->backoff_ms;
+                zsys_warning ("worker: restarting it in %u ms",
+                              slot->backoff_ms);
+            }
+        }
+    }
+    s_task_destroy (&task);
+    s_slot_stop_polling (self, slot);
+    child_destroy (&slot->child);
+    if (self->stopping)
+        return;
+    if (!slot->restart_at_ms)
+        s_slot_start (self, slot);
+    s_assign (self);
+    s_schedule_flush (self);
+}
+
+//  Reaps every child that ended, ours or adopted (we are a subreaper).
+static void
+s_reap (node_t *self)
+{
+    while (true) {
+        int status = 0;
+        struct rusage usage;
+        memset (&usage, 0, sizeof usage);
+        pid_t pid = wait4 (-1, &status, WNOHANG, &usage);
+        if (pid <= 0)
+            return;
+        for (size_t i = 0; i < self->slot_count; i++) {
+            s_slot_t *slot = &self->slots[i];
+            if (slot->child && child_pid (slot->child) == pid) {
+                s_child_gone (self, slot, status, &usage);
+                break;
+            }
+        }
+    }
+}
+
+//  Kills every child and waits for them.
+static void
+s_kill_children (node_t *self)
+{
+    for (size_t i = 0; i < self->slot_count; i++)
+        if (self->slots[i].child)
+            child_kill (self->slots[i].child);
+    for (size_t i = 0; i < self->slot_count; i++) {
+        s_slot_t *slot = &self->slots[i];
+        if (slot->child) {
+            int status;
+            while (waitpid (child_pid (slot->child), &status, 0) < 0
+                   && errno == EINTR)
+                ;
+            s_slot_stop_polling (self, slot);
+            child_destroy (&slot->child);
+        }
+        s_task_destroy (&slot->task);
+    }
+    //  Orphans we adopted
+    while (waitpid (-1, NULL, WNOHANG) > 0)
+        ;
+}
+
+//  --------------------------------------------------------------------------
+//  Sessions
+
+static int s_on_broker (zloop_t *loop, zsock_t *sock, void *arg);
+static int s_on_sink (zloop_t *loop, zsock_t *sock, void *arg);
+
+static void
+s_send_hello (node_t *self)
+{
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_HELLO);
+    msg.role = "node";
+    msg.name = self->config->name;
+    msg.children = self->config->children;
+    msg.lookahead = self->config->lookahead;
+    msg.handlers = self->handler_names;
+    msg.handler_count = self->config->handler_count;
+    msg.queues = (const char **)self->config->queues;
+    msg.queue_count = self->config->queue_count;
+    s_send_broker (self, &msg);
+    self->hello_sent_ms = s_now_ms ();
+}
+
+//  Starts a new session: new socket, so a new routing id, and HELLO.
+static int
+s_session_start (node_t *self)
+{
+    if (self->broker) {
+        zloop_reader_end (self->loop, self->broker);
+        zsock_destroy (&self->broker);
+    }
+    self->welcomed = false;
+    self->credit = 0;
+    //  The broker releases what the old session held; tasks that have not
+    //  started are not worth running twice. Running ones go on: their
+    //  results go to the sink, which keeps the first.
+    size_t dropped = zlistx_size (self->queue);
+    while (zlistx_size (self->queue)) {
+        s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
+        s_task_destroy (&task);
+    }
+    size_t stale = zlistx_size (self->fails);
+    zlistx_purge (self->fails);
+    if (dropped || stale)
+        zsys_info ("worker: new session: dropped %zu waiting tasks and %zu "
+                   "failure reports of the old one",
+                   dropped, stale);
+
+    self->broker = zsock_new (ZMQ_DEALER);
+    if (!self->broker) {
+        zsys_error ("worker: cannot create a socket: %s",
+                    zmq_strerror (zmq_errno ()));
+        return DROVER_ESYSTEM;
+    }
+    zsock_set_linger (self->broker, 0);
+    //  Send nothing into the void while disconnected: HELLO is repeated
+    zsock_set_immediate (self->broker, 1);
+    zsock_set_maxmsgsize (self->broker, (int)DROVER_MAX_PAYLOAD);
+    if (zsock_connect (self->broker, "%s", self->config->endpoint) == -1) {
+        zsys_error ("worker: cannot connect to broker '%s': %s",
+                    self->config->endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&self->broker);
+        return DROVER_EINVAL;
+    }
+    int rc = zloop_reader (self->loop, self->broker, s_on_broker, self);
+    assert (rc == 0);
+    zloop_reader_set_tolerant (self->loop, self->broker);
+    self->broker_recv_ms = s_now_ms ();
+    s_send_hello (self);
+    return 0;
+}
+
+//  Ends the session and starts another; stops the node if it cannot.
+static void
+s_session_restart (node_t *self, const char *why)
+{
+    zsys_warning ("worker: %s; starting a new session with broker %s", why,
+                  self->config->endpoint);
+    int rc = s_session_start (self);
+    if (rc) {
+        self->rc = rc;
+        self->stopping = true;
+    }
+}
+
+static void
+s_sink_connect (node_t *self, const char *endpoint)
+{
+    if (self->sink) {
+        zloop_reader_end (self->loop, self->sink);
+        zsock_destroy (&self->sink);
+    }
+    zstr_free (&self->sink_endpoint);
+    self->sink = zsock_new (ZMQ_DEALER);
+    if (!self->sink) {
+        zsys_error ("worker: cannot create a socket: %s",
+                    zmq_strerror (zmq_errno ()));
+        return;
+    }
+    zsock_set_linger (self->sink, 0);
+    zsock_set_maxmsgsize (self->sink, (int)DROVER_MAX_HEADER);
+    if (zsock_connect (self->sink, "%s", endpoint) == -1) {
+        zsys_error ("worker: cannot connect to sink '%s' (from the broker's "
+                    "WELCOME): %s",
+                    endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&self->sink);
+        return;
+    }
+    int rc = zloop_reader (self->loop, self->sink, s_on_sink, self);
+    assert (rc == 0);
+    zloop_reader_set_tolerant (self->loop, self->sink);
+    self->sink_endpoint = strdup (endpoint);
+    assert (self->sink_endpoint);
+    zsys_info ("worker: sending results to sink %s", endpoint);
+    results_resend_all (self->results);
+}
+
+//  Stops the reactor: at once (code < 0: children are killed) or after a
+//  drain (code 0). Says BYE to the broker if there is a session.
+static void
+s_stop (node_t *self, int code)
+{
+    if (self->stopping)
+        return;
+    if (code) {
+        for (size_t i = 0; i < self->slot_count; i++)
+            if (self->slots[i].child)
+                child_kill (self->slots[i].child);
+    }
+    if (self->welcomed) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_BYE);
+        msg.code = code ? code : DROVER_ESHUTDOWN;
+        msg.reason =
+            code ? "node stopped before its tasks finished" : "node drained";
+        zsock_set_linger (self->broker, S_BYE_LINGER_MS);
+        s_send_broker (self, &msg);
+    }
+    zsys_info ("worker: %s", code ? "stopped" : "drained; bye");
+    self->rc = code;
+    self->stopping = true;
+}
+
+static void
+s_drain_start (node_t *self, const char *why)
+{
+    if (self->draining)
+        return;
+    self->draining = true;
+    if (self->config->drain_timeout_ms)
+        self->drain_deadline_ms =
+            s_now_ms () + (int64_t)self->config->drain_timeout_ms;
+    zsys_info ("worker: draining (%s): %zu tasks to finish, %zu results to "
+               "deliver",
+               why, s_held (self), results_size (self->results));
+    if (self->welcomed) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_DRAIN);
+        msg.reason = why;
+        s_send_broker (self, &msg);
+    }
+    //  The broker drops our credit when it gets DRAIN
+    self->credit = 0;
+    s_schedule_flush (self);
+}
+
+static bool
+s_drained (node_t *self)
+{
+    return s_held (self) == 0 && results_size (self->results) == 0
+           && zlistx_size (self->fails) == 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Sending
+
+static void
+s_send_fails (node_t *self)
+{
+    while (zlistx_size (self->fails)) {
+        if (!self->welcomed) {
+            zsys_warning ("worker: dropping %zu failure reports: no session "
+                          "with the broker",
+                          zlistx_size (self->fails));
+            zlistx_purge (self->fails);
+            return;
+        }
+        size_t count = zlistx_size (self->fails);
+        if (count > self->max_batch)
+            count = self->max_batch;
+        drover_task_t *tasks = (drover_task_t *)zmalloc (count * sizeof *tasks);
+        assert (tasks);
+        s_fail_t *fail = (s_fail_t *)zlistx_first (self->fails);
+        for (size_t i = 0; i < count; i++) {
+            tasks[i].id = fail->id;
+            tasks[i].attempt = fail->attempt;
+            tasks[i].code = fail->code;
+            tasks[i].reason = fail->reason;
+            tasks[i].node = self->config->name;
+            tasks[i].elapsed_us = fail->elapsed_us;
+            tasks[i].signal = fail->signal;
+            tasks[i].exit_status = fail->exit_status;
+            tasks[i].max_rss_kb = fail->max_rss_kb;
+            fail = (s_fail_t *)zlistx_next (self->fails);
+        }
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_FAIL);
+        msg.tasks = tasks;
+        msg.task_count = count;
+        int rc = s_send_broker (self, &msg);
+        free (tasks);
+        if (rc == DROVER_EIO)
+            return; //  not connected: try again at the next tick
+        for (size_t i = 0; i < count; i++) {
+            void *item = zlistx_detach (self->fails, NULL);
+            s_fail_destroy (&item);
+        }
+    }
+}
+
+//  Live children plus lookahead: what the node can hold.
+static size_t
+s_capacity (node_t *self)
+{
+    size_t capacity = self->config->lookahead;
+    for (size_t i = 0; i < self->slot_count; i++)
+        if (self->slots[i].child)
+            capacity++;
+    return capacity;
+}
+
+static void
+s_send_credit (node_t *self)
+{
+    if (!self->welcomed || !self->sink || self->draining || self->stopping)
+        return;
+    size_t held_results = results_size (self->results);
+    size_t limit = 4 * (self->slot_count + self->config->lookahead);
+    if (limit < S_MIN_RESULTS_HELD)
+        limit = S_MIN_RESULTS_HELD;
+    if (held_results >= limit
+        || results_bytes (self->results) >= S_MAX_RESULT_OCTETS) {
+        if (s_limit_pass (&self->held_log))
+            zsys_warning ("worker: asking for no tasks while %zu results wait "
+                          "for sink %s",
+                          held_results, self->sink_endpoint);
+        return;
+    }
+    size_t capacity = s_capacity (self);
+    size_t used = s_held (self) + self->credit;
+    if (used >= capacity)
+        return;
+    size_t want = capacity - used;
+    if (want > DROVER_MAX_CREDIT)
+        want = DROVER_MAX_CREDIT;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_CREDIT);
+    msg.credit = (uint32_t)want;
+    if (s_send_broker (self, &msg) == 0)
+        self->credit += (uint32_t)want;
+}
+
+static void
+s_flush (node_t *self)
+{
+    if (self->stopping)
+        return;
+    s_send_fails (self);
+    if (self->sink)
+        results_send (self->results, self->sink, self->config->name,
+                      self->max_batch, s_now_ms (),
+                      (int64_t)self->heartbeat_ms * self->liveness);
+    s_send_credit (self);
+    if (self->draining && s_drained (self))
+        s_stop (self, 0);
+}
+
+//  --------------------------------------------------------------------------
+//  Receiving
+
+static void
+s_malformed (node_t *self, const char *peer, drover_packet_t *packet, int rc)
+{
+    self->malformed++;
+    if (s_limit_pass (&self->malformed_log)) {
+        zsys_warning ("worker: dropped a malformed message from %s: %s: %s "
+                      "(%" PRIu64 " so far)",
+                      peer, drover_strcode (rc),
+                      packet ? drover_packet_error (packet) : "",
+                      self->malformed);
+    }
+}
+
+static void
+s_on_welcome (node_t *self, drover_msg_t *msg)
+{
+    bool restarted = self->instance && strcmp (self->instance, msg->instance);
+    if (restarted) {
+        zsys_warning ("worker: broker %s restarted (instance %s, was %s)",
+                      self->config->endpoint, msg->instance, self->instance);
+        //  A new broker knows nothing of our credit or our waiting tasks
+        self->credit = 0;
+        while (zlistx_size (self->queue)) {
+            s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
+            s_task_destroy (&task);
+        }
+    }
+    zstr_free (&self->instance);
+    self->instance = strdup (msg->instance);
+    assert (self->instance);
+    self->heartbeat_ms = msg->heartbeat_ms < 10        ? 10
+                         : msg->heartbeat_ms > 3600000 ? 3600000
+                                                       : msg->heartbeat_ms;
+    self->liveness = msg->liveness < 1      ? 1
+                     : msg->liveness > 1000 ? 1000
+                                            : msg->liveness;
+    self->max_payload =
+        msg->max_payload && msg->max_payload < DROVER_MAX_PAYLOAD
+            ? msg->max_payload
+            : DROVER_MAX_PAYLOAD;
+    self->max_batch = msg->max_batch ? msg->max_batch : 1;
+    if (!self->welcomed || restarted)
+        zsys_info ("worker: %s joined broker %s (instance %s, heartbeat %u ms "
+                   "x %u) with %zu children",
+                   self->config->name, self->config->endpoint, msg->instance,
+                   self->heartbeat_ms, self->liveness, self->slot_count);
+    self->welcomed = true;
+    if (msg->endpoint
+        && (!self->sink_endpoint
+            || strcmp (msg->endpoint, self->sink_endpoint)))
+        s_sink_connect (self, msg->endpoint);
+    else if (!msg->endpoint && !self->sink_endpoint)
+        zsys_warning ("worker: broker %s has no sink yet; waiting for it",
+                      self->config->endpoint);
+    if (self->draining) {
+        //  Drained before this session: tell the broker again
+        drover_msg_t drain;
+        drover_msg_init (&drain, DROVER_DRAIN);
+        drain.reason = "node is draining";
+        s_send_broker (self, &drain);
+    }
+    s_schedule_flush (self);
+}
+
+//  True when the node holds attempt (id, attempt), running or waiting.
+static bool
+s_holds (node_t *self, uint64_t id, uint32_t attempt)
+{
+    for (size_t i = 0; i < self->slot_count; i++) {
+        s_task_t *task = self->slots[i].task;
+        if (task && task->id == id && task->attempt == attempt)
+            return true;
+    }
+    for (s_task_t *task = (s_task_t *)zlistx_first (self->queue); task;
+         task = (s_task_t *)zlistx_next (self->queue))
+        if (task->id == id && task->attempt == attempt)
+            return true;
+    return false;
+}
+
+//  Takes a task from a DISPATCH: queued, or failed at once.
+static void
+s_on_dispatch_task (node_t *self, drover_packet_t *packet, size_t index)
+{
+    drover_task_t *item = &drover_packet_msg (packet)->tasks[index];
+    if (self->credit > 0)
+        self->credit--;
+    else if (s_limit_pass (&self->error_log))
+        zsys_warning ("worker: broker %s sent task %" PRIu64
+                      " beyond our credit",
+                      self->config->endpoint, item->id);
+    if (s_holds (self, item->id, item->attempt)) {
+        zsys_warning ("worker: task %" PRIu64 "#%" PRIu32
+                      " dispatched twice; ignored",
+                      item->id, item->attempt);
+        return;
+    }
+    s_task_t *task = (s_task_t *)zmalloc (sizeof *task);
+    assert (task);
+    task->id = item->id;
+    task->attempt = item->attempt;
+    task->timeout_ms = item->timeout_ms;
+    task->payload = drover_packet_take_payload (packet, index);
+    assert (task->payload);
+
+    size_t handler;
+    for (handler = 0; handler < self->config->handler_count; handler++)
+        if (!strcmp (self->config->handlers[handler].name, item->handler))
+            break;
+    char reason[DROVER_MAX_NAME * 2 + 64];
+    if (handler == self->config->handler_count) {
+        snprintf (reason, sizeof reason, "no handler '%s' on node %s",
+                  item->handler, self->config->name);
+        zsys_warning ("worker: task %" PRIu64 "#%" PRIu32 ": %s", item->id,
+                      item->attempt, reason);
+        s_fail_add (self, task, DROVER_EHANDLER, reason, 0, 0, 0, 0);
+        s_task_destroy (&task);
+        return;
+    }
+    task->handler = (uint32_t)handler;
+    if (s_held (self) >= self->slot_count + self->config->lookahead) {
+        snprintf (reason, sizeof reason,
+                  "node %s is full: the broker sent more tasks than credit",
+                  self->config->name);
+        zsys_warning ("worker: task %" PRIu64 "#%" PRIu32 ": %s", item->id,
+                      item->attempt, reason);
+        s_fail_add (self, task, DROVER_EFULL, reason, 0, 0, 0, 0);
+        s_task_destroy (&task);
+        return;
+    }
+    zlistx_add_end (self->queue, task);
+}
+
+static void
+s_on_dispatch (node_t *self, drover_packet_t *packet)
+{
+    drover_msg_t *msg = drover_packet_msg (packet);
+    if (!self->welcomed) {
+        if (s_limit_pass (&self->error_log))
+            zsys_warning ("worker: dropped DISPATCH from broker %s before "
+                          "WELCOME",
+                          self->config->endpoint);
+        return;
+    }
+    for (size_t i = 0; i < msg->task_count; i++)
+        s_on_dispatch_task (self, packet, i);
+    s_assign (self);
+    s_schedule_flush (self);
+}
+
+static void
+s_on_revoke (node_t *self, drover_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->task_count; i++) {
+        uint64_t id = msg->tasks[i].id;
+        uint32_t attempt = msg->tasks[i].attempt;
+        bool found = false;
+        for (size_t s = 0; s < self->slot_count && !found; s++) {
+            s_slot_t *slot = &self->slots[s];
+            if (slot->task && slot->task->id == id
+                && slot->task->attempt == attempt) {
+                found = true;
+                if (!slot->revoked) {
+                    zsys_info ("worker: broker revoked task %" PRIu64
+                               "#%" PRIu32 "; killing child %d",
+                               id, attempt, (int)child_pid (slot->child));
+                    slot->revoked = true;
+                    child_kill (slot->child);
+                }
+            }
+        }
+        for (s_task_t *task = (s_task_t *)zlistx_first (self->queue);
+             task && !found; task = (s_task_t *)zlistx_next (self->queue))
+            if (task->id == id && task->attempt == attempt) {
+                found = true;
+                zsys_info ("worker: broker revoked task %" PRIu64 "#%" PRIu32
+                           " before it started",
+                           id, attempt);
+                zlistx_detach_cur (self->queue);
+                s_task_destroy (&task);
+            }
+        if (!found && self->config->verbose)
+            zsys_debug ("worker: REVOKE of task %" PRIu64 "#%" PRIu32
+                        ", which we do not run",
+                        id, attempt);
+    }
+    s_schedule_flush (self);
+}
+
+//  Handles one message from the broker.
+static void
+s_on_broker_msg (node_t *self, drover_packet_t *packet)
+{
+    drover_msg_t *msg = drover_packet_msg (packet);
+    switch (msg->command) {
+        case DROVER_WELCOME: s_on_welcome (self, msg); break;
+        case DROVER_HEARTBEAT: break;
+        case DROVER_DISPATCH: s_on_dispatch (self, packet); break;
+        case DROVER_REVOKE: s_on_revoke (self, msg); break;
+        case DROVER_DRAIN:
+            s_drain_start (self, msg->reason ? msg->reason : "broker asked");
+            break;
+        case DROVER_BYE:
+            zsys_info ("worker: broker %s said BYE: %s: %s",
+                       self->config->endpoint, drover_strcode (msg->code),
+                       msg->reason ? msg->reason : "");
+            s_session_restart (self, msg->code == DROVER_ESTALE
+                                         ? "broker does not know our session"
+                                         : "broker ended our session");
+            break;
+        case DROVER_ERROR:
+            if (s_limit_pass (&self->error_log))
+                zsys_warning ("worker: broker %s refused a message: %s: %s",
+                              self->config->endpoint,
+                              drover_strcode (msg->code), msg->reason);
+            break;
+        default: s_malformed (self, "broker", packet, DROVER_ECOMMAND); break;
+    }
+}
+
+static int
+s_on_broker (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void)loop;
+    node_t *self = (node_t *)arg;
+    for (int i = 0; i < S_READ_BURST && !self->stopping; i++) {
+        //  The session may have been replaced by the previous message
+        if (sock != self->broker
+            || (i > 0 && !(zsock_events (sock) & ZMQ_POLLIN)))
+            break;
+        drover_packet_t *packet;
+        int rc = drover_packet_recv (sock, false, &packet);
+        if (rc == DROVER_EIO)
+            break;
+        self->broker_recv_ms = s_now_ms ();
+        if (rc)
+            s_malformed (self, "broker", packet, rc);
+        else {
+            if (self->config->verbose)
+                zsys_debug (
+                    "worker: <- broker %s (%zu items)",
+                    drover_command_name (drover_packet_msg (packet)->command),
+                    drover_packet_msg (packet)->task_count);
+            s_on_broker_msg (self, packet);
+        }
+        drover_packet_destroy (&packet);
+    }
+    return self->stopping ? -1 : 0;
+}
+
+static int
+s_on_sink (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void)loop;
+    node_t *self = (node_t *)arg;
+    for (int i = 0; i < S_READ_BURST && !self->stopping; i++) {
+        if (i > 0 && !(zsock_events (sock) & ZMQ_POLLIN))
+            break;
+        drover_packet_t *packet;
+        int rc = drover_packet_recv (sock, false, &packet);
+        if (rc == DROVER_EIO)
+            break;
+        drover_msg_t *msg = rc ? NULL : drover_packet_msg (packet);
+        if (rc)
+            s_malformed (self, "sink", packet, rc);
+        else if (msg->command == DROVER_STORED) {
+            if (self->config->verbose)
+                zsys_debug ("worker: <- sink STORED (%zu items)",
+                            msg->task_count);
+            for (size_t t = 0; t < msg->task_count; t++)
+                if (!results_stored (self->results, msg->tasks[t].id,
+                                     msg->tasks[t].attempt)
+                    && self->config->verbose)
+                    zsys_debug ("worker: STORED for task %" PRIu64 "#%" PRIu32
+                                ", which we do not hold",
+                                msg->tasks[t].id, msg->tasks[t].attempt);
+            s_schedule_flush (self);
+        }
+        else if (msg->command == DROVER_ERROR) {
+            if (s_limit_pass (&self->error_log))
+                zsys_warning ("worker: sink %s refused a message: %s: %s",
+                              self->sink_endpoint, drover_strcode (msg->code),
+                              msg->reason);
+        }
+        else
+            s_malformed (self, "sink", packet, DROVER_ECOMMAND);
+        drover_packet_destroy (&packet);
+    }
+    return self->stopping ? -1 : 0;
+}
+
+static int
+s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void)loop;
+    (void)item;
+    node_t *self = (node_t *)arg;
+    struct signalfd_siginfo info;
+    bool reap = false;
+    while (read (self->signal_fd, &info, sizeof info) == sizeof info) {
+        if (info.ssi_signo == SIGCHLD)
+            reap = true;
+        else if (!self->draining)
+            s_drain_start (self, strsignal ((int)info.ssi_signo));
+        else {
+            zsys_warning ("worker: %s again: stopping now",
+                          strsignal ((int)info.ssi_signo));
+            s_stop (self, DROVER_ESHUTDOWN);
+        }
+    }
+    if (reap)
+        s_reap (self);
+    return self->stopping ? -1 : 0;
+}
+
+static int
+s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    node_t *self = (node_t *)arg;
+    int64_t now = s_now_ms ();
+    //  SIGINT caught by CZMQ's handler in a thread that did not block it
+    if (zsys_interrupted) {
+        zsys_interrupted = 0;
+        if (!self->draining)
+            s_drain_start (self, "interrupted");
+        else
+            s_stop (self, DROVER_ESHUTDOWN);
+    }
+    int64_t now_us = s_now_us ();
+    for (size_t i = 0; i < self->slot_count; i++) {
+        s_slot_t *slot = &self->slots[i];
+        s_task_t *task = slot->task;
+        if (task && task->timeout_ms && !slot->timed_out && !slot->revoked
+            && (uint64_t)(now_us - task->started_us)
+                   >= task->timeout_ms * 1000) {
+            zsys_warning ("worker: task %" PRIu64 "#%" PRIu32
+                          " (%s) passed its time limit of %" PRIu64
+                          " ms; killing child %d",
+                          task->id, task->attempt,
+                          s_handler_name (self, task->handler),
+                          task->timeout_ms, (int)child_pid (slot->child));
+            slot->timed_out = true;
+            child_kill (slot->child);
+        }
+        if (!slot->child && slot->restart_at_ms && now >= slot->restart_at_ms
+            && !self->stopping) {
+            s_slot_start (self, slot);
+            s_assign (self);
+        }
+    }
+    if (!self->welcomed) {
+        if (now - self->hello_sent_ms >= S_HELLO_IVL_MS)
+            s_send_hello (self);
+    }
+    else if (now - self->broker_recv_ms
+             > (int64_t)self->heartbeat_ms * self->liveness) {
+        char why[96];
+        snprintf (why, sizeof why, "broker silent for %" PRId64 " ms",
+                  now - self->broker_recv_ms);
+        s_session_restart (self, why);
+    }
+    else if (now - self->broker_sent_ms >= self->heartbeat_ms) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_HEARTBEAT);
+        s_send_broker (self, &msg);
+    }
+    s_flush (self);
+    if (self->draining && self->drain_deadline_ms
+        && now >= self->drain_deadline_ms && !self->stopping) {
+        zsys_warning ("worker: drain deadline passed with %zu tasks and %zu "
+                      "results left",
+                      s_held (self), results_size (self->results));
+        s_stop (self, DROVER_ESHUTDOWN);
+    }
+    return self->stopping ? -1 : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The class
+
+node_t *
+node_new (const worker_config_t *config)
+{
+    assert (config);
+    assert (config->handler_count > 0);
+    assert (config->children > 0);
+    assert (config->name);
+    node_t *self = (node_t *)zmalloc (sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = config;
+    self->signal_fd = -1;
+    self->heartbeat_ms = S_HEARTBEAT_MS;
+    self->liveness = S_LIVENESS;
+    self->max_payload = DROVER_MAX_PAYLOAD;
+    self->max_batch = DROVER_MAX_BATCH;
+    self->slot_count = config->children;
+    self->handler_names =
+        (const char **)zmalloc (config->handler_count * sizeof (char *));
+    self->slots = (s_slot_t *)zmalloc (self->slot_count * sizeof (s_slot_t));
+    self->queue = zlistx_new ();
+    self->fails = zlistx_new ();
+    self->results = results_new ();
+    if (!self->handler_names || !self->slots || !self->queue || !self->fails
+        || !self->results) {
+        node_destroy (&self);
+        return NULL;
+    }
+    zlistx_set_destructor (self->fails, s_fail_destroy);
+    for (size_t i = 0; i < config->handler_count; i++)
+        self->handler_names[i] = config->handlers[i].name;
+    for (size_t i = 0; i < self->slot_count; i++) {
+        self->slots[i].node = self;
+        self->slots[i].index = i;
+    }
+    return self;
+}
+
+void
+node_destroy (node_t **self_p)
+{
+    assert (self_p);
+    node_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->queue)
+        while (zlistx_size (self->queue)) {
+            s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
+            s_task_destroy (&task);
+        }
+    zlistx_destroy (&self->queue);
+    zlistx_destroy (&self->fails);
+    results_destroy (&self->results);
+    for (size_t i = 0; self->slots && i < self->slot_count; i++) {
+        assert (!self->slots[i].child);
+        s_task_destroy (&self->slots[i].task);
+    }
+    free (self->slots);
+    free (self->handler_names);
+    zstr_free (&self->sink_endpoint);
+    zstr_free (&self->instance);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Blocks the signals we handle and opens a signalfd for them.
+static int
+s_signals_open (node_t *self)
+{
+    sigset_t handled;
+    sigemptyset (&handled);
+    sigaddset (&handled, SIGCHLD);
+    sigaddset (&handled, SIGTERM);
+    sigaddset (&handled, SIGINT);
+    if (pthread_sigmask (SIG_BLOCK, &handled, &self->saved_mask))
+        return DROVER_ESYSTEM;
+    self->signal_fd = signalfd (-1, &handled, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (self->signal_fd < 0) {
+        zsys_error ("worker: cannot create a signalfd: %s", strerror (errno));
+        pthread_sigmask (SIG_SETMASK, &self->saved_mask, NULL);
+        return DROVER_ESYSTEM;
+    }
+    return 0;
+}
+
+static void
+s_signals_close (node_t *self)
+{
+    if (self->signal_fd >= 0) {
+        close (self->signal_fd);
+        self->signal_fd = -1;
+        pthread_sigmask (SIG_SETMASK, &self->saved_mask, NULL);
+    }
+}
+
+int
+node_run (node_t *self)
+{
+    assert (self);
+    assert (!self->loop);
+    //  CZMQ's SIGINT/SIGTERM handler would only set zsys_interrupted; we
+    //  take the signals from a signalfd instead. Threads ZeroMQ starts
+    //  from here on inherit the blocked mask.
+    zsys_handler_set (NULL);
+    int rc = s_signals_open (self);
+    if (rc)
+        return rc;
+    //  Orphaned grandchildren (commands of exec handlers) become ours to
+    //  reap, so a time limit leaves no zombie behind
+    prctl (PR_SET_CHILD_SUBREAPER, 1);
+    self->loop = zloop_new ();
+    assert (self->loop);
+    zloop_set_nonstop (self->loop, true);
+    zmq_pollitem_t signals = {NULL, self->signal_fd, ZMQ_POLLIN, 0};
+    rc = zloop_poller (self->loop, &signals, s_on_signal, self);
+    assert (rc == 0);
+    zloop_poller_set_tolerant (self->loop, &signals);
+
+    zsys_info ("worker: %s starting %zu children with %zu handlers; broker %s",
+               self->config->name, self->slot_count,
+               self->config->handler_count, self->config->endpoint);
+    rc = s_session_start (self);
+    if (rc == 0) {
+        for (size_t i = 0; i < self->slot_count; i++)
+            s_slot_start (self, &self->slots[i]);
+        rc = zloop_timer (self->loop, S_TICK_MS, 0, s_on_tick, self) == -1
+                 ? DROVER_ESYSTEM
+                 : 0;
+    }
+    while (rc == 0 && !self->stopping) {
+        zloop_start (self->loop);
+        if (!self->stopping && zmq_errno () != EINTR) {
+            zsys_error ("worker: reactor failed: %s",
+                        zmq_strerror (zmq_errno ()));
+            self->rc = DROVER_ESYSTEM;
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = self->rc;
+
+    s_kill_children (self);
+    if (self->sink) {
+        zloop_reader_end (self->loop, self->sink);
+        zsock_destroy (&self->sink);
+    }
+    if (self->broker) {
+        zloop_reader_end (self->loop, self->broker);
+        zsock_destroy (&self->broker);
+    }
+    zloop_destroy (&self->loop);
+    prctl (PR_SET_CHILD_SUBREAPER, 0);
+    s_signals_close (self);
+    return rc;
+}

@@ -1,1 +1,0 @@
-int drover_worker_stub_; int drover_worker_stub_;
