@@ -64,8 +64,8 @@ test_all() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         meson test -C build-asan --print-errorlogs || failed=1
 
-    say "pure-logic suites under valgrind"
-    meson test -C build --setup valgrind --print-errorlogs codec dispatcher || failed=1
+    say "codec, wire, dispatcher and broker suites under valgrind"
+    meson test -C build --setup valgrind --print-errorlogs codec wire dispatcher broker || failed=1
 
     say "clang-format check"
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror || failed=1
@@ -75,7 +75,8 @@ test_all() {
         -Db_sanitize=address,undefined -Db_lundef=false
     mkdir -p build-fuzz/corpus
     ./build-fuzz/tests/fuzz/fuzz_decode -max_total_time="${FUZZ_SECONDS:-60}" \
-        -print_final_stats=1 build-fuzz/corpus tests/fuzz/corpus 2>build-fuzz/fuzz.log \
+        -print_final_stats=1 -dict=tests/fuzz/drover.dict -artifact_prefix=build-fuzz/ \
+        build-fuzz/corpus tests/fuzz/corpus 2>build-fuzz/fuzz.log \
         || { tail -40 build-fuzz/fuzz.log; failed=1; }
     grep -E "stat::number_of_executed_units|Done [0-9]+ runs" build-fuzz/fuzz.log || true
 

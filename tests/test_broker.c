@@ -5,6 +5,8 @@
 #include "drover_sink.h"
 #include "drover_wire.h"
 
+#include "leak_check.h"
+
 #include <criterion/criterion.h>
 
 //  --------------------------------------------------------------------------
@@ -197,9 +199,9 @@ s_result (zsock_t *to_sink, uint64_t id, uint32_t attempt, const char *data)
     return code;
 }
 
-//  --------------------------------------------------------------------------
+TestSuite (broker, .timeout = 60);
 
-Test (broker, a_task_travels_client_broker_node_sink_client, .timeout = 30)
+LEAK_CHECKED_TEST (broker, a_task_travels_client_broker_node_sink_client)
 {
     zactor_t *broker = s_broker (1000, 1000, 1 << 20);
     char *endpoint = drover_broker_endpoint (broker);
@@ -297,7 +299,7 @@ Test (broker, a_task_travels_client_broker_node_sink_client, .timeout = 30)
     zactor_destroy (&broker);
 }
 
-Test (broker, a_failed_task_reaches_the_client_as_a_failure, .timeout = 30)
+LEAK_CHECKED_TEST (broker, a_failed_task_reaches_the_client_as_a_failure)
 {
     zactor_t *broker = s_broker (1000, 1000, 1 << 20);
     char *endpoint = drover_broker_endpoint (broker);
@@ -360,7 +362,7 @@ Test (broker, a_failed_task_reaches_the_client_as_a_failure, .timeout = 30)
     zactor_destroy (&broker);
 }
 
-Test (broker, a_silent_node_loses_its_tasks_to_another, .timeout = 30)
+LEAK_CHECKED_TEST (broker, a_silent_node_loses_its_tasks_to_another)
 {
     zactor_t *broker = s_broker (100, 1000, 1 << 20);
     char *endpoint = drover_broker_endpoint (broker);
@@ -401,7 +403,7 @@ Test (broker, a_silent_node_loses_its_tasks_to_another, .timeout = 30)
     zactor_destroy (&broker);
 }
 
-Test (broker, limits_give_explicit_errors, .timeout = 30)
+LEAK_CHECKED_TEST (broker, limits_give_explicit_errors)
 {
     zactor_t *broker = s_broker (1000, 2, 16);
     char *endpoint = drover_broker_endpoint (broker);
@@ -438,7 +440,7 @@ Test (broker, limits_give_explicit_errors, .timeout = 30)
     zactor_destroy (&broker);
 }
 
-Test (broker, garbage_gets_an_error_and_the_broker_goes_on, .timeout = 30)
+LEAK_CHECKED_TEST (broker, garbage_gets_an_error_and_the_broker_goes_on)
 {
     zactor_t *broker = s_broker (1000, 100, 1 << 20);
     char *endpoint = drover_broker_endpoint (broker);
@@ -493,7 +495,7 @@ Test (broker, garbage_gets_an_error_and_the_broker_goes_on, .timeout = 30)
     zactor_destroy (&broker);
 }
 
-Test (broker, cancel_reports_the_task_as_cancelled, .timeout = 30)
+LEAK_CHECKED_TEST (broker, cancel_reports_the_task_as_cancelled)
 {
     zactor_t *broker = s_broker (1000, 100, 1 << 20);
     char *endpoint = drover_broker_endpoint (broker);
@@ -524,7 +526,7 @@ Test (broker, cancel_reports_the_task_as_cancelled, .timeout = 30)
     zactor_destroy (&broker);
 }
 
-Test (broker, a_standalone_sink_registers_and_nodes_learn_of_it, .timeout = 30)
+LEAK_CHECKED_TEST (broker, a_standalone_sink_registers_and_nodes_learn_of_it)
 {
     drover_broker_config_t config = drover_broker_config_default ();
     config.endpoint = "tcp://127.0.0.1:*";

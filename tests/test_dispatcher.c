@@ -3,8 +3,12 @@
 */
 #include "dispatcher.h"
 
+#include "leak_check.h"
+
 #include <criterion/criterion.h>
 #include <stdlib.h>
+
+TestSuite (dispatcher, .timeout = 30);
 
 static int s_payloads_freed;
 
@@ -50,7 +54,7 @@ s_next (dispatcher_t *d, dispatcher_node_t **node, dispatcher_task_t **tasks)
     return dispatcher_next (d, node, tasks, 64);
 }
 
-Test (dispatcher, ids_are_sequential_and_tasks_queued)
+LEAK_CHECKED_TEST (dispatcher, ids_are_sequential_and_tasks_queued)
 {
     dispatcher_t *d = s_new (1, 100);
     cr_assert_eq (s_submit (d, NULL, "echo"), 1);
@@ -66,7 +70,7 @@ Test (dispatcher, ids_are_sequential_and_tasks_queued)
     cr_assert_eq (s_payloads_freed, 2, "payloads are freed with the tasks");
 }
 
-Test (dispatcher, a_node_gets_no_more_than_its_credit)
+LEAK_CHECKED_TEST (dispatcher, a_node_gets_no_more_than_its_credit)
 {
     dispatcher_t *d = s_new (1, 100);
     for (int i = 0; i < 5; i++)
@@ -89,7 +93,8 @@ Test (dispatcher, a_node_gets_no_more_than_its_credit)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, tasks_go_only_to_nodes_with_their_handler_and_queue)
+LEAK_CHECKED_TEST (dispatcher,
+                   tasks_go_only_to_nodes_with_their_handler_and_queue)
 {
     dispatcher_t *d = s_new (1, 100);
     uint64_t sha = s_submit (d, NULL, "sha256");
@@ -110,7 +115,7 @@ Test (dispatcher, tasks_go_only_to_nodes_with_their_handler_and_queue)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, a_node_takes_the_oldest_task_across_its_lanes)
+LEAK_CHECKED_TEST (dispatcher, a_node_takes_the_oldest_task_across_its_lanes)
 {
     dispatcher_t *d = s_new (1, 100);
     s_submit (d, NULL, "sleep");
@@ -125,7 +130,7 @@ Test (dispatcher, a_node_takes_the_oldest_task_across_its_lanes)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, nodes_are_served_least_recently_served_first)
+LEAK_CHECKED_TEST (dispatcher, nodes_are_served_least_recently_served_first)
 {
     dispatcher_t *d = s_new (1, 100);
     dispatcher_node_t *a = s_node (d, "a", "echo", NULL, NULL);
@@ -156,7 +161,7 @@ s_lease_one (dispatcher_t *d, dispatcher_node_t *node)
     return tasks[0];
 }
 
-Test (dispatcher, failures_retry_until_max_attempts_then_report)
+LEAK_CHECKED_TEST (dispatcher, failures_retry_until_max_attempts_then_report)
 {
     dispatcher_t *d = s_new (2, 100);
     uint64_t id = s_submit (d, NULL, "echo");
@@ -188,7 +193,7 @@ Test (dispatcher, failures_retry_until_max_attempts_then_report)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, handler_missing_is_not_retried)
+LEAK_CHECKED_TEST (dispatcher, handler_missing_is_not_retried)
 {
     dispatcher_t *d = s_new (5, 100);
     uint64_t id = s_submit (d, NULL, "echo");
@@ -200,7 +205,7 @@ Test (dispatcher, handler_missing_is_not_retried)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, stale_failures_are_fenced_off)
+LEAK_CHECKED_TEST (dispatcher, stale_failures_are_fenced_off)
 {
     dispatcher_t *d = s_new (3, 100);
     uint64_t id = s_submit (d, NULL, "echo");
@@ -222,7 +227,7 @@ Test (dispatcher, stale_failures_are_fenced_off)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, a_lost_node_gives_its_tasks_back_in_order)
+LEAK_CHECKED_TEST (dispatcher, a_lost_node_gives_its_tasks_back_in_order)
 {
     dispatcher_t *d = s_new (1, 100);
     for (int i = 0; i < 4; i++)
@@ -245,7 +250,8 @@ Test (dispatcher, a_lost_node_gives_its_tasks_back_in_order)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, a_task_that_loses_nodes_too_often_fails_with_elost)
+LEAK_CHECKED_TEST (dispatcher,
+                   a_task_that_loses_nodes_too_often_fails_with_elost)
 {
     dispatcher_t *d = s_new (1, 100); //  max_losses 2
     uint64_t id = s_submit (d, NULL, "echo");
@@ -260,7 +266,8 @@ Test (dispatcher, a_task_that_loses_nodes_too_often_fails_with_elost)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, done_from_a_superseded_attempt_revokes_the_current_one)
+LEAK_CHECKED_TEST (dispatcher,
+                   done_from_a_superseded_attempt_revokes_the_current_one)
 {
     dispatcher_t *d = s_new (1, 100);
     uint64_t id = s_submit (d, NULL, "echo");
@@ -283,7 +290,7 @@ Test (dispatcher, done_from_a_superseded_attempt_revokes_the_current_one)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, cancel_queued_and_leased_tasks)
+LEAK_CHECKED_TEST (dispatcher, cancel_queued_and_leased_tasks)
 {
     dispatcher_t *d = s_new (1, 100);
     uint64_t leased = s_submit (d, NULL, "echo");
@@ -311,7 +318,7 @@ Test (dispatcher, cancel_queued_and_leased_tasks)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, a_draining_node_gets_nothing)
+LEAK_CHECKED_TEST (dispatcher, a_draining_node_gets_nothing)
 {
     dispatcher_t *d = s_new (1, 100);
     s_submit (d, NULL, "echo");
@@ -324,7 +331,7 @@ Test (dispatcher, a_draining_node_gets_nothing)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, the_task_limit_is_enforced)
+LEAK_CHECKED_TEST (dispatcher, the_task_limit_is_enforced)
 {
     dispatcher_t *d = s_new (1, 2);
     cr_assert_neq (s_submit (d, NULL, "echo"), 0);
@@ -338,7 +345,7 @@ Test (dispatcher, the_task_limit_is_enforced)
     dispatcher_destroy (&d);
 }
 
-Test (dispatcher, queue_and_node_statistics)
+LEAK_CHECKED_TEST (dispatcher, queue_and_node_statistics)
 {
     dispatcher_t *d = s_new (1, 100);
     s_submit (d, NULL, "echo");
