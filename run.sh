@@ -82,8 +82,8 @@ test_all() {
 
     # One plain closing line over every meson test run above
     local passed failures
-    passed=$(cat build*/meson-logs/testlog*.json 2>/dev/null | grep -o '"result": "OK"' | wc -l)
-    failures=$(cat build*/meson-logs/testlog*.json 2>/dev/null | grep -oE '"result": "(FAIL|TIMEOUT|ERROR)"' | wc -l)
+    passed=$(cat build*/meson-logs/testlog*.json 2>/dev/null | grep -c '"result": "OK"' || true)
+    failures=$(cat build*/meson-logs/testlog*.json 2>/dev/null | grep -cE '"result": "(FAIL|TIMEOUT|ERROR)"' || true)
     echo "suites: $passed passed, $failures failed"
     if [ $failed -ne 0 ]; then
         say "FAILED"
