@@ -45,12 +45,18 @@ build() {
 
 demo() {
     build build
-    local drover=./build/cli/drover
-    say "hashing every file under /usr/share/common-licenses on a local cluster of 2 children"
-    find /usr/share/common-licenses -type f | sort \
-        | "$drover" map -j 2 --ordered --handler 'sha256sum=exec:xargs sha256sum' sha256sum
-    say "the same files hashed by sha256sum alone, for comparison:"
-    find /usr/share/common-licenses -type f | sort | xargs sha256sum | head -3
+    local drover=./build/cli/drover files=/usr/share/common-licenses
+    say "hashing every file under $files on a local cluster (broker, sink, node with 2 children)"
+    find "$files" -type f | sort \
+        | "$drover" map -j 2 --ordered --handler 'sha256sum=exec:xargs sha256sum' sha256sum \
+        | tee build/demo-drover.txt
+    find "$files" -type f | sort | xargs sha256sum > build/demo-plain.txt
+    if diff -q build/demo-drover.txt build/demo-plain.txt >/dev/null; then
+        say "identical to running sha256sum alone"
+    else
+        say "differs from sha256sum alone:"; diff build/demo-drover.txt build/demo-plain.txt
+        return 1
+    fi
 }
 
 test_all() {

@@ -32,6 +32,7 @@
 #define MAP_TICK_MS      250         //  progress and health checks
 #define CLUSTER_READY_MS 10000       //  wait for a local cluster to listen
 #define CANCEL_MS        2000        //  wait for a cancel on Ctrl-C
+#define STUCK_MS         3000        //  no result this long: ask why
 
 #define OPTION_CONNECT(target, fallback)                                       \
     {                                                                          \
@@ -48,6 +49,13 @@
 //  Signals
 
 //  The signal that asked us to stop, or 0.
+//  True when a result already ends with a newline, as command output does.
+static bool
+s_ends_line (const void *payload, size_t size)
+{
+    return size > 0 && ((const char *)payload)[size - 1] == '\n';
+}
+
 static volatile sig_atomic_t s_interrupted;
 
 static void
@@ -104,6 +112,20 @@ s_print_line (FILE *out, const char *text)
     }
 }
 
+//  True for a valid handler or queue name: 1-255 printable ASCII
+//  characters, no space (SPEC.md 4).
+static bool
+s_name_ok (const char *name)
+{
+    size_t size = strlen (name);
+    if (size == 0 || size > 255)
+        return false;
+    for (size_t i = 0; i < size; i++)
+        if (name[i] <= ' ' || name[i] > '~')
+            return false;
+    return true;
+}
+
 //  Connects a client; on failure prints why and returns NULL.
 static drover_client_t *
 s_connect (const char *command, const char *endpoint, long timeout_ms)
@@ -114,6 +136,10 @@ s_connect (const char *command, const char *endpoint, long timeout_ms)
         return NULL;
     }
     if (drover_client_connect (client, endpoint, (int)timeout_ms)) {
+        if (s_interrupted) {
+            drover_client_destroy (&client);
+            return NULL;
+        }
         fprintf (stderr, "drover %s: ", command);
         s_print_line (stderr, drover_client_reason (client));
         fputc ('\n', stderr);
@@ -293,6 +319,7 @@ typedef struct {
     bool json;           //  one JSON object per result
     bool progress;       //  show a progress line on stderr
     bool progress_shown; //  a progress line is on the screen
+    bool stdout_tty;     //  results go to the same screen
     uint64_t done;       //  results printed
     uint64_t failed;     //  of which failures
     int64_t started;     //  when the map started (zclock_mono)
@@ -329,6 +356,8 @@ static bool
 s_output (s_output_t *self, const drover_result_t *result)
 {
     self->done++;
+    if (self->stdout_tty)
+        s_progress_clear (self);
     if (result->code) {
         self->failed++;
         s_progress_clear (self);
@@ -348,11 +377,34 @@ s_output (s_output_t *self, const drover_result_t *result)
         && fwrite (result->payload, 1, result->payload_size, stdout)
                != result->payload_size)
         return false;
+    //  Command output usually ends its line already: one newline is enough
+    if (s_ends_line (result->payload, result->payload_size))
+        return true;
     return fputc ('\n', stdout) != EOF;
 }
 
 //  --------------------------------------------------------------------------
 //  drover map
+
+//  True when the broker holds tasks of the queue that no node takes though
+//  nodes ask for work: most likely no node runs the handler.
+static bool
+s_stuck (drover_client_t *client, const char *queue)
+{
+    drover_stats_t *stats = NULL;
+    if (drover_client_stats (client, &stats))
+        return false;
+    uint64_t queued = 0, leased = 0, credit = 0;
+    for (size_t i = 0; i < stats->queue_count; i++)
+        if (streq (stats->queues[i].name, queue ? queue : "default"))
+            queued = stats->queues[i].queued;
+    for (size_t i = 0; i < stats->node_count; i++) {
+        leased += stats->nodes[i].leased;
+        credit += stats->nodes[i].credit;
+    }
+    drover_stats_destroy (&stats);
+    return queued > 0 && leased == 0 && credit > 0;
+}
 
 int
 drover_cmd_map (int argc, char **argv)
@@ -420,14 +472,16 @@ drover_cmd_map (int argc, char **argv)
                               "unexpected argument '%s': inputs come on "
                               "standard input",
                               argv[first_arg + 1]);
-    else if (!*handler || strlen (handler) > 255
-             || strcspn (handler, " \t\n") != strlen (handler))
+    else if (!s_name_ok (handler))
         rc = cli_usage_error (&command,
-                              "'%s' is not a handler name (printable, no "
-                              "spaces)",
+                              "'%s' is not a handler name (1-255 printable "
+                              "ASCII characters, no spaces)",
                               handler);
-    else if (queue && (!*queue || strcspn (queue, " \t\n") != strlen (queue)))
-        rc = cli_usage_error (&command, "'%s' is not a queue name", queue);
+    else if (queue && !s_name_ok (queue))
+        rc = cli_usage_error (&command,
+                              "'%s' is not a queue name (1-255 printable "
+                              "ASCII characters, no spaces)",
+                              queue);
     else if (!local && handlers.count)
         rc = cli_usage_error (&command,
                               "--handler configures the local cluster: it "
@@ -445,6 +499,7 @@ drover_cmd_map (int argc, char **argv)
     s_reader_t reader = {.fd = STDIN_FILENO, .delimiter = null ? '\0' : '\n'};
     s_output_t output = {.json = json,
                          .progress = !quiet && isatty (STDERR_FILENO),
+                         .stdout_tty = isatty (STDOUT_FILENO),
                          .started = zclock_mono ()};
 
     const char *endpoint = connect;
@@ -509,7 +564,10 @@ drover_cmd_map (int argc, char **argv)
     assert (reader.buffer);
 
     bool stdout_failed = false;
-    int write_error = 0; //  errno of a failed write
+    int write_error = 0;                  //  errno of a failed write
+    int64_t progress_at = zclock_mono (); //  when a result last came
+    int64_t probed_at = progress_at;      //  when we last asked why not
+    bool warned = false;                  //  said that tasks are stuck
     while (!s_interrupted) {
         //  Results go out in big writes while they flow, and at once when
         //  the map has to wait for more
@@ -531,6 +589,28 @@ drover_cmd_map (int argc, char **argv)
                 status = 1;
                 break;
             }
+            int64_t now = zclock_mono ();
+            if (!warned && now - progress_at >= STUCK_MS
+                && now - probed_at >= STUCK_MS) {
+                probed_at = now;
+                if (s_stuck (client, queue)) {
+                    s_progress_clear (&output);
+                    fprintf (stderr,
+                             "drover map: tasks wait in queue '%s' but no "
+                             "node takes them: does a node run handler "
+                             "'%s'?%s\n",
+                             queue ? queue : "default", handler,
+                             cluster ? " The local node runs the built-in "
+                                       "handlers and those given with "
+                                       "--handler NAME=exec:CMD."
+                                     : "");
+                    warned = true;
+                    if (cluster) {
+                        status = 1;
+                        break;
+                    }
+                }
+            }
             s_progress_show (&output, map);
             continue;
         }
@@ -548,6 +628,7 @@ drover_cmd_map (int argc, char **argv)
         }
         if (!result)
             break; //  all done
+        progress_at = zclock_mono ();
         bool written = s_output (&output, result);
         drover_result_destroy (&result);
         if (!written) {
@@ -592,7 +673,7 @@ done:
     }
     free (reader.buffer);
     free ((void *)handlers.items);
-    if (s_interrupted && status == 0)
+    if (s_interrupted)
         status = s_exit_status_of_signal ();
     return status;
 }
@@ -677,6 +758,16 @@ drover_cmd_submit (int argc, char **argv)
                                 argv[first_arg + 2]);
     const char *handler = argv[first_arg];
     const char *payload = first_arg + 1 < argc ? argv[first_arg + 1] : "-";
+    if (!s_name_ok (handler))
+        return cli_usage_error (&command,
+                                "'%s' is not a handler name (1-255 printable "
+                                "ASCII characters, no spaces)",
+                                handler);
+    if (queue && !s_name_ok (queue))
+        return cli_usage_error (&command,
+                                "'%s' is not a queue name (1-255 printable "
+                                "ASCII characters, no spaces)",
+                                queue);
     s_catch_signals ();
     char *data = NULL;
     size_t size = 0;
@@ -807,9 +898,11 @@ s_wait_or_result (int argc, char **argv, bool print)
                 failed = true;
             }
             if (print) {
-                if (result && result->code == 0 && result->payload_size)
+                bool ok = result && result->code == 0;
+                if (ok && result->payload_size)
                     fwrite (result->payload, 1, result->payload_size, stdout);
-                fputc ('\n', stdout);
+                if (!ok || !s_ends_line (result->payload, result->payload_size))
+                    fputc ('\n', stdout);
             }
         }
         if (fflush (stdout) == EOF)

@@ -187,6 +187,12 @@ drover_cmd_worker (int argc, char **argv)
                      endpoint);
             rc = 2;
         }
+        else if (run == DROVER_ESHUTDOWN) {
+            fprintf (stderr, "drover worker: stopped before its leased tasks "
+                             "finished (a second signal, or "
+                             "--drain-timeout)\n");
+            rc = 1;
+        }
         else if (run) {
             fprintf (stderr, "drover worker: %s\n", drover_strerror (run));
             rc = 1;

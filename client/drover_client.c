@@ -54,7 +54,8 @@ struct drover_client_t {
     char *instance;                 //  the broker run, from WELCOME
     bool welcomed;                  //  WELCOME came on this session
     int session_error;              //  why the handshake failed, or 0
-    bool session_lost;              //  BYE came: start a new session
+    bool session_lost;              //  BYE came, or HELLO failed: start a
+                                    //  new session before the next request
     bool pumping;                   //  inside drover_client_pump
     uint32_t heartbeat_ms;          //  sink heartbeat interval
     uint32_t liveness;              //  silent intervals before death
@@ -78,6 +79,10 @@ struct drover_client_t {
 //  How many messages one pump reads from a socket before looking at the
 //  other one, so neither starves.
 #define CLIENT_DRAIN_MAX 256
+
+//  Messages a socket may queue for us (ZMQ_RCVHWM): more than a map's
+//  largest window (drover map --window allows 10^6).
+#define CLIENT_RCVHWM 2000000
 
 //  A client that watches tasks but knows no sink says HELLO again to
 //  learn one: first after this many ms, then twice as late each time, up
@@ -368,8 +373,10 @@ s_answer (drover_client_t *self, bool from_sink, drover_packet_t **packet_p)
     drover_idmap_take (self->requests, msg->ref);
     const char *peer = from_sink ? "sink" : "broker";
     if (msg->command == DROVER_ERROR) {
-        drover_client_fail (self, msg->code, "%s", msg->reason);
-        request->fn (request->arg, msg->code, self->reason, NULL);
+        //  An ERROR must say what failed: code 0 is no answer at all
+        int code = msg->code ? msg->code : DROVER_EPROTO;
+        drover_client_fail (self, code, "%s", msg->reason);
+        request->fn (request->arg, code, self->reason, NULL);
     }
     else if (msg->command != request->expect) {
         drover_client_fail (self, DROVER_EPROTO,
@@ -395,6 +402,11 @@ s_dealer_new (drover_client_t *self, const char *endpoint, const char *peer)
     //  ZeroMQ itself refuses frames over the largest payload (SPEC.md 10)
     zsock_set_maxmsgsize (sock, (int64_t)DROVER_MAX_PAYLOAD);
     zsock_set_linger (sock, 0);
+    //  What an honest peer sends us is bounded by what we asked (a reply
+    //  per request, a RESULT per watched task), and at the high-water mark
+    //  a ROUTER peer drops messages: a result whose watch said release
+    //  could not be had again. So the mark is far above what we ask.
+    zsock_set_rcvhwm (sock, CLIENT_RCVHWM);
     if (zsock_connect (sock, "%s", endpoint) == -1) {
         drover_client_fail (self, DROVER_EINVAL,
                             "cannot connect to the %s at '%s': %s; endpoints "
@@ -420,22 +432,27 @@ s_session_start (drover_client_t *self, int64_t deadline)
     drover_msg_init (&hello, DROVER_HELLO);
     hello.role = "client";
     hello.name = self->name;
+    int rc = 0;
     if (drover_wire_send (self->broker, NULL, &hello, NULL))
-        return drover_client_fail (self, DROVER_ECONNECT,
-                                   "cannot send HELLO to the broker at %s",
-                                   self->endpoint);
-    while (!self->welcomed && !self->session_error) {
-        int rc = drover_client_pump (self, deadline, -1, NULL);
+        rc = drover_client_fail (self, DROVER_ECONNECT,
+                                 "cannot send HELLO to the broker at %s",
+                                 self->endpoint);
+    while (rc == 0 && !self->welcomed && !self->session_error) {
+        rc = drover_client_pump (self, deadline, -1, NULL);
         if (rc == DROVER_ETIMEDOUT && !self->welcomed && !self->session_error)
-            return drover_client_fail (
+            rc = drover_client_fail (
                 self, DROVER_ECONNECT,
                 "no answer from the broker at %s within %d ms: is 'drover "
                 "broker' running there?",
                 self->endpoint, self->timeout_ms);
-        if (rc && rc != DROVER_ETIMEDOUT)
-            return rc;
+        else if (rc == DROVER_ETIMEDOUT)
+            rc = 0;
     }
-    return self->welcomed ? 0 : self->session_error;
+    if (rc == 0 && !self->welcomed)
+        rc = self->session_error;
+    //  The next request tries again
+    self->session_lost = rc != 0;
+    return rc;
 }
 
 int
@@ -655,8 +672,13 @@ s_handle_welcome (drover_client_t *self, drover_msg_t *msg)
             self->session_error = DROVER_EPROTO;
         return;
     }
-    self->heartbeat_ms = msg->heartbeat_ms ? msg->heartbeat_ms : 1000;
-    self->liveness = msg->liveness ? msg->liveness : 5;
+    //  Bounded, so that heartbeat_ms * liveness stays a sane time
+    self->heartbeat_ms = msg->heartbeat_ms == 0        ? 1000
+                         : msg->heartbeat_ms > 3600000 ? 3600000
+                                                       : msg->heartbeat_ms;
+    self->liveness = msg->liveness == 0     ? 5
+                     : msg->liveness > 1000 ? 1000
+                                            : msg->liveness;
     self->max_batch = msg->max_batch;
     self->max_payload = msg->max_payload < DROVER_MAX_PAYLOAD
                             ? msg->max_payload
@@ -720,10 +742,11 @@ s_handle_broker (drover_client_t *self)
             if (msg->ref)
                 s_answer (self, false, &packet);
             else {
-                drover_client_fail (self, msg->code, "the broker says: %s",
+                int code = msg->code ? msg->code : DROVER_EPROTO;
+                drover_client_fail (self, code, "the broker says: %s",
                                     msg->reason);
                 if (!self->welcomed)
-                    self->session_error = msg->code;
+                    self->session_error = code;
             }
             break;
         case DROVER_SUBMITTED:

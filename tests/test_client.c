@@ -1190,12 +1190,12 @@ s_job_hostile (job_t *job)
     drover_client_t *client = s_job_connect (job);
     if (!client)
         return;
-    for (size_t i = 1; i < 6; i++)
+    for (size_t i = 1; i < 7; i++)
         s_note (
             job, client, i,
             drover_client_submit (client, "echo", "x", 1, NULL, &job->ids[i]));
     uint64_t id = 5;
-    s_note (job, client, 6,
+    s_note (job, client, 7,
             drover_client_wait (client, &id, 1, 3000, true, job->result));
     drover_client_destroy (&client);
 }
@@ -1264,7 +1264,13 @@ CLIENT_TEST (hostile_replies, 30)
     s_send_raw (fake.broker, submit, version, version_sizes, 3);
     drover_packet_destroy (&submit);
 
-    //  6: the sink: garbage, a RESULT with a missing payload frame, an
+    //  6: an ERROR that says nothing failed (code 0)
+    submit = s_expect (fake.broker, DROVER_SUBMIT);
+    drover_wire_send_error (fake.broker, drover_packet_routing_id (submit),
+                            drover_packet_msg (submit)->ref, 0, "all fine?");
+    drover_packet_destroy (&submit);
+
+    //  7: the sink: garbage, a RESULT with a missing payload frame, an
     //  unknown command, then the real result
     drover_packet_t *watch = s_expect (fake.sink, DROVER_WATCH);
     s_send_raw (fake.sink, watch, garbage, garbage_sizes, 2);
@@ -1293,7 +1299,8 @@ CLIENT_TEST (hostile_replies, 30)
     cr_assert_eq (job.rc[3], DROVER_EPROTO, "%s", job.reason[3]);
     cr_assert_eq (job.rc[4], DROVER_EPROTO, "%s", job.reason[4]);
     cr_assert_eq (job.rc[5], DROVER_EPROTO, "%s", job.reason[5]);
-    cr_assert_eq (job.rc[6], 0, "%s", job.reason[6]);
+    cr_assert_eq (job.rc[6], DROVER_EPROTO, "%s", job.reason[6]);
+    cr_assert_eq (job.rc[7], 0, "%s", job.reason[7]);
     cr_assert_eq (job.result[0]->payload_size, 4);
     s_job_join (&job);
     s_fake_destroy (&fake);
@@ -1628,11 +1635,11 @@ s_remove_fake_drover (const char *path)
     rmdir (dir);
 }
 
-//  True once pid is gone (or a zombie nobody waits for), within 5 s.
+//  True once pid is gone (or a zombie nobody waits for), within 10 s.
 static bool
 s_gone (pid_t pid)
 {
-    int64_t deadline = zclock_mono () + 5000;
+    int64_t deadline = zclock_mono () + 10000;
     while (zclock_mono () < deadline) {
         if (kill (pid, 0) == -1 && errno == ESRCH)
             return true;
@@ -1662,7 +1669,7 @@ CLIENT_TEST (cluster_start_and_stop, 30)
     drover_cluster_config_t config = {exe, 3, extra, 2, false};
     cr_assert_eq (drover_cluster_start (cluster, &config), 0, "%s",
                   drover_cluster_reason (cluster));
-    cr_assert_eq (drover_cluster_wait_ready (cluster, 5000), 0, "%s",
+    cr_assert_eq (drover_cluster_wait_ready (cluster, 10000), 0, "%s",
                   drover_cluster_reason (cluster));
     const char *endpoint = drover_cluster_endpoint (cluster);
     cr_assert_eq (strncmp (endpoint, "ipc://", 6), 0);
@@ -1675,7 +1682,11 @@ CLIENT_TEST (cluster_start_and_stop, 30)
     pid_t worker = drover_cluster_pid (cluster, 1);
     cr_assert (broker > 0 && worker > 0);
     cr_assert_eq (drover_cluster_check (cluster), 0);
-    cr_assert_eq (drover_cluster_stop (cluster, 2000), 0);
+    //  SIGTERM stops them; under valgrind a SIGTERM that comes while it
+    //  starts a process is lost, and then SIGKILL does it (ETIMEDOUT)
+    int rc = drover_cluster_stop (cluster, 10000);
+    cr_assert (rc == 0 || rc == DROVER_ETIMEDOUT, "%s",
+               drover_cluster_reason (cluster));
     cr_assert (s_gone (broker));
     cr_assert (s_gone (worker));
     cr_assert_neq (stat (dir, &info), 0, "the directory is removed");
@@ -1690,7 +1701,7 @@ CLIENT_TEST (cluster_sees_a_dead_worker, 30)
     drover_cluster_t *cluster = drover_cluster_new ();
     drover_cluster_config_t config = {exe, 1, NULL, 0, false};
     cr_assert_eq (drover_cluster_start (cluster, &config), 0);
-    int rc = drover_cluster_wait_ready (cluster, 5000);
+    int rc = drover_cluster_wait_ready (cluster, 10000);
     if (rc == 0) //  the broker may listen before the worker exits
         while ((rc = drover_cluster_check (cluster)) == 0) {
             zpoller_t *poller = zpoller_new (NULL);
@@ -1730,7 +1741,7 @@ CLIENT_TEST (cluster_dies_with_its_client, 30)
         pid_t pids[2] = {0, 0};
         char dir[128] = "";
         if (drover_cluster_start (cluster, &config) == 0
-            && drover_cluster_wait_ready (cluster, 5000) == 0) {
+            && drover_cluster_wait_ready (cluster, 10000) == 0) {
             pids[0] = drover_cluster_pid (cluster, 0);
             pids[1] = drover_cluster_pid (cluster, 1);
             snprintf (dir, sizeof dir, "%s", drover_cluster_dir (cluster));
