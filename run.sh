@@ -73,6 +73,16 @@ test_all() {
     say "codec, wire, dispatcher and broker suites under valgrind"
     meson test -C build --setup valgrind --print-errorlogs codec wire dispatcher broker || failed=1
 
+    say "meson install into a staging directory; build the example against libdrover.pc"
+    rm -rf build/staging
+    meson install -C build --destdir staging >/dev/null || failed=1
+    local pcdir
+    pcdir=$(dirname "$(find build/staging -name libdrover.pc | head -1)")
+    # shellcheck disable=SC2046
+    cc -std=c11 -Wall -Wextra -Werror -o build/staging/worker_example examples/worker_example.c \
+        $(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$PWD/build/staging/usr/local" --cflags --libs libdrover) \
+        || failed=1
+
     say "clang-format check"
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror || failed=1
 
