@@ -68,6 +68,7 @@ test_all() {
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false
     say "test suite under AddressSanitizer and UBSan"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp" \
         meson test -C build-asan --print-errorlogs || failed=1
 
     say "codec, wire, dispatcher and broker suites under valgrind"

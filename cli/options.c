@@ -27,6 +27,10 @@ cli_usage_error (const cli_command_t *command, const char *format, ...)
     return CLI_USAGE;
 }
 
+//  Copies of list values from the environment: the items point into them
+static char *s_env_copies[16];
+static size_t s_env_copy_count;
+
 static void
 s_list_append (cli_list_t *list, const char *value)
 {
@@ -125,8 +129,11 @@ cli_parse (const cli_command_t *command, int argc, char **argv, int *first_arg)
             return CLI_USAGE;
         const char *env = option->env ? getenv (option->env) : NULL;
         if (env && option->kind == CLI_LIST) {
-            char *copy = strdup (env); //  lives as long as the process
-            assert (copy);
+            //  The items point into the copy, which lives as long as the
+            //  process: keep it reachable
+            char *copy = strdup (env);
+            assert (copy && s_env_copy_count < 16);
+            s_env_copies[s_env_copy_count++] = copy;
             for (char *save = NULL, *item = strtok_r (copy, "\n", &save); item;
                  item = strtok_r (NULL, "\n", &save))
                 s_list_append ((cli_list_t *)option->target, item);

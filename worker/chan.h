@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+//  Internal to libdrover: not exported from the shared library
+#pragma GCC visibility push(hidden)
+
 #define CHAN_TASK    0x5441534bu //  "TASK": run this
 #define CHAN_OUTCOME 0x4f555443u //  "OUTC": this is how it went
 
@@ -40,5 +43,7 @@ int chan_read_all (int fd, void *data, size_t size);
 
 //  Writes exactly size octets to a blocking fd. Returns 0 or -1.
 int chan_write_all (int fd, const void *data, size_t size);
+
+#pragma GCC visibility pop
 
 #endif

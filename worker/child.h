@@ -17,6 +17,9 @@
 #include <czmq.h>
 #include <sys/types.h>
 
+//  Internal to libdrover: not exported from the shared library
+#pragma GCC visibility push(hidden)
+
 typedef struct child_t child_t;
 
 //  What child_send, child_flush and child_receive return.
@@ -84,5 +87,7 @@ void child_outcome_reset (child_outcome_t *outcome);
 //  Sends SIGKILL to the child's whole process group (it and any command
 //  it runs).
 void child_kill (child_t *self);
+
+#pragma GCC visibility pop
 
 #endif

@@ -141,9 +141,11 @@ int drover_worker_add_builtins (drover_worker_t *self);
     the drain deadline, kills the children and returns DROVER_ESHUTDOWN.
     Returns DROVER_EINVAL without handlers or with an endpoint ZeroMQ
     refuses, DROVER_ESYSTEM when a system call fails. While it runs it
-    blocks SIGCHLD, SIGTERM and SIGINT in the calling thread and reaps
-    orphaned descendants (PR_SET_CHILD_SUBREAPER); call it from the main
-    thread before creating ZeroMQ sockets elsewhere. */
+    blocks SIGCHLD, SIGTERM and SIGINT in the calling thread (the mask is
+    restored when it returns), reaps every child process and orphaned
+    descendant of the process (PR_SET_CHILD_SUBREAPER), and logs through
+    CZMQ (zsys_*). Call it from the main thread before creating ZeroMQ
+    sockets elsewhere, and fork nothing else you want to wait for. */
 int drover_worker_run (drover_worker_t *self);
 
 /*  Appends size octets to the handler's result. Returns DROVER_ETOOBIG

@@ -11,6 +11,9 @@
 
 #include "worker_private.h"
 
+//  Internal to libdrover: not exported from the shared library
+#pragma GCC visibility push(hidden)
+
 //  Octets of standard error kept for the failure reason.
 #define EXEC_STDERR_TAIL 2048
 
@@ -25,11 +28,14 @@ typedef struct {
 //  collects its standard output in output. Returns 0 when it exited with
 //  status 0; DROVER_EFAILED for another exit status and DROVER_ECRASHED
 //  for death by a signal (output->message then holds the tail of standard
-//  error); DROVER_ETOOBIG when the output passed output->limit;
-//  DROVER_ESYSTEM when it could not be started. Blocks until the command
+//  error); DROVER_ETOOBIG when the output passed output->limit, and
+//  DROVER_ENOMEM when it could not be held; DROVER_ESYSTEM when it could
+//  not be started. Blocks until the command
 //  ends and closes its output; the node's time limit ends a command that
 //  never does.
 int exec_handler_run (const char *command, const void *input, size_t size,
                       drover_output_t *output, exec_status_t *status);
+
+#pragma GCC visibility pop
 
 #endif

@@ -11,10 +11,15 @@
 
 #include "drover_worker.h"
 
+//  Internal to libdrover: not exported from the shared library
+#pragma GCC visibility push(hidden)
+
 //  Returns the built-in called name, or NULL if there is none.
 drover_handler_fn *handlers_builtin (const char *name);
 
 //  Returns the name of built-in number index, or NULL past the last one.
 const char *handlers_builtin_name (size_t index);
+
+#pragma GCC visibility pop
 
 #endif

@@ -83,7 +83,6 @@ typedef struct {
 //  One child and what it does.
 typedef struct {
     struct node_t *node;   //  the node it belongs to
-    size_t index;          //  its place in node->slots
     child_t *child;        //  the process, or NULL while none runs
     s_task_t *task;        //  the task it runs, or NULL when idle
     uint64_t tasks_run;    //  outcomes it delivered
@@ -164,6 +163,10 @@ s_limit_pass (s_limit_t *limit)
         return false;
     }
     limit->last_ms = now;
+    if (limit->suppressed)
+        zsys_warning ("worker: %" PRIu64 " similar warnings not logged",
+                      limit->suppressed);
+    limit->suppressed = 0;
     return true;
 }
 
@@ -334,7 +337,10 @@ s_start_task (node_t *self, s_slot_t *slot, s_task_t *task)
         zloop_poller_set_tolerant (self->loop, &item);
         slot->polling_write = true;
     }
-    //  CHILD_EOF: the child is dying; its reaping reports the task
+    else
+        //  Written (or the child is dying, and its reaping reports the
+        //  task): the input is not needed any more
+        zframe_destroy (&task->payload);
     if (self->config->verbose)
         zsys_debug ("worker: task %" PRIu64 "#%" PRIu32 " (%s) -> child %d",
                     task->id, task->attempt,
@@ -461,6 +467,8 @@ s_on_child_write (zloop_t *loop, zmq_pollitem_t *item, void *arg)
                                      0};
         zloop_poller_end (loop, &write_item);
         slot->polling_write = false;
+        if (slot->task)
+            zframe_destroy (&slot->task->payload);
     }
     return slot->node->stopping ? -1 : 0;
 }
@@ -622,8 +630,10 @@ s_send_hello (node_t *self)
     msg.handler_count = self->config->handler_count;
     msg.queues = (const char **)self->config->queues;
     msg.queue_count = self->config->queue_count;
-    s_send_broker (self, &msg);
-    self->hello_sent_ms = s_now_ms ();
+    //  Until the connection is up the socket takes nothing (immediate):
+    //  try again at the next tick, then every S_HELLO_IVL_MS
+    if (s_send_broker (self, &msg) == 0)
+        self->hello_sent_ms = s_now_ms ();
 }
 
 //  Starts a new session: new socket, so a new routing id, and HELLO.
@@ -671,6 +681,7 @@ s_session_start (node_t *self)
     assert (rc == 0);
     zloop_reader_set_tolerant (self->loop, self->broker);
     self->broker_recv_ms = s_now_ms ();
+    self->hello_sent_ms = 0;
     s_send_hello (self);
     return 0;
 }
@@ -903,8 +914,10 @@ s_on_welcome (node_t *self, drover_msg_t *msg)
     if (restarted) {
         zsys_warning ("worker: broker %s restarted (instance %s, was %s)",
                       self->config->endpoint, msg->instance, self->instance);
-        //  A new broker knows nothing of our credit or our waiting tasks
+        //  A new broker knows nothing of our credit or our waiting tasks,
+        //  and a sink it embeds may have lost what it did not store
         self->credit = 0;
+        results_resend_all (self->results);
         while (zlistx_size (self->queue)) {
             s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
             s_task_destroy (&task);
@@ -1218,8 +1231,8 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
         s_slot_t *slot = &self->slots[i];
         s_task_t *task = slot->task;
         if (task && task->timeout_ms && !slot->timed_out && !slot->revoked
-            && (uint64_t)(now_us - task->started_us)
-                   >= task->timeout_ms * 1000) {
+            && (uint64_t)(now_us - task->started_us) / 1000
+                   >= task->timeout_ms) {
             zsys_warning ("worker: task %" PRIu64 "#%" PRIu32
                           " (%s) passed its time limit of %" PRIu64
                           " ms; killing child %d",
@@ -1298,7 +1311,6 @@ node_new (const worker_config_t *config)
         self->handler_names[i] = config->handlers[i].name;
     for (size_t i = 0; i < self->slot_count; i++) {
         self->slots[i].node = self;
-        self->slots[i].index = i;
     }
     return self;
 }

@@ -13,6 +13,9 @@
 
 #include "worker_private.h"
 
+//  Internal to libdrover: not exported from the shared library
+#pragma GCC visibility push(hidden)
+
 typedef struct node_t node_t;
 
 //  Creates a node with the settings of config, which must outlive it and
@@ -26,5 +29,7 @@ void node_destroy (node_t **self_p);
 //  (DROVER_ESHUTDOWN), or fails to start (DROVER_EINVAL for an endpoint
 //  ZeroMQ refuses, DROVER_ESYSTEM). Call once.
 int node_run (node_t *self);
+
+#pragma GCC visibility pop
 
 #endif

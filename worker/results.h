@@ -14,6 +14,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+//  Internal to libdrover: not exported from the shared library
+#pragma GCC visibility push(hidden)
+
 typedef struct results_t results_t;
 
 //  Creates an empty set. Returns NULL when out of memory.
@@ -48,5 +51,7 @@ size_t results_size (results_t *self);
 
 //  How many payload octets they hold.
 size_t results_bytes (results_t *self);
+
+#pragma GCC visibility pop
 
 #endif

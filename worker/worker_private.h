@@ -12,6 +12,9 @@
 #include "drover_worker.h"
 #include <stdint.h>
 
+//  Internal to libdrover: not exported from the shared library
+#pragma GCC visibility push(hidden)
+
 typedef enum {
     HANDLER_FUNCTION, //  a C function (built-ins are C functions too)
     HANDLER_EXEC,     //  a shell command run per task
@@ -61,5 +64,7 @@ void output_reset (drover_output_t *self);
 
 //  True when name is a valid DTP name: 1 to 255 octets of 0x21..0x7E.
 bool worker_name_valid (const char *name);
+
+#pragma GCC visibility pop
 
 #endif
