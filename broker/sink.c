@@ -207,8 +207,16 @@ s_client_flush (s_sink_t *self, s_client_t *client)
     drover_msg_init (&msg, DROVER_RESULT);
     msg.tasks = client->batch;
     msg.task_count = client->batch_count;
-    drover_wire_send (self->router, client->routing_id, &msg, client->frames);
+    int rc = drover_wire_send (self->router, client->routing_id, &msg,
+                               client->frames);
     client->batch_count = 0;
+    if (rc) {
+        //  The client is gone or not reading: keep the results, it will
+        //  WATCH them again (or expire)
+        zsys_warning ("sink: cannot deliver %zu results to client %s",
+                      msg.task_count, client->key);
+        return;
+    }
     //  Released results go only now: their frames were in the batch
     if (client->release)
         for (size_t i = 0; i < msg.task_count; i++) {
@@ -597,6 +605,9 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     self->router = zsock_new (ZMQ_ROUTER);
     assert (self->router);
     zsock_set_maxmsgsize (self->router, -1);
+    //  A full or vanished client makes sends fail instead of dropping
+    //  results silently (s_client_flush keeps them then)
+    zsock_set_router_mandatory (self->router, 1);
     zsock_set_linger (self->router, 200);
     zsock_set_sndhwm (self->router, 100000);
     zsock_set_rcvhwm (self->router, 100000);

@@ -391,8 +391,8 @@ LEAK_CHECKED_TEST (broker, a_silent_node_loses_its_tasks_to_another)
     cr_assert_eq (dispatch->tasks[0].id, id);
     cr_assert_eq (dispatch->tasks[0].attempt, 2);
     int64_t took = zclock_mono () - lost_at;
-    cr_assert (took >= 300 && took < 2000,
-               "detected after %lld ms, expected 300-2000 (3 x 100 ms)",
+    cr_assert (took >= 200 && took < 2000,
+               "detected after %lld ms, expected 200-2000 (3 x 100 ms)",
                (long long)took);
     drover_packet_destroy (&packet);
 
