@@ -41,6 +41,7 @@ typedef struct {
     zhashx_t *results;           //  id -> s_result_t, owned
     zhashx_t *watchers;          //  id -> s_client_t (one per id)
     zhashx_t *clients;           //  routing id hex -> s_client_t, owned
+    zlistx_t *pending;           //  clients with a batch to send
     uint64_t stored_octets;      //  payload octets held
     uint32_t heartbeat_ms;       //  from the broker's WELCOME
     uint32_t liveness;           //  from the broker's WELCOME
@@ -232,9 +233,20 @@ s_client_flush (s_sink_t *self, s_client_t *client)
 static void
 s_client_add (s_sink_t *self, s_client_t *client, s_result_t *result)
 {
+    if (client->batch_count == 0)
+        zlistx_add_end (self->pending, client);
     client->batch[client->batch_count] = result->item;
     client->frames[client->batch_count] = result->payload;
     if (++client->batch_count == DROVER_MAX_BATCH)
+        s_client_flush (self, client); //  stays in pending: harmless
+}
+
+//  Sends every client its batch.
+static void
+s_flush_pending (s_sink_t *self)
+{
+    s_client_t *client;
+    while ((client = (s_client_t *)zlistx_detach (self->pending, NULL)))
         s_client_flush (self, client);
 }
 
@@ -307,9 +319,7 @@ s_handle_result (s_sink_t *self, zsock_t *reply_to, zframe_t *routing_id,
     drover_wire_send (reply_to, routing_id, &reply, NULL);
     free (acks);
     s_flush_done (self);
-    for (s_client_t *client = (s_client_t *)zhashx_first (self->clients);
-         client; client = (s_client_t *)zhashx_next (self->clients))
-        s_client_flush (self, client);
+    s_flush_pending (self);
 }
 
 static void
@@ -350,7 +360,7 @@ s_handle_watch (s_sink_t *self, zframe_t *routing_id, const char *key,
         }
         client->watching++;
     }
-    s_client_flush (self, client);
+    s_flush_pending (self);
 }
 
 static void
@@ -557,6 +567,7 @@ s_sink_destroy (s_sink_t **self_p)
     zsock_destroy (&self->router);
     zsock_destroy (&self->broker);
     zhashx_destroy (&self->watchers);
+    zlistx_destroy (&self->pending);
     zhashx_destroy (&self->clients);
     zhashx_destroy (&self->results);
     free (self->dones);
@@ -596,6 +607,7 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     zhashx_set_destructor (self->results, s_result_destroy);
     self->watchers = s_id_table ();
     zhashx_set_key_destructor (self->watchers, s_free_key);
+    self->pending = zlistx_new ();
     self->clients = zhashx_new ();
     zhashx_set_destructor (self->clients, s_client_destroy);
     self->dones =
