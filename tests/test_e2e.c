@@ -518,3 +518,39 @@ Test (e2e, bad_command_lines_say_what_to_do_and_exit_2)
     }
     free (errors);
 }
+
+//  Counts the processes of local clusters (broker and worker on ipc).
+static int
+s_local_processes (void)
+{
+    char *command = zsys_sprintf (
+        "pgrep -f '%s (broker|worker) .*ipc://' | wc -l", s_drover ());
+    FILE *pipe = popen (command, "r");
+    free (command);
+    int count = -1;
+    cr_assert (fscanf (pipe, "%d", &count) == 1);
+    pclose (pipe);
+    return count;
+}
+
+Test (e2e, ctrl_c_tears_the_local_cluster_down)
+{
+    char *input = s_path ("input");
+    s_write_lines (input, 4, "3000");
+    pid_t map =
+        s_spawn ("DROVER_CONNECT= exec %s map -j 2 sleep < %s > /dev/null",
+                 s_drover (), input);
+    //  Wait until the cluster runs, then press Ctrl-C
+    int64_t deadline = zclock_mono () + 10000;
+    while (s_local_processes () < 2 && zclock_mono () < deadline)
+        usleep (20000); //  polling for processes, with a deadline
+    cr_assert_geq (s_local_processes (), 2, "the local cluster never started");
+    kill (map, SIGINT);
+    int rc = s_wait (map, 10000);
+    cr_assert_eq (rc, 130, "drover map exited %d after Ctrl-C", rc);
+    deadline = zclock_mono () + 5000;
+    while (s_local_processes () > 0 && zclock_mono () < deadline)
+        usleep (20000);
+    cr_assert_eq (s_local_processes (), 0, "processes outlived drover map");
+    free (input);
+}
