@@ -157,6 +157,22 @@ s_build_path (char *path, size_t size, const char *relative)
     snprintf (path, size, "%s/%s", root, relative);
 }
 
+//  The state letter of pid in /proc (R, S, T, Z...), or 0 when it is gone.
+static char
+s_process_state (pid_t pid)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return 0;
+    char line[512] = "";
+    char *got = fgets (line, sizeof line, file);
+    fclose (file);
+    char *close_paren = got ? strrchr (line, ')') : NULL;
+    return close_paren && close_paren[1] == ' ' ? close_paren[2] : 0;
+}
+
 //  True when pid is gone or a zombie.
 static bool
 s_process_gone (pid_t pid)
@@ -230,10 +246,11 @@ s_read_pid (const char *path)
 }
 
 //  Runs argv with the environment minus DROVER_* plus env (NAME=VALUE,
-//  NULL-terminated); returns the pid.
+//  NULL-terminated), and with signal ignored unless it is 0 (an ignored
+//  disposition survives exec); returns the pid.
 static pid_t
-s_spawn (const char *const *argv, const char *const *env, int out_fd,
-         int err_fd)
+s_spawn_ignoring (const char *const *argv, const char *const *env, int out_fd,
+                  int err_fd, int ignored)
 {
     const char *envp[256];
     size_t count = 0;
@@ -257,10 +274,19 @@ s_spawn (const char *const *argv, const char *const *env, int out_fd,
             dup2 (out_fd, 1);
         if (err_fd >= 0)
             dup2 (err_fd, 2);
+        if (ignored)
+            signal (ignored, SIG_IGN);
         execve (argv[0], (char *const *)argv, (char *const *)envp);
         _exit (127);
     }
     return pid;
+}
+
+static pid_t
+s_spawn (const char *const *argv, const char *const *env, int out_fd,
+         int err_fd)
+{
+    return s_spawn_ignoring (argv, env, out_fd, err_fd, 0);
 }
 
 //  --------------------------------------------------------------------------
@@ -313,10 +339,11 @@ h_new (void)
 }
 
 //  Starts `drover worker` with our handlers, the broker endpoint (unless
-//  connect is false) and extra arguments (NULL-terminated), and env.
+//  connect is false) and extra arguments (NULL-terminated), and env; with
+//  signal ignored unless it is 0.
 static void
-h_start_env (h_t *h, bool connect, const char *const *extra,
-             const char *const *env)
+h_start_ignoring (h_t *h, bool connect, const char *const *extra,
+                  const char *const *env, int ignored)
 {
     char drover[PATH_MAX];
     s_build_path (drover, sizeof drover, "cli/drover");
@@ -333,7 +360,14 @@ h_start_env (h_t *h, bool connect, const char *const *extra,
     for (size_t i = 0; extra && extra[i] && argc < 63; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
-    h->pid = s_spawn (argv, env, -1, -1);
+    h->pid = s_spawn_ignoring (argv, env, -1, -1, ignored);
+}
+
+static void
+h_start_env (h_t *h, bool connect, const char *const *extra,
+             const char *const *env)
+{
+    h_start_ignoring (h, connect, extra, env, 0);
 }
 
 static void
@@ -1459,6 +1493,68 @@ Test (worker, revoke_of_a_waiting_task, .timeout = 30)
     h_pump (h, 300);
     cr_assert_eq (zhashx_size (h->results), 0, "a revoked task ran");
     cr_assert_eq (zhashx_size (h->fails), 0, "a revoked task was reported");
+    h_destroy (&h);
+}
+
+Test (worker, inherited_ignored_sigchld_is_reset, .timeout = 30)
+{
+    //  A parent that ignores SIGCHLD passes that on through exec; the
+    //  kernel would then reap the node's children without telling it, and
+    //  a crash would never be reported
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start_ignoring (h, true, extra, NULL, SIGCHLD);
+    h_join (h, 1000, 5, 1);
+    h_dispatch_text (h, 62, "crash", "");
+    H_EXPECT (h, 5000, h_fail (h, 62), "no FAIL for the crash");
+    cr_assert_eq (h_fail (h, 62)->code, DROVER_ECRASHED, "code %d",
+                  h_fail (h, 62)->code);
+    h_dispatch_text (h, 63, "echo", "replaced");
+    H_EXPECT (h, 5000, h_result (h, 63), "the crashed child was not replaced");
+    h_destroy (&h);
+}
+
+Test (worker, late_outcome_of_a_timed_out_task_spares_the_next, .timeout = 30)
+{
+    //  The child finishes while the supervisor is stopped, past the time
+    //  limit: when it resumes it kills the child first, then reads the
+    //  outcome. The waiting task must not go to the dying child.
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", "--lookahead", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 2);
+    char path[128], payload[160];
+    snprintf (path, sizeof path, "%s/pid", h->tmp);
+    snprintf (payload, sizeof payload, "%s %.1f\n", path, 0.3 * s_slow ());
+    uint64_t limit = 600 * (uint64_t)s_slow ();
+    int64_t start = zclock_mono ();
+    h_dispatch (h, 64, "mark", payload, strlen (payload), limit);
+    h_dispatch_text (h, 65, "echo", "innocent");
+    H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
+    pid_t child = s_read_pid (path);
+    cr_assert_eq (kill (h->pid, SIGSTOP), 0);
+    //  Stopped; the child has reaped its command and waits for a task,
+    //  so its outcome is in the channel
+    pid_t grandchild;
+    H_EXPECT (h, 5000,
+              s_process_state (h->pid) == 'T'
+                  && s_children_of (child, &grandchild, 1) == 0
+                  && s_process_state (child) == 'S',
+              "the task did not finish (child state %c)",
+              s_process_state (child));
+    int64_t wait = start + (int64_t)limit + 100 - zclock_mono ();
+    if (wait > 0)
+        h_pump (h, (int)wait);
+    cr_assert_null (h_result (h, 64));
+    cr_assert_eq (kill (h->pid, SIGCONT), 0);
+    H_EXPECT (h, 5000, h_result (h, 65) || h_fail (h, 65),
+              "no outcome for the waiting task");
+    cr_assert_null (h_fail (h, 65), "the waiting task failed: %s: %s",
+                    drover_strcode (h_fail (h, 65)->code),
+                    h_fail (h, 65)->reason);
+    cr_assert_eq (zchunk_size (h_result (h, 65)->payload), 8);
+    H_EXPECT (h, 5000, h_result (h, 64) || h_fail (h, 64),
+              "no outcome for the timed-out task");
     h_destroy (&h);
 }
 

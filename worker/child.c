@@ -346,7 +346,9 @@ static int
 s_accept_header (child_t *self)
 {
     chan_header_t *header = &self->in_header;
-    if (header->type != CHAN_OUTCOME || !self->awaiting
+    //  An outcome before the whole task is written is not one: accepting it
+    //  would free the payload child_flush still reads
+    if (header->type != CHAN_OUTCOME || !self->awaiting || self->writing
         || header->id != self->task_id || header->attempt != self->task_attempt
         || header->reason_size > DROVER_MAX_TEXT
         || header->payload_size > self->max_result

@@ -108,6 +108,7 @@ struct node_t {
     zloop_t *loop;                 //  the reactor
     int signal_fd;                 //  SIGCHLD, SIGTERM, SIGINT
     sigset_t saved_mask;           //  the thread's mask before node_run
+    struct sigaction saved_chld;   //  SIGCHLD's disposition before it
     zsock_t *broker;               //  DEALER to the broker
     zsock_t *sink;                 //  DEALER to the sink, or NULL
     char *sink_endpoint;           //  the sink's endpoint, or NULL
@@ -222,10 +223,14 @@ s_slot_retiring (node_t *self, s_slot_t *slot)
     return limit && slot->tasks_run >= limit;
 }
 
+//  A child we have killed (time limit, REVOKE) takes no task, even when
+//  the outcome of its last one arrives after the kill: the next task would
+//  die with it and be reported with the killed task's cause.
 static bool
 s_slot_idle (node_t *self, s_slot_t *slot)
 {
     return slot->child && !slot->task && !slot->eof && !slot->exited
+           && !slot->timed_out && !slot->revoked
            && !s_slot_retiring (self, slot);
 }
 
@@ -1353,9 +1358,18 @@ s_signals_open (node_t *self)
     sigaddset (&handled, SIGINT);
     if (pthread_sigmask (SIG_BLOCK, &handled, &self->saved_mask))
         return DROVER_ESYSTEM;
+    //  An ignored SIGCHLD (or SA_NOCLDWAIT), which a parent can pass on
+    //  through exec, makes the kernel reap children itself and send no
+    //  SIGCHLD: we would never learn that a child died
+    struct sigaction fallback;
+    memset (&fallback, 0, sizeof fallback);
+    fallback.sa_handler = SIG_DFL;
+    sigemptyset (&fallback.sa_mask);
+    sigaction (SIGCHLD, &fallback, &self->saved_chld);
     self->signal_fd = signalfd (-1, &handled, SFD_NONBLOCK | SFD_CLOEXEC);
     if (self->signal_fd < 0) {
         zsys_error ("worker: cannot create a signalfd: %s", strerror (errno));
+        sigaction (SIGCHLD, &self->saved_chld, NULL);
         pthread_sigmask (SIG_SETMASK, &self->saved_mask, NULL);
         return DROVER_ESYSTEM;
     }
@@ -1368,6 +1382,7 @@ s_signals_close (node_t *self)
     if (self->signal_fd >= 0) {
         close (self->signal_fd);
         self->signal_fd = -1;
+        sigaction (SIGCHLD, &self->saved_chld, NULL);
         pthread_sigmask (SIG_SETMASK, &self->saved_mask, NULL);
     }
 }
