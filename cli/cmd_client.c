@@ -18,6 +18,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -70,6 +71,16 @@ s_on_signal (int signal)
 static void
 s_catch_signals (void)
 {
+    //  A closed stdin, stdout or stderr would be the first fd ZeroMQ
+    //  opens: we would read inputs from, or write results into, its
+    //  sockets. Put /dev/null there, opened so that using it fails as the
+    //  closed fd would have (EBADF).
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+        if (fcntl (fd, F_GETFD) == -1 && errno == EBADF) {
+            int opened =
+                open ("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
+            assert (opened == -1 || opened == fd); //  the lowest free fd
+        }
     zsys_init ();
     zsys_set_logstream (stderr);
     struct sigaction action;
@@ -695,7 +706,8 @@ s_read_all (int fd, size_t max, char **data_p, size_t *size_p)
                 free (data);
                 return DROVER_ETOOBIG;
             }
-            capacity *= 2;
+            //  max + 1 octets tell that the input is too big
+            capacity = capacity > max / 2 ? max + 1 : capacity * 2;
             char *bigger = (char *)realloc (data, capacity);
             if (!bigger) {
                 free (data);
@@ -785,7 +797,7 @@ drover_cmd_submit (int argc, char **argv)
     drover_client_t *client = s_connect ("submit", connect, connect_timeout);
     if (!client) {
         free (data);
-        return 1;
+        return s_interrupted ? s_exit_status_of_signal () : 1;
     }
     drover_task_options_t task = {.queue = queue,
                                   .timeout_ms = (uint64_t)timeout_ms,
@@ -794,7 +806,9 @@ drover_cmd_submit (int argc, char **argv)
     uint64_t id = 0;
     rc = drover_client_submit (client, handler, data ? data : payload,
                                data ? size : strlen (payload), &task, &id);
-    if (rc) {
+    if (rc && s_interrupted)
+        ; //  the exit status says it
+    else if (rc) {
         fprintf (stderr, "drover submit: %s: ", drover_strcode (rc));
         s_print_line (stderr, drover_client_reason (client));
         if (rc == DROVER_EFULL)
@@ -805,7 +819,9 @@ drover_cmd_submit (int argc, char **argv)
         printf ("%" PRIu64 "\n", id);
     free (data);
     drover_client_destroy (&client);
-    return rc ? 1 : 0;
+    if (s_interrupted)
+        return s_exit_status_of_signal ();
+    return rc || fflush (stdout) == EOF || ferror (stdout) ? 1 : 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -849,7 +865,7 @@ s_wait_or_result (int argc, char **argv, bool print)
     drover_client_t *client = s_connect (name, connect, connect_timeout);
     if (!client) {
         free (ids);
-        return 1;
+        return s_interrupted ? s_exit_status_of_signal () : 1;
     }
     //  Unknown ids would be waited for in vain: ask first
     drover_status_t *statuses = NULL;
@@ -905,8 +921,8 @@ s_wait_or_result (int argc, char **argv, bool print)
                     fputc ('\n', stdout);
             }
         }
-        if (fflush (stdout) == EOF)
-            failed = true;
+        if (fflush (stdout) == EOF || ferror (stdout))
+            failed = true; //  a lost result is a failure
     }
     else if (rc && !s_interrupted) {
         fprintf (stderr, "drover %s: ", name);
@@ -977,13 +993,15 @@ s_status_or_cancel (int argc, char **argv, bool cancel)
         s_connect (command->command, connect, connect_timeout);
     if (!client) {
         free (ids);
-        return 1;
+        return s_interrupted ? s_exit_status_of_signal () : 1;
     }
     drover_status_t *statuses = NULL;
     rc = cancel ? drover_client_cancel (client, ids, count, &statuses)
                 : drover_client_status (client, ids, count, &statuses);
     bool unknown = false;
-    if (rc) {
+    if (rc && s_interrupted)
+        ; //  the exit status says it
+    else if (rc) {
         fprintf (stderr, "drover %s: ", command->command);
         s_print_line (stderr, drover_client_reason (client));
         fputc ('\n', stderr);
@@ -996,7 +1014,10 @@ s_status_or_cancel (int argc, char **argv, bool cancel)
     drover_status_destroy (&statuses);
     drover_client_destroy (&client);
     free (ids);
-    return rc || unknown ? 1 : 0;
+    if (s_interrupted)
+        return s_exit_status_of_signal ();
+    bool lost = fflush (stdout) == EOF || ferror (stdout);
+    return rc || unknown || lost ? 1 : 0;
 }
 
 int
@@ -1038,15 +1059,17 @@ drover_cmd_stats (int argc, char **argv)
     s_catch_signals ();
     drover_client_t *client = s_connect ("stats", connect, connect_timeout);
     if (!client)
-        return 1;
+        return s_interrupted ? s_exit_status_of_signal () : 1;
     drover_stats_t *stats = NULL;
     rc = drover_client_stats (client, &stats);
     if (rc) {
-        fprintf (stderr, "drover stats: ");
-        s_print_line (stderr, drover_client_reason (client));
-        fputc ('\n', stderr);
+        if (!s_interrupted) {
+            fprintf (stderr, "drover stats: ");
+            s_print_line (stderr, drover_client_reason (client));
+            fputc ('\n', stderr);
+        }
         drover_client_destroy (&client);
-        return 1;
+        return s_interrupted ? s_exit_status_of_signal () : 1;
     }
     int width = 8;
     for (size_t i = 0; i < stats->queue_count; i++)
@@ -1082,5 +1105,5 @@ drover_cmd_stats (int argc, char **argv)
                 stats->counters[i].value);
     drover_stats_destroy (&stats);
     drover_client_destroy (&client);
-    return fflush (stdout) == EOF ? 1 : 0;
+    return fflush (stdout) == EOF || ferror (stdout) ? 1 : 0;
 }

@@ -109,8 +109,9 @@ cli_parse (const cli_command_t *command, int argc, char **argv, int *first_arg)
 {
     assert (command->option_count < 64);
     struct option longopts[66];
-    char shortopts[200] = "+h";
-    size_t shortlen = 2;
+    //  '+': stop at the first argument; ':': tell a missing value apart
+    char shortopts[200] = "+:h";
+    size_t shortlen = 3;
     size_t n = 0;
     for (size_t i = 0; i < command->option_count; i++) {
         cli_option_t *option = &command->options[i];
@@ -153,14 +154,18 @@ cli_parse (const cli_command_t *command, int argc, char **argv, int *first_arg)
             s_print_help (command);
             return CLI_HELP;
         }
-        if (c == '?' || c == ':') {
-            if (optopt && optopt < 256)
-                return cli_usage_error (command, "-%c %s", optopt,
-                                        c == ':' ? "needs a value"
-                                                 : "is not an option");
-            return cli_usage_error (command, "'%s' is not an option%s",
-                                    argv[optind - 1],
-                                    c == ':' ? " or needs a value" : "");
+        if (c == ':') {
+            if (optopt > 0 && optopt < 256)
+                return cli_usage_error (command, "-%c needs a value", optopt);
+            return cli_usage_error (command, "%s needs a value",
+                                    argv[optind - 1]);
+        }
+        if (c == '?') {
+            if (optopt > 0 && optopt < 256)
+                return cli_usage_error (command, "-%c is not an option",
+                                        optopt);
+            return cli_usage_error (command, "'%s' is not an option",
+                                    argv[optind - 1]);
         }
         cli_option_t *option = NULL;
         if (c >= 256)

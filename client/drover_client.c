@@ -620,9 +620,11 @@ drover_client_watch (drover_client_t *self, const uint64_t *ids, size_t count,
                                        "0 is not a task id");
         s_watch_t *watch =
             (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
-        if (watch && watch->fn != fn)
+        //  One result comes per task: a second callback for it would
+        //  wait for ever
+        if (watch && (watch->fn != fn || fn))
             return drover_client_fail (self, DROVER_EINVAL,
-                                       "task %llu is watched by a map already",
+                                       "task %llu is watched already",
                                        (unsigned long long)ids[i]);
     }
     if (drover_idmap_size (self->watches) == 0)
@@ -630,6 +632,13 @@ drover_client_watch (drover_client_t *self, const uint64_t *ids, size_t count,
     for (size_t i = 0; i < count; i++) {
         s_watch_t *watch =
             (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
+        if (watch && fn) {
+            //  The same id twice in ids: undo the ones added here
+            drover_client_unwatch (self, ids, i);
+            return drover_client_fail (self, DROVER_EINVAL,
+                                       "task %llu is given twice",
+                                       (unsigned long long)ids[i]);
+        }
         if (!watch) {
             watch = (s_watch_t *)calloc (1, sizeof *watch);
             if (!watch || drover_idmap_set (self->watches, ids[i], watch)) {
@@ -947,11 +956,13 @@ drover_client_pump (drover_client_t *self, int64_t deadline, int fd,
         //  Read what came before deciding anything about liveness
         bool handled = s_drain (self) || fd_readable;
         s_sink_liveness (self);
+        int64_t now = zclock_mono ();
         if (handled) {
-            rc = 0;
+            //  A peer that never stops talking must not hold the caller
+            //  past its deadline
+            rc = deadline >= 0 && now > deadline ? DROVER_ETIMEDOUT : 0;
             break;
         }
-        int64_t now = zclock_mono ();
         if (deadline >= 0 && now >= deadline)
             break;
         int64_t wake = s_sink_timer (self);
@@ -1280,8 +1291,10 @@ drover_client_wait (drover_client_t *self, const uint64_t *ids, size_t count,
 static int
 s_ask_ids (drover_client_t *self, bool to_sink, drover_command_t command,
            const uint64_t *ids, size_t count, int64_t deadline,
-           s_sync_t **syncs_p)
+           s_sync_t **syncs_p, size_t *batch_p)
 {
+    //  A WELCOME that comes while we wait may change max_batch: the
+    //  replies are laid out by the batch size they were asked with
     size_t batch = self->max_batch;
     size_t batches = (count + batch - 1) / batch;
     s_sync_t *syncs = (s_sync_t *)calloc (batches + 1, sizeof (s_sync_t));
@@ -1332,15 +1345,17 @@ s_ask_ids (drover_client_t *self, bool to_sink, drover_command_t command,
         return rc;
     }
     *syncs_p = syncs;
+    *batch_p = batch;
     return 0;
 }
 
-//  The item of the i-th id in a set of replies of s_ask_ids.
+//  The item of the i-th id in a set of replies of s_ask_ids, asked in
+//  batches of batch ids.
 static const drover_task_t *
-s_item (drover_client_t *self, s_sync_t *syncs, size_t i)
+s_item (s_sync_t *syncs, size_t batch, size_t i)
 {
-    drover_msg_t *reply = drover_packet_msg (syncs[i / self->max_batch].packet);
-    return &reply->tasks[i % self->max_batch];
+    drover_msg_t *reply = drover_packet_msg (syncs[i / batch].packet);
+    return &reply->tasks[i % batch];
 }
 
 static int
@@ -1362,11 +1377,12 @@ s_status (drover_client_t *self, drover_command_t command, const uint64_t *ids,
         return 0;
     int64_t deadline = drover_client_deadline (self->timeout_ms);
     s_sync_t *broker = NULL, *sink = NULL;
-    size_t sink_batches = 0;
-    rc = s_ask_ids (self, false, command, ids, count, deadline, &broker);
+    size_t broker_batch = 0, sink_batch = 0, sink_batches = 0;
+    rc = s_ask_ids (self, false, command, ids, count, deadline, &broker,
+                    &broker_batch);
     if (rc)
         return rc;
-    size_t batches = (count + self->max_batch - 1) / self->max_batch;
+    size_t batches = (count + broker_batch - 1) / broker_batch;
 
     //  The broker forgets tasks once their result is stored: ask the sink
     uint64_t *unknown = (uint64_t *)malloc (count * sizeof (uint64_t));
@@ -1379,20 +1395,20 @@ s_status (drover_client_t *self, drover_command_t command, const uint64_t *ids,
     }
     size_t unknown_count = 0;
     for (size_t i = 0; i < count; i++) {
-        items[i] = s_item (self, broker, i);
+        items[i] = s_item (broker, broker_batch, i);
         if (items[i]->state == DROVER_STATE_UNKNOWN) {
             unknown_at[unknown_count] = i;
             unknown[unknown_count++] = ids[i];
         }
     }
-    sink_batches = (unknown_count + self->max_batch - 1) / self->max_batch;
     if (unknown_count && self->sink) {
         rc = s_ask_ids (self, true, DROVER_STATUS, unknown, unknown_count,
-                        deadline, &sink);
+                        deadline, &sink, &sink_batch);
         if (rc)
             goto done;
+        sink_batches = (unknown_count + sink_batch - 1) / sink_batch;
         for (size_t i = 0; i < unknown_count; i++)
-            items[unknown_at[i]] = s_item (self, sink, i);
+            items[unknown_at[i]] = s_item (sink, sink_batch, i);
     }
 
     size_t size = count * sizeof (drover_status_t);

@@ -43,7 +43,10 @@ void drover_client_forget (drover_client_t *self, uint64_t ref);
 /*  Watches count tasks: their results go to fn with args[i] (args may be
     NULL), or, when fn is NULL, are kept for drover_client_wait. Sends
     WATCH now if the sink is known, else when it becomes known. Returns
-    DROVER_EINVAL if a task is already watched by another callback. */
+    DROVER_EINVAL if a task is already watched by another callback, or,
+    when fn is not NULL, if a task is already watched at all or is in ids
+    twice (one result comes per task: a second callback would wait for
+    ever); then nothing is watched. */
 int drover_client_watch (drover_client_t *self, const uint64_t *ids,
                          size_t count, bool release, drover_result_fn *fn,
                          void *const *args);
@@ -57,6 +60,8 @@ void drover_client_unwatch (drover_client_t *self, const uint64_t *ids,
     handles every message that came (calling callbacks) and sends the
     heartbeats that are due. Returns 0 when something happened (and sets
     *fd_ready when fd became readable), DROVER_ETIMEDOUT at the deadline
+    (also when something happened after it: a peer that never stops
+    sending cannot hold a caller past its deadline)
     or on a signal, DROVER_ESYSTEM if polling failed. */
 int drover_client_pump (drover_client_t *self, int64_t deadline, int fd,
                         bool *fd_ready);

@@ -284,7 +284,11 @@ s_on_submitted (void *arg, int code, const char *reason,
         }
         int rc = drover_client_watch (self->client, self->ids, batch->count,
                                       true, s_on_result, self->args);
-        if (rc)
+        if (rc == DROVER_EINVAL) //  ids in use: their results would mix
+            s_stop (self, DROVER_EPROTO,
+                    "the broker gave task ids that are in use: %s",
+                    drover_client_reason (self->client));
+        else if (rc)
             s_stop (self, rc, "cannot watch results: %s",
                     drover_client_reason (self->client));
         s_batch_destroy (self, batch);

@@ -1337,6 +1337,131 @@ CLIENT_TEST (broker_bye_starts_new_session, 20)
     s_fake_destroy (&fake);
 }
 
+static void
+s_job_status_seven (job_t *job)
+{
+    drover_client_t *client = s_job_connect (job);
+    if (!client)
+        return;
+    uint64_t ids[7] = {1, 2, 3, 4, 5, 6, 7};
+    s_note (job, client, 1,
+            drover_client_status (client, ids, 7, &job->statuses));
+    drover_client_destroy (&client);
+}
+
+//  A WELCOME with another max_batch while STATUS replies are on their way
+//  (a restarted or hostile broker) must not change how they are read.
+static void
+s_status_with_new_max_batch (uint32_t new_max_batch)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    fake.max_batch = 3;
+    job_t job = {.timeout_ms = 5000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_status_seven);
+    s_handshake (&fake);
+    drover_packet_t *asks[3];
+    for (size_t b = 0; b < 3; b++)
+        asks[b] = s_expect (fake.broker, DROVER_STATUS);
+    fake.max_batch = new_max_batch;
+    s_welcome (&fake, asks[0]);
+    for (size_t b = 0; b < 3; b++) {
+        drover_msg_t *msg = drover_packet_msg (asks[b]);
+        drover_task_t items[3];
+        for (size_t i = 0; i < msg->id_count; i++)
+            items[i] = (drover_task_t){.id = msg->ids[i],
+                                       .state = DROVER_STATE_QUEUED,
+                                       .attempt = (uint32_t)msg->ids[i]};
+        drover_msg_t reply;
+        drover_msg_init (&reply, DROVER_STATUS_REPLY);
+        reply.ref = msg->ref;
+        reply.tasks = items;
+        reply.task_count = msg->id_count;
+        s_send (fake.broker, asks[b], &reply);
+        drover_packet_destroy (&asks[b]);
+    }
+    s_fake_serve (&fake, &job, 5000);
+    cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
+    for (size_t i = 0; i < 7; i++) {
+        cr_assert_eq (job.statuses[i].id, i + 1);
+        cr_assert_eq (job.statuses[i].state, DROVER_TASK_QUEUED);
+        cr_assert_eq (job.statuses[i].attempt, i + 1);
+    }
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+CLIENT_TEST (status_survives_a_smaller_max_batch, 20)
+{
+    s_status_with_new_max_batch (1);
+}
+
+CLIENT_TEST (status_survives_a_larger_max_batch, 20)
+{
+    s_status_with_new_max_batch (64);
+}
+
+static void
+s_job_status_timed (job_t *job)
+{
+    drover_client_t *client = s_job_connect (job);
+    if (!client)
+        return;
+    //  Waits (without reading) until the broker has queued its flood
+    atomic_int *flooded = (atomic_int *)job->extra;
+    int64_t deadline = zclock_mono () + 10000;
+    while (!atomic_load (flooded) && zclock_mono () < deadline) {
+        zpoller_t *poller = zpoller_new (NULL);
+        zpoller_wait (poller, 5);
+        zpoller_destroy (&poller);
+    }
+    uint64_t id = 1;
+    int64_t start = zclock_mono ();
+    s_note (job, client, 1,
+            drover_client_status (client, &id, 1, &job->statuses));
+    job->elapsed_ms = zclock_mono () - start;
+    drover_client_destroy (&client);
+}
+
+//  A broker that answers nothing but never stops sending HEARTBEATs must
+//  not hold a request past its timeout.
+CLIENT_TEST (flood_does_not_hold_past_the_deadline, 60)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    zsock_set_sndhwm (fake.broker, 0); //  queue all of the flood
+    atomic_int flooded = 0;
+    job_t job = {.timeout_ms = 300, .extra = &flooded};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_status_timed);
+    drover_packet_t *hello = s_expect (fake.broker, DROVER_HELLO);
+    s_welcome (&fake, hello);
+    //  A backlog of HEARTBEATs first (a second's worth), then the flood
+    //  goes on while the client waits for its answer
+    drover_msg_t heartbeat;
+    drover_msg_init (&heartbeat, DROVER_HEARTBEAT);
+    int64_t backlog_until = zclock_mono () + 1000;
+    for (size_t sent = 0; sent < 500000 && zclock_mono () < backlog_until;
+         sent++)
+        drover_wire_send (fake.broker, drover_packet_routing_id (hello),
+                          &heartbeat, NULL);
+    atomic_store (&flooded, 1);
+    drover_packet_t *ask = s_expect (fake.broker, DROVER_STATUS);
+    int64_t deadline = zclock_mono () + 10000;
+    while (!atomic_load (&job.done) && zclock_mono () < deadline)
+        for (int i = 0; i < 100; i++)
+            drover_wire_send (fake.broker, drover_packet_routing_id (ask),
+                              &heartbeat, NULL);
+    drover_packet_destroy (&ask);
+    drover_packet_destroy (&hello);
+    cr_assert (atomic_load (&job.done), "the flood held the client");
+    cr_assert_eq (job.rc[1], DROVER_ETIMEDOUT, "%s", job.reason[1]);
+    cr_assert_lt (job.elapsed_ms, 1000, "held %" PRId64 " ms", job.elapsed_ms);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
 //  --------------------------------------------------------------------------
 //  Map
 
@@ -1579,6 +1704,53 @@ CLIENT_TEST (map_cancel, 30)
     cr_assert_eq (job.rc[2], 0, "%s", job.reason[2]);
     cr_assert_eq (fake.submitted, 20);
     cr_assert_eq (fake.cancelled, 20);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+static void
+s_job_map_two (job_t *job)
+{
+    drover_client_t *client = s_job_connect (job);
+    if (!client)
+        return;
+    s_inputs_t inputs = {.count = 2};
+    drover_map_options_t options = {.window = 2, .ordered = true};
+    drover_map_t *map =
+        drover_map_new (client, "echo", &options, s_next_input, &inputs);
+    int rc;
+    drover_result_t *result = NULL;
+    while ((rc = drover_map_next (map, 3000, &result)) == 0 && result)
+        drover_result_destroy (&result);
+    s_note (job, client, 1, rc);
+    drover_map_destroy (&map);
+    drover_client_destroy (&client);
+}
+
+//  A broker that gives one task id to two inputs: only one result can
+//  come, so the map stops at once rather than wait for ever.
+CLIENT_TEST (map_refuses_duplicate_ids, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    job_t job = {.timeout_ms = 5000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_map_two);
+    s_handshake (&fake);
+    drover_packet_t *submit = s_expect (fake.broker, DROVER_SUBMIT);
+    drover_msg_t *msg = drover_packet_msg (submit);
+    cr_assert_eq (msg->task_count, 2);
+    uint64_t ids[2] = {7, 7};
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_SUBMITTED);
+    reply.ref = msg->ref;
+    reply.ids = ids;
+    reply.id_count = 2;
+    s_send (fake.broker, submit, &reply);
+    drover_packet_destroy (&submit);
+    s_fake_serve (&fake, &job, 10000);
+    cr_assert_eq (job.rc[1], DROVER_EPROTO, "%s", job.reason[1]);
+    cr_assert (strstr (job.reason[1], "in use"), "%s", job.reason[1]);
     s_job_join (&job);
     s_fake_destroy (&fake);
 }
