@@ -34,6 +34,7 @@ static const s_error_t s_errors[] = {
     {"DROVER_ETIMELIMIT", "task exceeded its time limit"},
     {"DROVER_ELOST", "node running the task was lost"},
     {"DROVER_ESYSTEM", "system call failed"},
+    {"DROVER_EMEMLIMIT", "child exceeded its memory limit"},
 };
 
 _Static_assert(sizeof s_errors / sizeof s_errors[0] == 1 - DROVER_ELAST,

@@ -37,9 +37,10 @@ extern "C" {
 #define DROVER_ETIMELIMIT (-19) /* the task exceeded its time limit */
 #define DROVER_ELOST      (-20) /* the node running the task was lost */
 #define DROVER_ESYSTEM    (-21) /* a system call failed (see errno) */
+#define DROVER_EMEMLIMIT  (-22) /* the child passed its memory limit */
 
 /*  The lowest error code; codes run from DROVER_ELAST to -1. */
-#define DROVER_ELAST DROVER_ESYSTEM
+#define DROVER_ELAST DROVER_EMEMLIMIT
 
 /*  Returns a static, human-readable description of a Drover code. Unknown
     codes give "unknown error". Never returns NULL. */

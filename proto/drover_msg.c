@@ -140,6 +140,10 @@ static const s_field_t s_submit_task_fields[] = {
     F_U64 ("delay_ms", TASK_, delay_ms, OPT),
     F_I64 ("priority", TASK_, priority, OPT),
     F_U32 ("max_attempts", TASK_, max_attempts, UINT32_MAX, OPT),
+    F_U64 ("soft_timeout_ms", TASK_, soft_timeout_ms, OPT),
+    F_U64 ("retry_delay_ms", TASK_, retry_delay_ms, OPT),
+    F_U64 ("retry_max_delay_ms", TASK_, retry_max_delay_ms, OPT),
+    F_U64 ("retry_on", TASK_, retry_on, OPT),
 };
 static const s_field_t s_dispatch_task_fields[] = {
     F_ID ("id", TASK_, id),
@@ -148,6 +152,7 @@ static const s_field_t s_dispatch_task_fields[] = {
     F_NAME ("queue", TASK_, queue, OPT),
     F_TEXT ("key", TASK_, key, DROVER_MAX_NAME, OPT),
     F_U64 ("timeout_ms", TASK_, timeout_ms, OPT),
+    F_U64 ("soft_timeout_ms", TASK_, soft_timeout_ms, OPT),
 };
 //  FAIL and RESULT items: the outcome of one attempt
 static const s_field_t s_outcome_task_fields[] = {
@@ -160,6 +165,7 @@ static const s_field_t s_outcome_task_fields[] = {
     F_I32 ("signal", TASK_, signal, OPT),
     F_I32 ("exit_status", TASK_, exit_status, OPT),
     F_U64 ("max_rss_kb", TASK_, max_rss_kb, OPT),
+    F_U64 ("cpu_us", TASK_, cpu_us, OPT),
 };
 //  REVOKE and STORED items: one attempt
 static const s_field_t s_attempt_task_fields[] = {
@@ -196,8 +202,26 @@ static const s_schema_t s_attempt_task =
     SCHEMA ("task", drover_task_t, false, s_attempt_task_fields);
 static const s_schema_t s_done_task =
     SCHEMA ("task", drover_task_t, false, s_done_task_fields);
+//  DEAD_REPLY items: one per attempt of each dead letter
+static const s_field_t s_dead_task_fields[] = {
+    F_ID ("id", TASK_, id),
+    F_U32 ("attempt", TASK_, attempt, UINT32_MAX, REQ),
+    F_CODE ("code", TASK_, code, REQ),
+    F_NAME ("handler", TASK_, handler, OPT),
+    F_NAME ("queue", TASK_, queue, OPT),
+    F_U32 ("max_attempts", TASK_, max_attempts, UINT32_MAX, OPT),
+    F_TEXT ("reason", TASK_, reason, DROVER_MAX_TEXT, OPT),
+    F_NAME ("node", TASK_, node, OPT),
+    F_U64 ("elapsed_us", TASK_, elapsed_us, OPT),
+    F_U64 ("cpu_us", TASK_, cpu_us, OPT),
+    F_I32 ("signal", TASK_, signal, OPT),
+    F_I32 ("exit_status", TASK_, exit_status, OPT),
+    F_U64 ("max_rss_kb", TASK_, max_rss_kb, OPT),
+};
 static const s_schema_t s_status_task =
     SCHEMA ("task", drover_task_t, false, s_status_task_fields);
+static const s_schema_t s_dead_task =
+    SCHEMA ("task", drover_task_t, false, s_dead_task_fields);
 
 //  STATS_REPLY items
 
@@ -298,6 +322,19 @@ static const s_field_t s_result_fields[] = {
 static const s_field_t s_done_fields[] = {
     F_ITEMS ("tasks", tasks, task_count, s_done_task),
 };
+static const s_field_t s_dead_fields[] = {
+    F_U64 ("ref", MSG_, ref, REQ),
+    F_IDS ("ids", OPT),
+};
+static const s_field_t s_dead_reply_fields[] = {
+    F_U64 ("ref", MSG_, ref, REQ),
+    F_ITEMS ("tasks", tasks, task_count, s_dead_task),
+};
+static const s_field_t s_retry_fields[] = {
+    F_U64 ("ref", MSG_, ref, REQ),
+    F_IDS ("ids", OPT),
+    F_BOOL ("all", MSG_, all, OPT),
+};
 static const s_field_t s_watch_fields[] = {
     F_IDS ("ids", REQ),
     F_BOOL ("release", MSG_, release, OPT),
@@ -332,6 +369,10 @@ s_command_schema (int command)
     static const s_schema_t stored = COMMAND ("STORED", s_attempts_fields);
     static const s_schema_t done = COMMAND ("DONE", s_done_fields);
     static const s_schema_t watch = COMMAND ("WATCH", s_watch_fields);
+    static const s_schema_t dead = COMMAND ("DEAD", s_dead_fields);
+    static const s_schema_t dead_reply =
+        COMMAND ("DEAD_REPLY", s_dead_reply_fields);
+    static const s_schema_t retry = COMMAND ("RETRY", s_retry_fields);
 
     switch (command) {
         case DROVER_HELLO: return &hello;
@@ -355,6 +396,9 @@ s_command_schema (int command)
         case DROVER_STORED: return &stored;
         case DROVER_DONE: return &done;
         case DROVER_WATCH: return &watch;
+        case DROVER_DEAD: return &dead;
+        case DROVER_DEAD_REPLY: return &dead_reply;
+        case DROVER_RETRY: return &retry;
         default: return NULL;
     }
 }

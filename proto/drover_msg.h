@@ -41,6 +41,13 @@ extern "C" {
 #define DROVER_MAX_DEPTH   16         /* nesting of arrays and maps */
 #define DROVER_MAX_CREDIT  65535      /* tasks one CREDIT may ask for */
 
+/*  A retry_on set: bit N stands for code -N. */
+#define DROVER_RETRY_BIT(code) (1ull << (unsigned)-(code))
+#define DROVER_RETRY_ON_DEFAULT                                                \
+    (DROVER_RETRY_BIT (DROVER_EFAILED) | DROVER_RETRY_BIT (DROVER_ECRASHED)    \
+     | DROVER_RETRY_BIT (DROVER_ETIMELIMIT)                                    \
+     | DROVER_RETRY_BIT (DROVER_EMEMLIMIT))
+
 typedef enum {
     DROVER_HELLO = 0x01,        /* any peer -> broker: who I am */
     DROVER_WELCOME = 0x02,      /* broker -> peer: settings, sink endpoint */
@@ -54,6 +61,9 @@ typedef enum {
     DROVER_STATUS_REPLY = 0x14, /* broker|sink -> client: task states */
     DROVER_STATS = 0x15,        /* client -> broker: ask counters */
     DROVER_STATS_REPLY = 0x16,  /* broker -> client: queues, nodes, counters */
+    DROVER_DEAD = 0x17,         /* client -> broker: list dead letters */
+    DROVER_DEAD_REPLY = 0x18,   /* broker -> client: dead letters, history */
+    DROVER_RETRY = 0x19,        /* client -> broker: resubmit dead letters */
     DROVER_CREDIT = 0x20,       /* node -> broker: send me N more tasks */
     DROVER_DISPATCH = 0x21,     /* broker -> node: run these tasks */
     DROVER_FAIL = 0x22,         /* node -> broker: these attempts failed */
@@ -88,23 +98,29 @@ typedef struct {
 /*  One task item. Each command uses the subset of fields SPEC.md names;
     the others are zero or NULL. */
 typedef struct {
-    uint64_t id;            /* task id, assigned by the broker, never 0 */
-    uint32_t attempt;       /* attempt number, 1 for the first dispatch */
-    uint32_t max_attempts;  /* attempts allowed for failures; 0: default */
-    const char *handler;    /* handler name on the node */
-    const char *queue;      /* queue name; NULL: "default" */
-    const char *key;        /* user key (dedup, per-key limits); may be NULL */
-    uint64_t timeout_ms;    /* time limit of one attempt; 0: none */
-    uint64_t delay_ms;      /* do not dispatch before this delay */
-    int64_t priority;       /* higher runs first within a queue */
-    uint32_t state;         /* a drover_state_t */
-    int32_t code;           /* outcome: 0, or a DROVER_E* code */
-    const char *reason;     /* why it failed, e.g. stderr tail; may be NULL */
-    const char *node;       /* name of the node that ran the attempt */
-    uint64_t elapsed_us;    /* run time of the attempt */
-    int32_t signal;         /* signal that killed the child, or 0 */
-    int32_t exit_status;    /* exit status of an exec handler, or 0 */
-    uint64_t max_rss_kb;    /* peak resident memory of the child */
+    uint64_t id;           /* task id, assigned by the broker, never 0 */
+    uint32_t attempt;      /* attempt number, 1 for the first dispatch */
+    uint32_t max_attempts; /* attempts allowed for failures; 0: default */
+    const char *handler;   /* handler name on the node */
+    const char *queue;     /* queue name; NULL: "default" */
+    const char *key;       /* user key (dedup, per-key limits); may be NULL */
+    uint64_t timeout_ms;   /* time limit of one attempt; 0: none */
+    uint64_t delay_ms;     /* do not dispatch before this delay */
+    int64_t priority;      /* higher runs first within a queue */
+    uint32_t state;        /* a drover_state_t */
+    int32_t code;          /* outcome: 0, or a DROVER_E* code */
+    const char *reason;    /* why it failed, e.g. stderr tail; may be NULL */
+    const char *node;      /* name of the node that ran the attempt */
+    uint64_t elapsed_us;   /* run time of the attempt */
+    int32_t signal;        /* signal that killed the child, or 0 */
+    int32_t exit_status;   /* exit status of an exec handler, or 0 */
+    uint64_t max_rss_kb;   /* peak resident memory of the child */
+    uint64_t cpu_us;       /* user + system CPU time of the attempt */
+    uint64_t soft_timeout_ms; /* SIGTERM to the attempt after this; 0: none */
+    uint64_t retry_delay_ms;  /* backoff before the first retry; 0: default */
+    uint64_t retry_max_delay_ms; /* cap of the backoff; 0: default */
+    uint64_t retry_on;           /* codes that retry: bit N for code -N; 0:
+                               default (DROVER_RETRY_ON_DEFAULT) */
     drover_bytes_t payload; /* input (SUBMIT, DISPATCH) or result (RESULT) */
 } drover_task_t;
 
@@ -153,14 +169,15 @@ typedef struct {
     int32_t code;             /* ERROR, BYE: a DROVER_E* code */
     const char *reason;       /* ERROR, BYE: what happened, what to do */
     bool release;             /* WATCH: forget results once delivered */
+    bool all;                 /* DEAD, RETRY: every dead letter, not ids */
     const char **handlers;    /* HELLO(node): handlers it runs */
     size_t handler_count;
     const char **queues; /* HELLO(node): queues it serves */
     size_t queue_count;
-    uint64_t *ids; /* SUBMITTED, CANCEL, STATUS, WATCH */
+    uint64_t *ids; /* SUBMITTED, CANCEL, STATUS, WATCH, DEAD, RETRY */
     size_t id_count;
     drover_task_t *tasks; /* SUBMIT, DISPATCH, FAIL, REVOKE, RESULT,
-                             STORED, DONE, STATUS_REPLY */
+                             STORED, DONE, STATUS_REPLY, DEAD_REPLY */
     size_t task_count;
     drover_queue_info_t *queue_infos; /* STATS_REPLY */
     size_t queue_info_count;

@@ -23,20 +23,21 @@
 //  --------------------------------------------------------------------------
 //  Every command, in protocol order
 
-#define FX_COMMAND_COUNT 21
+#define FX_COMMAND_COUNT 24
 
 //  Returns the index'th command of drover_command_t.
 static inline int
 fx_command (size_t index)
 {
     static const int commands[FX_COMMAND_COUNT] = {
-        DROVER_HELLO,        DROVER_WELCOME,  DROVER_HEARTBEAT,
-        DROVER_BYE,          DROVER_ERROR,    DROVER_SUBMIT,
-        DROVER_SUBMITTED,    DROVER_CANCEL,   DROVER_STATUS,
-        DROVER_STATUS_REPLY, DROVER_STATS,    DROVER_STATS_REPLY,
-        DROVER_CREDIT,       DROVER_DISPATCH, DROVER_FAIL,
-        DROVER_REVOKE,       DROVER_DRAIN,    DROVER_RESULT,
-        DROVER_STORED,       DROVER_DONE,     DROVER_WATCH,
+        DROVER_HELLO,        DROVER_WELCOME,    DROVER_HEARTBEAT,
+        DROVER_BYE,          DROVER_ERROR,      DROVER_SUBMIT,
+        DROVER_SUBMITTED,    DROVER_CANCEL,     DROVER_STATUS,
+        DROVER_STATUS_REPLY, DROVER_STATS,      DROVER_STATS_REPLY,
+        DROVER_DEAD,         DROVER_DEAD_REPLY, DROVER_RETRY,
+        DROVER_CREDIT,       DROVER_DISPATCH,   DROVER_FAIL,
+        DROVER_REVOKE,       DROVER_DRAIN,      DROVER_RESULT,
+        DROVER_STORED,       DROVER_DONE,       DROVER_WATCH,
     };
     assert (index < FX_COMMAND_COUNT);
     return commands[index];
@@ -107,11 +108,18 @@ fx_sample (drover_msg_t *msg, int command)
             tasks[0].delay_ms = 250;
             tasks[0].priority = 5;
             tasks[0].max_attempts = 3;
+            tasks[0].soft_timeout_ms = 25000;
+            tasks[0].retry_delay_ms = 500;
+            tasks[0].retry_max_delay_ms = 20000;
+            tasks[0].retry_on = DROVER_RETRY_BIT (DROVER_EFAILED)
+                                | DROVER_RETRY_BIT (DROVER_ETIMELIMIT);
             tasks[0].payload.data = json;
             tasks[0].payload.size = sizeof json - 1;
             tasks[1].handler = "ocr.v2";
             tasks[2].handler = "thumbnail";
             tasks[2].priority = -7;
+            tasks[2].max_attempts = 5;
+            tasks[2].retry_on = DROVER_RETRY_ON_DEFAULT;
             tasks[2].payload.data = binary;
             tasks[2].payload.size = sizeof binary;
             msg->tasks = tasks;
@@ -164,6 +172,61 @@ fx_sample (drover_msg_t *msg, int command)
             msg->counters = counters;
             msg->counter_count = 3;
             break;
+        case DROVER_DEAD:
+            msg->ref = 1023;
+            ids[0] = 17;
+            ids[1] = 18;
+            ids[2] = 9000000000ull;
+            msg->ids = ids;
+            msg->id_count = 3;
+            break;
+        case DROVER_DEAD_REPLY:
+            //  Task 17 crashed, then passed its memory limit; task 18 hung
+            msg->ref = 1023;
+            tasks[0].id = 17;
+            tasks[0].attempt = 1;
+            tasks[0].code = DROVER_ECRASHED;
+            tasks[0].handler = "resize";
+            tasks[0].queue = "images";
+            tasks[0].max_attempts = 2;
+            tasks[0].reason = "child killed by signal 11 (SIGSEGV)";
+            tasks[0].node = "build-07:4242";
+            tasks[0].elapsed_us = 1234567;
+            tasks[0].cpu_us = 1200000;
+            tasks[0].signal = 11;
+            tasks[0].max_rss_kb = 20480;
+            tasks[1].id = 17;
+            tasks[1].attempt = 2;
+            tasks[1].code = DROVER_EMEMLIMIT;
+            tasks[1].handler = "resize";
+            tasks[1].queue = "images";
+            tasks[1].max_attempts = 2;
+            tasks[1].reason = "resident memory 524288 kB over the limit";
+            tasks[1].node = "build-08:77";
+            tasks[1].elapsed_us = 800000;
+            tasks[1].cpu_us = 790000;
+            tasks[1].signal = 9;
+            tasks[1].max_rss_kb = 524288;
+            tasks[2].id = 18;
+            tasks[2].attempt = 1;
+            tasks[2].code = DROVER_EFAILED;
+            tasks[2].handler = "ocr.v2";
+            tasks[2].reason = "exit status 3";
+            tasks[2].node = "build-08:77";
+            tasks[2].elapsed_us = 5000;
+            tasks[2].cpu_us = 4000;
+            tasks[2].exit_status = 3;
+            tasks[2].max_rss_kb = 8192;
+            msg->tasks = tasks;
+            msg->task_count = 3;
+            break;
+        case DROVER_RETRY:
+            msg->ref = 1024;
+            ids[0] = 17;
+            ids[1] = 18;
+            msg->ids = ids;
+            msg->id_count = 2;
+            break;
         case DROVER_CREDIT: msg->credit = 10; break;
         case DROVER_DISPATCH:
             tasks[0].id = 17;
@@ -172,6 +235,7 @@ fx_sample (drover_msg_t *msg, int command)
             tasks[0].queue = "images";
             tasks[0].key = "user:42/avatar";
             tasks[0].timeout_ms = 30000;
+            tasks[0].soft_timeout_ms = 25000;
             tasks[0].payload.data = json;
             tasks[0].payload.size = sizeof json - 1;
             tasks[1].id = 18;
@@ -187,6 +251,7 @@ fx_sample (drover_msg_t *msg, int command)
             tasks[0].code = command == DROVER_FAIL ? DROVER_EFAILED : 0;
             tasks[0].node = "build-07:4242";
             tasks[0].elapsed_us = 1234567;
+            tasks[0].cpu_us = 987654;
             tasks[0].exit_status = command == DROVER_FAIL ? 1 : 0;
             tasks[0].max_rss_kb = 20480;
             tasks[1].id = 18;
@@ -196,6 +261,7 @@ fx_sample (drover_msg_t *msg, int command)
                               "  File \"resize.py\", line 3\n"
                               "MemoryError\n";
             tasks[1].signal = 9;
+            tasks[1].cpu_us = 31;
             if (command == DROVER_RESULT) {
                 tasks[0].payload.data = binary;
                 tasks[0].payload.size = sizeof binary;
@@ -294,6 +360,11 @@ fx_task_equal (const drover_task_t *a, const drover_task_t *b, size_t index,
     FX_TASK_NUM_ (signal);
     FX_TASK_NUM_ (exit_status);
     FX_TASK_NUM_ (max_rss_kb);
+    FX_TASK_NUM_ (cpu_us);
+    FX_TASK_NUM_ (soft_timeout_ms);
+    FX_TASK_NUM_ (retry_delay_ms);
+    FX_TASK_NUM_ (retry_max_delay_ms);
+    FX_TASK_NUM_ (retry_on);
     FX_TASK_NUM_ (payload.size);
 #undef FX_TASK_NUM_
 #undef FX_TASK_STR_
@@ -327,6 +398,7 @@ fx_msg_equal (const drover_msg_t *a, const drover_msg_t *b, char *why,
     FX_NUM_ ("code", a->code, b->code);
     FX_STR_ ("reason", a->reason, b->reason);
     FX_NUM_ ("release", a->release, b->release);
+    FX_NUM_ ("all", a->all, b->all);
     FX_NUM_ ("handler_count", a->handler_count, b->handler_count);
     for (size_t i = 0; i < a->handler_count; i++) {
         snprintf (where, sizeof where, "handlers[%zu]", i);

@@ -40,12 +40,12 @@ TestSuite (codec, .timeout = 120);
 
 //  Every command, for the tests that run once per command
 static const int s_commands[] = {
-    DROVER_HELLO,  DROVER_WELCOME,      DROVER_HEARTBEAT, DROVER_BYE,
-    DROVER_ERROR,  DROVER_SUBMIT,       DROVER_SUBMITTED, DROVER_CANCEL,
-    DROVER_STATUS, DROVER_STATUS_REPLY, DROVER_STATS,     DROVER_STATS_REPLY,
-    DROVER_CREDIT, DROVER_DISPATCH,     DROVER_FAIL,      DROVER_REVOKE,
-    DROVER_DRAIN,  DROVER_RESULT,       DROVER_STORED,    DROVER_DONE,
-    DROVER_WATCH,
+    DROVER_HELLO,    DROVER_WELCOME,      DROVER_HEARTBEAT, DROVER_BYE,
+    DROVER_ERROR,    DROVER_SUBMIT,       DROVER_SUBMITTED, DROVER_CANCEL,
+    DROVER_STATUS,   DROVER_STATUS_REPLY, DROVER_STATS,     DROVER_STATS_REPLY,
+    DROVER_DEAD,     DROVER_DEAD_REPLY,   DROVER_RETRY,     DROVER_CREDIT,
+    DROVER_DISPATCH, DROVER_FAIL,         DROVER_REVOKE,    DROVER_DRAIN,
+    DROVER_RESULT,   DROVER_STORED,       DROVER_DONE,      DROVER_WATCH,
 };
 _Static_assert(sizeof s_commands / sizeof s_commands[0] == FX_COMMAND_COUNT,
                "every command");
@@ -287,17 +287,41 @@ static const s_spec_key_t s_submit_task_keys[] = {
     {"delay_ms", K_U64, 0, O, NULL},
     {"priority", K_I64, 0, O, NULL},
     {"max_attempts", K_U32, UINT32_MAX, O, NULL},
+    {"soft_timeout_ms", K_U64, 0, O, NULL},
+    {"retry_delay_ms", K_U64, 0, O, NULL},
+    {"retry_max_delay_ms", K_U64, 0, O, NULL},
+    {"retry_on", K_U64, 0, O, NULL},
 };
 static const s_spec_key_t s_dispatch_task_keys[] = {
-    {"id", K_ID, 0, R, NULL},        {"attempt", K_U32, UINT32_MAX, R, NULL},
-    {"handler", K_NAME, 0, R, NULL}, {"queue", K_NAME, 0, O, NULL},
-    {"key", K_TEXT, 255, O, NULL},   {"timeout_ms", K_U64, 0, O, NULL},
+    {"id", K_ID, 0, R, NULL},
+    {"attempt", K_U32, UINT32_MAX, R, NULL},
+    {"handler", K_NAME, 0, R, NULL},
+    {"queue", K_NAME, 0, O, NULL},
+    {"key", K_TEXT, 255, O, NULL},
+    {"timeout_ms", K_U64, 0, O, NULL},
+    {"soft_timeout_ms", K_U64, 0, O, NULL},
 };
 static const s_spec_key_t s_outcome_keys[] = {
     {"id", K_ID, 0, R, NULL},          {"attempt", K_U32, UINT32_MAX, R, NULL},
     {"code", K_CODE, 0, R, NULL},      {"reason", K_TEXT, 4096, O, NULL},
     {"node", K_NAME, 0, O, NULL},      {"elapsed_us", K_U64, 0, O, NULL},
     {"signal", K_I32, 0, O, NULL},     {"exit_status", K_I32, 0, O, NULL},
+    {"max_rss_kb", K_U64, 0, O, NULL}, {"cpu_us", K_U64, 0, O, NULL},
+};
+//  DEAD_REPLY items: one recorded attempt of a dead letter (SPEC.md 5.20)
+static const s_spec_key_t s_dead_letter_keys[] = {
+    {"id", K_ID, 0, R, NULL},
+    {"attempt", K_U32, UINT32_MAX, R, NULL},
+    {"code", K_CODE, 0, R, NULL},
+    {"handler", K_NAME, 0, O, NULL},
+    {"queue", K_NAME, 0, O, NULL},
+    {"max_attempts", K_U32, UINT32_MAX, O, NULL},
+    {"reason", K_TEXT, 4096, O, NULL},
+    {"node", K_NAME, 0, O, NULL},
+    {"elapsed_us", K_U64, 0, O, NULL},
+    {"cpu_us", K_U64, 0, O, NULL},
+    {"signal", K_I32, 0, O, NULL},
+    {"exit_status", K_I32, 0, O, NULL},
     {"max_rss_kb", K_U64, 0, O, NULL},
 };
 static const s_spec_key_t s_attempt_keys[] = {
@@ -339,6 +363,7 @@ static const s_spec_key_t s_counter_keys[] = {
 static const s_spec_map_t s_submit_task = SPEC_MAP (s_submit_task_keys);
 static const s_spec_map_t s_dispatch_task = SPEC_MAP (s_dispatch_task_keys);
 static const s_spec_map_t s_outcome = SPEC_MAP (s_outcome_keys);
+static const s_spec_map_t s_dead_letter = SPEC_MAP (s_dead_letter_keys);
 static const s_spec_map_t s_attempt = SPEC_MAP (s_attempt_keys);
 static const s_spec_map_t s_done = SPEC_MAP (s_done_keys);
 static const s_spec_map_t s_status = SPEC_MAP (s_status_keys);
@@ -390,6 +415,19 @@ static const s_spec_key_t s_stats_reply_keys[] = {
     {"nodes", K_ITEMS, 0, R, &s_node_info},
     {"counters", K_ITEMS, 0, R, &s_counter},
 };
+static const s_spec_key_t s_dead_keys[] = {
+    {"ref", K_U64, 0, R, NULL},
+    {"ids", K_IDS, 0, O, NULL},
+};
+static const s_spec_key_t s_dead_reply_keys[] = {
+    {"ref", K_U64, 0, R, NULL},
+    {"tasks", K_ITEMS, 0, R, &s_dead_letter},
+};
+static const s_spec_key_t s_retry_keys[] = {
+    {"ref", K_U64, 0, R, NULL},
+    {"ids", K_IDS, 0, O, NULL},
+    {"all", K_BOOL, 0, O, NULL},
+};
 static const s_spec_key_t s_credit_keys[] = {
     {"credit", K_U32, 65535, R, NULL},
 };
@@ -427,6 +465,9 @@ s_spec (int command)
     static const s_spec_map_t status_reply = SPEC_MAP (s_status_reply_keys);
     static const s_spec_map_t stats = SPEC_MAP (s_stats_keys);
     static const s_spec_map_t stats_reply = SPEC_MAP (s_stats_reply_keys);
+    static const s_spec_map_t dead = SPEC_MAP (s_dead_keys);
+    static const s_spec_map_t dead_reply = SPEC_MAP (s_dead_reply_keys);
+    static const s_spec_map_t retry = SPEC_MAP (s_retry_keys);
     static const s_spec_map_t credit = SPEC_MAP (s_credit_keys);
     static const s_spec_map_t dispatch = SPEC_MAP (s_dispatch_keys);
     static const s_spec_map_t outcomes = SPEC_MAP (s_outcomes_keys);
@@ -447,6 +488,9 @@ s_spec (int command)
         case DROVER_STATUS_REPLY: return status_reply;
         case DROVER_STATS: return stats;
         case DROVER_STATS_REPLY: return stats_reply;
+        case DROVER_DEAD: return dead;
+        case DROVER_DEAD_REPLY: return dead_reply;
+        case DROVER_RETRY: return retry;
         case DROVER_CREDIT: return credit;
         case DROVER_DISPATCH: return dispatch;
         case DROVER_FAIL:
@@ -754,7 +798,7 @@ LEAK_CHECKED_TEST (codec, strerror_and_strcode_name_every_code)
         "DROVER_EFAILED",   "DROVER_ECRASHED",   "DROVER_ECANCELLED",
         "DROVER_EDENIED",   "DROVER_ECONNECT",   "DROVER_EIO",
         "DROVER_ESHUTDOWN", "DROVER_ETIMELIMIT", "DROVER_ELOST",
-        "DROVER_ESYSTEM",
+        "DROVER_ESYSTEM",   "DROVER_EMEMLIMIT",
     };
     _Static_assert(sizeof names / sizeof names[0] == 1 - DROVER_ELAST,
                    "a name per code");
@@ -788,13 +832,14 @@ LEAK_CHECKED_TEST (codec, command_names)
         int command;
         const char *name;
     } expected[] = {
-        {0x01, "HELLO"},        {0x02, "WELCOME"},  {0x03, "HEARTBEAT"},
-        {0x04, "BYE"},          {0x05, "ERROR"},    {0x10, "SUBMIT"},
-        {0x11, "SUBMITTED"},    {0x12, "CANCEL"},   {0x13, "STATUS"},
-        {0x14, "STATUS_REPLY"}, {0x15, "STATS"},    {0x16, "STATS_REPLY"},
-        {0x20, "CREDIT"},       {0x21, "DISPATCH"}, {0x22, "FAIL"},
-        {0x23, "REVOKE"},       {0x24, "DRAIN"},    {0x30, "RESULT"},
-        {0x31, "STORED"},       {0x32, "DONE"},     {0x33, "WATCH"},
+        {0x01, "HELLO"},        {0x02, "WELCOME"},    {0x03, "HEARTBEAT"},
+        {0x04, "BYE"},          {0x05, "ERROR"},      {0x10, "SUBMIT"},
+        {0x11, "SUBMITTED"},    {0x12, "CANCEL"},     {0x13, "STATUS"},
+        {0x14, "STATUS_REPLY"}, {0x15, "STATS"},      {0x16, "STATS_REPLY"},
+        {0x17, "DEAD"},         {0x18, "DEAD_REPLY"}, {0x19, "RETRY"},
+        {0x20, "CREDIT"},       {0x21, "DISPATCH"},   {0x22, "FAIL"},
+        {0x23, "REVOKE"},       {0x24, "DRAIN"},      {0x30, "RESULT"},
+        {0x31, "STORED"},       {0x32, "DONE"},       {0x33, "WATCH"},
     };
     _Static_assert(sizeof expected / sizeof expected[0] == FX_COMMAND_COUNT,
                    "every command");
@@ -917,8 +962,9 @@ LEAK_CHECKED_TEST (codec, golden_encodings)
 LEAK_CHECKED_TEST (codec, every_code_round_trips)
 {
     static const int commands[] = {
-        DROVER_ERROR,  DROVER_BYE,    DROVER_FAIL, DROVER_RESULT,
-        DROVER_REVOKE, DROVER_STORED, DROVER_DONE, DROVER_STATUS_REPLY,
+        DROVER_ERROR,  DROVER_BYE,          DROVER_FAIL,
+        DROVER_RESULT, DROVER_REVOKE,       DROVER_STORED,
+        DROVER_DONE,   DROVER_STATUS_REPLY, DROVER_DEAD_REPLY,
     };
     for (int code = DROVER_ELAST; code <= 0; code++)
         for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
@@ -963,8 +1009,19 @@ LEAK_CHECKED_TEST (codec, extreme_integers_round_trip)
     msg.tasks[0].delay_ms = UINT64_MAX;
     msg.tasks[0].priority = INT64_MIN;
     msg.tasks[0].max_attempts = UINT32_MAX;
+    msg.tasks[0].soft_timeout_ms = UINT64_MAX;
+    msg.tasks[0].retry_delay_ms = UINT64_MAX;
+    msg.tasks[0].retry_max_delay_ms = UINT64_MAX;
+    msg.tasks[0].retry_on = UINT64_MAX;
     msg.tasks[1].priority = INT64_MAX;
+    msg.tasks[1].retry_on = 1; //  bit 0: code 0, which is no failure
+    msg.tasks[1].retry_delay_ms = 1;
+    msg.tasks[1].retry_max_delay_ms = 1;
+    msg.tasks[1].soft_timeout_ms = 1;
     msg.tasks[2].priority = -1;
+    msg.tasks[2].retry_on = 1ull << 63; //  past DROVER_ELAST: still a uint
+    msg.tasks[2].retry_delay_ms = (uint64_t)UINT32_MAX + 1;
+    msg.tasks[2].retry_max_delay_ms = UINT32_MAX;
     s_round_trip (&msg, "SUBMIT max");
     msg.ref = 0;
     for (size_t i = 0; i < msg.task_count; i++) {
@@ -986,8 +1043,10 @@ LEAK_CHECKED_TEST (codec, extreme_integers_round_trip)
     msg.tasks[0].id = UINT64_MAX;
     msg.tasks[0].attempt = UINT32_MAX;
     msg.tasks[0].timeout_ms = UINT64_MAX;
+    msg.tasks[0].soft_timeout_ms = UINT64_MAX;
     msg.tasks[1].id = 1;
     msg.tasks[1].attempt = 0;
+    msg.tasks[1].soft_timeout_ms = 1;
     s_round_trip (&msg, "DISPATCH max");
 
     static const int outcomes[] = {DROVER_FAIL, DROVER_RESULT};
@@ -995,6 +1054,8 @@ LEAK_CHECKED_TEST (codec, extreme_integers_round_trip)
         fx_sample (&msg, outcomes[c]);
         msg.tasks[0].elapsed_us = UINT64_MAX;
         msg.tasks[0].max_rss_kb = UINT64_MAX;
+        msg.tasks[0].cpu_us = UINT64_MAX;
+        msg.tasks[1].cpu_us = (uint64_t)UINT32_MAX + 1;
         msg.tasks[0].signal = INT32_MIN;
         msg.tasks[0].exit_status = INT32_MAX;
         msg.tasks[1].signal = INT32_MAX;
@@ -1008,6 +1069,32 @@ LEAK_CHECKED_TEST (codec, extreme_integers_round_trip)
     msg.tasks[0].attempt = UINT32_MAX;
     msg.tasks[0].max_attempts = UINT32_MAX;
     s_round_trip (&msg, "STATUS_REPLY max");
+
+    fx_sample (&msg, DROVER_DEAD_REPLY);
+    msg.ref = UINT64_MAX;
+    msg.tasks[0].id = UINT64_MAX;
+    msg.tasks[0].attempt = UINT32_MAX;
+    msg.tasks[0].max_attempts = UINT32_MAX;
+    msg.tasks[0].elapsed_us = UINT64_MAX;
+    msg.tasks[0].cpu_us = UINT64_MAX;
+    msg.tasks[0].max_rss_kb = UINT64_MAX;
+    msg.tasks[0].signal = INT32_MIN;
+    msg.tasks[0].exit_status = INT32_MAX;
+    msg.tasks[1].signal = INT32_MAX;
+    msg.tasks[1].exit_status = INT32_MIN;
+    msg.tasks[2].attempt = 0;
+    s_round_trip (&msg, "DEAD_REPLY max");
+
+    static const int id_requests[] = {DROVER_DEAD, DROVER_RETRY};
+    for (size_t c = 0; c < 2; c++) {
+        fx_sample (&msg, id_requests[c]);
+        msg.ref = UINT64_MAX;
+        msg.ids[0] = UINT64_MAX;
+        msg.ids[1] = 1;
+        s_round_trip (&msg, drover_command_name (id_requests[c]));
+        msg.ref = 0;
+        s_round_trip (&msg, drover_command_name (id_requests[c]));
+    }
 
     fx_sample (&msg, DROVER_STATS_REPLY);
     msg.queue_infos[0].queued = UINT64_MAX;
@@ -1024,6 +1111,285 @@ LEAK_CHECKED_TEST (codec, extreme_integers_round_trip)
     msg.code = 0;
     msg.reason = "";
     s_round_trip (&msg, "ERROR zero, empty reason");
+}
+
+//  SPEC.md 5.6: bit N of retry_on stands for code -N; the default set is
+//  DROVER_EFAILED, DROVER_ECRASHED, DROVER_ETIMELIMIT and DROVER_EMEMLIMIT.
+LEAK_CHECKED_TEST (codec, retry_on_bits_follow_the_spec)
+{
+    _Static_assert(-DROVER_ELAST < 64, "every code has a bit in retry_on");
+    for (int code = DROVER_ELAST; code <= 0; code++)
+        cr_assert_eq (DROVER_RETRY_BIT (code), 1ull << -code, "code %d", code);
+    cr_assert_eq (DROVER_RETRY_ON_DEFAULT,
+                  (1ull << 12) | (1ull << 13) | (1ull << 19) | (1ull << 22));
+    //  Every set round trips: none, the default, each code alone, all bits
+    drover_msg_t msg;
+    fx_sample (&msg, DROVER_SUBMIT);
+    msg.tasks[0].retry_on = 0;
+    msg.tasks[1].retry_on = DROVER_RETRY_ON_DEFAULT;
+    for (int code = DROVER_ELAST; code <= 0; code++) {
+        msg.tasks[2].retry_on = DROVER_RETRY_BIT (code);
+        char context[32];
+        snprintf (context, sizeof context, "retry_on bit %d", -code);
+        s_round_trip (&msg, context);
+    }
+    msg.tasks[2].retry_on = UINT64_MAX;
+    s_round_trip (&msg, "retry_on every bit");
+}
+
+//  Decodes a header we wrote ourselves, with payloads empty payload frames
+static void
+s_decode_written (drover_msg_t *msg, int command, s_buf_t *buf, size_t payloads,
+                  const char *context)
+{
+    drover_msg_init (msg, DROVER_HELLO);
+    int rc = s_decode_header (msg, command, buf->data, buf->size, payloads);
+    ASSERT_DECODES (msg, rc, context);
+    s_buf_free (buf);
+}
+
+//  The new keys land in their own fields, not in a neighbour's: headers
+//  written by hand, each value distinct, read back field by field.
+LEAK_CHECKED_TEST (codec, new_keys_land_in_their_fields)
+{
+    s_buf_t buf = {0};
+    drover_msg_t msg;
+
+    //  SUBMIT: soft_timeout_ms, retry_delay_ms, retry_max_delay_ms, retry_on
+    s_mp_map (&buf, 2);
+    s_mp_cstr (&buf, "ref");
+    s_mp_uint (&buf, 1);
+    s_mp_cstr (&buf, "tasks");
+    s_mp_array (&buf, 1);
+    s_mp_map (&buf, 5);
+    s_mp_cstr (&buf, "handler");
+    s_mp_cstr (&buf, "h");
+    s_mp_cstr (&buf, "soft_timeout_ms");
+    s_mp_uint (&buf, 11);
+    s_mp_cstr (&buf, "retry_delay_ms");
+    s_mp_uint (&buf, 22);
+    s_mp_cstr (&buf, "retry_max_delay_ms");
+    s_mp_uint (&buf, 33);
+    s_mp_cstr (&buf, "retry_on");
+    s_mp_uint (&buf, UINT64_MAX - 1);
+    s_decode_written (&msg, DROVER_SUBMIT, &buf, 1, "SUBMIT");
+    cr_assert_eq (msg.task_count, 1);
+    cr_assert_eq (msg.tasks[0].soft_timeout_ms, 11);
+    cr_assert_eq (msg.tasks[0].retry_delay_ms, 22);
+    cr_assert_eq (msg.tasks[0].retry_max_delay_ms, 33);
+    cr_assert_eq (msg.tasks[0].retry_on, UINT64_MAX - 1);
+    cr_assert_eq (msg.tasks[0].timeout_ms, 0);
+    cr_assert_eq (msg.tasks[0].delay_ms, 0);
+    cr_assert_eq (msg.tasks[0].max_attempts, 0);
+    drover_msg_reset (&msg);
+
+    //  DISPATCH: soft_timeout_ms beside timeout_ms; the SUBMIT-only retry
+    //  keys are not DISPATCH keys, and are ignored there
+    s_mp_map (&buf, 1);
+    s_mp_cstr (&buf, "tasks");
+    s_mp_array (&buf, 1);
+    s_mp_map (&buf, 7);
+    s_mp_cstr (&buf, "id");
+    s_mp_uint (&buf, 5);
+    s_mp_cstr (&buf, "attempt");
+    s_mp_uint (&buf, 2);
+    s_mp_cstr (&buf, "handler");
+    s_mp_cstr (&buf, "h");
+    s_mp_cstr (&buf, "timeout_ms");
+    s_mp_uint (&buf, 60000);
+    s_mp_cstr (&buf, "soft_timeout_ms");
+    s_mp_uint (&buf, 45000);
+    s_mp_cstr (&buf, "retry_on");
+    s_mp_uint (&buf, 7);
+    s_mp_cstr (&buf, "cpu_us");
+    s_mp_cstr (&buf, "not even a number");
+    s_decode_written (&msg, DROVER_DISPATCH, &buf, 1, "DISPATCH");
+    cr_assert_eq (msg.tasks[0].timeout_ms, 60000);
+    cr_assert_eq (msg.tasks[0].soft_timeout_ms, 45000);
+    cr_assert_eq (msg.tasks[0].retry_on, 0);
+    cr_assert_eq (msg.tasks[0].cpu_us, 0);
+    drover_msg_reset (&msg);
+
+    //  FAIL and RESULT: cpu_us beside elapsed_us, code DROVER_EMEMLIMIT
+    static const int outcomes[] = {DROVER_FAIL, DROVER_RESULT};
+    for (size_t c = 0; c < 2; c++) {
+        s_mp_map (&buf, 1);
+        s_mp_cstr (&buf, "tasks");
+        s_mp_array (&buf, 1);
+        s_mp_map (&buf, 6);
+        s_mp_cstr (&buf, "id");
+        s_mp_uint (&buf, 5);
+        s_mp_cstr (&buf, "attempt");
+        s_mp_uint (&buf, 1);
+        s_mp_cstr (&buf, "code");
+        s_mp_int (&buf, DROVER_EMEMLIMIT);
+        s_mp_cstr (&buf, "elapsed_us");
+        s_mp_uint (&buf, 70);
+        s_mp_cstr (&buf, "cpu_us");
+        s_mp_uint (&buf, 55);
+        s_mp_cstr (&buf, "max_rss_kb");
+        s_mp_uint (&buf, 1u << 20);
+        s_decode_written (&msg, outcomes[c], &buf,
+                          outcomes[c] == DROVER_RESULT ? 1 : 0,
+                          drover_command_name (outcomes[c]));
+        cr_assert_eq (msg.tasks[0].code, DROVER_EMEMLIMIT);
+        cr_assert_eq (msg.tasks[0].elapsed_us, 70);
+        cr_assert_eq (msg.tasks[0].cpu_us, 55);
+        cr_assert_eq (msg.tasks[0].max_rss_kb, 1u << 20);
+        drover_msg_reset (&msg);
+    }
+
+    //  DEAD_REPLY: every key of an item
+    s_mp_map (&buf, 2);
+    s_mp_cstr (&buf, "ref");
+    s_mp_uint (&buf, 9);
+    s_mp_cstr (&buf, "tasks");
+    s_mp_array (&buf, 1);
+    s_mp_map (&buf, 13);
+    s_mp_cstr (&buf, "id");
+    s_mp_uint (&buf, 101);
+    s_mp_cstr (&buf, "attempt");
+    s_mp_uint (&buf, 102);
+    s_mp_cstr (&buf, "code");
+    s_mp_int (&buf, DROVER_ETIMELIMIT);
+    s_mp_cstr (&buf, "handler");
+    s_mp_cstr (&buf, "the-handler");
+    s_mp_cstr (&buf, "queue");
+    s_mp_cstr (&buf, "the-queue");
+    s_mp_cstr (&buf, "max_attempts");
+    s_mp_uint (&buf, 103);
+    s_mp_cstr (&buf, "reason");
+    s_mp_cstr (&buf, "the reason");
+    s_mp_cstr (&buf, "node");
+    s_mp_cstr (&buf, "the-node");
+    s_mp_cstr (&buf, "elapsed_us");
+    s_mp_uint (&buf, 104);
+    s_mp_cstr (&buf, "cpu_us");
+    s_mp_uint (&buf, 105);
+    s_mp_cstr (&buf, "signal");
+    s_mp_int (&buf, 15);
+    s_mp_cstr (&buf, "exit_status");
+    s_mp_int (&buf, -106);
+    s_mp_cstr (&buf, "max_rss_kb");
+    s_mp_uint (&buf, 107);
+    s_decode_written (&msg, DROVER_DEAD_REPLY, &buf, 0, "DEAD_REPLY");
+    cr_assert_eq (msg.ref, 9);
+    cr_assert_eq (msg.task_count, 1);
+    const drover_task_t *dead = &msg.tasks[0];
+    cr_assert_eq (dead->id, 101);
+    cr_assert_eq (dead->attempt, 102);
+    cr_assert_eq (dead->code, DROVER_ETIMELIMIT);
+    cr_assert_str_eq (dead->handler, "the-handler");
+    cr_assert_str_eq (dead->queue, "the-queue");
+    cr_assert_eq (dead->max_attempts, 103);
+    cr_assert_str_eq (dead->reason, "the reason");
+    cr_assert_str_eq (dead->node, "the-node");
+    cr_assert_eq (dead->elapsed_us, 104);
+    cr_assert_eq (dead->cpu_us, 105);
+    cr_assert_eq (dead->signal, 15);
+    cr_assert_eq (dead->exit_status, -106);
+    cr_assert_eq (dead->max_rss_kb, 107);
+    cr_assert_eq (dead->state, 0);
+    cr_assert_eq (dead->payload.size, 0);
+    drover_msg_reset (&msg);
+
+    //  DEAD without ids: the oldest dead letters
+    s_mp_map (&buf, 1);
+    s_mp_cstr (&buf, "ref");
+    s_mp_uint (&buf, 3);
+    s_decode_written (&msg, DROVER_DEAD, &buf, 0, "DEAD without ids");
+    cr_assert_eq (msg.ref, 3);
+    cr_assert_eq (msg.id_count, 0);
+    cr_assert_null (msg.ids);
+    cr_assert_not (msg.all);
+    drover_msg_reset (&msg);
+
+    //  RETRY all, without ids; and RETRY of ids, all false
+    s_mp_map (&buf, 2);
+    s_mp_cstr (&buf, "all");
+    s_put_byte (&buf, 0xc3);
+    s_mp_cstr (&buf, "ref");
+    s_mp_uint (&buf, 4);
+    s_decode_written (&msg, DROVER_RETRY, &buf, 0, "RETRY all");
+    cr_assert_eq (msg.ref, 4);
+    cr_assert (msg.all);
+    cr_assert_eq (msg.id_count, 0);
+    cr_assert_null (msg.ids);
+    drover_msg_reset (&msg);
+    s_mp_map (&buf, 3);
+    s_mp_cstr (&buf, "ref");
+    s_mp_uint (&buf, 5);
+    s_mp_cstr (&buf, "ids");
+    s_mp_array (&buf, 2);
+    s_mp_uint (&buf, 8);
+    s_mp_uint (&buf, UINT64_MAX);
+    s_mp_cstr (&buf, "all");
+    s_put_byte (&buf, 0xc2);
+    s_decode_written (&msg, DROVER_RETRY, &buf, 0, "RETRY ids");
+    cr_assert_not (msg.all);
+    cr_assert_eq (msg.id_count, 2);
+    cr_assert_eq (msg.ids[0], 8);
+    cr_assert_eq (msg.ids[1], UINT64_MAX);
+    drover_msg_reset (&msg);
+
+    //  `all` is a RETRY key: in WATCH it is unknown, and ignored
+    s_mp_map (&buf, 2);
+    s_mp_cstr (&buf, "ids");
+    s_mp_array (&buf, 1);
+    s_mp_uint (&buf, 1);
+    s_mp_cstr (&buf, "all");
+    s_put_byte (&buf, 0xc3);
+    s_decode_written (&msg, DROVER_WATCH, &buf, 0, "WATCH with all");
+    cr_assert_not (msg.all);
+    cr_assert_not (msg.release);
+    drover_msg_reset (&msg);
+}
+
+//  The encoder leaves out optional keys at their zero value: DEAD without
+//  ids is {"ref": 1}; RETRY all carries `all`, RETRY of ids does not.
+LEAK_CHECKED_TEST (codec, dead_and_retry_encodings)
+{
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DEAD);
+    msg.ref = 1;
+    fx_wire_t wire;
+    cr_assert_eq (fx_encode (&msg, &wire), 0, "%s", drover_msg_error (&msg));
+    static const uint8_t dead[] = {0x81, 0xa3, 'r', 'e', 'f', 0x01};
+    cr_assert_eq (wire.header_size, sizeof dead);
+    cr_assert_arr_eq (wire.header, dead, sizeof dead);
+    cr_assert_eq (*(const uint8_t *)wire.frames[1].data, 0x17);
+    fx_wire_free (&wire);
+    s_round_trip (&msg, "DEAD without ids");
+
+    drover_msg_init (&msg, DROVER_RETRY);
+    msg.ref = 1;
+    msg.all = true;
+    cr_assert_eq (fx_encode (&msg, &wire), 0, "%s", drover_msg_error (&msg));
+    cr_assert_eq (wire.header[0], 0x82, "ref and all");
+    cr_assert_not_null (memmem (wire.header, wire.header_size,
+                                "\xa3"
+                                "all\xc3",
+                                5));
+    cr_assert_null (memmem (wire.header, wire.header_size, "ids", 3));
+    cr_assert_eq (*(const uint8_t *)wire.frames[1].data, 0x19);
+    fx_wire_free (&wire);
+    s_round_trip (&msg, "RETRY all");
+
+    fx_sample (&msg, DROVER_RETRY);
+    cr_assert_eq (fx_encode (&msg, &wire), 0, "%s", drover_msg_error (&msg));
+    cr_assert_eq (wire.header[0], 0x82, "ref and ids");
+    cr_assert_null (memmem (wire.header, wire.header_size, "all", 3));
+    fx_wire_free (&wire);
+
+    //  A DEAD_REPLY with no dead letters is an empty tasks array, not absent
+    drover_msg_init (&msg, DROVER_DEAD_REPLY);
+    msg.ref = 2;
+    cr_assert_eq (fx_encode (&msg, &wire), 0, "%s", drover_msg_error (&msg));
+    cr_assert_not_null (
+        memmem (wire.header, wire.header_size, "\xa5tasks\x90", 7));
+    cr_assert_eq (*(const uint8_t *)wire.frames[1].data, 0x18);
+    fx_wire_free (&wire);
+    s_round_trip (&msg, "DEAD_REPLY empty");
 }
 
 LEAK_CHECKED_TEST (codec, empty_payloads_round_trip)
@@ -1148,7 +1514,7 @@ LEAK_CHECKED_TEST (codec, max_batch_round_trips)
         s_round_trip (&msg, drover_command_name (fx_command (c)));
         tried++;
     }
-    cr_assert_eq (tried, 14, "every command with an array");
+    cr_assert_eq (tried, 17, "every command with an array");
     free (tasks);
     free (ids);
     free (names);
@@ -1201,7 +1567,7 @@ LEAK_CHECKED_TEST (codec, max_batch_plus_one_is_refused)
             drover_msg_reset (&out);
         }
     }
-    cr_assert_eq (tried, 14);
+    cr_assert_eq (tried, 17);
     free (tasks);
     free (ids);
     free (names);
@@ -1270,6 +1636,14 @@ LEAK_CHECKED_TEST (codec, longest_names_and_texts)
              "tasks[1].reason");
     LONGEST (DROVER_STATUS_REPLY, msg.tasks[0].node, name, name_over,
              "tasks[0].node");
+    LONGEST (DROVER_DEAD_REPLY, msg.tasks[2].reason, text, text_over,
+             "tasks[2].reason");
+    LONGEST (DROVER_DEAD_REPLY, msg.tasks[0].handler, name, name_over,
+             "tasks[0].handler");
+    LONGEST (DROVER_DEAD_REPLY, msg.tasks[1].queue, name, name_over,
+             "tasks[1].queue");
+    LONGEST (DROVER_DEAD_REPLY, msg.tasks[1].node, name, name_over,
+             "tasks[1].node");
     LONGEST (DROVER_STATS_REPLY, msg.queue_infos[0].name, name, name_over,
              "queues[0].name");
     LONGEST (DROVER_STATS_REPLY, msg.node_infos[1].name, name, name_over,
@@ -1358,6 +1732,12 @@ LEAK_CHECKED_TEST (codec, encode_refuses_bad_names)
         fx_sample (&msg, DROVER_STATS_REPLY);
         msg.counters[0].name = bad[i];
         s_assert_encode_refuses (&msg, "counters[0].name");
+        fx_sample (&msg, DROVER_DEAD_REPLY);
+        msg.tasks[2].handler = bad[i];
+        s_assert_encode_refuses (&msg, "tasks[2].handler");
+        fx_sample (&msg, DROVER_DEAD_REPLY);
+        msg.tasks[1].node = bad[i];
+        s_assert_encode_refuses (&msg, "tasks[1].node");
     }
 }
 
@@ -1379,6 +1759,12 @@ LEAK_CHECKED_TEST (codec, encode_refuses_values_out_of_range)
         fx_sample (&msg, DROVER_STATUS_REPLY);
         msg.tasks[1].code = codes[i];
         s_assert_encode_refuses (&msg, "tasks[1].code");
+        fx_sample (&msg, DROVER_DEAD_REPLY);
+        msg.tasks[2].code = codes[i];
+        s_assert_encode_refuses (&msg, "tasks[2].code");
+        fx_sample (&msg, DROVER_FAIL);
+        msg.tasks[0].code = codes[i];
+        s_assert_encode_refuses (&msg, "tasks[0].code");
     }
     fx_sample (&msg, DROVER_CREDIT);
     msg.credit = DROVER_MAX_CREDIT + 1;
@@ -1402,7 +1788,8 @@ LEAK_CHECKED_TEST (codec, encode_refuses_task_id_0)
     static const int commands[] = {
         DROVER_SUBMITTED,    DROVER_CANCEL,   DROVER_STATUS, DROVER_WATCH,
         DROVER_STATUS_REPLY, DROVER_DISPATCH, DROVER_FAIL,   DROVER_REVOKE,
-        DROVER_RESULT,       DROVER_STORED,   DROVER_DONE,
+        DROVER_RESULT,       DROVER_STORED,   DROVER_DONE,   DROVER_DEAD,
+        DROVER_DEAD_REPLY,   DROVER_RETRY,
     };
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
         drover_msg_t msg;
@@ -1433,13 +1820,19 @@ LEAK_CHECKED_TEST (codec, encode_refuses_bad_arrays_and_commands)
     fx_sample (&msg, DROVER_STATS_REPLY);
     msg.node_infos = NULL;
     s_assert_encode_refuses (&msg, "nodes");
+    fx_sample (&msg, DROVER_DEAD_REPLY);
+    msg.tasks = NULL;
+    s_assert_encode_refuses (&msg, "tasks");
+    fx_sample (&msg, DROVER_RETRY);
+    msg.ids = NULL;
+    s_assert_encode_refuses (&msg, "ids");
 
     //  A payload that says it has octets must have them
     fx_sample (&msg, DROVER_RESULT);
     msg.tasks[1].payload = (drover_bytes_t){NULL, 10};
     s_assert_encode_refuses (&msg, "tasks[1].payload");
 
-    static const int not_commands[] = {0,    0x06, 0x0f, 0x17,
+    static const int not_commands[] = {0,    0x06, 0x0f, 0x1a,
                                        0x25, 0x34, 0xff, -1};
     for (size_t i = 0; i < sizeof not_commands / sizeof not_commands[0]; i++) {
         drover_msg_init (&msg, (drover_command_t)not_commands[i]);
@@ -2138,8 +2531,9 @@ LEAK_CHECKED_TEST (codec, lying_lengths_allocate_nothing)
         RAW ("ref: str 32", "\x81\xa3ref\xdb\xff\xff\xff\xff"),
         RAW ("key: str 32", "\x81\xdb\xff\xff\xff\xffref\x01"),
     };
-    static const int commands[] = {DROVER_SUBMIT, DROVER_STATS, DROVER_WATCH};
-    for (size_t c = 0; c < 3; c++)
+    static const int commands[] = {DROVER_SUBMIT, DROVER_STATS, DROVER_WATCH,
+                                   DROVER_DEAD_REPLY, DROVER_RETRY};
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
         for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
             drover_msg_t msg;
             drover_msg_init (&msg, DROVER_HELLO);
