@@ -1,5 +1,5 @@
 /*  cmd_client.c - the client subcommands: `drover map`, `submit`, `wait`,
-    `result`, `status`, `cancel` and `stats`. Thin: options, then
+    `result`, `status`, `cancel`, `stats` and `dead`. Thin: options, then
     libdrover's client (client/drover_client.h, drover_map.h) does the
     work; a local cluster (client/drover_cluster.h) when `map` has no
     broker to connect to.
@@ -44,6 +44,79 @@
     {                                                                          \
         "connect-timeout", 0, CLI_INT, "DROVER_CONNECT_TIMEOUT", "5000", 1,    \
             INT_MAX, "MS", "how long to wait for the broker to answer", target \
+    }
+
+//  The flags of task options, shared by map and submit.
+typedef struct {
+    const char *queue;       //  --queue, or NULL
+    long timeout_ms;         //  --timeout-ms
+    long soft_timeout_ms;    //  --soft-timeout-ms
+    long retries;            //  --retries; -1: the broker's default
+    long retry_delay_ms;     //  --retry-delay-ms
+    long retry_max_delay_ms; //  --retry-max-delay-ms
+    const char *retry_on;    //  --retry-on, as given, or NULL
+} s_task_flags_t;
+
+#define OPTION_TASK_LIMITS(flags)                                              \
+    {"timeout-ms",                                                             \
+     't',                                                                      \
+     CLI_INT,                                                                  \
+     "DROVER_TIMEOUT_MS",                                                      \
+     NULL,                                                                     \
+     0,                                                                        \
+     LONG_MAX,                                                                 \
+     "MS",                                                                     \
+     "hard time limit of one attempt (SIGKILL); 0: none",                      \
+     &(flags).timeout_ms},                                                     \
+        {"soft-timeout-ms",                                                    \
+         0,                                                                    \
+         CLI_INT,                                                              \
+         "DROVER_SOFT_TIMEOUT_MS",                                             \
+         NULL,                                                                 \
+         0,                                                                    \
+         LONG_MAX,                                                             \
+         "MS",                                                                 \
+         "soft time limit of one attempt (SIGTERM; SIGKILL follows at "        \
+         "--timeout-ms or after the node's grace period); 0: none",            \
+         &(flags).soft_timeout_ms},                                            \
+        {"retries",                                                            \
+         'r',                                                                  \
+         CLI_INT,                                                              \
+         "DROVER_RETRIES",                                                     \
+         NULL,                                                                 \
+         0,                                                                    \
+         1000,                                                                 \
+         "N",                                                                  \
+         "attempts after the first for a failing task [default: the "          \
+         "broker's, 0]",                                                       \
+         &(flags).retries},                                                    \
+        {"retry-delay-ms",                                                     \
+         0,                                                                    \
+         CLI_INT,                                                              \
+         "DROVER_RETRY_DELAY_MS",                                              \
+         NULL,                                                                 \
+         0,                                                                    \
+         LONG_MAX,                                                             \
+         "MS",                                                                 \
+         "wait before the first retry, doubled for each further one, with "    \
+         "jitter [default: the broker's, 1000]",                               \
+         &(flags).retry_delay_ms},                                             \
+        {"retry-max-delay-ms",                                                 \
+         0,                                                                    \
+         CLI_INT,                                                              \
+         "DROVER_RETRY_MAX_DELAY_MS",                                          \
+         NULL,                                                                 \
+         0,                                                                    \
+         LONG_MAX,                                                             \
+         "MS",                                                                 \
+         "longest wait between retries [default: the broker's, 60000]",        \
+         &(flags).retry_max_delay_ms},                                         \
+    {                                                                          \
+        "retry-on", 0, CLI_STRING, "DROVER_RETRY_ON", NULL, 0, 0, "CODES",     \
+            "failures that retry, comma-separated: failed, crashed, "          \
+            "timelimit, memlimit, lost, handler... or DROVER_E* names "        \
+            "[default: failed,crashed,timelimit,memlimit]",                    \
+            &(flags).retry_on                                                  \
     }
 
 //  --------------------------------------------------------------------------
@@ -159,6 +232,56 @@ s_connect (const char *command, const char *endpoint, long timeout_ms)
     return client;
 }
 
+//  Turns the task flags into options; returns 0 or a usage error.
+static int
+s_task_options (const cli_command_t *command, const s_task_flags_t *flags,
+                drover_task_options_t *options)
+{
+    *options = (drover_task_options_t){
+        .queue = flags->queue,
+        .timeout_ms = (uint64_t)flags->timeout_ms,
+        .max_attempts = flags->retries >= 0 ? (uint32_t)flags->retries + 1 : 0,
+        .soft_timeout_ms = (uint64_t)flags->soft_timeout_ms,
+        .retry_delay_ms = (uint64_t)flags->retry_delay_ms,
+        .retry_max_delay_ms = (uint64_t)flags->retry_max_delay_ms};
+    if (flags->queue && !s_name_ok (flags->queue))
+        return cli_usage_error (command,
+                                "'%s' is not a queue name (1-255 printable "
+                                "ASCII characters, no spaces)",
+                                flags->queue);
+    const char *bad = NULL;
+    if (flags->retry_on && *flags->retry_on
+        && drover_retry_on_parse (flags->retry_on, &options->retry_on, &bad)) {
+        int size = (int)strcspn (bad, ",");
+        if (size == 0)
+            return cli_usage_error (command,
+                                    "--retry-on '%s' has an empty name: give "
+                                    "names such as failed,crashed",
+                                    flags->retry_on);
+        return cli_usage_error (command,
+                                "--retry-on: '%.*s' is not a failure name: "
+                                "give names such as failed, crashed, "
+                                "timelimit, memlimit, lost, handler, or "
+                                "DROVER_E* names",
+                                size, bad);
+    }
+    if (flags->soft_timeout_ms && flags->timeout_ms
+        && flags->soft_timeout_ms >= flags->timeout_ms)
+        return cli_usage_error (command,
+                                "--soft-timeout-ms %ld must be shorter than "
+                                "--timeout-ms %ld (the soft limit warns, the "
+                                "hard one kills)",
+                                flags->soft_timeout_ms, flags->timeout_ms);
+    if (flags->retry_delay_ms && flags->retry_max_delay_ms
+        && flags->retry_max_delay_ms < flags->retry_delay_ms)
+        return cli_usage_error (command,
+                                "--retry-max-delay-ms %ld is shorter than "
+                                "--retry-delay-ms %ld",
+                                flags->retry_max_delay_ms,
+                                flags->retry_delay_ms);
+    return 0;
+}
+
 //  Parses the task ids argv[first..argc); returns 0 or a usage error.
 static int
 s_parse_ids (const cli_command_t *command, int argc, char **argv, int first,
@@ -198,8 +321,36 @@ s_print_failure (const char *command, uint64_t id, int code, const char *reason)
     fputc ('\n', stderr);
 }
 
+//  Prints how an attempt ran: " elapsed=1.500s cpu=0.250s
+//  max_rss_kb=2048", and " signal=N exit_status=N" for a failure or when
+//  not 0.
 static void
-s_print_status (const drover_status_t *status)
+s_print_forensics (int code, uint64_t elapsed_us, uint64_t cpu_us,
+                   uint64_t max_rss_kb, int signal, int exit_status)
+{
+    printf (" elapsed=%.3fs cpu=%.3fs max_rss_kb=%" PRIu64,
+            (double)elapsed_us / 1e6, (double)cpu_us / 1e6, max_rss_kb);
+    if (code || signal)
+        printf (" signal=%d", signal);
+    if (code || exit_status)
+        printf (" exit_status=%d", exit_status);
+}
+
+//  How the last attempt of a finished task ran.
+typedef struct {
+    bool known;          //  the rest is filled in
+    int code;            //  its outcome
+    uint64_t elapsed_us; //  wall time
+    uint64_t cpu_us;     //  CPU time
+    uint64_t max_rss_kb; //  peak memory
+    int signal;          //  signal that killed the child, or 0
+    int exit_status;     //  exit status, or 0
+} s_outcome_t;
+
+//  Prints a task's state on one line, with how its last attempt ran when
+//  outcome is known.
+static void
+s_print_status (const drover_status_t *status, const s_outcome_t *outcome)
 {
     printf ("%" PRIu64 " %s attempts=%" PRIu32, status->id, status->state_name,
             status->attempt);
@@ -208,6 +359,10 @@ s_print_status (const drover_status_t *status)
     if (status->node)
         printf (" node=%s", status->node);
     printf (" code=%s", status->code ? drover_strcode (status->code) : "0");
+    if (outcome->known)
+        s_print_forensics (outcome->code, outcome->elapsed_us, outcome->cpu_us,
+                           outcome->max_rss_kb, outcome->signal,
+                           outcome->exit_status);
     if (status->reason && *status->reason) {
         fputs (" reason=", stdout);
         s_print_line (stdout, status->reason);
@@ -420,9 +575,9 @@ s_stuck (drover_client_t *client, const char *queue)
 int
 drover_cmd_map (int argc, char **argv)
 {
-    const char *connect = NULL, *queue = NULL;
-    long jobs = 1, window = 1000, timeout_ms = 0, retries = -1;
-    long connect_timeout = 5000;
+    const char *connect = NULL;
+    s_task_flags_t flags = {.retries = -1};
+    long jobs = 1, window = 1000, connect_timeout = 5000;
     bool ordered = false, json = false, null = false, quiet = false,
          verbose = false;
     cli_list_t handlers = {NULL, 0};
@@ -441,14 +596,9 @@ drover_cmd_map (int argc, char **argv)
          "inputs are separated by NUL, not newline", &null},
         {"window", 'w', CLI_INT, "DROVER_WINDOW", "1000", 1, 1000000, "N",
          "most tasks in flight (and results held back in order)", &window},
-        {"timeout-ms", 't', CLI_INT, "DROVER_TIMEOUT_MS", NULL, 0, LONG_MAX,
-         "MS", "time limit of one attempt of a task; 0: none", &timeout_ms},
-        {"retries", 'r', CLI_INT, "DROVER_RETRIES", NULL, 0, 1000, "N",
-         "attempts after the first for a failing task [default: the "
-         "broker's]",
-         &retries},
+        OPTION_TASK_LIMITS (flags),
         {"queue", 'q', CLI_STRING, "DROVER_QUEUE", NULL, 0, 0, "NAME",
-         "queue of the tasks [default: default]", &queue},
+         "queue of the tasks [default: default]", &flags.queue},
         {"handler", 'H', CLI_LIST, NULL, NULL, 0, 0, "NAME=exec:CMD",
          "a handler for the local cluster's node (repeatable)", &handlers},
         OPTION_CONNECT_TIMEOUT (&connect_timeout),
@@ -488,19 +638,18 @@ drover_cmd_map (int argc, char **argv)
                               "'%s' is not a handler name (1-255 printable "
                               "ASCII characters, no spaces)",
                               handler);
-    else if (queue && !s_name_ok (queue))
-        rc = cli_usage_error (&command,
-                              "'%s' is not a queue name (1-255 printable "
-                              "ASCII characters, no spaces)",
-                              queue);
     else if (!local && handlers.count)
         rc = cli_usage_error (&command,
                               "--handler configures the local cluster: it "
                               "cannot go with --connect");
+    drover_task_options_t task_options;
+    if (rc == 0)
+        rc = s_task_options (&command, &flags, &task_options);
     if (rc) {
         free ((void *)handlers.items);
         return rc;
     }
+    const char *queue = flags.queue;
 
     s_catch_signals ();
     int status = 0;
@@ -556,11 +705,7 @@ drover_cmd_map (int argc, char **argv)
         goto done;
     }
     drover_map_options_t map_options = {
-        .task = {.queue = queue,
-                 .timeout_ms = (uint64_t)timeout_ms,
-                 .max_attempts = retries >= 0 ? (uint32_t)retries + 1 : 0},
-        .window = (size_t)window,
-        .ordered = ordered};
+        .task = task_options, .window = (size_t)window, .ordered = ordered};
     map =
         drover_map_new (client, handler, &map_options, s_reader_next, &reader);
     if (!map) {
@@ -738,17 +883,14 @@ s_read_all (int fd, size_t max, char **data_p, size_t *size_p)
 int
 drover_cmd_submit (int argc, char **argv)
 {
-    const char *connect = NULL, *queue = NULL;
-    long timeout_ms = 0, retries = -1, connect_timeout = 5000;
+    const char *connect = NULL;
+    s_task_flags_t flags = {.retries = -1};
+    long connect_timeout = 5000;
     cli_option_t options[] = {
         OPTION_CONNECT (&connect, DEFAULT_BROKER),
         {"queue", 'q', CLI_STRING, "DROVER_QUEUE", NULL, 0, 0, "NAME",
-         "queue of the task [default: default]", &queue},
-        {"timeout-ms", 't', CLI_INT, "DROVER_TIMEOUT_MS", NULL, 0, LONG_MAX,
-         "MS", "time limit of one attempt; 0: none", &timeout_ms},
-        {"retries", 'r', CLI_INT, "DROVER_RETRIES", NULL, 0, 1000, "N",
-         "attempts after the first if it fails [default: the broker's]",
-         &retries},
+         "queue of the task [default: default]", &flags.queue},
+        OPTION_TASK_LIMITS (flags),
         OPTION_CONNECT_TIMEOUT (&connect_timeout),
     };
     cli_command_t command = {
@@ -775,11 +917,10 @@ drover_cmd_submit (int argc, char **argv)
                                 "'%s' is not a handler name (1-255 printable "
                                 "ASCII characters, no spaces)",
                                 handler);
-    if (queue && !s_name_ok (queue))
-        return cli_usage_error (&command,
-                                "'%s' is not a queue name (1-255 printable "
-                                "ASCII characters, no spaces)",
-                                queue);
+    drover_task_options_t task;
+    rc = s_task_options (&command, &flags, &task);
+    if (rc)
+        return rc;
     s_catch_signals ();
     char *data = NULL;
     size_t size = 0;
@@ -799,10 +940,6 @@ drover_cmd_submit (int argc, char **argv)
         free (data);
         return s_interrupted ? s_exit_status_of_signal () : 1;
     }
-    drover_task_options_t task = {.queue = queue,
-                                  .timeout_ms = (uint64_t)timeout_ms,
-                                  .max_attempts =
-                                      retries >= 0 ? (uint32_t)retries + 1 : 0};
     uint64_t id = 0;
     rc = drover_client_submit (client, handler, data ? data : payload,
                                data ? size : strlen (payload), &task, &id);
@@ -956,6 +1093,81 @@ drover_cmd_result (int argc, char **argv)
 //  --------------------------------------------------------------------------
 //  drover status and drover cancel
 
+//  Most ms to wait for a stored result that tells how a task ran: the
+//  sink sends the results it holds at once; one it released never comes.
+#define OUTCOME_WAIT_MS 1000
+
+//  Finds out how the last attempt of each finished task among statuses ran
+//  (STATUS_REPLY carries only code, reason and node): from the broker's
+//  dead letters for failed tasks, else from the result the sink stores
+//  (WATCH without release: it stays there). outcomes[i] stays unknown when
+//  neither has it.
+static void
+s_fetch_outcomes (drover_client_t *client, const drover_status_t *statuses,
+                  size_t count, int timeout_ms, s_outcome_t *outcomes)
+{
+    uint64_t *ids = (uint64_t *)calloc (count + 1, sizeof (uint64_t));
+    drover_result_t **got =
+        (drover_result_t **)calloc (count + 1, sizeof (drover_result_t *));
+    assert (ids && got);
+    //  Failed tasks: their dead letters (an old broker may refuse DEAD)
+    size_t asked = 0;
+    for (size_t i = 0; i < count; i++)
+        if (statuses[i].state == DROVER_TASK_FAILED)
+            ids[asked++] = statuses[i].id;
+    drover_dead_list_t *list = NULL;
+    if (asked && drover_client_dead (client, ids, asked, &list) == 0)
+        for (size_t j = 0; j < list->task_count; j++) {
+            const drover_dead_t *dead = &list->tasks[j];
+            const drover_attempt_t *last =
+                &dead->attempts[dead->attempt_count - 1];
+            for (size_t i = 0; i < count; i++)
+                if (statuses[i].id == dead->id)
+                    outcomes[i] = (s_outcome_t){true,
+                                                last->code,
+                                                last->elapsed_us,
+                                                last->cpu_us,
+                                                last->max_rss_kb,
+                                                last->signal,
+                                                last->exit_status};
+        }
+    drover_dead_list_destroy (&list);
+    //  The other finished ones: their stored results
+    asked = 0;
+    for (size_t i = 0; i < count; i++) {
+        int state = statuses[i].state;
+        if (outcomes[i].known
+            || (state != DROVER_TASK_DONE && state != DROVER_TASK_FAILED
+                && state != DROVER_TASK_CANCELLED))
+            continue;
+        bool seen = false; //  an id given twice is asked for once
+        for (size_t j = 0; j < asked && !seen; j++)
+            seen = ids[j] == statuses[i].id;
+        if (!seen)
+            ids[asked++] = statuses[i].id;
+    }
+    if (asked)
+        drover_client_wait (client, ids, asked,
+                            timeout_ms < OUTCOME_WAIT_MS ? timeout_ms
+                                                         : OUTCOME_WAIT_MS,
+                            false, got);
+    for (size_t j = 0; j < asked; j++) {
+        const drover_result_t *result = got[j];
+        for (size_t i = 0; result && i < count; i++)
+            if (statuses[i].id == result->id)
+                outcomes[i] = (s_outcome_t){true,
+                                            result->code,
+                                            result->elapsed_us,
+                                            result->cpu_us,
+                                            result->max_rss_kb,
+                                            result->signal,
+                                            result->exit_status};
+        drover_result_destroy (&got[j]);
+    }
+    free (got);
+    free (ids);
+}
+
 static int
 s_status_or_cancel (int argc, char **argv, bool cancel)
 {
@@ -969,8 +1181,10 @@ s_status_or_cancel (int argc, char **argv, bool cancel)
         "status", "drover status [OPTIONS] ID...",
         "Prints the state of each task on one line: ID, state (queued, "
         "leased, retrying, reporting, done, failed, cancelled or unknown), "
-        "attempts, node, and the code and reason of its last failure. Exits "
-        "with 1 if a task is unknown.",
+        "attempts, node, the code of its last failure, for a finished task "
+        "how its last attempt ran (wall and CPU time, peak memory, signal "
+        "and exit status), and last the reason of its failure. Exits with 1 "
+        "if a task is unknown.",
         options, sizeof options / sizeof options[0]};
     cli_command_t cancel_command = {
         "cancel", "drover cancel [OPTIONS] ID...",
@@ -998,6 +1212,11 @@ s_status_or_cancel (int argc, char **argv, bool cancel)
     drover_status_t *statuses = NULL;
     rc = cancel ? drover_client_cancel (client, ids, count, &statuses)
                 : drover_client_status (client, ids, count, &statuses);
+    s_outcome_t *outcomes = (s_outcome_t *)calloc (count, sizeof *outcomes);
+    assert (outcomes);
+    if (rc == 0 && !cancel)
+        s_fetch_outcomes (client, statuses, count, (int)connect_timeout,
+                          outcomes);
     bool unknown = false;
     if (rc && s_interrupted)
         ; //  the exit status says it
@@ -1008,9 +1227,10 @@ s_status_or_cancel (int argc, char **argv, bool cancel)
     }
     else
         for (size_t i = 0; i < count; i++) {
-            s_print_status (&statuses[i]);
+            s_print_status (&statuses[i], &outcomes[i]);
             unknown |= statuses[i].state == DROVER_TASK_UNKNOWN;
         }
+    free (outcomes);
     drover_status_destroy (&statuses);
     drover_client_destroy (&client);
     free (ids);
@@ -1106,4 +1326,201 @@ drover_cmd_stats (int argc, char **argv)
     drover_stats_destroy (&stats);
     drover_client_destroy (&client);
     return fflush (stdout) == EOF || ferror (stdout) ? 1 : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  drover dead
+
+//  Prints a dead letter: one line for the task, one per attempt.
+static void
+s_print_dead (const drover_dead_t *dead)
+{
+    printf ("%" PRIu64 " dead handler=%s queue=%s attempts=%zu", dead->id,
+            dead->handler ? dead->handler : "?",
+            dead->queue ? dead->queue : "default", dead->attempt_count);
+    if (dead->max_attempts)
+        printf ("/%" PRIu32, dead->max_attempts);
+    printf (" code=%s reason=", drover_strcode (dead->code));
+    s_print_line (stdout, dead->reason && *dead->reason
+                              ? dead->reason
+                              : drover_strerror (dead->code));
+    fputc ('\n', stdout);
+    for (size_t i = 0; i < dead->attempt_count; i++) {
+        const drover_attempt_t *attempt = &dead->attempts[i];
+        printf ("  attempt=%" PRIu32 " node=%s code=%s", attempt->attempt,
+                attempt->node ? attempt->node : "?",
+                drover_strcode (attempt->code));
+        s_print_forensics (attempt->code, attempt->elapsed_us, attempt->cpu_us,
+                           attempt->max_rss_kb, attempt->signal,
+                           attempt->exit_status);
+        fputs (" reason=", stdout);
+        s_print_line (stdout, attempt->reason && *attempt->reason
+                                  ? attempt->reason
+                                  : drover_strerror (attempt->code));
+        fputc ('\n', stdout);
+    }
+}
+
+static int
+s_dead_list (int argc, char **argv)
+{
+    const char *connect = NULL;
+    long connect_timeout = 5000;
+    bool json = false;
+    cli_option_t options[] = {
+        OPTION_CONNECT (&connect, DEFAULT_BROKER),
+        {"json", 0, CLI_FLAG, "DROVER_JSON", NULL, 0, 0, NULL,
+         "print one JSON object per task, with its history", &json},
+        OPTION_CONNECT_TIMEOUT (&connect_timeout),
+    };
+    cli_command_t command = {
+        "dead list", "drover dead list [OPTIONS] [ID...]",
+        "Prints the dead letters (tasks that failed for good) among the IDs, "
+        "or without IDs the oldest the broker holds (as many as fit in one "
+        "reply). Each task takes one line (ID, handler, queue, attempts, the "
+        "last code and reason), then one line per attempt: node, code, wall "
+        "and CPU time, peak memory, signal, exit status and reason. Exits "
+        "with 1 if one of the IDs is not a dead letter.",
+        options, sizeof options / sizeof options[0]};
+    int first_arg;
+    int rc = cli_parse (&command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    uint64_t *ids = NULL;
+    size_t count = 0;
+    if (first_arg < argc) {
+        rc = s_parse_ids (&command, argc, argv, first_arg, &ids, &count);
+        if (rc)
+            return rc;
+    }
+    s_catch_signals ();
+    drover_client_t *client = s_connect ("dead list", connect, connect_timeout);
+    if (!client) {
+        free (ids);
+        return s_interrupted ? s_exit_status_of_signal () : 1;
+    }
+    drover_dead_list_t *list = NULL;
+    rc = drover_client_dead (client, ids, count, &list);
+    bool missing = false, lost = false;
+    if (rc && s_interrupted)
+        ; //  the exit status says it
+    else if (rc) {
+        fprintf (stderr, "drover dead list: %s: ", drover_strcode (rc));
+        s_print_line (stderr, drover_client_reason (client));
+        fputc ('\n', stderr);
+    }
+    else {
+        for (size_t i = 0; i < list->task_count && !lost; i++)
+            if (json)
+                lost = drover_json_write_dead (stdout, &list->tasks[i]) != 0;
+            else
+                s_print_dead (&list->tasks[i]);
+        for (size_t i = 0; i < count; i++) {
+            bool found = false;
+            for (size_t j = 0; j < list->task_count && !found; j++)
+                found = list->tasks[j].id == ids[i];
+            if (!found) {
+                fprintf (stderr,
+                         "drover dead list: task %" PRIu64
+                         " is not a dead letter (unknown, still running, "
+                         "succeeded, cancelled, or retried already)\n",
+                         ids[i]);
+                missing = true;
+            }
+        }
+    }
+    drover_dead_list_destroy (&list);
+    drover_client_destroy (&client);
+    free (ids);
+    if (s_interrupted)
+        return s_exit_status_of_signal ();
+    lost |= fflush (stdout) == EOF || ferror (stdout);
+    return rc || missing || lost ? 1 : 0;
+}
+
+static int
+s_dead_retry (int argc, char **argv)
+{
+    const char *connect = NULL;
+    long connect_timeout = 5000;
+    bool all = false;
+    cli_option_t options[] = {
+        OPTION_CONNECT (&connect, DEFAULT_BROKER),
+        {"all", 'a', CLI_FLAG, NULL, NULL, 0, 0, NULL,
+         "retry every dead letter the broker holds", &all},
+        OPTION_CONNECT_TIMEOUT (&connect_timeout),
+    };
+    cli_command_t command = {
+        "dead retry", "drover dead retry [OPTIONS] ID...|--all",
+        "Submits the dead letters again as new tasks, with their handler, "
+        "queue, options and input, and prints the new task IDs, one per "
+        "line, in the order of the IDs. If one ID is not a dead letter, "
+        "nothing is retried and the exit status is 1.",
+        options, sizeof options / sizeof options[0]};
+    int first_arg;
+    int rc = cli_parse (&command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    if (all && first_arg < argc)
+        return cli_usage_error (&command, "give task IDs or --all, not both");
+    uint64_t *ids = NULL;
+    size_t count = 0;
+    if (!all) {
+        rc = s_parse_ids (&command, argc, argv, first_arg, &ids, &count);
+        if (rc)
+            return rc;
+    }
+    s_catch_signals ();
+    drover_client_t *client =
+        s_connect ("dead retry", connect, connect_timeout);
+    if (!client) {
+        free (ids);
+        return s_interrupted ? s_exit_status_of_signal () : 1;
+    }
+    uint64_t *new_ids = NULL;
+    size_t new_count = 0;
+    rc = drover_client_retry (client, ids, count, all, &new_ids, &new_count);
+    if (rc && s_interrupted)
+        ; //  the exit status says it
+    else if (rc) {
+        fprintf (stderr, "drover dead retry: %s: ", drover_strcode (rc));
+        s_print_line (stderr, drover_client_reason (client));
+        fputc ('\n', stderr);
+    }
+    else
+        for (size_t i = 0; i < new_count; i++)
+            printf ("%" PRIu64 "\n", new_ids[i]);
+    free (new_ids);
+    drover_client_destroy (&client);
+    free (ids);
+    if (s_interrupted)
+        return s_exit_status_of_signal ();
+    return rc || fflush (stdout) == EOF || ferror (stdout) ? 1 : 0;
+}
+
+int
+drover_cmd_dead (int argc, char **argv)
+{
+    cli_command_t command = {
+        "dead", "drover dead list|retry [OPTIONS] [ID...]",
+        "Tasks that failed for good (their attempts ran out, or their "
+        "failure does not retry) stay with the broker as dead letters, with "
+        "their input and the history of their attempts.\n\n"
+        "  drover dead list [ID...]       print dead letters and their "
+        "attempts\n"
+        "  drover dead retry ID...|--all  submit dead letters again\n\n"
+        "'drover dead list --help' and 'drover dead retry --help' tell more.",
+        NULL, 0};
+    int first_arg;
+    int rc = cli_parse (&command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    if (first_arg >= argc)
+        return cli_usage_error (&command, "say what to do: list or retry");
+    const char *action = argv[first_arg];
+    if (streq (action, "list"))
+        return s_dead_list (argc - first_arg, argv + first_arg);
+    if (streq (action, "retry"))
+        return s_dead_retry (argc - first_arg, argv + first_arg);
+    return cli_usage_error (&command, "'%s' is not list or retry", action);
 }

@@ -19,5 +19,6 @@ int drover_cmd_result (int argc, char **argv); //  cmd_client.c
 int drover_cmd_status (int argc, char **argv); //  cmd_client.c
 int drover_cmd_cancel (int argc, char **argv); //  cmd_client.c
 int drover_cmd_stats (int argc, char **argv);  //  cmd_client.c
+int drover_cmd_dead (int argc, char **argv);   //  cmd_client.c
 
 #endif

@@ -27,6 +27,7 @@ static const s_command_t s_commands[] = {
     {"status", drover_cmd_status, "print the state of tasks"},
     {"cancel", drover_cmd_cancel, "cancel tasks"},
     {"stats", drover_cmd_stats, "print queues, nodes and counters"},
+    {"dead", drover_cmd_dead, "list dead letters (failed tasks) or retry them"},
 };
 
 static void

@@ -2,7 +2,7 @@
     client role).
 
     One DEALER socket talks to the broker (HELLO, SUBMIT, CANCEL, STATUS,
-    STATS), another to the sink (WATCH, STATUS, HEARTBEAT). Everything is
+    STATS, DEAD, RETRY), another to the sink (WATCH, STATUS, HEARTBEAT). Everything is
     asynchronous underneath: requests carry a ref and wait in a table until
     their reply comes; watched task ids wait in another until their RESULT
     comes. The blocking calls of drover_client.h send requests and pump the
@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <unistd.h>
 
 //  A request waiting for its reply.
@@ -181,6 +182,7 @@ s_result_new (const drover_task_t *item, zframe_t *frame)
     self->signal = item->signal;
     self->exit_status = item->exit_status;
     self->max_rss_kb = item->max_rss_kb;
+    self->cpu_us = item->cpu_us;
     self->private_frame_ = frame;
     if (frame && zframe_size (frame)) {
         self->payload = zframe_data (frame);
@@ -229,6 +231,92 @@ drover_stats_destroy (drover_stats_t **self_p)
     assert (self_p);
     free (*self_p);
     *self_p = NULL;
+}
+
+void
+drover_dead_list_destroy (drover_dead_list_t **self_p)
+{
+    assert (self_p);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Task options
+
+//  The retry_on bits that stand for a code: 1 to -DROVER_ELAST.
+#define RETRY_ON_CODES (((1ull << (unsigned)(-DROVER_ELAST + 1)) - 1) & ~1ull)
+
+bool
+drover_retry_on_valid (uint64_t retry_on)
+{
+    return (retry_on & ~RETRY_ON_CODES) == 0;
+}
+
+void
+drover_task_options_apply (const drover_task_options_t *options,
+                           drover_task_t *task)
+{
+    if (!options)
+        return;
+    task->queue = options->queue;
+    task->timeout_ms = options->timeout_ms;
+    task->max_attempts = options->max_attempts;
+    task->soft_timeout_ms = options->soft_timeout_ms;
+    task->retry_delay_ms = options->retry_delay_ms;
+    task->retry_max_delay_ms = options->retry_max_delay_ms;
+    task->retry_on = options->retry_on;
+}
+
+//  The retry_on bits of one name of drover_retry_on_parse, or 0.
+static uint64_t
+s_retry_on_name (const char *name, size_t size)
+{
+    if (size == 7 && strncasecmp (name, "default", size) == 0)
+        return DROVER_RETRY_ON_DEFAULT;
+    if (size == 7 && strncasecmp (name, "timeout", size) == 0)
+        return DROVER_RETRY_BIT (DROVER_ETIMELIMIT);
+    for (int code = -1; size && code >= DROVER_ELAST; code--) {
+        const char *full = drover_strcode (code); //  "DROVER_EFAILED"
+        assert (strncmp (full, "DROVER_E", 8) == 0);
+        const char *plain = full + 8; //  "FAILED"
+        if ((strlen (full) == size && strncasecmp (full, name, size) == 0)
+            || (strlen (plain) == size && strncasecmp (plain, name, size) == 0))
+            return DROVER_RETRY_BIT (code);
+    }
+    return 0;
+}
+
+int
+drover_retry_on_parse (const char *text, uint64_t *retry_on_p,
+                       const char **bad_p)
+{
+    assert (retry_on_p);
+    if (bad_p)
+        *bad_p = text;
+    if (!text)
+        return DROVER_EINVAL;
+    uint64_t set = 0;
+    for (const char *at = text;;) {
+        while (*at == ' ' || *at == '\t')
+            at++;
+        size_t size = strcspn (at, ",");
+        const char *next = at + size;
+        while (size && (at[size - 1] == ' ' || at[size - 1] == '\t'))
+            size--;
+        uint64_t bits = s_retry_on_name (at, size);
+        if (!bits) {
+            if (bad_p)
+                *bad_p = at;
+            return DROVER_EINVAL;
+        }
+        set |= bits;
+        if (*next == 0)
+            break;
+        at = next + 1;
+    }
+    *retry_on_p = set;
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -481,9 +569,13 @@ drover_client_request (drover_client_t *self, bool to_sink, drover_msg_t *msg,
     if (!request)
         return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
     request->to_sink = to_sink;
-    request->expect = msg->command == DROVER_SUBMIT  ? DROVER_SUBMITTED
-                      : msg->command == DROVER_STATS ? DROVER_STATS_REPLY
-                                                     : DROVER_STATUS_REPLY;
+    switch (msg->command) {
+        case DROVER_SUBMIT:
+        case DROVER_RETRY: request->expect = DROVER_SUBMITTED; break;
+        case DROVER_STATS: request->expect = DROVER_STATS_REPLY; break;
+        case DROVER_DEAD: request->expect = DROVER_DEAD_REPLY; break;
+        default: request->expect = DROVER_STATUS_REPLY;
+    }
     request->fn = fn;
     request->arg = arg;
     msg->ref = self->next_ref++;
@@ -760,7 +852,8 @@ s_handle_broker (drover_client_t *self)
             break;
         case DROVER_SUBMITTED:
         case DROVER_STATUS_REPLY:
-        case DROVER_STATS_REPLY: s_answer (self, false, &packet); break;
+        case DROVER_STATS_REPLY:
+        case DROVER_DEAD_REPLY: s_answer (self, false, &packet); break;
         default: self->malformed++; //  not for clients: dropped
     }
     drover_packet_destroy (&packet);
@@ -1113,6 +1206,12 @@ s_check_task (drover_client_t *self, const char *handler,
                                    "'%.64s' is not a queue name (1-255 "
                                    "printable characters, no space)",
                                    options->queue);
+    if (options && !drover_retry_on_valid (options->retry_on))
+        return drover_client_fail (
+            self, DROVER_EINVAL,
+            "retry_on 0x%llx has bits for no failure code: bit N stands for "
+            "code -N, from 1 to %d (drover_retry_on_parse makes a set)",
+            (unsigned long long)options->retry_on, -DROVER_ELAST);
     return 0;
 }
 
@@ -1168,11 +1267,9 @@ drover_client_submit_batch (drover_client_t *self, const char *handler,
             const drover_payload_t *payload = &payloads[first + i];
             tasks[i] = (drover_task_t){
                 .handler = handler,
-                .queue = options ? options->queue : NULL,
-                .timeout_ms = options ? options->timeout_ms : 0,
-                .max_attempts = options ? options->max_attempts : 0,
                 .payload = {payload->size ? payload->data : NULL,
                             payload->size}};
+            drover_task_options_apply (options, &tasks[i]);
         }
         drover_msg_t msg;
         drover_msg_init (&msg, DROVER_SUBMIT);
@@ -1530,5 +1627,275 @@ drover_client_stats (drover_client_t *self, drover_stats_t **stats_p)
         stats->counters = NULL;
     drover_packet_destroy (&sync.packet);
     *stats_p = stats;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Dead letters
+
+//  One attempt of a DEAD_REPLY, for sorting by task, then attempt.
+typedef struct {
+    size_t task;               //  index of its task, in order of first sight
+    const drover_task_t *item; //  the attempt's item in its reply
+} s_dead_item_t;
+
+static int
+s_dead_item_compare (const void *a, const void *b)
+{
+    const s_dead_item_t *x = (const s_dead_item_t *)a;
+    const s_dead_item_t *y = (const s_dead_item_t *)b;
+    if (x->task != y->task)
+        return x->task < y->task ? -1 : 1;
+    if (x->item->attempt != y->item->attempt)
+        return x->item->attempt < y->item->attempt ? -1 : 1;
+    return 0;
+}
+
+//  Builds the list of dead letters from the replies to DEAD, grouping the
+//  attempts by task (in order of first sight) and ordering each task's by
+//  attempt. asked (may be NULL) holds the ids asked for: any other task is
+//  a broken reply, as is one attempt given twice.
+static int
+s_dead_list_new (drover_client_t *self, s_sync_t *syncs, size_t replies,
+                 drover_idmap_t *asked, drover_dead_list_t **list_p)
+{
+    size_t count = 0;
+    for (size_t r = 0; r < replies; r++)
+        count += drover_packet_msg (syncs[r].packet)->task_count;
+    s_dead_item_t *items =
+        (s_dead_item_t *)calloc (count + 1, sizeof (s_dead_item_t));
+    drover_idmap_t *tasks = drover_idmap_new (); //  id -> task index + 1
+    if (!items || !tasks) {
+        free (items);
+        drover_idmap_destroy (&tasks);
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    int rc = 0;
+    size_t task_count = 0;
+    for (size_t r = 0, at = 0; r < replies && rc == 0; r++) {
+        drover_msg_t *reply = drover_packet_msg (syncs[r].packet);
+        for (size_t i = 0; i < reply->task_count && rc == 0; i++, at++) {
+            const drover_task_t *item = &reply->tasks[i];
+            if (asked && !drover_idmap_get (asked, item->id)) {
+                rc = drover_client_fail (
+                    self, DROVER_EPROTO,
+                    "the broker's DEAD_REPLY lists task %llu, which was not "
+                    "asked for",
+                    (unsigned long long)item->id);
+                break;
+            }
+            uintptr_t task = (uintptr_t)drover_idmap_get (tasks, item->id);
+            if (!task) {
+                task = ++task_count;
+                if (drover_idmap_set (tasks, item->id, (void *)task))
+                    rc = drover_client_fail (self, DROVER_ENOMEM,
+                                             "out of memory");
+            }
+            items[at] = (s_dead_item_t){(size_t)task - 1, item};
+        }
+    }
+    drover_idmap_destroy (&tasks);
+    if (count)
+        qsort (items, count, sizeof *items, s_dead_item_compare);
+    for (size_t i = 1; i < count && rc == 0; i++)
+        if (s_dead_item_compare (&items[i - 1], &items[i]) == 0)
+            rc = drover_client_fail (
+                self, DROVER_EPROTO,
+                "the broker's DEAD_REPLY gives attempt %u of task %llu twice",
+                items[i].item->attempt, (unsigned long long)items[i].item->id);
+    if (rc) {
+        free (items);
+        return rc;
+    }
+    //  One block: the list, its tasks, their attempts, then the texts
+    size_t size = sizeof (drover_dead_list_t)
+                  + task_count * sizeof (drover_dead_t)
+                  + count * sizeof (drover_attempt_t);
+    for (size_t i = 0; i < count; i++)
+        size += s_size (items[i].item->handler) + s_size (items[i].item->queue)
+                + s_size (items[i].item->reason) + s_size (items[i].item->node);
+    drover_dead_list_t *list = (drover_dead_list_t *)calloc (1, size);
+    if (!list) {
+        free (items);
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    list->tasks = task_count ? (drover_dead_t *)(list + 1) : NULL;
+    list->task_count = task_count;
+    drover_attempt_t *attempts =
+        (drover_attempt_t *)((drover_dead_t *)(list + 1) + task_count);
+    char *cursor = (char *)(attempts + count);
+    drover_dead_t *dead = NULL;
+    for (size_t i = 0; i < count; i++) {
+        const drover_task_t *item = items[i].item;
+        if (i == 0 || items[i].task != items[i - 1].task) {
+            dead = &list->tasks[items[i].task];
+            dead->id = item->id;
+            dead->attempts = &attempts[i];
+        }
+        //  Task fields may come with any of its attempts
+        if (!dead->handler)
+            dead->handler = s_place (&cursor, item->handler);
+        if (!dead->queue)
+            dead->queue = s_place (&cursor, item->queue);
+        if (item->max_attempts)
+            dead->max_attempts = item->max_attempts;
+        drover_attempt_t *attempt = &attempts[i];
+        *attempt = (drover_attempt_t){.attempt = item->attempt,
+                                      .code = item->code,
+                                      .reason = s_place (&cursor, item->reason),
+                                      .node = s_place (&cursor, item->node),
+                                      .elapsed_us = item->elapsed_us,
+                                      .cpu_us = item->cpu_us,
+                                      .signal = item->signal,
+                                      .exit_status = item->exit_status,
+                                      .max_rss_kb = item->max_rss_kb};
+        dead->attempt_count++;
+        dead->code = attempt->code; //  the last one wins
+        dead->reason = attempt->reason;
+    }
+    free (items);
+    *list_p = list;
+    return 0;
+}
+
+int
+drover_client_dead (drover_client_t *self, const uint64_t *ids, size_t count,
+                    drover_dead_list_t **list_p)
+{
+    assert (self);
+    assert (ids || count == 0);
+    assert (list_p);
+    *list_p = NULL;
+    int rc = s_check_connected (self);
+    if (rc)
+        return rc;
+    drover_idmap_t *asked = count ? drover_idmap_new () : NULL;
+    if (count && !asked)
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        if (ids[i] == 0)
+            rc = drover_client_fail (self, DROVER_EINVAL, "0 is not a task id");
+        else if (drover_idmap_set (asked, ids[i], (void *)&ids[i]))
+            rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    size_t batch = self->max_batch;
+    size_t batches = count ? (count + batch - 1) / batch : 1;
+    s_sync_t *syncs = (s_sync_t *)calloc (batches, sizeof (s_sync_t));
+    uint64_t *refs = (uint64_t *)calloc (batches, sizeof (uint64_t));
+    if (rc == 0 && (!syncs || !refs))
+        rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    if (rc) {
+        free (syncs);
+        free (refs);
+        drover_idmap_destroy (&asked);
+        return rc;
+    }
+    for (size_t b = 0; b < batches; b++) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_DEAD);
+        if (count) {
+            msg.ids = (uint64_t *)ids + b * batch;
+            msg.id_count =
+                count - b * batch < batch ? count - b * batch : batch;
+        }
+        rc = drover_client_request (self, false, &msg, NULL, s_sync_reply,
+                                    &syncs[b], &refs[b]);
+        if (rc) { //  the rest are not sent
+            for (size_t rest = b; rest < batches; rest++)
+                s_sync_fail (&syncs[rest], rc, self->reason);
+            break;
+        }
+    }
+    s_sync_wait (self, syncs, refs, batches,
+                 drover_client_deadline (self->timeout_ms));
+    rc = 0;
+    for (size_t b = 0; b < batches && rc == 0; b++)
+        if (syncs[b].code)
+            rc =
+                drover_client_fail (self, syncs[b].code, "%s", syncs[b].reason);
+    if (rc == 0)
+        rc = s_dead_list_new (self, syncs, batches, asked, list_p);
+    s_sync_free (syncs, batches);
+    free (refs);
+    drover_idmap_destroy (&asked);
+    return rc;
+}
+
+int
+drover_client_retry (drover_client_t *self, const uint64_t *ids, size_t count,
+                     bool all, uint64_t **new_ids_p, size_t *new_count_p)
+{
+    assert (self);
+    assert (ids || count == 0);
+    assert (new_ids_p);
+    assert (new_count_p);
+    *new_ids_p = NULL;
+    *new_count_p = 0;
+    int rc = s_check_connected (self);
+    if (rc)
+        return rc;
+    if (all && count)
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "give the ids of dead letters to retry, "
+                                   "or all, not both");
+    if (!all && count == 0)
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "give the ids of dead letters to retry, "
+                                   "or all");
+    if (count > self->max_batch)
+        return drover_client_fail (
+            self, DROVER_ETOOBIG,
+            "%zu tasks to retry: the broker takes at most %u at once (or all)",
+            count, self->max_batch);
+    drover_idmap_t *seen = drover_idmap_new ();
+    if (!seen)
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        if (ids[i] == 0)
+            rc = drover_client_fail (self, DROVER_EINVAL, "0 is not a task id");
+        else if (drover_idmap_get (seen, ids[i]))
+            rc = drover_client_fail (self, DROVER_EINVAL,
+                                     "task %llu is given twice",
+                                     (unsigned long long)ids[i]);
+        else if (drover_idmap_set (seen, ids[i], (void *)&ids[i]))
+            rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    drover_idmap_destroy (&seen);
+    if (rc)
+        return rc;
+    s_sync_t sync = {.done = false};
+    uint64_t ref = 0;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_RETRY);
+    msg.ids = (uint64_t *)ids;
+    msg.id_count = count;
+    msg.all = all;
+    rc = drover_client_request (self, false, &msg, NULL, s_sync_reply, &sync,
+                                &ref);
+    if (rc)
+        return rc;
+    s_sync_wait (self, &sync, &ref, 1,
+                 drover_client_deadline (self->timeout_ms));
+    if (sync.code)
+        return drover_client_fail (self, sync.code, "%s", sync.reason);
+    drover_msg_t *reply = drover_packet_msg (sync.packet);
+    if (!all && reply->id_count != count) {
+        size_t got = reply->id_count;
+        drover_packet_destroy (&sync.packet);
+        return drover_client_fail (
+            self, DROVER_EPROTO,
+            "the broker gave %zu new ids for %zu retried tasks", got, count);
+    }
+    uint64_t *new_ids =
+        (uint64_t *)malloc ((reply->id_count + 1) * sizeof (uint64_t));
+    if (!new_ids) {
+        drover_packet_destroy (&sync.packet);
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    }
+    if (reply->id_count)
+        memcpy (new_ids, reply->ids, reply->id_count * sizeof (uint64_t));
+    *new_ids_p = new_ids;
+    *new_count_p = reply->id_count;
+    drover_packet_destroy (&sync.packet);
     return 0;
 }

@@ -2,8 +2,8 @@
 
     A client connects to the broker (the only endpoint a user configures),
     learns the sink's endpoint from it, and then submits tasks, waits for
-    their results, asks their state, cancels them and reads the cluster's
-    counters. To run one handler over a stream of inputs, see drover_map.h.
+    their results, asks their state, cancels them, reads the cluster's
+    counters, and lists and retries dead letters. To run one handler over a stream of inputs, see drover_map.h.
 
         drover_client_t *client = drover_client_new ();
         if (drover_client_connect (client, "tcp://127.0.0.1:5555", 5000) == 0
@@ -39,13 +39,35 @@ extern "C" {
 typedef struct drover_client_t drover_client_t;
 
 /*  Options of submitted tasks. A zeroed struct (or NULL where a function
-    takes a pointer) gives the defaults. */
+    takes a pointer) gives the defaults (SPEC.md 5.6, 7.4, 7.5). */
 typedef struct {
-    const char *queue;     /* queue name; NULL: "default" */
-    uint64_t timeout_ms;   /* time limit of one attempt; 0: none */
-    uint32_t max_attempts; /* attempts allowed to a failing task; 0: the
-                              broker's default */
+    const char *queue;           /* queue name; NULL: "default" */
+    uint64_t timeout_ms;         /* hard time limit of one attempt (SIGKILL);
+                                    0: none */
+    uint32_t max_attempts;       /* attempts allowed to a failing task; 0:
+                                    the broker's default (1: no retry) */
+    uint64_t soft_timeout_ms;    /* soft time limit of one attempt (SIGTERM
+                                    to the child's process group); 0: none */
+    uint64_t retry_delay_ms;     /* backoff before the first retry, doubled
+                                    for each further one; 0: the broker's
+                                    default */
+    uint64_t retry_max_delay_ms; /* cap of that backoff; 0: the broker's */
+    uint64_t retry_on;           /* the failure codes that retry: bit N for
+                                    code -N (drover_retry_on_parse makes
+                                    one); 0: failed, crashed, timelimit and
+                                    memlimit */
 } drover_task_options_t;
+
+/*  Parses a set of failure codes for drover_task_options_t.retry_on from
+    text: comma-separated names, each a code's short name in any case
+    ("failed", "crashed", "timelimit", "memlimit", "lost", "handler"...:
+    drover_strcode without "DROVER_E"), its full name ("DROVER_EFAILED"),
+    "timeout" (the same as timelimit) or "default" (the broker's default
+    set). Returns 0 and sets *retry_on_p; or DROVER_EINVAL for an empty
+    text or name or an unknown name, with *bad_p (when bad_p is not NULL)
+    at the start of the name that is wrong, in text. */
+int drover_retry_on_parse (const char *text, uint64_t *retry_on_p,
+                           const char **bad_p);
 
 /*  Some octets: a task's input. */
 typedef struct {
@@ -65,6 +87,7 @@ typedef struct {
     int signal;           /* signal that killed the child, or 0 */
     int exit_status;      /* exit status of an exec handler, or 0 */
     uint64_t max_rss_kb;  /* peak memory of the child, or 0 */
+    uint64_t cpu_us;      /* user + system CPU time of that attempt */
     const void *payload;  /* the result octets (empty for failures) */
     size_t payload_size;  /* how many */
     void *private_frame_; /* the library's: holds the payload octets */
@@ -134,6 +157,42 @@ typedef struct {
 
 /*  Frees stats and NULLs the pointer. NULL-safe. */
 void drover_stats_destroy (drover_stats_t **self_p);
+
+/*  One attempt of a dead letter, as the broker recorded it. */
+typedef struct {
+    uint32_t attempt;    /* the attempt number, from 1 */
+    int code;            /* how it ended: a DROVER_E* code */
+    const char *reason;  /* why (stderr tail...), or NULL */
+    const char *node;    /* the node that ran it, or NULL */
+    uint64_t elapsed_us; /* its wall time */
+    uint64_t cpu_us;     /* its user + system CPU time */
+    int signal;          /* signal that killed the child, or 0 */
+    int exit_status;     /* exit status of an exec handler, or 0 */
+    uint64_t max_rss_kb; /* peak memory of the child, or 0 */
+} drover_attempt_t;
+
+/*  A dead letter: a task that failed for good, kept by the broker with
+    its payload and the history of its attempts (SPEC.md 7.4). */
+typedef struct {
+    uint64_t id;                /* the task */
+    const char *handler;        /* its handler, or NULL if not said */
+    const char *queue;          /* its queue, or NULL if not said */
+    uint32_t max_attempts;      /* attempts it was allowed, 0 if not said */
+    int code;                   /* the last attempt's code */
+    const char *reason;         /* the last attempt's reason, or NULL */
+    drover_attempt_t *attempts; /* its attempts, oldest first (at most the
+                                   last 16) */
+    size_t attempt_count;       /* how many, at least 1 */
+} drover_dead_t;
+
+/*  Dead letters, from drover_client_dead. */
+typedef struct {
+    drover_dead_t *tasks; /* one per dead letter, oldest first */
+    size_t task_count;    /* how many */
+} drover_dead_list_t;
+
+/*  Frees a list of dead letters and NULLs the pointer. NULL-safe. */
+void drover_dead_list_destroy (drover_dead_list_t **self_p);
 
 /*  Creates a client, not connected yet. Returns NULL when out of memory. */
 drover_client_t *drover_client_new (void);
@@ -206,6 +265,26 @@ int drover_client_cancel (drover_client_t *self, const uint64_t *ids,
 /*  Reads the broker's queues, nodes and counters. On success *stats_p is
     the caller's: drover_stats_destroy. */
 int drover_client_stats (drover_client_t *self, drover_stats_t **stats_p);
+
+/*  Lists dead letters with their histories: those among count ids (ids
+    that are not dead letters are left out), or, with count 0, the oldest
+    ones whose attempts fit in one reply (max_batch attempts). On success
+    *list_p is the caller's: drover_dead_list_destroy. Returns
+    DROVER_EPROTO when the broker's reply is not what SPEC.md 5.20 says. */
+int drover_client_dead (drover_client_t *self, const uint64_t *ids,
+                        size_t count, drover_dead_list_t **list_p);
+
+/*  Submits dead letters again, as new tasks with their handler, queue,
+    options and payload: the count tasks of ids, or, with all (and count
+    0), every dead letter the broker holds. At most max_batch ids. On
+    success *new_ids_p is an array of *new_count_p new task ids, in the
+    order of ids (with all: the broker's order); caller frees it with
+    free (). Returns DROVER_ENOTFOUND when one of ids is not a dead letter
+    (the reason names it; then nothing was submitted), DROVER_EINVAL for
+    ids together with all or neither of them. */
+int drover_client_retry (drover_client_t *self, const uint64_t *ids,
+                         size_t count, bool all, uint64_t **new_ids_p,
+                         size_t *new_count_p);
 
 /*  The name of a task state ("queued"), or "unknown". */
 const char *drover_task_state_name (int state);

@@ -87,6 +87,13 @@ bool drover_name_valid (const char *name);
 /*  Copies text (NULL: "") into target of size octets, cut to fit. */
 void drover_client_copy (char *target, size_t size, const char *text);
 
+/*  Copies the options (NULL: none) into a SUBMIT task item. */
+void drover_task_options_apply (const drover_task_options_t *options,
+                                drover_task_t *task);
+
+/*  True when every bit of retry_on stands for a DROVER_E* code. */
+bool drover_retry_on_valid (uint64_t retry_on);
+
 /*  Computes the deadline of a timeout from now: -1 stays -1 (for ever). */
 int64_t drover_client_deadline (int timeout_ms);
 

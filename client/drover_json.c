@@ -147,6 +147,7 @@ drover_json_status (int code)
         case 0: return "ok";
         case DROVER_ECRASHED: return "crashed";
         case DROVER_ETIMELIMIT: return "timeout";
+        case DROVER_EMEMLIMIT: return "memlimit";
         case DROVER_ECANCELLED: return "cancelled";
         case DROVER_ELOST: return "lost";
         default: return "failed";
@@ -159,6 +160,14 @@ s_write_text (FILE *out, const char *text)
     if (!text)
         return fputs ("null", out) == EOF ? DROVER_EIO : 0;
     return drover_json_write_string (out, text, strlen (text));
+}
+
+//  Writes the text of a failure: its reason, or the code's description.
+static int
+s_write_error (FILE *out, int code, const char *reason)
+{
+    return s_write_text (out,
+                         reason && *reason ? reason : drover_strerror (code));
 }
 
 int
@@ -177,8 +186,11 @@ drover_json_write_result (FILE *out, const drover_result_t *result)
                 > 0;
     ok = ok && s_write_text (out, result->node) == 0;
     ok = ok
-         && fprintf (out, ",\"elapsed\":%.6f,\"result\":",
-                     (double)result->elapsed_us / 1e6)
+         && fprintf (out,
+                     ",\"elapsed\":%.6f,\"cpu\":%.6f,\"max_rss_kb\":%" PRIu64
+                     ",\"result\":",
+                     (double)result->elapsed_us / 1e6,
+                     (double)result->cpu_us / 1e6, result->max_rss_kb)
                 > 0;
     ok =
         ok
@@ -189,19 +201,58 @@ drover_json_write_result (FILE *out, const drover_result_t *result)
              && drover_json_write_base64 (out, result->payload,
                                           result->payload_size)
                     == 0;
-    if (ok && result->code) {
+    if (ok && result->code)
         ok = fprintf (out, ",\"code\":\"%s\",\"error\":",
                       drover_strcode (result->code))
                  > 0
-             && s_write_text (out, result->reason
-                                       ? result->reason
-                                       : drover_strerror (result->code))
-                    == 0;
-    }
-    if (ok && result->signal)
+             && s_write_error (out, result->code, result->reason) == 0;
+    //  A failure always says how the child ended
+    if (ok && (result->code || result->signal))
         ok = fprintf (out, ",\"signal\":%d", result->signal) > 0;
-    if (ok && result->exit_status)
+    if (ok && (result->code || result->exit_status))
         ok = fprintf (out, ",\"exit_status\":%d", result->exit_status) > 0;
     ok = ok && fputs ("}\n", out) != EOF;
+    return ok ? 0 : DROVER_EIO;
+}
+
+int
+drover_json_write_dead (FILE *out, const drover_dead_t *dead)
+{
+    bool ok = fprintf (out, "{\"id\":%" PRIu64 ",\"handler\":", dead->id) > 0
+              && s_write_text (out, dead->handler) == 0
+              && fputs (",\"queue\":", out) != EOF
+              && s_write_text (out, dead->queue) == 0;
+    if (ok && dead->max_attempts)
+        ok =
+            fprintf (out, ",\"max_attempts\":%" PRIu32, dead->max_attempts) > 0;
+    else if (ok)
+        ok = fputs (",\"max_attempts\":null", out) != EOF;
+    ok = ok
+         && fprintf (out, ",\"status\":\"%s\",\"code\":\"%s\",\"error\":",
+                     drover_json_status (dead->code),
+                     drover_strcode (dead->code))
+                > 0
+         && s_write_error (out, dead->code, dead->reason) == 0
+         && fputs (",\"history\":[", out) != EOF;
+    for (size_t i = 0; ok && i < dead->attempt_count; i++) {
+        const drover_attempt_t *attempt = &dead->attempts[i];
+        ok = fprintf (out, "%s{\"attempt\":%" PRIu32 ",\"node\":", i ? "," : "",
+                      attempt->attempt)
+                 > 0
+             && s_write_text (out, attempt->node) == 0
+             && fprintf (out, ",\"status\":\"%s\",\"code\":\"%s\",\"error\":",
+                         drover_json_status (attempt->code),
+                         drover_strcode (attempt->code))
+                    > 0
+             && s_write_error (out, attempt->code, attempt->reason) == 0
+             && fprintf (out,
+                         ",\"signal\":%d,\"exit_status\":%d,\"elapsed\":%.6f,"
+                         "\"cpu\":%.6f,\"max_rss_kb\":%" PRIu64 "}",
+                         attempt->signal, attempt->exit_status,
+                         (double)attempt->elapsed_us / 1e6,
+                         (double)attempt->cpu_us / 1e6, attempt->max_rss_kb)
+                    > 0;
+    }
+    ok = ok && fputs ("]}\n", out) != EOF;
     return ok ? 0 : DROVER_EIO;
 }

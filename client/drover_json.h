@@ -1,5 +1,6 @@
-/*  drover_json.h - task results as JSON, one object per line, for
-    `drover map --json` and programs that log results.
+/*  drover_json.h - task results and dead letters as JSON, one object per
+    line, for `drover map --json`, `drover dead list --json` and programs
+    that log results.
 
     Strings are escaped for any JSON parser: quotes, backslashes and
     control characters are escaped; valid UTF-8 passes as it is (U+2028
@@ -31,16 +32,27 @@ int drover_json_write_string (FILE *out, const void *data, size_t size);
 int drover_json_write_base64 (FILE *out, const void *data, size_t size);
 
 /*  A task's outcome in one word: "ok", "failed", "crashed", "timeout",
-    "cancelled" or "lost". Static text. */
+    "memlimit", "cancelled" or "lost". Static text. */
 const char *drover_json_status (int code);
 
 /*  Writes a result as one JSON object and a newline:
         {"index":N,"id":ID|null,"status":"ok","attempts":N,"node":"..."|null,
-         "elapsed":SECONDS,"result":"...",
+         "elapsed":SECONDS,"cpu":SECONDS,"max_rss_kb":N,"result":"...",
          ["result_base64":"...",] (when the result is not valid UTF-8)
          ["code":"DROVER_E...","error":"...",] (when the task failed)
-         ["signal":N,] ["exit_status":N]} (when not 0)
+         ["signal":N,"exit_status":N]} (when the task failed, or not 0)
+    "attempts" is the attempt that gave the result; "error" its reason.
     Returns 0 or DROVER_EIO. */
 int drover_json_write_result (FILE *out, const drover_result_t *result);
+
+/*  Writes a dead letter as one JSON object and a newline:
+        {"id":ID,"handler":"..."|null,"queue":"..."|null,
+         "max_attempts":N|null,"status":"crashed","code":"DROVER_E...",
+         "error":"...","history":[{"attempt":N,"node":"..."|null,
+         "status":"...","code":"DROVER_E...","error":"...","signal":N,
+         "exit_status":N,"elapsed":SECONDS,"cpu":SECONDS,"max_rss_kb":N},
+         ...]}
+    Returns 0 or DROVER_EIO. */
+int drover_json_write_dead (FILE *out, const drover_dead_t *dead);
 
 #endif

@@ -325,11 +325,9 @@ s_batch_send (drover_map_t *self, s_batch_t *batch)
         self->batches = batch;
     }
     for (size_t i = 0; i < batch->count; i++) {
-        self->tasks[i] =
-            (drover_task_t){.handler = self->handler,
-                            .queue = self->queue,
-                            .timeout_ms = self->options.timeout_ms,
-                            .max_attempts = self->options.max_attempts};
+        self->tasks[i] = (drover_task_t){.handler = self->handler};
+        drover_task_options_apply (&self->options, &self->tasks[i]);
+        self->tasks[i].queue = self->queue;
         self->frames[i] = batch->slots[i]->payload;
     }
     drover_msg_t msg;
@@ -470,6 +468,7 @@ drover_map_new (drover_client_t *client, const char *handler,
         options = &defaults;
     if (!drover_name_valid (handler)
         || (options->task.queue && !drover_name_valid (options->task.queue))
+        || !drover_retry_on_valid (options->task.retry_on)
         || drover_client_max_batch (client) == 0)
         return NULL;
     drover_map_t *self = (drover_map_t *)calloc (1, sizeof *self);

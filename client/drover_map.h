@@ -55,8 +55,8 @@ typedef int (drover_map_input_fn) (void *arg, drover_payload_t *input);
 
 /*  Creates a map of handler over the inputs input_fn gives, on a connected
     client, which must outlive the map. options may be NULL. Returns NULL
-    for an invalid handler or queue name, a client that is not connected,
-    or when out of memory. */
+    for an invalid handler or queue name or retry_on set, a client that is
+    not connected, or when out of memory. */
 drover_map_t *drover_map_new (drover_client_t *client, const char *handler,
                               const drover_map_options_t *options,
                               drover_map_input_fn *input_fn, void *arg);

@@ -67,20 +67,23 @@ typedef struct job_t job_t;
 typedef void (job_fn) (job_t *job);
 
 struct job_t {
-    job_fn *fn;                 //  what the thread runs
-    pthread_t thread;           //  the thread
-    atomic_int done;            //  set when fn returned
-    char endpoint[64];          //  the fake broker's endpoint
-    int timeout_ms;             //  for connect and requests
-    int rc[8];                  //  return codes, in order of the calls
-    char reason[8][256];        //  drover_client_reason after each call
-    uint64_t ids[64];           //  task ids the client got
-    size_t id_count;            //  how many
-    drover_result_t *result[8]; //  results the client got
-    drover_status_t *statuses;  //  from status or cancel
-    drover_stats_t *stats;      //  from stats
-    int64_t elapsed_ms;         //  how long a timed call took
-    void *extra;                //  per test
+    job_fn *fn;                  //  what the thread runs
+    pthread_t thread;            //  the thread
+    atomic_int done;             //  set when fn returned
+    char endpoint[64];           //  the fake broker's endpoint
+    int timeout_ms;              //  for connect and requests
+    int rc[8];                   //  return codes, in order of the calls
+    char reason[8][256];         //  drover_client_reason after each call
+    uint64_t ids[64];            //  task ids the client got
+    size_t id_count;             //  how many
+    drover_result_t *result[8];  //  results the client got
+    drover_status_t *statuses;   //  from status or cancel
+    drover_stats_t *stats;       //  from stats
+    drover_dead_list_t *dead[4]; //  from dead
+    uint64_t *new_ids[4];        //  from retry
+    size_t new_count[4];         //  how many
+    int64_t elapsed_ms;          //  how long a timed call took
+    void *extra;                 //  per test
 };
 
 static void *
@@ -110,6 +113,10 @@ s_job_join (job_t *job)
         drover_result_destroy (&job->result[i]);
     drover_status_destroy (&job->statuses);
     drover_stats_destroy (&job->stats);
+    for (size_t i = 0; i < 4; i++) {
+        drover_dead_list_destroy (&job->dead[i]);
+        free (job->new_ids[i]);
+    }
 }
 
 //  Records a return code and the reason that came with it.
@@ -166,6 +173,9 @@ typedef struct {
     size_t heartbeats;       //  HEARTBEATs from the client
     size_t cancelled;        //  ids in CANCELs
     int64_t last_heard;      //  when the client last sent anything
+    const drover_task_options_t *expect; //  options every SUBMIT task
+                                         //  must carry, or NULL
+    size_t options_wrong;                //  SUBMIT tasks whose options differ
 } fake_t;
 
 static void
@@ -348,6 +358,18 @@ s_fake_broker_message (fake_t *fake, drover_packet_t *packet)
         }
         uint64_t ids[DROVER_MAX_BATCH];
         for (size_t i = 0; i < msg->task_count; i++) {
+            const drover_task_t *task = &msg->tasks[i];
+            const drover_task_options_t *expect = fake->expect;
+            if (expect
+                && (task->timeout_ms != expect->timeout_ms
+                    || task->max_attempts != expect->max_attempts
+                    || task->soft_timeout_ms != expect->soft_timeout_ms
+                    || task->retry_delay_ms != expect->retry_delay_ms
+                    || task->retry_max_delay_ms != expect->retry_max_delay_ms
+                    || task->retry_on != expect->retry_on
+                    || !task->queue != !expect->queue
+                    || (task->queue && strcmp (task->queue, expect->queue))))
+                fake->options_wrong++;
             ids[i] = fake->next_id++;
             s_fake_store_payload (fake, ids[i], &msg->tasks[i].payload);
         }
@@ -554,6 +576,8 @@ CLIENT_TEST (json_result, 10)
                               .attempt = 2,
                               .signal = 9,
                               .exit_status = 0,
+                              .cpu_us = 250000,
+                              .max_rss_kb = 51200,
                               .payload = "\xff\x00",
                               .payload_size = 2};
     cr_assert_eq (drover_json_write_result (out, &failed), 0);
@@ -561,15 +585,18 @@ CLIENT_TEST (json_result, 10)
     cr_assert_str_eq (
         text,
         "{\"index\":3,\"id\":42,\"status\":\"ok\",\"attempts\":1,\"node\":"
-        "\"host:7\",\"elapsed\":1.500000,\"result\":\"out\\n\"}\n"
+        "\"host:7\",\"elapsed\":1.500000,\"cpu\":0.000000,\"max_rss_kb\":0,"
+        "\"result\":\"out\\n\"}\n"
         "{\"index\":4,\"id\":null,\"status\":\"crashed\",\"attempts\":2,"
-        "\"node\":null,\"elapsed\":0.000000,\"result\":\"\\ufffd\\u0000\","
-        "\"result_base64\":\"/wA=\",\"code\":\"DROVER_ECRASHED\",\"error\":"
-        "\"killed \\\"hard\\\"\",\"signal\":9}\n");
+        "\"node\":null,\"elapsed\":0.000000,\"cpu\":0.250000,\"max_rss_kb\":"
+        "51200,\"result\":\"\\ufffd\\u0000\",\"result_base64\":\"/wA=\","
+        "\"code\":\"DROVER_ECRASHED\",\"error\":\"killed \\\"hard\\\"\","
+        "\"signal\":9,\"exit_status\":0}\n");
     free (text);
     cr_assert_str_eq (drover_json_status (0), "ok");
     cr_assert_str_eq (drover_json_status (DROVER_ETIMELIMIT), "timeout");
     cr_assert_str_eq (drover_json_status (DROVER_EFAILED), "failed");
+    cr_assert_str_eq (drover_json_status (DROVER_EMEMLIMIT), "memlimit");
 }
 
 CLIENT_TEST (json_base64, 10)
@@ -635,6 +662,7 @@ CLIENT_TEST (connect_and_wait, 20)
                                .signal = 0,
                                .exit_status = 3,
                                .max_rss_kb = 1024,
+                               .cpu_us = 66,
                                .payload = {"partial", 7}}};
     drover_msg_t result;
     drover_msg_init (&result, DROVER_RESULT);
@@ -656,6 +684,7 @@ CLIENT_TEST (connect_and_wait, 20)
     cr_assert_eq (got->elapsed_us, 77);
     cr_assert_eq (got->exit_status, 3);
     cr_assert_eq (got->max_rss_kb, 1024);
+    cr_assert_eq (got->cpu_us, 66);
     cr_assert_eq (got->payload_size, 7);
     cr_assert_arr_eq (got->payload, "partial", 7);
     s_job_join (&job);
@@ -738,7 +767,8 @@ s_job_submit_batch (job_t *job)
         snprintf (texts[i], sizeof texts[i], "p%zu", i);
         payloads[i] = (drover_payload_t){texts[i], strlen (texts[i])};
     }
-    drover_task_options_t options = {"fast", 2500, 3};
+    drover_task_options_t options = {
+        .queue = "fast", .timeout_ms = 2500, .max_attempts = 3};
     s_note (job, client, 1,
             drover_client_submit_batch (client, "echo", payloads, 8, &options,
                                         job->ids));
@@ -1945,4 +1975,468 @@ CLIENT_TEST (cluster_dies_with_its_client, 30)
     cr_assert_neq (stat (dir, &info), 0, "%s was not swept", dir);
     drover_cluster_destroy (&cluster);
     s_remove_fake_drover (exe);
+}
+
+//  --------------------------------------------------------------------------
+//  Task options: time limits and retry policy (SPEC.md 5.6, 7.4, 7.5)
+
+CLIENT_TEST (retry_on_parse, 10)
+{
+    uint64_t set = 0;
+    const char *bad = NULL;
+    cr_assert_eq (drover_retry_on_parse ("failed", &set, &bad), 0);
+    cr_assert_eq (set, 1ull << 12);
+    cr_assert_eq (drover_retry_on_parse (
+                      "failed,crashed,timelimit,memlimit,handler", &set, &bad),
+                  0);
+    cr_assert_eq (set,
+                  DROVER_RETRY_ON_DEFAULT | DROVER_RETRY_BIT (DROVER_EHANDLER));
+    //  Full names, any case, spaces around names, aliases
+    cr_assert_eq (
+        drover_retry_on_parse (" DROVER_ELOST , Crashed,timeout ", &set, &bad),
+        0);
+    cr_assert_eq (set, DROVER_RETRY_BIT (DROVER_ELOST)
+                           | DROVER_RETRY_BIT (DROVER_ECRASHED)
+                           | DROVER_RETRY_BIT (DROVER_ETIMELIMIT));
+    cr_assert_eq (drover_retry_on_parse ("default,lost", &set, &bad), 0);
+    cr_assert_eq (set,
+                  DROVER_RETRY_ON_DEFAULT | DROVER_RETRY_BIT (DROVER_ELOST));
+    cr_assert_eq (drover_retry_on_parse ("drover_ememlimit", &set, &bad), 0);
+    cr_assert_eq (set, 1ull << 22);
+    //  Wrong names say where they are, and leave the set alone
+    set = 77;
+    const char *text = "failed,bogus,crashed";
+    cr_assert_eq (drover_retry_on_parse (text, &set, &bad), DROVER_EINVAL);
+    cr_assert_eq (bad, text + 7);
+    cr_assert_eq (set, 77);
+    text = "failed,,crashed";
+    cr_assert_eq (drover_retry_on_parse (text, &set, &bad), DROVER_EINVAL);
+    cr_assert_eq (bad, text + 7);
+    text = "failed,";
+    cr_assert_eq (drover_retry_on_parse (text, &set, &bad), DROVER_EINVAL);
+    cr_assert_eq (bad, text + 7);
+    cr_assert_eq (drover_retry_on_parse ("", &set, &bad), DROVER_EINVAL);
+    cr_assert_eq (drover_retry_on_parse (NULL, &set, NULL), DROVER_EINVAL);
+    cr_assert_eq (drover_retry_on_parse ("DROVER_E", &set, NULL),
+                  DROVER_EINVAL);
+    cr_assert_eq (drover_retry_on_parse ("DROVER_OK", &set, NULL),
+                  DROVER_EINVAL);
+    cr_assert_eq (drover_retry_on_parse ("failedx", &set, NULL), DROVER_EINVAL);
+    cr_assert_eq (drover_retry_on_parse ("fail", &set, NULL), DROVER_EINVAL);
+    cr_assert_eq (set, 77);
+}
+
+static const drover_task_options_t s_all_options = {
+    .queue = "slow",
+    .timeout_ms = 9000,
+    .max_attempts = 4,
+    .soft_timeout_ms = 7000,
+    .retry_delay_ms = 250,
+    .retry_max_delay_ms = 4000,
+    .retry_on = DROVER_RETRY_BIT (DROVER_ECRASHED)
+                | DROVER_RETRY_BIT (DROVER_EMEMLIMIT)};
+
+static void
+s_job_submit_options (job_t *job)
+{
+    drover_client_t *client = s_job_connect (job);
+    if (!client)
+        return;
+    s_note (job, client, 1,
+            drover_client_submit (client, "echo", "x", 1, &s_all_options,
+                                  &job->ids[0]));
+    //  A set with a bit that stands for no code is refused here
+    drover_task_options_t bad = s_all_options;
+    bad.retry_on |= 1ull << 40;
+    uint64_t id;
+    s_note (job, client, 2,
+            drover_client_submit (client, "echo", "x", 1, &bad, &id));
+    bad.retry_on = 1; //  bit 0 is code 0: success
+    s_note (job, client, 3,
+            drover_client_submit (client, "echo", "x", 1, &bad, &id));
+    drover_map_options_t map_options = {.task = bad};
+    s_inputs_t inputs = {.count = 1};
+    drover_map_t *map =
+        drover_map_new (client, "echo", &map_options, s_next_input, &inputs);
+    job->rc[4] = map ? 0 : DROVER_EINVAL;
+    drover_map_destroy (&map);
+    drover_client_destroy (&client);
+}
+
+CLIENT_TEST (submit_options_reach_submit, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    job_t job = {.timeout_ms = 5000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_submit_options);
+    s_handshake (&fake);
+    drover_packet_t *submit = s_expect (fake.broker, DROVER_SUBMIT);
+    drover_msg_t *msg = drover_packet_msg (submit);
+    cr_assert_eq (msg->task_count, 1);
+    const drover_task_t *task = &msg->tasks[0];
+    cr_assert_str_eq (task->queue, "slow");
+    cr_assert_eq (task->timeout_ms, 9000);
+    cr_assert_eq (task->max_attempts, 4);
+    cr_assert_eq (task->soft_timeout_ms, 7000);
+    cr_assert_eq (task->retry_delay_ms, 250);
+    cr_assert_eq (task->retry_max_delay_ms, 4000);
+    cr_assert_eq (task->retry_on, (1ull << 13) | (1ull << 22));
+    uint64_t id = 31;
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_SUBMITTED);
+    reply.ref = msg->ref;
+    reply.ids = &id;
+    reply.id_count = 1;
+    s_send (fake.broker, submit, &reply);
+    drover_packet_destroy (&submit);
+    s_fake_serve (&fake, &job, 5000);
+    cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
+    cr_assert_eq (job.ids[0], 31);
+    cr_assert_eq (job.rc[2], DROVER_EINVAL);
+    cr_assert (strstr (job.reason[2], "retry_on"), "%s", job.reason[2]);
+    cr_assert_eq (job.rc[3], DROVER_EINVAL);
+    cr_assert_eq (job.rc[4], DROVER_EINVAL, "a map with a bad retry_on");
+    cr_assert_eq (fake.submits, 0, "refused options were sent");
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+CLIENT_TEST (map_options_reach_submit, 30)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    fake.max_batch = 8;
+    fake.expect = &s_all_options;
+    s_map_job_t mapping = {.options = {.task = s_all_options, .window = 20}};
+    s_run_map (&fake, &mapping, 50);
+    cr_assert_eq (mapping.results, 50);
+    cr_assert_eq (fake.submitted, 50);
+    cr_assert_eq (fake.options_wrong, 0, "%zu tasks without their options",
+                  fake.options_wrong);
+    free (mapping.order);
+    s_fake_destroy (&fake);
+}
+
+//  --------------------------------------------------------------------------
+//  Dead letters (SPEC.md 5.20, 5.21)
+
+static void
+s_job_dead (job_t *job)
+{
+    drover_client_t *client = s_job_connect (job);
+    if (!client)
+        return;
+    uint64_t ids[3] = {7, 9, 11};
+    s_note (job, client, 1, drover_client_dead (client, ids, 3, &job->dead[0]));
+    s_note (job, client, 2,
+            drover_client_dead (client, NULL, 0, &job->dead[1]));
+    drover_client_destroy (&client);
+}
+
+CLIENT_TEST (dead_reply_grouped_by_task, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    job_t job = {.timeout_ms = 5000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_dead);
+    s_handshake (&fake);
+    drover_packet_t *ask = s_expect (fake.broker, DROVER_DEAD);
+    drover_msg_t *msg = drover_packet_msg (ask);
+    cr_assert_eq (msg->id_count, 3);
+    cr_assert_eq (msg->ids[0], 7);
+    cr_assert_eq (msg->ids[2], 11);
+    //  Task 9 with two attempts, task 7 with three (one given out of
+    //  order); 11 is not a dead letter
+    drover_task_t items[5] = {
+        {.id = 9,
+         .attempt = 1,
+         .code = DROVER_EFAILED,
+         .handler = "resize",
+         .queue = "images",
+         .max_attempts = 2,
+         .node = "a:1",
+         .reason = "bad header",
+         .exit_status = 1,
+         .elapsed_us = 1000,
+         .cpu_us = 900,
+         .max_rss_kb = 3000},
+        {.id = 9,
+         .attempt = 2,
+         .code = DROVER_EMEMLIMIT,
+         .node = "b:2",
+         .reason = "over 100 MB",
+         .signal = 9,
+         .elapsed_us = 2000000,
+         .cpu_us = 1500000,
+         .max_rss_kb = 102400},
+        {.id = 7, .attempt = 1, .code = DROVER_ECRASHED, .signal = 11},
+        {.id = 7,
+         .attempt = 3,
+         .code = DROVER_ETIMELIMIT,
+         .handler = "echo",
+         .signal = 9},
+        {.id = 7, .attempt = 2, .code = DROVER_ELOST, .node = "c:3"}};
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_DEAD_REPLY);
+    reply.ref = msg->ref;
+    reply.tasks = items;
+    reply.task_count = 5;
+    s_send (fake.broker, ask, &reply);
+    drover_packet_destroy (&ask);
+    //  Without ids: the list asks for none; an empty list is fine
+    ask = s_expect (fake.broker, DROVER_DEAD);
+    msg = drover_packet_msg (ask);
+    cr_assert_eq (msg->id_count, 0);
+    reply.ref = msg->ref;
+    reply.tasks = NULL;
+    reply.task_count = 0;
+    s_send (fake.broker, ask, &reply);
+    drover_packet_destroy (&ask);
+    s_fake_serve (&fake, &job, 5000);
+
+    cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
+    drover_dead_list_t *list = job.dead[0];
+    cr_assert_eq (list->task_count, 2);
+    drover_dead_t *first = &list->tasks[0];
+    cr_assert_eq (first->id, 9);
+    cr_assert_str_eq (first->handler, "resize");
+    cr_assert_str_eq (first->queue, "images");
+    cr_assert_eq (first->max_attempts, 2);
+    cr_assert_eq (first->attempt_count, 2);
+    cr_assert_eq (first->code, DROVER_EMEMLIMIT, "the last attempt's code");
+    cr_assert_str_eq (first->reason, "over 100 MB");
+    const drover_attempt_t *attempt = &first->attempts[0];
+    cr_assert_eq (attempt->attempt, 1);
+    cr_assert_eq (attempt->code, DROVER_EFAILED);
+    cr_assert_str_eq (attempt->node, "a:1");
+    cr_assert_str_eq (attempt->reason, "bad header");
+    cr_assert_eq (attempt->exit_status, 1);
+    cr_assert_eq (attempt->elapsed_us, 1000);
+    cr_assert_eq (attempt->cpu_us, 900);
+    cr_assert_eq (attempt->max_rss_kb, 3000);
+    attempt = &first->attempts[1];
+    cr_assert_eq (attempt->attempt, 2);
+    cr_assert_eq (attempt->signal, 9);
+    cr_assert_eq (attempt->cpu_us, 1500000);
+    cr_assert_eq (attempt->max_rss_kb, 102400);
+    drover_dead_t *second = &list->tasks[1];
+    cr_assert_eq (second->id, 7);
+    cr_assert_str_eq (second->handler, "echo", "taken from any attempt");
+    cr_assert_null (second->queue);
+    cr_assert_eq (second->max_attempts, 0);
+    cr_assert_eq (second->attempt_count, 3);
+    for (uint32_t i = 0; i < 3; i++)
+        cr_assert_eq (second->attempts[i].attempt, i + 1, "attempt order");
+    cr_assert_eq (second->attempts[0].signal, 11);
+    cr_assert_str_eq (second->attempts[1].node, "c:3");
+    cr_assert_null (second->attempts[0].node);
+    cr_assert_null (second->attempts[0].reason);
+    cr_assert_eq (second->code, DROVER_ETIMELIMIT);
+    cr_assert_eq (job.rc[2], 0, "%s", job.reason[2]);
+    cr_assert_eq (job.dead[1]->task_count, 0);
+    cr_assert_null (job.dead[1]->tasks);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+static void
+s_job_dead_one (job_t *job)
+{
+    drover_client_t *client = s_job_connect (job);
+    if (!client)
+        return;
+    uint64_t id = 5;
+    for (size_t i = 1; i <= 3; i++)
+        s_note (job, client, i,
+                drover_client_dead (client, &id, 1, &job->dead[i]));
+    drover_client_destroy (&client);
+}
+
+CLIENT_TEST (dead_reply_hostile, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    job_t job = {.timeout_ms = 5000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_dead_one);
+    s_handshake (&fake);
+    //  1: a task that was not asked for; 2: one attempt twice; 3: ERROR
+    drover_task_t stranger[1] = {{.id = 6, .attempt = 1, .code = -12}};
+    drover_task_t twice[2] = {{.id = 5, .attempt = 1, .code = -12},
+                              {.id = 5, .attempt = 1, .code = -13}};
+    drover_task_t *replies[2] = {stranger, twice};
+    size_t counts[2] = {1, 2};
+    for (size_t i = 0; i < 2; i++) {
+        drover_packet_t *ask = s_expect (fake.broker, DROVER_DEAD);
+        drover_msg_t reply;
+        drover_msg_init (&reply, DROVER_DEAD_REPLY);
+        reply.ref = drover_packet_msg (ask)->ref;
+        reply.tasks = replies[i];
+        reply.task_count = counts[i];
+        s_send (fake.broker, ask, &reply);
+        drover_packet_destroy (&ask);
+    }
+    drover_packet_t *ask = s_expect (fake.broker, DROVER_DEAD);
+    drover_wire_send_error (fake.broker, drover_packet_routing_id (ask),
+                            drover_packet_msg (ask)->ref, DROVER_ECOMMAND,
+                            "DEAD is not a command this broker knows");
+    drover_packet_destroy (&ask);
+    s_fake_serve (&fake, &job, 5000);
+    cr_assert_eq (job.rc[1], DROVER_EPROTO);
+    cr_assert (strstr (job.reason[1], "not asked"), "%s", job.reason[1]);
+    cr_assert_null (job.dead[1]);
+    cr_assert_eq (job.rc[2], DROVER_EPROTO);
+    cr_assert (strstr (job.reason[2], "twice"), "%s", job.reason[2]);
+    cr_assert_null (job.dead[2]);
+    cr_assert_eq (job.rc[3], DROVER_ECOMMAND);
+    cr_assert (strstr (job.reason[3], "DEAD"), "%s", job.reason[3]);
+    cr_assert_null (job.dead[3]);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+static void
+s_job_retry (job_t *job)
+{
+    drover_client_t *client = s_job_connect (job);
+    if (!client)
+        return;
+    uint64_t ids[2] = {7, 9};
+    s_note (job, client, 1,
+            drover_client_retry (client, ids, 2, false, &job->new_ids[0],
+                                 &job->new_count[0]));
+    s_note (job, client, 2,
+            drover_client_retry (client, ids, 2, false, &job->new_ids[1],
+                                 &job->new_count[1]));
+    s_note (job, client, 3,
+            drover_client_retry (client, NULL, 0, true, &job->new_ids[2],
+                                 &job->new_count[2]));
+    //  Refused here: ids and all, neither, an id twice
+    uint64_t *none = NULL;
+    size_t none_count = 0;
+    int both = drover_client_retry (client, ids, 2, true, &none, &none_count);
+    int neither =
+        drover_client_retry (client, NULL, 0, false, &none, &none_count);
+    s_note (job, client, 4, both == neither ? both : 0);
+    uint64_t twice[2] = {7, 7};
+    s_note (job, client, 5,
+            drover_client_retry (client, twice, 2, false, &none, &none_count));
+    //  A reply with the wrong number of ids
+    s_note (job, client, 6,
+            drover_client_retry (client, ids, 2, false, &job->new_ids[3],
+                                 &job->new_count[3]));
+    drover_client_destroy (&client);
+}
+
+CLIENT_TEST (retry_dead_letters, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    job_t job = {.timeout_ms = 5000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_retry);
+    s_handshake (&fake);
+    //  1: both retried
+    drover_packet_t *ask = s_expect (fake.broker, DROVER_RETRY);
+    drover_msg_t *msg = drover_packet_msg (ask);
+    cr_assert_eq (msg->id_count, 2);
+    cr_assert_eq (msg->ids[0], 7);
+    cr_assert_eq (msg->ids[1], 9);
+    cr_assert_not (msg->all);
+    uint64_t fresh[2] = {107, 109};
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_SUBMITTED);
+    reply.ref = msg->ref;
+    reply.ids = fresh;
+    reply.id_count = 2;
+    s_send (fake.broker, ask, &reply);
+    drover_packet_destroy (&ask);
+    //  2: not dead letters any more
+    ask = s_expect (fake.broker, DROVER_RETRY);
+    drover_wire_send_error (fake.broker, drover_packet_routing_id (ask),
+                            drover_packet_msg (ask)->ref, DROVER_ENOTFOUND,
+                            "task 7 is not a dead letter");
+    drover_packet_destroy (&ask);
+    //  3: all
+    ask = s_expect (fake.broker, DROVER_RETRY);
+    msg = drover_packet_msg (ask);
+    cr_assert_eq (msg->id_count, 0);
+    cr_assert (msg->all);
+    uint64_t every[3] = {201, 202, 203};
+    reply.ref = msg->ref;
+    reply.ids = every;
+    reply.id_count = 3;
+    s_send (fake.broker, ask, &reply);
+    drover_packet_destroy (&ask);
+    //  6: one id for two tasks
+    ask = s_expect (fake.broker, DROVER_RETRY);
+    reply.ref = drover_packet_msg (ask)->ref;
+    reply.ids = fresh;
+    reply.id_count = 1;
+    s_send (fake.broker, ask, &reply);
+    drover_packet_destroy (&ask);
+    s_fake_serve (&fake, &job, 5000);
+
+    cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
+    cr_assert_eq (job.new_count[0], 2);
+    cr_assert_eq (job.new_ids[0][0], 107);
+    cr_assert_eq (job.new_ids[0][1], 109);
+    cr_assert_eq (job.rc[2], DROVER_ENOTFOUND);
+    cr_assert (strstr (job.reason[2], "task 7"), "%s", job.reason[2]);
+    cr_assert_null (job.new_ids[1]);
+    cr_assert_eq (job.new_count[1], 0);
+    cr_assert_eq (job.rc[3], 0, "%s", job.reason[3]);
+    cr_assert_eq (job.new_count[2], 3);
+    cr_assert_eq (job.new_ids[2][2], 203);
+    cr_assert_eq (job.rc[4], DROVER_EINVAL);
+    cr_assert_eq (job.rc[5], DROVER_EINVAL);
+    cr_assert (strstr (job.reason[5], "twice"), "%s", job.reason[5]);
+    cr_assert_eq (job.rc[6], DROVER_EPROTO);
+    cr_assert_null (job.new_ids[3]);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+CLIENT_TEST (json_dead, 10)
+{
+    char *text = NULL;
+    size_t length = 0;
+    FILE *out = open_memstream (&text, &length);
+    drover_attempt_t attempts[2] = {{.attempt = 1,
+                                     .code = DROVER_EFAILED,
+                                     .reason = "exit 3",
+                                     .node = "a:1",
+                                     .elapsed_us = 500000,
+                                     .cpu_us = 125000,
+                                     .exit_status = 3,
+                                     .max_rss_kb = 2048},
+                                    {.attempt = 2,
+                                     .code = DROVER_EMEMLIMIT,
+                                     .signal = 9,
+                                     .max_rss_kb = 204800}};
+    drover_dead_t dead = {.id = 12,
+                          .handler = "resize",
+                          .code = DROVER_EMEMLIMIT,
+                          .reason = "over 200 MB",
+                          .attempts = attempts,
+                          .attempt_count = 2};
+    cr_assert_eq (drover_json_write_dead (out, &dead), 0);
+    fclose (out);
+    //  An attempt without a reason gets the code's description
+    char *expected = zsys_sprintf (
+        "{\"id\":12,\"handler\":\"resize\",\"queue\":null,\"max_attempts\":"
+        "null,\"status\":\"memlimit\",\"code\":\"DROVER_EMEMLIMIT\",\"error\":"
+        "\"over 200 MB\",\"history\":["
+        "{\"attempt\":1,\"node\":\"a:1\",\"status\":\"failed\",\"code\":"
+        "\"DROVER_EFAILED\",\"error\":\"exit 3\",\"signal\":0,\"exit_status\":"
+        "3,\"elapsed\":0.500000,\"cpu\":0.125000,\"max_rss_kb\":2048},"
+        "{\"attempt\":2,\"node\":null,\"status\":\"memlimit\",\"code\":"
+        "\"DROVER_EMEMLIMIT\",\"error\":\"%s\",\"signal\":9,\"exit_status\":0,"
+        "\"elapsed\":0.000000,\"cpu\":0.000000,\"max_rss_kb\":204800}]}\n",
+        drover_strerror (DROVER_EMEMLIMIT));
+    cr_assert_str_eq (text, expected);
+    zstr_free (&expected);
+    free (text);
 }
