@@ -5,7 +5,9 @@
     and sink sessions live in a table keyed by routing id; clients keep no
     session. Every event ends with s_flush, which sends what the dispatcher
     decided: DISPATCHes against credit, REVOKEs, and RESULTs of tasks that
-    ended without a node's result.
+    ended without a node's result. It also queues again the retries that
+    fell due, and arms a one-shot timer for the next one, so a retry waits
+    its backoff and not a heartbeat more.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -46,6 +48,8 @@ typedef struct {
     drover_task_t *scratch; //  DROVER_MAX_BATCH items for building replies
     zframe_t **frames;      //  DROVER_MAX_BATCH payload frames
     zframe_t *empty;        //  the empty payload of reported failures
+    int retry_timer;        //  zloop timer of the next retry, or -1
+    int64_t retry_due;      //  when that timer fires (ms), if armed
 } s_broker_t;
 
 static void
@@ -76,6 +80,9 @@ drover_broker_config_default (void)
         .max_queued = 1000000,
         .max_attempts = 1,
         .max_results = 1ull << 30,
+        .retry_delay_ms = 1000,
+        .retry_max_delay_ms = 60000,
+        .max_dead = 10000,
     };
     return config;
 }
@@ -151,6 +158,7 @@ s_dispatch (s_broker_t *self)
                 .queue = leased[i]->queue,
                 .key = leased[i]->key,
                 .timeout_ms = leased[i]->timeout_ms,
+                .soft_timeout_ms = leased[i]->soft_timeout_ms,
             };
             self->frames[i] = (zframe_t *)leased[i]->payload;
         }
@@ -229,12 +237,44 @@ s_revoke (s_broker_t *self)
     }
 }
 
+static int s_handle_retry_timer (zloop_t *loop, int timer_id, void *arg);
+
+//  Arms the retry timer for the next retry, unless it is armed for earlier.
+static void
+s_arm_retry_timer (s_broker_t *self)
+{
+    int64_t due = dispatcher_next_due (self->dispatcher);
+    if (due < 0 || (self->retry_timer >= 0 && self->retry_due <= due))
+        return; //  an early timer finds nothing due, and arms again
+    if (self->retry_timer >= 0)
+        zloop_timer_end (self->loop, self->retry_timer);
+    int64_t delay = due - zclock_mono ();
+    self->retry_timer = zloop_timer (self->loop, delay > 0 ? (size_t)delay : 0,
+                                     1, s_handle_retry_timer, self);
+    self->retry_due = due;
+}
+
 static void
 s_flush (s_broker_t *self)
 {
+    dispatcher_tick (self->dispatcher, zclock_mono ());
     s_revoke (self);
     s_report (self, -1);
     s_dispatch (self);
+    s_arm_retry_timer (self);
+}
+
+static int
+s_handle_retry_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    s_broker_t *self = (s_broker_t *)arg;
+    //  A one-shot timer ends by itself. A timer already ended may still
+    //  fire in the same pass of the loop: it must not forget the new one.
+    if (timer_id == self->retry_timer)
+        self->retry_timer = -1;
+    s_flush (self);
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -343,15 +383,31 @@ s_handle_submit (s_broker_t *self, zframe_t *routing_id,
             (unsigned long long)dispatcher_task_count (self->dispatcher));
         return;
     }
-    for (size_t i = 0; i < msg->task_count; i++)
-        if (msg->tasks[i].payload.size > self->config.max_payload) {
+    for (size_t i = 0; i < msg->task_count; i++) {
+        const drover_task_t *task = &msg->tasks[i];
+        if (task->payload.size > self->config.max_payload) {
             drover_wire_send_error (
                 self->router, routing_id, msg->ref, DROVER_ETOOBIG,
                 "tasks[%zu]: payload of %zu octets, the limit is %llu", i,
-                msg->tasks[i].payload.size,
+                task->payload.size,
                 (unsigned long long)self->config.max_payload);
             return;
         }
+        if (task->retry_delay_ms > DISPATCHER_MAX_DELAY_MS
+            || task->retry_max_delay_ms > DISPATCHER_MAX_DELAY_MS) {
+            drover_wire_send_error (
+                self->router, routing_id, msg->ref, DROVER_EINVAL,
+                "tasks[%zu]: retry_%sdelay_ms is %llu, at most %llu ms (7 "
+                "days) is allowed",
+                i, task->retry_delay_ms > DISPATCHER_MAX_DELAY_MS ? "" : "max_",
+                (unsigned long long)(task->retry_delay_ms
+                                             > DISPATCHER_MAX_DELAY_MS
+                                         ? task->retry_delay_ms
+                                         : task->retry_max_delay_ms),
+                (unsigned long long)DISPATCHER_MAX_DELAY_MS);
+            return;
+        }
+    }
     uint64_t *ids = (uint64_t *)calloc (msg->task_count, sizeof (uint64_t));
     assert (ids);
     size_t accepted = 0;
@@ -392,6 +448,8 @@ s_handle_status (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
             dispatcher_cancel (self->dispatcher, msg->ids[i]);
         dispatcher_task_t *task =
             dispatcher_lookup (self->dispatcher, msg->ids[i]);
+        if (!task) //  a dead letter whose failure the sink stored
+            task = dispatcher_dead_lookup (self->dispatcher, msg->ids[i]);
         drover_task_t *item = &self->scratch[i];
         *item = (drover_task_t){.id = msg->ids[i]};
         if (!task)
@@ -431,6 +489,9 @@ s_handle_stats (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
         {"cancelled", counters->cancelled},
         {"held", dispatcher_task_count (self->dispatcher)},
         {"malformed", self->malformed},
+        {"retrying", dispatcher_retrying (self->dispatcher)},
+        {"dead", dispatcher_dead_count (self->dispatcher)},
+        {"dead_dropped", counters->dead_dropped},
     };
     drover_msg_t reply;
     drover_msg_init (&reply, DROVER_STATS_REPLY);
@@ -444,6 +505,169 @@ s_handle_stats (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
     reply.counters = values;
     reply.counter_count = sizeof values / sizeof values[0];
     s_send (self, routing_id, &reply, NULL);
+}
+
+//  Octets a DEAD_REPLY item takes at most besides its strings: key names
+//  and numbers.
+#define S_DEAD_ITEM_OCTETS 256
+
+//  Adds the DEAD_REPLY items of one dead letter, one per attempt kept, if
+//  they all fit in the batch and in a header frame (*octets counts what the
+//  items so far take at most); returns false if not.
+static bool
+s_dead_items (s_broker_t *self, dispatcher_task_t *dead, size_t *count,
+              size_t *octets)
+{
+    size_t kept = dispatcher_history_size (dead->history);
+    if (*count + (kept ? kept : 1) > DROVER_MAX_BATCH)
+        return false;
+    size_t size = S_DEAD_ITEM_OCTETS + strlen (dead->handler)
+                  + strlen (dead->queue)
+                  + (dead->reason ? strlen (dead->reason) : 0)
+                  + (dead->last_node ? strlen (dead->last_node) : 0);
+    for (size_t i = 0; i < kept; i++) {
+        const dispatcher_attempt_t *attempt =
+            dispatcher_history_get (dead->history, i);
+        size += S_DEAD_ITEM_OCTETS + strlen (dead->handler)
+                + strlen (dead->queue)
+                + (attempt->reason ? strlen (attempt->reason) : 0)
+                + (attempt->node ? strlen (attempt->node) : 0);
+    }
+    if (*octets + size > DROVER_MAX_HEADER - 1024)
+        return false;
+    *octets += size;
+    drover_task_t common = {
+        .id = dead->id,
+        .attempt = dead->attempt,
+        .code = dead->code,
+        .handler = dead->handler,
+        .queue = dead->queue,
+        .max_attempts = dead->max_attempts,
+        .reason = dead->reason,
+        .node = dead->last_node,
+    };
+    if (kept == 0) //  never happens: every way to die records an attempt
+        self->scratch[(*count)++] = common;
+    for (size_t i = 0; i < kept; i++) {
+        const dispatcher_attempt_t *attempt =
+            dispatcher_history_get (dead->history, i);
+        drover_task_t *item = &self->scratch[(*count)++];
+        *item = common;
+        item->attempt = attempt->attempt;
+        item->code = attempt->code;
+        item->reason = attempt->reason;
+        item->node = attempt->node;
+        item->elapsed_us = attempt->elapsed_us;
+        item->cpu_us = attempt->cpu_us;
+        item->signal = attempt->signal;
+        item->exit_status = attempt->exit_status;
+        item->max_rss_kb = attempt->max_rss_kb;
+    }
+    return true;
+}
+
+//  DEAD: the named dead letters, or the oldest, as many as fit in one reply
+//  (max_batch items, one header frame).
+static void
+s_handle_dead (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
+{
+    size_t count = 0, octets = 0;
+    if (msg->id_count > 0) {
+        for (size_t i = 0; i < msg->id_count; i++) {
+            dispatcher_task_t *dead =
+                dispatcher_dead_lookup (self->dispatcher, msg->ids[i]);
+            if (dead && !s_dead_items (self, dead, &count, &octets))
+                break;
+        }
+    }
+    else
+        for (dispatcher_task_t *dead = dispatcher_dead_first (self->dispatcher);
+             dead && s_dead_items (self, dead, &count, &octets);
+             dead = dispatcher_dead_next (self->dispatcher))
+            ;
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_DEAD_REPLY);
+    reply.ref = msg->ref;
+    reply.tasks = self->scratch;
+    reply.task_count = count;
+    s_send (self, routing_id, &reply, NULL);
+}
+
+static int
+s_compare_ids (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+//  RETRY: submits dead letters again, all of them or none.
+static void
+s_handle_retry (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
+{
+    if (msg->all == (msg->id_count > 0)) {
+        drover_wire_send_error (self->router, routing_id, msg->ref,
+                                DROVER_EINVAL,
+                                "RETRY needs either ids or all, %s",
+                                msg->all ? "not both" : "and has neither");
+        return;
+    }
+    uint64_t *ids = (uint64_t *)calloc (DROVER_MAX_BATCH, sizeof (uint64_t));
+    assert (ids);
+    size_t count = 0;
+    if (msg->all) {
+        //  SUBMITTED carries at most max_batch ids: the oldest go first
+        for (dispatcher_task_t *dead = dispatcher_dead_first (self->dispatcher);
+             dead && count < DROVER_MAX_BATCH;
+             dead = dispatcher_dead_next (self->dispatcher))
+            ids[count++] = dead->id;
+    }
+    else {
+        for (size_t i = 0; i < msg->id_count; i++)
+            if (!dispatcher_dead_lookup (self->dispatcher, msg->ids[i])) {
+                drover_wire_send_error (
+                    self->router, routing_id, msg->ref, DROVER_ENOTFOUND,
+                    "ids[%zu]: task %llu is not a dead letter (see drover "
+                    "dead list); nothing was resubmitted",
+                    i, (unsigned long long)msg->ids[i]);
+                free (ids);
+                return;
+            }
+        memcpy (ids, msg->ids, msg->id_count * sizeof (uint64_t));
+        count = msg->id_count;
+        qsort (ids, count, sizeof (uint64_t), s_compare_ids);
+        for (size_t i = 1; i < count; i++)
+            if (ids[i] == ids[i - 1]) {
+                drover_wire_send_error (
+                    self->router, routing_id, msg->ref, DROVER_EINVAL,
+                    "task %llu is named twice; nothing was resubmitted",
+                    (unsigned long long)ids[i]);
+                free (ids);
+                return;
+            }
+        memcpy (ids, msg->ids, count * sizeof (uint64_t));
+    }
+    if (dispatcher_room (self->dispatcher) < count) {
+        drover_wire_send_error (
+            self->router, routing_id, msg->ref, DROVER_EFULL,
+            "the broker holds %llu tasks, its limit: retry later",
+            (unsigned long long)dispatcher_task_count (self->dispatcher));
+        free (ids);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        uint64_t old_id = ids[i];
+        ids[i] = dispatcher_dead_retry (self->dispatcher, old_id);
+        assert (ids[i]); //  checked above: a dead letter, and room
+        zsys_info ("broker: dead letter %llu resubmitted as task %llu",
+                   (unsigned long long)old_id, (unsigned long long)ids[i]);
+    }
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_SUBMITTED);
+    reply.ref = msg->ref;
+    reply.ids = ids;
+    reply.id_count = count;
+    s_send (self, routing_id, &reply, NULL);
+    free (ids);
 }
 
 //  Commands that need a node or sink session.
@@ -467,24 +691,41 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
         case DROVER_FAIL:
             for (size_t i = 0; peer->node && i < msg->task_count; i++) {
                 drover_task_t *outcome = &msg->tasks[i];
-                if (dispatcher_fail (self->dispatcher, peer->node, outcome))
+                int64_t now = zclock_mono ();
+                if (dispatcher_fail (self->dispatcher, peer->node, outcome,
+                                     now)) {
                     zsys_info ("broker: stale FAIL of task %llu attempt %u "
                                "from %s",
                                (unsigned long long)outcome->id,
                                outcome->attempt, peer->name);
-                else if (self->config.verbose)
-                    zsys_debug ("broker: task %llu attempt %u failed on %s: "
-                                "%s",
-                                (unsigned long long)outcome->id,
-                                outcome->attempt, peer->name,
-                                drover_strcode (outcome->code));
+                    continue;
+                }
+                dispatcher_task_t *task =
+                    dispatcher_lookup (self->dispatcher, outcome->id);
+                assert (task);
+                if (task->state == DROVER_STATE_RETRY) {
+                    if (self->config.verbose)
+                        zsys_debug ("broker: task %llu attempt %u failed on "
+                                    "%s: %s; retry in %lld ms",
+                                    (unsigned long long)task->id,
+                                    outcome->attempt, peer->name,
+                                    drover_strcode (task->code),
+                                    (long long)(task->due_ms - now));
+                }
+                else
+                    zsys_info ("broker: task %llu failed for good on %s after "
+                               "attempt %u: %s%s",
+                               (unsigned long long)task->id, peer->name,
+                               outcome->attempt, drover_strcode (task->code),
+                               task->dead_handle ? "; kept as a dead letter"
+                                                 : "");
             }
             break;
         case DROVER_DONE:
             if (peer->role == ROLE_SINK)
                 for (size_t i = 0; i < msg->task_count; i++)
                     dispatcher_done (self->dispatcher, msg->tasks[i].id,
-                                     msg->tasks[i].attempt);
+                                     msg->tasks[i].attempt, msg->tasks[i].code);
             break;
         case DROVER_STORED: break; //  DONE is what ends a task
         default: break;
@@ -530,6 +771,8 @@ s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
         case DROVER_CANCEL:
         case DROVER_STATUS: s_handle_status (self, routing_id, msg); break;
         case DROVER_STATS: s_handle_stats (self, routing_id, msg); break;
+        case DROVER_DEAD: s_handle_dead (self, routing_id, msg); break;
+        case DROVER_RETRY: s_handle_retry (self, routing_id, msg); break;
         case DROVER_HEARTBEAT:
         case DROVER_BYE:
         case DROVER_CREDIT:
@@ -658,7 +901,11 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
         .max_attempts = config->max_attempts ? config->max_attempts : 1,
         .max_losses = 5,
         .max_queued = config->max_queued,
+        .retry_delay_ms = config->retry_delay_ms,
+        .retry_max_delay_ms = config->retry_max_delay_ms,
+        .max_dead = config->max_dead,
     };
+    self->retry_timer = -1;
     self->dispatcher = dispatcher_new (&dispatcher_config, s_free_frame);
     self->scratch =
         (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));

@@ -33,13 +33,22 @@ struct dispatcher_node_t {
 struct dispatcher_t {
     dispatcher_config_t config;     //  limits and policy
     payload_free_fn *free_payload;  //  frees payloads
-    zhashx_t *tasks;                //  id -> dispatcher_task_t, owned
+    zhashx_t *tasks;                //  id -> dispatcher_task_t held (owned,
+                                    //  unless also a dead letter)
     zhashx_t *lanes;                //  "queue\x1fhandler" -> lane_t, owned
     zlistx_t *nodes;                //  dispatcher_node_t, owned
     zlistx_t *ready;                //  nodes with credit, least recently
                                     //  served first (not owned)
     zlistx_t *reports;              //  tasks in REPORTING (not owned)
     zlistx_t *revokes;              //  dispatcher_revoke_t, owned
+    dispatcher_task_t **retries;    //  retrying tasks, a min-heap on
+                                    //  (due_ms, id) (not owned)
+    size_t retry_count;             //  tasks in the heap
+    size_t retry_alloc;             //  slots allocated
+    zlistx_t *dead;                 //  dead letters, oldest first (owned,
+                                    //  with the task table)
+    zhashx_t *dead_index;           //  id -> dead letter (not owned)
+    uint64_t rng;                   //  state of the jitter generator
     uint64_t next_id;               //  id of the next task
     dispatcher_counters_t counters; //  statistics
 };
@@ -65,14 +74,33 @@ s_id_compare (const void *a, const void *b)
 }
 
 static void
-s_task_destroy (void **item)
+s_history_destroy (dispatcher_history_t **history_p)
 {
-    dispatcher_task_t *task = (dispatcher_task_t *)*item;
-    *item = NULL;
+    dispatcher_history_t *history = *history_p;
+    if (!history)
+        return;
+    for (size_t i = 0; i < DISPATCHER_HISTORY; i++) {
+        free (history->ring[i].reason);
+        free (history->ring[i].node);
+    }
+    free (history);
+    *history_p = NULL;
+}
+
+//  Frees a task and what it owns: neither the task table nor the dead-letter
+//  list may hold it any more.
+static void
+s_task_destroy (dispatcher_t *self, dispatcher_task_t **task_p)
+{
+    dispatcher_task_t *task = *task_p;
+    if (task->payload && self->free_payload)
+        self->free_payload (&task->payload);
+    s_history_destroy (&task->history);
     free (task->key);
     free (task->reason);
     free (task->last_node);
     free (task);
+    *task_p = NULL;
 }
 
 static void
@@ -119,7 +147,20 @@ dispatcher_new (const dispatcher_config_t *config,
     zhashx_set_key_comparator (self->tasks, s_id_compare);
     zhashx_set_key_duplicator (self->tasks, NULL);
     zhashx_set_key_destructor (self->tasks, NULL);
-    zhashx_set_destructor (self->tasks, s_task_destroy);
+    self->dead = zlistx_new ();
+    self->dead_index = zhashx_new ();
+    assert (self->tasks && self->dead && self->dead_index);
+    zhashx_set_key_hasher (self->dead_index, s_id_hash);
+    zhashx_set_key_comparator (self->dead_index, s_id_compare);
+    zhashx_set_key_duplicator (self->dead_index, NULL);
+    zhashx_set_key_destructor (self->dead_index, NULL);
+    if (!self->config.retry_delay_ms)
+        self->config.retry_delay_ms = 1000;
+    if (!self->config.retry_max_delay_ms)
+        self->config.retry_max_delay_ms = 60000;
+    self->rng = config->seed ? config->seed
+                             : (uint64_t)zclock_time () ^ (uintptr_t)self
+                                   ^ ((uint64_t)randof (1 << 30) << 32);
     self->lanes = zhashx_new ();
     zhashx_set_destructor (self->lanes, s_lane_destroy);
     self->nodes = zlistx_new ();
@@ -139,11 +180,18 @@ dispatcher_destroy (dispatcher_t **self_p)
     dispatcher_t *self = *self_p;
     if (!self)
         return;
+    //  Dead letters are freed with the list, held tasks with the table
     for (dispatcher_task_t *task =
              (dispatcher_task_t *)zhashx_first (self->tasks);
          task; task = (dispatcher_task_t *)zhashx_next (self->tasks))
-        if (task->payload && self->free_payload)
-            self->free_payload (&task->payload);
+        if (!task->dead_handle)
+            s_task_destroy (self, &task);
+    dispatcher_task_t *task;
+    while ((task = (dispatcher_task_t *)zlistx_detach (self->dead, NULL)))
+        s_task_destroy (self, &task);
+    zlistx_destroy (&self->dead);
+    zhashx_destroy (&self->dead_index);
+    free (self->retries);
     zlistx_destroy (&self->revokes);
     zlistx_destroy (&self->reports);
     zlistx_destroy (&self->ready);
@@ -231,8 +279,16 @@ dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
     task->handler = task->lane->handler;
     task->key = spec->key ? strdup (spec->key) : NULL;
     task->timeout_ms = spec->timeout_ms;
+    task->soft_timeout_ms = spec->soft_timeout_ms;
+    task->retry_delay_ms = spec->retry_delay_ms ? spec->retry_delay_ms
+                                                : self->config.retry_delay_ms;
+    task->retry_max_delay_ms = spec->retry_max_delay_ms
+                                   ? spec->retry_max_delay_ms
+                                   : self->config.retry_max_delay_ms;
+    task->retry_on = spec->retry_on ? spec->retry_on : DROVER_RETRY_ON_DEFAULT;
     task->max_attempts =
         spec->max_attempts ? spec->max_attempts : self->config.max_attempts;
+    task->retry_index = SIZE_MAX;
     task->payload = payload_p ? *payload_p : NULL;
     if (payload_p)
         *payload_p = NULL;
@@ -267,8 +323,6 @@ s_report (dispatcher_t *self, dispatcher_task_t *task, int32_t code)
     task->code = code;
     task->reported_at = 0;
     task->report_handle = zlistx_add_end (self->reports, task);
-    if (task->payload && self->free_payload)
-        self->free_payload (&task->payload);
 }
 
 static void
@@ -278,6 +332,282 @@ s_set_text (char **field, const char *text)
     *field = text ? strdup (text) : NULL;
 }
 
+//  --------------------------------------------------------------------------
+//  Retries: a binary min-heap of retrying tasks on (due_ms, id); each task
+//  knows its index, so a cancel removes it in O(log n)
+
+static bool
+s_due_before (const dispatcher_task_t *a, const dispatcher_task_t *b)
+{
+    return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->id < b->id);
+}
+
+static void
+s_heap_place (dispatcher_t *self, size_t index, dispatcher_task_t *task)
+{
+    self->retries[index] = task;
+    task->retry_index = index;
+}
+
+static void
+s_heap_up (dispatcher_t *self, size_t index)
+{
+    dispatcher_task_t *task = self->retries[index];
+    while (index > 0) {
+        size_t parent = (index - 1) / 2;
+        if (!s_due_before (task, self->retries[parent]))
+            break;
+        s_heap_place (self, index, self->retries[parent]);
+        index = parent;
+    }
+    s_heap_place (self, index, task);
+}
+
+static void
+s_heap_down (dispatcher_t *self, size_t index)
+{
+    dispatcher_task_t *task = self->retries[index];
+    while (true) {
+        size_t child = 2 * index + 1;
+        if (child >= self->retry_count)
+            break;
+        if (child + 1 < self->retry_count
+            && s_due_before (self->retries[child + 1], self->retries[child]))
+            child++;
+        if (!s_due_before (self->retries[child], task))
+            break;
+        s_heap_place (self, index, self->retries[child]);
+        index = child;
+    }
+    s_heap_place (self, index, task);
+}
+
+static void
+s_retry_add (dispatcher_t *self, dispatcher_task_t *task, int64_t due_ms)
+{
+    if (self->retry_count == self->retry_alloc) {
+        self->retry_alloc = self->retry_alloc ? self->retry_alloc * 2 : 64;
+        self->retries = (dispatcher_task_t **)realloc (
+            self->retries, self->retry_alloc * sizeof (dispatcher_task_t *));
+        assert (self->retries);
+    }
+    task->state = DROVER_STATE_RETRY;
+    task->due_ms = due_ms;
+    s_heap_place (self, self->retry_count++, task);
+    s_heap_up (self, task->retry_index);
+}
+
+static void
+s_retry_remove (dispatcher_t *self, dispatcher_task_t *task)
+{
+    assert (task->state == DROVER_STATE_RETRY);
+    size_t index = task->retry_index;
+    assert (index < self->retry_count && self->retries[index] == task);
+    dispatcher_task_t *last = self->retries[--self->retry_count];
+    if (index < self->retry_count) {
+        s_heap_place (self, index, last);
+        s_heap_up (self, index);
+        s_heap_down (self, last->retry_index);
+    }
+    task->retry_index = SIZE_MAX;
+}
+
+//  A random number in [0, bound], from a xorshift64* generator.
+static uint64_t
+s_random (dispatcher_t *self, uint64_t bound)
+{
+    self->rng ^= self->rng >> 12;
+    self->rng ^= self->rng << 25;
+    self->rng ^= self->rng >> 27;
+    uint64_t value = self->rng * 0x2545f4914f6cdd1dULL;
+    return bound == UINT64_MAX ? value : value % (bound + 1);
+}
+
+//  The wait after the task's n-th failure (SPEC.md 7.4): d = min(max,
+//  base * 2^(n-1)), then d/2 + random(0, d/2), so within [d/2, d].
+static uint64_t
+s_backoff (dispatcher_t *self, dispatcher_task_t *task)
+{
+    uint64_t max = task->retry_max_delay_ms;
+    if (max > DISPATCHER_MAX_DELAY_MS)
+        max = DISPATCHER_MAX_DELAY_MS;
+    uint64_t base = task->retry_delay_ms;
+    uint32_t shift = task->failures > 0 ? task->failures - 1 : 0;
+    uint64_t delay = max;
+    if (shift < 63 && base <= (max >> shift))
+        delay = base << shift;
+    uint64_t half = delay / 2;
+    return half + s_random (self, delay - half);
+}
+
+size_t
+dispatcher_tick (dispatcher_t *self, int64_t now_ms)
+{
+    size_t requeued = 0;
+    while (self->retry_count > 0 && self->retries[0]->due_ms <= now_ms) {
+        dispatcher_task_t *task = self->retries[0];
+        s_retry_remove (self, task);
+        s_enqueue (task, false);
+        requeued++;
+    }
+    return requeued;
+}
+
+int64_t
+dispatcher_next_due (dispatcher_t *self)
+{
+    return self->retry_count > 0 ? self->retries[0]->due_ms : -1;
+}
+
+size_t
+dispatcher_retrying (dispatcher_t *self)
+{
+    return self->retry_count;
+}
+
+//  --------------------------------------------------------------------------
+//  Attempt histories
+
+static void
+s_record (dispatcher_task_t *task, const drover_task_t *outcome,
+          const char *node)
+{
+    if (!task->history) {
+        task->history =
+            (dispatcher_history_t *)zmalloc (sizeof (dispatcher_history_t));
+        assert (task->history);
+    }
+    dispatcher_attempt_t *slot =
+        &task->history->ring[task->history->recorded % DISPATCHER_HISTORY];
+    free (slot->reason);
+    free (slot->node);
+    *slot = (dispatcher_attempt_t){
+        .attempt = outcome->attempt,
+        .code = outcome->code,
+        .reason = outcome->reason ? strdup (outcome->reason) : NULL,
+        .node = node ? strdup (node) : NULL,
+        .elapsed_us = outcome->elapsed_us,
+        .cpu_us = outcome->cpu_us,
+        .signal = outcome->signal,
+        .exit_status = outcome->exit_status,
+        .max_rss_kb = outcome->max_rss_kb,
+    };
+    task->history->recorded++;
+}
+
+size_t
+dispatcher_history_size (const dispatcher_history_t *history)
+{
+    if (!history)
+        return 0;
+    return history->recorded < DISPATCHER_HISTORY ? history->recorded
+                                                  : DISPATCHER_HISTORY;
+}
+
+const dispatcher_attempt_t *
+dispatcher_history_get (const dispatcher_history_t *history, size_t index)
+{
+    size_t kept = dispatcher_history_size (history);
+    assert (index < kept);
+    size_t oldest = history->recorded - kept;
+    return &history->ring[(oldest + index) % DISPATCHER_HISTORY];
+}
+
+//  --------------------------------------------------------------------------
+//  Dead letters
+
+static void
+s_dead_unlink (dispatcher_t *self, dispatcher_task_t *task)
+{
+    assert (task->dead_handle);
+    zlistx_detach (self->dead, task->dead_handle);
+    task->dead_handle = NULL;
+    zhashx_delete (self->dead_index, &task->id);
+}
+
+//  Takes a dead letter out of the list; frees it unless the table holds it.
+static void
+s_dead_drop (dispatcher_t *self, dispatcher_task_t *task)
+{
+    s_dead_unlink (self, task);
+    if (task->state == DROVER_STATE_FAILED)
+        s_task_destroy (self, &task);
+    else if (task->payload && self->free_payload)
+        self->free_payload (&task->payload);
+}
+
+//  The task failed for good: report it and keep it as a dead letter, the
+//  oldest dropped past max_dead.
+static void
+s_fail_for_good (dispatcher_t *self, dispatcher_task_t *task, int32_t code)
+{
+    self->counters.failed++;
+    s_report (self, task, code);
+    if (self->config.max_dead == 0) {
+        self->counters.dead_dropped++;
+        if (task->payload && self->free_payload)
+            self->free_payload (&task->payload);
+        return;
+    }
+    while (zlistx_size (self->dead) >= self->config.max_dead) {
+        s_dead_drop (self, (dispatcher_task_t *)zlistx_first (self->dead));
+        self->counters.dead_dropped++;
+    }
+    task->dead_handle = zlistx_add_end (self->dead, task);
+    zhashx_insert (self->dead_index, &task->id, task);
+}
+
+dispatcher_task_t *
+dispatcher_dead_lookup (dispatcher_t *self, uint64_t id)
+{
+    return (dispatcher_task_t *)zhashx_lookup (self->dead_index, &id);
+}
+
+dispatcher_task_t *
+dispatcher_dead_first (dispatcher_t *self)
+{
+    return (dispatcher_task_t *)zlistx_first (self->dead);
+}
+
+dispatcher_task_t *
+dispatcher_dead_next (dispatcher_t *self)
+{
+    return (dispatcher_task_t *)zlistx_next (self->dead);
+}
+
+size_t
+dispatcher_dead_count (dispatcher_t *self)
+{
+    return zlistx_size (self->dead);
+}
+
+uint64_t
+dispatcher_dead_retry (dispatcher_t *self, uint64_t id)
+{
+    dispatcher_task_t *dead = dispatcher_dead_lookup (self, id);
+    if (!dead || dispatcher_room (self) == 0)
+        return 0;
+    drover_task_t spec = {
+        .handler = dead->handler,
+        .queue = dead->queue,
+        .key = dead->key,
+        .timeout_ms = dead->timeout_ms,
+        .soft_timeout_ms = dead->soft_timeout_ms,
+        .max_attempts = dead->max_attempts,
+        .retry_delay_ms = dead->retry_delay_ms,
+        .retry_max_delay_ms = dead->retry_max_delay_ms,
+        .retry_on = dead->retry_on,
+    };
+    //  Its lane exists, so the lane limit cannot refuse it
+    uint64_t new_id = dispatcher_submit (self, &spec, &dead->payload);
+    assert (new_id);
+    s_dead_drop (self, dead);
+    return new_id;
+}
+
+//  --------------------------------------------------------------------------
+//  Task outcomes
+
 static void
 s_remove (dispatcher_t *self, dispatcher_task_t *task)
 {
@@ -285,16 +615,21 @@ s_remove (dispatcher_t *self, dispatcher_task_t *task)
         s_dequeue (task);
     else if (task->state == DROVER_STATE_LEASED)
         s_release_lease (task);
+    else if (task->state == DROVER_STATE_RETRY)
+        s_retry_remove (self, task);
     else if (task->state == DROVER_STATE_REPORTING)
         zlistx_detach (self->reports, task->report_handle);
-    if (task->payload && self->free_payload)
-        self->free_payload (&task->payload);
+    task->report_handle = NULL;
     zhashx_delete (self->tasks, &task->id);
+    if (task->dead_handle)
+        task->state = DROVER_STATE_FAILED; //  the dead-letter list keeps it
+    else
+        s_task_destroy (self, &task);
 }
 
 int
 dispatcher_fail (dispatcher_t *self, dispatcher_node_t *node,
-                 const drover_task_t *outcome)
+                 const drover_task_t *outcome, int64_t now_ms)
 {
     dispatcher_task_t *task = dispatcher_lookup (self, outcome->id);
     if (!task || task->state != DROVER_STATE_LEASED || task->node != node
@@ -305,28 +640,33 @@ dispatcher_fail (dispatcher_t *self, dispatcher_node_t *node,
     s_release_lease (task);
     node->done++;
     task->failures++;
-    task->code = outcome->code;
-    s_set_text (&task->reason, outcome->reason);
     task->outcome = *outcome;
+    if (task->outcome.code >= 0) //  a failure needs a failure's code
+        task->outcome.code = DROVER_EFAILED;
+    task->outcome.handler = task->outcome.queue = task->outcome.key = NULL;
     task->outcome.reason = NULL;
     task->outcome.node = NULL;
     task->outcome.payload = (drover_bytes_t){NULL, 0};
-    bool retryable = outcome->code == DROVER_EFAILED
-                     || outcome->code == DROVER_ECRASHED
-                     || outcome->code == DROVER_ETIMELIMIT;
+    int32_t code = task->outcome.code;
+    task->code = code;
+    s_set_text (&task->reason, outcome->reason);
+    drover_task_t recorded = task->outcome;
+    recorded.reason = outcome->reason;
+    s_record (task, &recorded, outcome->node ? outcome->node : node->name);
+
+    bool retryable = code >= -63 && (task->retry_on & DROVER_RETRY_BIT (code));
     if (retryable && task->failures < task->max_attempts) {
         self->counters.retried++;
-        s_enqueue (task, false);
+        s_retry_add (self, task, now_ms + (int64_t)s_backoff (self, task));
     }
-    else {
-        self->counters.failed++;
-        s_report (self, task, outcome->code);
-    }
+    else
+        s_fail_for_good (self, task, code);
     return 0;
 }
 
 int
-dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt)
+dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt,
+                 int32_t code)
 {
     dispatcher_task_t *task = dispatcher_lookup (self, id);
     if (!task)
@@ -345,6 +685,9 @@ dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt)
     }
     if (task->state != DROVER_STATE_REPORTING)
         self->counters.done++;
+    if (code == 0 && task->dead_handle)
+        //  A superseded attempt's success won at the sink: not dead
+        s_dead_drop (self, task);
     s_remove (self, task);
     return 0;
 }
@@ -357,6 +700,8 @@ dispatcher_cancel (dispatcher_t *self, uint64_t id)
         return DROVER_STATE_UNKNOWN;
     if (task->state == DROVER_STATE_QUEUED)
         s_dequeue (task);
+    else if (task->state == DROVER_STATE_RETRY)
+        s_retry_remove (self, task);
     else if (task->state == DROVER_STATE_LEASED) {
         dispatcher_revoke_t *revoke =
             (dispatcher_revoke_t *)zmalloc (sizeof *revoke);
@@ -371,6 +716,8 @@ dispatcher_cancel (dispatcher_t *self, uint64_t id)
     self->counters.cancelled++;
     s_set_text (&task->reason, "cancelled by a client");
     s_report (self, task, DROVER_ECANCELLED);
+    if (task->payload && self->free_payload)
+        self->free_payload (&task->payload);
     return task->state;
 }
 
@@ -421,11 +768,16 @@ dispatcher_node_remove (dispatcher_t *self, dispatcher_node_t **node_p)
         s_release_lease (task);
         task->losses++;
         self->counters.lost++;
+        drover_task_t lost = {.id = task->id,
+                              .attempt = task->attempt,
+                              .code = DROVER_ELOST,
+                              .reason = "the node running it was lost"};
+        s_record (task, &lost, node->name);
         if (task->losses > self->config.max_losses) {
-            self->counters.failed++;
             s_set_text (&task->reason,
                         "the nodes running this task were lost too often");
-            s_report (self, task, DROVER_ELOST);
+            task->outcome = (drover_task_t){.code = DROVER_ELOST};
+            s_fail_for_good (self, task, DROVER_ELOST);
         }
         else
             s_enqueue (task, true);

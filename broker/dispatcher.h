@@ -8,6 +8,15 @@
     without a node's result, REVOKEs of leases) collects in two outboxes the
     broker drains after each event, so this module stays pure and testable.
 
+    Failed attempts retry after a backoff (SPEC.md 7.4). The dispatcher has
+    no clock: callers pass the time (zclock_mono milliseconds, or fake times
+    in tests) to dispatcher_fail and dispatcher_tick, and ask
+    dispatcher_next_due when the next retry falls due. Waiting retries sit
+    in a min-heap on their due time, so a tick costs O(log n) per task it
+    requeues and nothing for the others. Tasks that fail for good become
+    dead letters: they keep their payload and the history of their last
+    DISPATCHER_HISTORY failed attempts until retried or evicted.
+
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
@@ -27,35 +36,73 @@ typedef struct lane_t lane_t;
 //  Frees a task's payload; the dispatcher never looks inside one.
 typedef void (payload_free_fn) (void **payload);
 
+//  Attempts a task remembers for DEAD.
+#define DISPATCHER_HISTORY 16
+
+//  Longest retry backoff the dispatcher waits; longer ones are cut to it.
+#define DISPATCHER_MAX_DELAY_MS (7ull * 24 * 3600 * 1000)
+
 typedef struct {
-    uint32_t max_attempts; //  default attempts for failures (>= 1)
-    uint32_t max_losses;   //  node losses a task survives before ELOST
-    uint64_t max_queued;   //  tasks held at most (any state)
+    uint32_t max_attempts;       //  default attempts for failures (>= 1)
+    uint32_t max_losses;         //  node losses a task survives before ELOST
+    uint64_t max_queued;         //  tasks held at most (any state)
+    uint64_t retry_delay_ms;     //  default backoff of a first retry; 0: 1000
+    uint64_t retry_max_delay_ms; //  default cap of backoffs; 0: 60000
+    uint64_t max_dead;           //  dead letters kept; past it the oldest
+                                 //  is dropped (0: none kept)
+    uint64_t seed;               //  seed of the backoff jitter; 0: random
 } dispatcher_config_t;
+
+//  One failed (or lost) attempt, as DEAD reports it.
+typedef struct {
+    uint32_t attempt;    //  attempt number
+    int32_t code;        //  why it failed, a DROVER_E* code
+    char *reason;        //  the node's reason, or NULL
+    char *node;          //  the node that ran it, or NULL
+    uint64_t elapsed_us; //  wall time
+    uint64_t cpu_us;     //  user + system CPU time
+    int32_t signal;      //  signal that killed the child, or 0
+    int32_t exit_status; //  exit status of an exec handler, or 0
+    uint64_t max_rss_kb; //  peak resident memory of the child
+} dispatcher_attempt_t;
+
+//  The last DISPATCHER_HISTORY failed attempts of a task, a ring.
+typedef struct {
+    dispatcher_attempt_t ring[DISPATCHER_HISTORY]; //  slot: attempt % size
+    uint32_t recorded; //  attempts recorded in all, kept or not
+} dispatcher_history_t;
 
 //  One task. Read-only outside dispatcher.c.
 typedef struct {
-    uint64_t id;             //  assigned by the dispatcher, from 1
-    lane_t *lane;            //  its (queue, handler)
-    const char *queue;       //  queue name (the lane's)
-    const char *handler;     //  handler name (the lane's)
-    char *key;               //  user key, or NULL
-    uint64_t timeout_ms;     //  time limit of one attempt, 0: none
-    uint32_t max_attempts;   //  attempts allowed for failures
-    uint32_t attempt;        //  attempts dispatched so far
-    uint32_t failures;       //  attempts that failed (count against max)
-    uint32_t losses;         //  attempts lost with their node
-    drover_state_t state;    //  where it is in SPEC.md section 7.1
-    dispatcher_node_t *node; //  lease holder while leased, else NULL
-    void *queue_handle;      //  its place in the lane while queued
-    void *lease_handle;      //  its place in the node's leases while leased
-    void *report_handle;     //  its place in the outbox while reporting
-    int32_t code;            //  last failure's code, or final outcome
-    char *reason;            //  last failure's reason, or NULL
-    char *last_node;         //  name of the node of the last attempt
-    drover_task_t outcome;   //  details of the last failed attempt
-    void *payload;           //  the input, owned; NULL once not needed
-    int64_t reported_at;     //  when its RESULT last went to the sink (ms)
+    uint64_t id;                 //  assigned by the dispatcher, from 1
+    lane_t *lane;                //  its (queue, handler)
+    const char *queue;           //  queue name (the lane's)
+    const char *handler;         //  handler name (the lane's)
+    char *key;                   //  user key, or NULL
+    uint64_t timeout_ms;         //  time limit of one attempt, 0: none
+    uint64_t soft_timeout_ms;    //  soft time limit of one attempt, 0: none
+    uint64_t retry_delay_ms;     //  backoff before the first retry
+    uint64_t retry_max_delay_ms; //  cap of the backoff
+    uint64_t retry_on;           //  codes that retry: bit N for code -N
+    uint32_t max_attempts;       //  attempts allowed for failures
+    uint32_t attempt;            //  attempts dispatched so far
+    uint32_t failures;           //  attempts that failed (count against max)
+    uint32_t losses;             //  attempts lost with their node
+    drover_state_t state;        //  where it is in SPEC.md section 7.1
+    dispatcher_node_t *node;     //  lease holder while leased, else NULL
+    void *queue_handle;          //  its place in the lane while queued
+    void *lease_handle;          //  its place in the node's leases while leased
+    void *report_handle;         //  its place in the outbox while reporting
+    int32_t code;                //  last failure's code, or final outcome
+    char *reason;                //  last failure's reason, or NULL
+    char *last_node;             //  name of the node of the last attempt
+    drover_task_t outcome;       //  details of the last failed attempt
+    void *payload;               //  the input, owned; NULL once not needed
+    int64_t reported_at;         //  when its RESULT last went to the sink (ms)
+    int64_t due_ms;              //  while retrying: when it is queued again
+    size_t retry_index;          //  its place in the retry heap while retrying
+    dispatcher_history_t *history; //  failed attempts, or NULL if none
+    void *dead_handle; //  its place in the dead-letter list, or NULL
 } dispatcher_task_t;
 
 //  A REVOKE to send.
@@ -75,7 +122,8 @@ uint64_t dispatcher_room (dispatcher_t *self);
 
 //  Queues one task (SUBMIT item), taking ownership of payload. Returns the
 //  new task's id, or 0 if the dispatcher is full (check room first) or the
-//  task would need a lane over DISPATCHER_MAX_LANES.
+//  task would need a lane over DISPATCHER_MAX_LANES. Zero retry options
+//  take the defaults (config, DROVER_RETRY_ON_DEFAULT).
 uint64_t dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
                             void **payload_p);
 
@@ -107,21 +155,62 @@ uint64_t dispatcher_node_leased (dispatcher_node_t *node);
 size_t dispatcher_next (dispatcher_t *self, dispatcher_node_t **node_p,
                         dispatcher_task_t **tasks, size_t max);
 
-//  A node reports a failed attempt. Returns 0 when acted on, DROVER_ESTALE
-//  when (node, id, attempt) is not the current lease.
+//  A node reports a failed attempt at now_ms. A code in the task's retry_on
+//  with attempts left makes it wait in DROVER_STATE_RETRY for its backoff;
+//  any other fails it for good: it is reported and becomes a dead letter.
+//  A code >= 0 counts as DROVER_EFAILED. Returns 0 when acted on,
+//  DROVER_ESTALE when (node, id, attempt) is not the current lease.
 int dispatcher_fail (dispatcher_t *self, dispatcher_node_t *node,
-                     const drover_task_t *outcome);
+                     const drover_task_t *outcome, int64_t now_ms);
 
-//  The sink stored an outcome: the task ends. Returns 0, or
+//  Queues again the retrying tasks due at now_ms or before, earliest first.
+//  Returns how many.
+size_t dispatcher_tick (dispatcher_t *self, int64_t now_ms);
+
+//  When the next retry falls due (the time base of dispatcher_fail), or -1
+//  when no task is retrying.
+int64_t dispatcher_next_due (dispatcher_t *self);
+
+//  The sink stored an outcome with code: the task ends and leaves the task
+//  table. A dead letter stays in the dead-letter list (state FAILED), unless
+//  code is 0 (a superseded attempt succeeded after all). Returns 0, or
 //  DROVER_ENOTFOUND for a task the dispatcher does not hold.
-int dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt);
+int dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt,
+                     int32_t code);
 
-//  Cancels a task. Returns its state after the cancel; DROVER_STATE_UNKNOWN
-//  if the dispatcher does not hold it.
+//  Cancels a queued, retrying or leased task. Returns its state after the
+//  cancel; DROVER_STATE_UNKNOWN if the dispatcher does not hold it.
 drover_state_t dispatcher_cancel (dispatcher_t *self, uint64_t id);
 
 //  Looks a task up; NULL if not held.
 dispatcher_task_t *dispatcher_lookup (dispatcher_t *self, uint64_t id);
+
+//  Attempts kept in a history (at most DISPATCHER_HISTORY); 0 for NULL.
+size_t dispatcher_history_size (const dispatcher_history_t *history);
+
+//  The index-th kept attempt, oldest first.
+const dispatcher_attempt_t *
+dispatcher_history_get (const dispatcher_history_t *history, size_t index);
+
+//  --------------------------------------------------------------------------
+//  Dead letters: tasks that failed for good, oldest first. A dead letter is
+//  a dispatcher_task_t; its state is REPORTING until the sink stored its
+//  failure, then FAILED (it is no longer held: dispatcher_lookup misses it).
+
+//  Looks a dead letter up; NULL if there is none with this id.
+dispatcher_task_t *dispatcher_dead_lookup (dispatcher_t *self, uint64_t id);
+
+//  Iterates the dead letters, oldest first.
+dispatcher_task_t *dispatcher_dead_first (dispatcher_t *self);
+dispatcher_task_t *dispatcher_dead_next (dispatcher_t *self);
+
+//  Dead letters kept.
+size_t dispatcher_dead_count (dispatcher_t *self);
+
+//  Submits a dead letter again as a new task (its handler, queue, options
+//  and payload, which moves to the new task) and removes it from the list.
+//  Returns the new id, or 0 if id is no dead letter or there is no room.
+uint64_t dispatcher_dead_retry (dispatcher_t *self, uint64_t id);
 
 //  Outbox of tasks in DROVER_STATE_REPORTING: their RESULT goes to the
 //  sink, again until DONE. Iterate with first/next; the list is owned.
@@ -138,9 +227,13 @@ bool dispatcher_revoke_pop (dispatcher_t *self, dispatcher_revoke_t *revoke);
 typedef struct {
     uint64_t submitted, dispatched, done, failed, retried, lost, stale,
         cancelled;
+    uint64_t dead_dropped; //  dead letters evicted (or never kept)
 } dispatcher_counters_t;
 const dispatcher_counters_t *dispatcher_counters (dispatcher_t *self);
 uint64_t dispatcher_task_count (dispatcher_t *self);
+
+//  Tasks waiting out a retry backoff.
+size_t dispatcher_retrying (dispatcher_t *self);
 
 //  Fills infos with up to max queues (name, queued, leased); returns the
 //  number of queues.

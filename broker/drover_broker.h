@@ -20,21 +20,27 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *endpoint;       //  where the ROUTER binds
-    const char *sink_endpoint;  //  embedded sink binds here; NULL: none
-    const char *sink_advertise; //  sink endpoint told to peers; NULL: the
-                                //  embedded sink's bound endpoint
-    uint32_t heartbeat_ms;      //  heartbeat interval
-    uint32_t liveness;          //  intervals of silence before expiry
-    uint64_t max_payload;       //  largest payload accepted
-    uint64_t max_queued;        //  tasks held at most
-    uint32_t max_attempts;      //  default attempts for failing tasks
-    uint64_t max_results;       //  embedded sink: result octets kept
-    bool verbose;               //  log every message
+    const char *endpoint;        //  where the ROUTER binds
+    const char *sink_endpoint;   //  embedded sink binds here; NULL: none
+    const char *sink_advertise;  //  sink endpoint told to peers; NULL: the
+                                 //  embedded sink's bound endpoint
+    uint32_t heartbeat_ms;       //  heartbeat interval
+    uint32_t liveness;           //  intervals of silence before expiry
+    uint64_t max_payload;        //  largest payload accepted
+    uint64_t max_queued;         //  tasks held at most
+    uint32_t max_attempts;       //  default attempts for failing tasks
+    uint64_t max_results;        //  embedded sink: result octets kept
+    uint64_t retry_delay_ms;     //  backoff of a first retry, unless the task
+                                 //  sets one
+    uint64_t retry_max_delay_ms; //  cap of the backoff, unless the task sets
+                                 //  one
+    uint64_t max_dead;           //  dead letters kept (0: none)
+    bool verbose;                //  log every message
 } drover_broker_config_t;
 
 /*  The defaults: heartbeat 1000 ms, liveness 5, max payload 64 MiB,
-    1,000,000 queued tasks, 1 attempt, 1 GiB of results. */
+    1,000,000 queued tasks, 1 attempt, 1 GiB of results, retries after
+    1000 ms doubling up to 60000 ms, 10,000 dead letters. */
 drover_broker_config_t drover_broker_config_default (void);
 
 /*  Starts a broker actor. Returns NULL if it cannot start (the endpoint

@@ -54,7 +54,8 @@ drover_cmd_broker (int argc, char **argv)
     const char *sink_listen = NULL;
     bool no_sink = false, verbose = false;
     long heartbeat = 0, liveness = 0, max_payload = 0, max_queued = 0,
-         max_attempts = 0, max_results = 0;
+         max_attempts = 0, max_results = 0, retry_delay = 0,
+         retry_max_delay = 0, max_dead = 0;
     cli_option_t options[] = {
         {"listen", 'l', CLI_STRING, "DROVER_LISTEN", "tcp://127.0.0.1:5555", 0,
          0, "EP", "endpoint to bind for clients, nodes and sinks",
@@ -81,6 +82,19 @@ drover_cmd_broker (int argc, char **argv)
          &max_queued},
         {"max-attempts", 0, CLI_INT, "DROVER_MAX_ATTEMPTS", "1", 1, 1000, "N",
          "default attempts of a failing task", &max_attempts},
+        {"retry-delay-ms", 0, CLI_INT, "DROVER_RETRY_DELAY_MS", "1000", 1,
+         604800000, "MS",
+         "backoff before a failed task's first retry, doubling with each "
+         "failure, unless the task sets its own",
+         &retry_delay},
+        {"retry-max-delay-ms", 0, CLI_INT, "DROVER_RETRY_MAX_DELAY_MS", "60000",
+         1, 604800000, "MS",
+         "cap of the retry backoff, unless the task sets its own",
+         &retry_max_delay},
+        {"max-dead", 0, CLI_INT, "DROVER_MAX_DEAD", "10000", 0, 100000000, "N",
+         "dead letters (tasks failed for good) kept for 'drover dead'; past "
+         "it the oldest is dropped",
+         &max_dead},
         {"max-results", 0, CLI_INT, "DROVER_MAX_RESULTS", "1073741824", 1,
          LONG_MAX, "OCTETS", "result octets the embedded sink keeps",
          &max_results},
@@ -106,6 +120,9 @@ drover_cmd_broker (int argc, char **argv)
     config.max_queued = (uint64_t)max_queued;
     config.max_attempts = (uint32_t)max_attempts;
     config.max_results = (uint64_t)max_results;
+    config.retry_delay_ms = (uint64_t)retry_delay;
+    config.retry_max_delay_ms = (uint64_t)retry_max_delay;
+    config.max_dead = (uint64_t)max_dead;
     config.verbose = verbose;
     char *sink_endpoint = no_sink ? NULL
                           : sink_listen

@@ -569,3 +569,614 @@ LEAK_CHECKED_TEST (broker, a_standalone_sink_registers_and_nodes_learn_of_it)
     zstr_free (&endpoint);
     zactor_destroy (&broker);
 }
+
+//  --------------------------------------------------------------------------
+//  Retries and dead letters
+
+//  A broker whose default backoff is retry_ms (so d = retry_ms, capped).
+static zactor_t *
+s_broker_retrying (uint64_t retry_ms, uint64_t max_dead)
+{
+    drover_broker_config_t config = drover_broker_config_default ();
+    config.endpoint = "tcp://127.0.0.1:*";
+    config.sink_endpoint = "tcp://127.0.0.1:*";
+    config.heartbeat_ms = 1000; //  retries must not wait for a heartbeat
+    config.liveness = 60;
+    config.retry_delay_ms = retry_ms;
+    config.retry_max_delay_ms = retry_ms;
+    config.max_dead = max_dead;
+    char *error = NULL;
+    zactor_t *broker = drover_broker_new (&config, &error);
+    cr_assert_not_null (broker, "broker: %s", error ? error : "");
+    return broker;
+}
+
+//  Submits one task as spec says, with payload; returns its id.
+static uint64_t
+s_submit_one (zsock_t *client, drover_task_t spec, const char *payload)
+{
+    spec.payload = (drover_bytes_t){payload, strlen (payload)};
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_SUBMIT);
+    msg.ref = 43;
+    msg.tasks = &spec;
+    msg.task_count = 1;
+    s_send (client, &msg);
+    drover_packet_t *packet = s_expect (client, DROVER_SUBMITTED);
+    drover_msg_t *reply = drover_packet_msg (packet);
+    cr_assert_eq (reply->ref, 43);
+    cr_assert_eq (reply->id_count, 1);
+    uint64_t id = reply->ids[0];
+    drover_packet_destroy (&packet);
+    return id;
+}
+
+//  The node FAILs an attempt with code; the reason names the attempt.
+static void
+s_fail (zsock_t *node, uint64_t id, uint32_t attempt, int32_t code)
+{
+    char reason[32];
+    snprintf (reason, sizeof reason, "attempt %u failed", attempt);
+    drover_task_t item = {.id = id,
+                          .attempt = attempt,
+                          .code = code,
+                          .reason = reason,
+                          .node = "n1",
+                          .elapsed_us = 1000 * attempt,
+                          .cpu_us = 700 * attempt,
+                          .signal = attempt == 2 ? 9 : 0,
+                          .exit_status = attempt == 2 ? 0 : 1,
+                          .max_rss_kb = 4096 + attempt};
+    drover_msg_t fail;
+    drover_msg_init (&fail, DROVER_FAIL);
+    fail.tasks = &item;
+    fail.task_count = 1;
+    s_send (node, &fail);
+}
+
+//  Expects the DISPATCH of one task; returns its attempt.
+static uint32_t
+s_expect_dispatch (zsock_t *node, uint64_t id, const char *payload)
+{
+    drover_packet_t *packet = s_expect (node, DROVER_DISPATCH);
+    drover_msg_t *dispatch = drover_packet_msg (packet);
+    cr_assert_eq (dispatch->task_count, 1);
+    cr_assert_eq (dispatch->tasks[0].id, id);
+    cr_assert_eq (dispatch->tasks[0].payload.size, strlen (payload));
+    cr_assert (
+        memcmp (dispatch->tasks[0].payload.data, payload, strlen (payload))
+        == 0);
+    uint32_t attempt = dispatch->tasks[0].attempt;
+    drover_packet_destroy (&packet);
+    return attempt;
+}
+
+//  Asks STATS for one counter.
+static uint64_t
+s_counter (zsock_t *client, const char *name)
+{
+    drover_msg_t stats;
+    drover_msg_init (&stats, DROVER_STATS);
+    stats.ref = 1;
+    s_send (client, &stats);
+    drover_packet_t *packet = s_expect (client, DROVER_STATS_REPLY);
+    drover_msg_t *reply = drover_packet_msg (packet);
+    uint64_t value = UINT64_MAX;
+    for (size_t i = 0; i < reply->counter_count; i++)
+        if (streq (reply->counters[i].name, name))
+            value = reply->counters[i].value;
+    drover_packet_destroy (&packet);
+    cr_assert_neq (value, UINT64_MAX, "no counter '%s' in STATS", name);
+    return value;
+}
+
+//  Polls STATUS until the task is in state, within 5 s; returns the reply.
+static drover_packet_t *
+s_await_state (zsock_t *client, uint64_t id, uint32_t state)
+{
+    int64_t deadline = zclock_mono () + 5000;
+    while (true) {
+        drover_msg_t status;
+        drover_msg_init (&status, DROVER_STATUS);
+        status.ref = 11;
+        status.ids = &id;
+        status.id_count = 1;
+        s_send (client, &status);
+        drover_packet_t *packet = s_expect (client, DROVER_STATUS_REPLY);
+        uint32_t now = drover_packet_msg (packet)->tasks[0].state;
+        if (now == state)
+            return packet;
+        drover_packet_destroy (&packet);
+        cr_assert (zclock_mono () < deadline, "task %llu stays %s, not %s",
+                   (unsigned long long)id, drover_state_name ((int)now),
+                   drover_state_name ((int)state));
+        zpoller_t *poller = zpoller_new (client, NULL); //  pause 5 ms
+        zpoller_wait (poller, 5);
+        zpoller_destroy (&poller);
+    }
+}
+
+//  Drives a task with max_attempts 2 to death: FAIL, retry, FAIL. Returns
+//  its id once the sink stored its failure.
+static uint64_t
+s_dead_letter (zsock_t *client, zsock_t *node, const char *payload)
+{
+    drover_task_t spec = {.handler = "fail",
+                          .max_attempts = 2,
+                          .retry_delay_ms = 20,
+                          .retry_max_delay_ms = 20};
+    uint64_t id = s_submit_one (client, spec, payload);
+    cr_assert_eq (s_expect_dispatch (node, id, payload), 1);
+    s_fail (node, id, 1, DROVER_EFAILED);
+    cr_assert_eq (s_expect_dispatch (node, id, payload), 2);
+    s_fail (node, id, 2, DROVER_ECRASHED);
+    drover_packet_t *packet = s_await_state (client, id, DROVER_STATE_FAILED);
+    drover_packet_destroy (&packet);
+    return id;
+}
+
+LEAK_CHECKED_TEST (broker, a_failed_attempt_is_dispatched_again_after_backoff)
+{
+    zactor_t *broker = s_broker_retrying (60, 100);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 10);
+    zsock_t *client_sink = s_connect (sink_endpoint);
+
+    //  No retry options: the broker's defaults (60 ms, capped at 60 ms)
+    drover_task_t spec = {
+        .handler = "fail", .max_attempts = 3, .soft_timeout_ms = 250};
+    uint64_t id = s_submit_one (client, spec, "input");
+    s_watch (client_sink, &id, 1);
+    drover_packet_t *packet = s_expect (node, DROVER_DISPATCH);
+    drover_msg_t *dispatch = drover_packet_msg (packet);
+    cr_assert_eq (dispatch->tasks[0].attempt, 1);
+    cr_assert_eq (dispatch->tasks[0].soft_timeout_ms, 250,
+                  "DISPATCH carries the soft time limit");
+    drover_packet_destroy (&packet);
+
+    for (uint32_t attempt = 1; attempt < 3; attempt++) {
+        int64_t failed_at = zclock_mono ();
+        s_fail (node, id, attempt, DROVER_EFAILED);
+        cr_assert_eq (s_expect_dispatch (node, id, "input"), attempt + 1);
+        int64_t waited = zclock_mono () - failed_at;
+        //  Within [d/2, d] = [30, 60] ms, and not a heartbeat (1 s) late
+        cr_assert (waited >= 29 && waited < 60 + 150,
+                   "attempt %u retried after %lld ms, expected 30-60",
+                   attempt + 1, (long long)waited);
+    }
+    cr_assert_eq (s_counter (client, "retried"), 2);
+    s_fail (node, id, 3, DROVER_EFAILED);
+
+    //  Out of attempts: the client sees the last failure
+    packet = s_expect (client_sink, DROVER_RESULT);
+    drover_msg_t *result = drover_packet_msg (packet);
+    cr_assert_eq (result->tasks[0].id, id);
+    cr_assert_eq (result->tasks[0].code, DROVER_EFAILED);
+    cr_assert_str_eq (result->tasks[0].reason, "attempt 3 failed");
+    cr_assert_eq (result->tasks[0].cpu_us, 2100);
+    drover_packet_destroy (&packet);
+    cr_assert (s_silent (node, 200), "no fourth attempt");
+
+    //  The broker still knows it, as failed, once the sink stored it
+    packet = s_await_state (client, id, DROVER_STATE_FAILED);
+    drover_task_t *status = &drover_packet_msg (packet)->tasks[0];
+    cr_assert_eq (status->code, DROVER_EFAILED);
+    cr_assert_str_eq (status->reason, "attempt 3 failed");
+    cr_assert_eq (status->attempt, 3);
+    cr_assert_eq (status->max_attempts, 3);
+    drover_packet_destroy (&packet);
+    cr_assert_eq (s_counter (client, "dead"), 1);
+    cr_assert_eq (s_counter (client, "retrying"), 0);
+    cr_assert_eq (s_counter (client, "held"), 0);
+
+    zsock_destroy (&client_sink);
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, a_code_outside_retry_on_fails_at_once)
+{
+    zactor_t *broker = s_broker_retrying (20, 100);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 10);
+    drover_task_t spec = {.handler = "fail",
+                          .max_attempts = 5,
+                          .retry_on = DROVER_RETRY_BIT (DROVER_ETIMELIMIT)};
+    uint64_t id = s_submit_one (client, spec, "x");
+    cr_assert_eq (s_expect_dispatch (node, id, "x"), 1);
+    s_fail (node, id, 1, DROVER_ECRASHED);
+    drover_packet_t *packet = s_await_state (client, id, DROVER_STATE_FAILED);
+    cr_assert_eq (drover_packet_msg (packet)->tasks[0].code, DROVER_ECRASHED);
+    cr_assert_eq (drover_packet_msg (packet)->tasks[0].attempt, 1);
+    drover_packet_destroy (&packet);
+    cr_assert (s_silent (node, 100), "not retried");
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, dead_lists_each_attempt_of_each_dead_letter)
+{
+    zactor_t *broker = s_broker_retrying (20, 100);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 10);
+    uint64_t first = s_dead_letter (client, node, "one");
+    uint64_t second = s_dead_letter (client, node, "two");
+
+    drover_msg_t dead;
+    drover_msg_init (&dead, DROVER_DEAD);
+    dead.ref = 21;
+    s_send (client, &dead);
+    drover_packet_t *packet = s_expect (client, DROVER_DEAD_REPLY);
+    drover_msg_t *reply = drover_packet_msg (packet);
+    cr_assert_eq (reply->ref, 21);
+    cr_assert_eq (reply->task_count, 4, "two attempts of two dead letters");
+    for (size_t i = 0; i < 4; i++) {
+        drover_task_t *item = &reply->tasks[i];
+        uint32_t attempt = (uint32_t)(i % 2) + 1;
+        char reason[32];
+        snprintf (reason, sizeof reason, "attempt %u failed", attempt);
+        cr_assert_eq (item->id, i < 2 ? first : second, "oldest first");
+        cr_assert_eq (item->attempt, attempt, "in attempt order");
+        cr_assert_eq (item->code,
+                      attempt == 1 ? DROVER_EFAILED : DROVER_ECRASHED);
+        cr_assert_str_eq (item->handler, "fail");
+        cr_assert_str_eq (item->queue, "default");
+        cr_assert_eq (item->max_attempts, 2);
+        cr_assert_str_eq (item->reason, reason);
+        cr_assert_str_eq (item->node, "n1");
+        cr_assert_eq (item->elapsed_us, 1000 * attempt);
+        cr_assert_eq (item->cpu_us, 700 * attempt);
+        cr_assert_eq (item->signal, attempt == 2 ? 9 : 0);
+        cr_assert_eq (item->exit_status, attempt == 2 ? 0 : 1);
+        cr_assert_eq (item->max_rss_kb, 4096 + attempt);
+    }
+    drover_packet_destroy (&packet);
+
+    //  With ids: only those that are dead letters
+    uint64_t ids[] = {999, second};
+    dead.ids = ids;
+    dead.id_count = 2;
+    s_send (client, &dead);
+    packet = s_expect (client, DROVER_DEAD_REPLY);
+    reply = drover_packet_msg (packet);
+    cr_assert_eq (reply->task_count, 2);
+    cr_assert_eq (reply->tasks[0].id, second);
+    cr_assert_eq (reply->tasks[1].id, second);
+    drover_packet_destroy (&packet);
+    cr_assert_eq (s_counter (client, "dead"), 2);
+
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, retry_resubmits_a_dead_letter_as_a_new_task)
+{
+    zactor_t *broker = s_broker_retrying (20, 100);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 10);
+    zsock_t *node_sink = s_connect (sink_endpoint);
+    zsock_t *client_sink = s_connect (sink_endpoint);
+    uint64_t old_id = s_dead_letter (client, node, "payload");
+
+    drover_msg_t retry;
+    drover_msg_init (&retry, DROVER_RETRY);
+    retry.ref = 31;
+    retry.ids = &old_id;
+    retry.id_count = 1;
+    s_send (client, &retry);
+    drover_packet_t *packet = s_expect (client, DROVER_SUBMITTED);
+    drover_msg_t *reply = drover_packet_msg (packet);
+    cr_assert_eq (reply->ref, 31);
+    cr_assert_eq (reply->id_count, 1);
+    uint64_t new_id = reply->ids[0];
+    drover_packet_destroy (&packet);
+    cr_assert_gt (new_id, old_id, "a new id");
+
+    //  The new task runs with the old handler and payload, from attempt 1
+    packet = s_expect (node, DROVER_DISPATCH);
+    drover_msg_t *dispatch = drover_packet_msg (packet);
+    cr_assert_eq (dispatch->tasks[0].id, new_id);
+    cr_assert_eq (dispatch->tasks[0].attempt, 1);
+    cr_assert_str_eq (dispatch->tasks[0].handler, "fail");
+    cr_assert_eq (dispatch->tasks[0].payload.size, 7);
+    cr_assert (memcmp (dispatch->tasks[0].payload.data, "payload", 7) == 0);
+    drover_packet_destroy (&packet);
+    cr_assert_eq (s_result (node_sink, new_id, 1, "fine"), 0);
+
+    //  It left the dead-letter list; the old id keeps its failure
+    cr_assert_eq (s_counter (client, "dead"), 0);
+    drover_msg_t dead;
+    drover_msg_init (&dead, DROVER_DEAD);
+    dead.ref = 32;
+    s_send (client, &dead);
+    packet = s_expect (client, DROVER_DEAD_REPLY);
+    cr_assert_eq (drover_packet_msg (packet)->task_count, 0);
+    drover_packet_destroy (&packet);
+    uint64_t ids[] = {old_id, new_id};
+    s_watch (client_sink, ids, 2);
+    int32_t codes[2] = {1, 1};
+    while (codes[0] == 1 || codes[1] == 1) {
+        packet = s_expect (client_sink, DROVER_RESULT);
+        drover_msg_t *result = drover_packet_msg (packet);
+        for (size_t i = 0; i < result->task_count; i++)
+            codes[result->tasks[i].id == new_id] = result->tasks[i].code;
+        drover_packet_destroy (&packet);
+    }
+    cr_assert_eq (codes[0], DROVER_ECRASHED);
+    cr_assert_eq (codes[1], 0);
+
+    //  RETRY with all: nothing left, so no ids
+    retry.ids = NULL;
+    retry.id_count = 0;
+    retry.all = true;
+    s_send (client, &retry);
+    packet = s_expect (client, DROVER_SUBMITTED);
+    cr_assert_eq (drover_packet_msg (packet)->id_count, 0);
+    drover_packet_destroy (&packet);
+
+    zsock_destroy (&client_sink);
+    zsock_destroy (&node_sink);
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, retry_all_resubmits_every_dead_letter_oldest_first)
+{
+    zactor_t *broker = s_broker_retrying (20, 100);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 10);
+    uint64_t first = s_dead_letter (client, node, "one");
+    uint64_t second = s_dead_letter (client, node, "two");
+    drover_msg_t retry;
+    drover_msg_init (&retry, DROVER_RETRY);
+    retry.ref = 41;
+    retry.all = true;
+    s_send (client, &retry);
+    drover_packet_t *packet = s_expect (client, DROVER_SUBMITTED);
+    drover_msg_t *reply = drover_packet_msg (packet);
+    cr_assert_eq (reply->id_count, 2);
+    uint64_t ids[2] = {reply->ids[0], reply->ids[1]};
+    drover_packet_destroy (&packet);
+    cr_assert (ids[0] > second && ids[1] > ids[0]);
+    (void)first;
+    //  Both are dispatched, in order, with their payloads
+    packet = s_expect (node, DROVER_DISPATCH);
+    drover_msg_t *dispatch = drover_packet_msg (packet);
+    cr_assert_eq (dispatch->tasks[0].id, ids[0]);
+    cr_assert (memcmp (dispatch->tasks[0].payload.data, "one", 3) == 0);
+    size_t got = dispatch->task_count;
+    drover_packet_destroy (&packet);
+    if (got == 1) {
+        packet = s_expect (node, DROVER_DISPATCH);
+        cr_assert_eq (drover_packet_msg (packet)->tasks[0].id, ids[1]);
+        drover_packet_destroy (&packet);
+    }
+    cr_assert_eq (s_counter (client, "dead"), 0);
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, retry_of_an_unknown_id_resubmits_nothing)
+{
+    zactor_t *broker = s_broker_retrying (20, 100);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 10);
+    uint64_t dead_id = s_dead_letter (client, node, "one");
+
+    uint64_t ids[] = {dead_id, 424242};
+    drover_msg_t retry;
+    drover_msg_init (&retry, DROVER_RETRY);
+    retry.ref = 51;
+    retry.ids = ids;
+    retry.id_count = 2;
+    s_send (client, &retry);
+    drover_packet_t *packet = s_expect (client, DROVER_ERROR);
+    drover_msg_t *error = drover_packet_msg (packet);
+    cr_assert_eq (error->ref, 51);
+    cr_assert_eq (error->code, DROVER_ENOTFOUND);
+    cr_assert (strstr (error->reason, "424242"), "names the id: %s",
+               error->reason);
+    drover_packet_destroy (&packet);
+    cr_assert (s_silent (node, 100), "nothing was resubmitted");
+    cr_assert_eq (s_counter (client, "dead"), 1, "the dead letter stays");
+    cr_assert_eq (s_counter (client, "held"), 0);
+
+    //  A named twice is refused too; neither ids nor all is invalid
+    uint64_t twice[] = {dead_id, dead_id};
+    retry.ids = twice;
+    s_send (client, &retry);
+    packet = s_expect (client, DROVER_ERROR);
+    cr_assert_eq (drover_packet_msg (packet)->code, DROVER_EINVAL);
+    drover_packet_destroy (&packet);
+    retry.ids = NULL;
+    retry.id_count = 0;
+    s_send (client, &retry);
+    packet = s_expect (client, DROVER_ERROR);
+    cr_assert_eq (drover_packet_msg (packet)->code, DROVER_EINVAL);
+    drover_packet_destroy (&packet);
+    cr_assert_eq (s_counter (client, "dead"), 1);
+
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, the_dead_letter_list_drops_the_oldest)
+{
+    zactor_t *broker = s_broker_retrying (20, 1);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 10);
+    uint64_t first = s_dead_letter (client, node, "one");
+    uint64_t second = s_dead_letter (client, node, "two");
+    cr_assert_eq (s_counter (client, "dead"), 1);
+    cr_assert_eq (s_counter (client, "dead_dropped"), 1);
+    drover_msg_t dead;
+    drover_msg_init (&dead, DROVER_DEAD);
+    dead.ref = 61;
+    s_send (client, &dead);
+    drover_packet_t *packet = s_expect (client, DROVER_DEAD_REPLY);
+    drover_msg_t *reply = drover_packet_msg (packet);
+    cr_assert_eq (reply->task_count, 2);
+    cr_assert_eq (reply->tasks[0].id, second);
+    drover_packet_destroy (&packet);
+    //  The dropped one is unknown to the broker (the sink has its failure)
+    packet = s_await_state (client, first, DROVER_STATE_UNKNOWN);
+    drover_packet_destroy (&packet);
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, cancel_stops_a_retrying_task)
+{
+    zactor_t *broker = s_broker_retrying (5000, 100);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 10);
+    drover_task_t spec = {.handler = "fail", .max_attempts = 3};
+    uint64_t id = s_submit_one (client, spec, "x");
+    cr_assert_eq (s_expect_dispatch (node, id, "x"), 1);
+    s_fail (node, id, 1, DROVER_EFAILED);
+    drover_packet_t *packet = s_await_state (client, id, DROVER_STATE_RETRY);
+    drover_packet_destroy (&packet);
+    cr_assert_eq (s_counter (client, "retrying"), 1);
+    drover_msg_t cancel;
+    drover_msg_init (&cancel, DROVER_CANCEL);
+    cancel.ref = 71;
+    cancel.ids = &id;
+    cancel.id_count = 1;
+    s_send (client, &cancel);
+    packet = s_expect (client, DROVER_STATUS_REPLY);
+    cr_assert_eq (drover_packet_msg (packet)->tasks[0].state,
+                  DROVER_STATE_REPORTING);
+    drover_packet_destroy (&packet);
+    cr_assert_eq (s_counter (client, "retrying"), 0);
+    cr_assert_eq (s_counter (client, "dead"), 0, "cancelled is not dead");
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, an_absurd_retry_delay_is_refused)
+{
+    zactor_t *broker = s_broker_retrying (20, 100);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    drover_task_t task = {.handler = "echo", .retry_delay_ms = UINT64_MAX};
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_SUBMIT);
+    msg.ref = 81;
+    msg.tasks = &task;
+    msg.task_count = 1;
+    s_send (client, &msg);
+    drover_packet_t *packet = s_expect (client, DROVER_ERROR);
+    cr_assert_eq (drover_packet_msg (packet)->code, DROVER_EINVAL);
+    cr_assert (strstr (drover_packet_msg (packet)->reason, "retry_delay_ms"));
+    drover_packet_destroy (&packet);
+    zsock_destroy (&client);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, a_dead_reply_fits_in_one_header_frame)
+{
+    zactor_t *broker = s_broker_retrying (20, 1000);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 400);
+    //  400 dead letters with 4000-octet reasons: 1.6 MB of history
+    enum { COUNT = 400, PER_FAIL = 100 };
+    static drover_task_t tasks[COUNT];
+    for (size_t i = 0; i < COUNT; i++)
+        tasks[i] = (drover_task_t){.handler = "fail", .max_attempts = 1};
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_SUBMIT);
+    msg.ref = 91;
+    msg.tasks = tasks;
+    msg.task_count = COUNT;
+    s_send (client, &msg);
+    drover_packet_t *packet = s_expect (client, DROVER_SUBMITTED);
+    cr_assert_eq (drover_packet_msg (packet)->id_count, COUNT);
+    uint64_t first = drover_packet_msg (packet)->ids[0];
+    drover_packet_destroy (&packet);
+    size_t dispatched = 0;
+    while (dispatched < COUNT) {
+        packet = s_expect (node, DROVER_DISPATCH);
+        dispatched += drover_packet_msg (packet)->task_count;
+        drover_packet_destroy (&packet);
+    }
+    char *reason = (char *)malloc (4001);
+    memset (reason, 'r', 4000);
+    reason[4000] = 0;
+    for (size_t i = 0; i < COUNT; i += PER_FAIL) {
+        static drover_task_t items[PER_FAIL];
+        for (size_t j = 0; j < PER_FAIL; j++)
+            items[j] = (drover_task_t){.id = first + i + j,
+                                       .attempt = 1,
+                                       .code = DROVER_EFAILED,
+                                       .reason = reason};
+        drover_msg_init (&msg, DROVER_FAIL);
+        msg.tasks = items;
+        msg.task_count = PER_FAIL;
+        s_send (node, &msg);
+    }
+    free (reason);
+    int64_t deadline = zclock_mono () + 10000;
+    while (s_counter (client, "dead") < COUNT)
+        cr_assert (zclock_mono () < deadline, "not all dead");
+
+    drover_msg_t dead;
+    drover_msg_init (&dead, DROVER_DEAD);
+    dead.ref = 92;
+    s_send (client, &dead);
+    packet = s_expect (client, DROVER_DEAD_REPLY); //  it decodes
+    drover_msg_t *reply = drover_packet_msg (packet);
+    cr_assert (reply->task_count > 100 && reply->task_count < COUNT,
+               "%zu items: as many as fit in 1 MiB", reply->task_count);
+    for (size_t i = 0; i < reply->task_count; i++)
+        cr_assert_eq (reply->tasks[i].id, first + i, "oldest first");
+    drover_packet_destroy (&packet);
+
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}

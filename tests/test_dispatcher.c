@@ -21,11 +21,19 @@ s_free_payload (void **payload)
 }
 
 static dispatcher_t *
-s_new (uint32_t max_attempts, uint64_t max_queued)
+s_new_config (dispatcher_config_t config)
 {
-    dispatcher_config_t config = {max_attempts, 2, max_queued};
     s_payloads_freed = 0;
     return dispatcher_new (&config, s_free_payload);
+}
+
+static dispatcher_t *
+s_new (uint32_t max_attempts, uint64_t max_queued)
+{
+    return s_new_config ((dispatcher_config_t){.max_attempts = max_attempts,
+                                               .max_losses = 2,
+                                               .max_queued = max_queued,
+                                               .max_dead = 100});
 }
 
 static uint64_t
@@ -169,27 +177,32 @@ LEAK_CHECKED_TEST (dispatcher, failures_retry_until_max_attempts_then_report)
     dispatcher_task_t *task = s_lease_one (d, node);
     drover_task_t outcome = {
         .id = id, .attempt = 1, .code = DROVER_EFAILED, .reason = "first"};
-    cr_assert_eq (dispatcher_fail (d, node, &outcome), 0);
-    cr_assert_eq (task->state, DROVER_STATE_QUEUED, "retried");
+    cr_assert_eq (dispatcher_fail (d, node, &outcome, 1000), 0);
+    cr_assert_eq (task->state, DROVER_STATE_RETRY, "retried after a backoff");
     cr_assert_null (dispatcher_report_first (d));
+    cr_assert_eq (dispatcher_tick (d, 1000 + 499), 0, "not before d/2");
+    cr_assert_eq (dispatcher_tick (d, 1000 + 1000), 1, "default 1000 ms");
+    cr_assert_eq (task->state, DROVER_STATE_QUEUED);
     task = s_lease_one (d, node);
     cr_assert_eq (task->attempt, 2);
     outcome.attempt = 2;
     outcome.code = DROVER_ECRASHED;
     outcome.signal = 6;
     outcome.reason = "second";
-    cr_assert_eq (dispatcher_fail (d, node, &outcome), 0);
+    cr_assert_eq (dispatcher_fail (d, node, &outcome, 3000), 0);
     cr_assert_eq (task->state, DROVER_STATE_REPORTING);
     cr_assert_eq (dispatcher_report_first (d), task);
     cr_assert_eq (task->code, DROVER_ECRASHED);
     cr_assert_str_eq (task->reason, "second");
     cr_assert_eq (task->outcome.signal, 6);
-    cr_assert_null (task->payload, "no payload kept once reporting");
+    cr_assert_not_null (task->payload, "a dead letter keeps its payload");
     cr_assert_eq (dispatcher_counters (d)->retried, 1);
     cr_assert_eq (dispatcher_counters (d)->failed, 1);
-    cr_assert_eq (dispatcher_done (d, id, 2), 0);
+    cr_assert_eq (dispatcher_done (d, id, 2, DROVER_ECRASHED), 0);
     cr_assert_null (dispatcher_lookup (d, id));
     cr_assert_null (dispatcher_report_first (d));
+    cr_assert_eq (dispatcher_dead_lookup (d, id), task, "still a dead letter");
+    cr_assert_eq (task->state, DROVER_STATE_FAILED);
     dispatcher_destroy (&d);
 }
 
@@ -200,7 +213,7 @@ LEAK_CHECKED_TEST (dispatcher, handler_missing_is_not_retried)
     dispatcher_node_t *node = s_node (d, "n1", "echo", NULL, NULL);
     dispatcher_task_t *task = s_lease_one (d, node);
     drover_task_t outcome = {.id = id, .attempt = 1, .code = DROVER_EHANDLER};
-    cr_assert_eq (dispatcher_fail (d, node, &outcome), 0);
+    cr_assert_eq (dispatcher_fail (d, node, &outcome, 0), 0);
     cr_assert_eq (task->state, DROVER_STATE_REPORTING);
     dispatcher_destroy (&d);
 }
@@ -213,13 +226,13 @@ LEAK_CHECKED_TEST (dispatcher, stale_failures_are_fenced_off)
     dispatcher_node_t *b = s_node (d, "b", "echo", NULL, NULL);
     dispatcher_task_t *task = s_lease_one (d, a);
     drover_task_t outcome = {.id = id, .attempt = 2, .code = DROVER_EFAILED};
-    cr_assert_eq (dispatcher_fail (d, a, &outcome), DROVER_ESTALE,
+    cr_assert_eq (dispatcher_fail (d, a, &outcome, 0), DROVER_ESTALE,
                   "wrong attempt");
     outcome.attempt = 1;
-    cr_assert_eq (dispatcher_fail (d, b, &outcome), DROVER_ESTALE,
+    cr_assert_eq (dispatcher_fail (d, b, &outcome, 0), DROVER_ESTALE,
                   "wrong node");
     outcome.id = 999;
-    cr_assert_eq (dispatcher_fail (d, a, &outcome), DROVER_ESTALE,
+    cr_assert_eq (dispatcher_fail (d, a, &outcome, 0), DROVER_ESTALE,
                   "unknown task");
     cr_assert_eq (task->state, DROVER_STATE_LEASED);
     cr_assert_eq (task->failures, 0);
@@ -263,6 +276,14 @@ LEAK_CHECKED_TEST (dispatcher,
     dispatcher_task_t *task = dispatcher_lookup (d, id);
     cr_assert_eq (task->state, DROVER_STATE_REPORTING);
     cr_assert_eq (task->code, DROVER_ELOST);
+    cr_assert_eq (dispatcher_dead_lookup (d, id), task, "a dead letter");
+    cr_assert_eq (dispatcher_history_size (task->history), 3,
+                  "each loss is in the history");
+    const dispatcher_attempt_t *last =
+        dispatcher_history_get (task->history, 2);
+    cr_assert_eq (last->attempt, 3);
+    cr_assert_eq (last->code, DROVER_ELOST);
+    cr_assert_str_eq (last->node, "n");
     dispatcher_destroy (&d);
 }
 
@@ -277,7 +298,8 @@ LEAK_CHECKED_TEST (dispatcher,
     dispatcher_node_t *b = s_node (d, "b", "echo", NULL, (void *)0xb);
     dispatcher_task_t *task = s_lease_one (d, b);
     cr_assert_eq (task->attempt, 2);
-    cr_assert_eq (dispatcher_done (d, id, 1), 0, "attempt 1 won at the sink");
+    cr_assert_eq (dispatcher_done (d, id, 1, 0), 0,
+                  "attempt 1 won at the sink");
     cr_assert_null (dispatcher_lookup (d, id));
     dispatcher_revoke_t revoke;
     cr_assert (dispatcher_revoke_pop (d, &revoke));
@@ -286,7 +308,7 @@ LEAK_CHECKED_TEST (dispatcher,
     cr_assert_eq (revoke.attempt, 2);
     cr_assert_not (dispatcher_revoke_pop (d, &revoke));
     cr_assert_eq (dispatcher_node_leased (b), 0);
-    cr_assert_eq (dispatcher_done (d, id, 2), DROVER_ENOTFOUND);
+    cr_assert_eq (dispatcher_done (d, id, 2, 0), DROVER_ENOTFOUND);
     dispatcher_destroy (&d);
 }
 
@@ -370,5 +392,395 @@ LEAK_CHECKED_TEST (dispatcher, queue_and_node_statistics)
     cr_assert_str_eq (nodes[0].name, "n");
     cr_assert_eq (nodes[0].children, 2);
     cr_assert_eq (nodes[0].leased, 1);
+    dispatcher_destroy (&d);
+}
+
+//  --------------------------------------------------------------------------
+//  Retries with fake time, and dead letters
+
+//  Submits one task with retry options; the payload is "input".
+static uint64_t
+s_submit_spec (dispatcher_t *d, drover_task_t spec)
+{
+    if (!spec.handler)
+        spec.handler = "echo";
+    void *payload = strdup ("input");
+    uint64_t id = dispatcher_submit (d, &spec, &payload);
+    cr_assert_neq (id, 0);
+    return id;
+}
+
+//  Leases the task to node and fails its attempt with code at now_ms.
+static dispatcher_task_t *
+s_lease_and_fail (dispatcher_t *d, dispatcher_node_t *node, uint64_t id,
+                  int32_t code, int64_t now_ms)
+{
+    dispatcher_task_t *task = s_lease_one (d, node);
+    cr_assert_eq (task->id, id, "leased %llu, expected %llu",
+                  (unsigned long long)task->id, (unsigned long long)id);
+    drover_task_t outcome = {.id = id,
+                             .attempt = task->attempt,
+                             .code = code,
+                             .reason = "boom",
+                             .elapsed_us = 1000u * task->attempt,
+                             .cpu_us = 500u * task->attempt,
+                             .exit_status = (int32_t)task->attempt,
+                             .max_rss_kb = 2048};
+    cr_assert_eq (dispatcher_fail (d, node, &outcome, now_ms), 0);
+    return task;
+}
+
+LEAK_CHECKED_TEST (dispatcher, backoff_doubles_with_jitter_up_to_its_cap)
+{
+    dispatcher_t *d = s_new (20, 100);
+    uint64_t id =
+        s_submit_spec (d, (drover_task_t){.max_attempts = 12,
+                                          .retry_delay_ms = 100,
+                                          .retry_max_delay_ms = 3000});
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    int64_t now = 1000000;
+    for (uint32_t n = 1; n < 12; n++) {
+        dispatcher_task_t *task =
+            s_lease_and_fail (d, node, id, DROVER_EFAILED, now);
+        cr_assert_eq (task->state, DROVER_STATE_RETRY);
+        uint64_t d_ms = 100ull << (n - 1);
+        if (d_ms > 3000)
+            d_ms = 3000;
+        int64_t delay = task->due_ms - now;
+        cr_assert (delay >= (int64_t)(d_ms / 2) && delay <= (int64_t)d_ms,
+                   "failure %u: delay %lld not in [%llu, %llu]", n,
+                   (long long)delay, (unsigned long long)d_ms / 2,
+                   (unsigned long long)d_ms);
+        cr_assert_eq (dispatcher_next_due (d), task->due_ms);
+        cr_assert_eq (dispatcher_tick (d, task->due_ms - 1), 0,
+                      "failure %u: requeued early", n);
+        cr_assert_eq (task->state, DROVER_STATE_RETRY);
+        now = task->due_ms;
+        cr_assert_eq (dispatcher_tick (d, now), 1);
+        cr_assert_eq (task->state, DROVER_STATE_QUEUED);
+        cr_assert_eq (dispatcher_next_due (d), -1);
+    }
+    //  The 12th failure uses up the attempts
+    dispatcher_task_t *task =
+        s_lease_and_fail (d, node, id, DROVER_EFAILED, now);
+    cr_assert_eq (task->state, DROVER_STATE_REPORTING);
+    cr_assert_eq (dispatcher_counters (d)->retried, 11);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, jitter_spreads_retries_within_half_to_full_delay)
+{
+    dispatcher_t *d = s_new (2, 1000);
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    bool seen[101] = {false};
+    size_t distinct = 0;
+    for (int i = 0; i < 200; i++) {
+        uint64_t id = s_submit_spec (
+            d, (drover_task_t){.retry_delay_ms = 100, .max_attempts = 2});
+        dispatcher_task_t *task =
+            s_lease_and_fail (d, node, id, DROVER_ECRASHED, 5000);
+        int64_t delay = task->due_ms - 5000;
+        cr_assert (delay >= 50 && delay <= 100, "delay %lld", (long long)delay);
+        distinct += !seen[delay];
+        seen[delay] = true;
+    }
+    cr_assert (distinct >= 20, "only %zu distinct delays in 200", distinct);
+    cr_assert_eq (dispatcher_retrying (d), 200);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, zero_retry_options_take_the_configured_defaults)
+{
+    dispatcher_t *d =
+        s_new_config ((dispatcher_config_t){.max_attempts = 5,
+                                            .max_losses = 2,
+                                            .max_queued = 100,
+                                            .retry_delay_ms = 40,
+                                            .retry_max_delay_ms = 60,
+                                            .max_dead = 10});
+    uint64_t id = s_submit_spec (d, (drover_task_t){0});
+    dispatcher_task_t *task = dispatcher_lookup (d, id);
+    cr_assert_eq (task->max_attempts, 5);
+    cr_assert_eq (task->retry_on, DROVER_RETRY_ON_DEFAULT);
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    int64_t now = 0;
+    for (int n = 1; n <= 3; n++) {
+        s_lease_and_fail (d, node, id, DROVER_ETIMELIMIT, now);
+        int64_t cap = n == 1 ? 40 : 60;
+        cr_assert (task->due_ms - now >= cap / 2 && task->due_ms - now <= cap,
+                   "failure %d: delay %lld", n,
+                   (long long)(task->due_ms - now));
+        now = task->due_ms;
+        dispatcher_tick (d, now);
+    }
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, only_codes_in_retry_on_retry)
+{
+    dispatcher_t *d = s_new (1, 100);
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    //  Only time limits retry: a handler failure fails for good at once
+    drover_task_t spec = {.max_attempts = 3,
+                          .retry_on = DROVER_RETRY_BIT (DROVER_ETIMELIMIT)};
+    uint64_t strict = s_submit_spec (d, spec);
+    dispatcher_task_t *task =
+        s_lease_and_fail (d, node, strict, DROVER_EFAILED, 0);
+    cr_assert_eq (task->state, DROVER_STATE_REPORTING);
+    cr_assert_eq (dispatcher_dead_lookup (d, strict), task);
+    uint64_t timed = s_submit_spec (d, spec);
+    task = s_lease_and_fail (d, node, timed, DROVER_ETIMELIMIT, 0);
+    cr_assert_eq (task->state, DROVER_STATE_RETRY);
+    //  The default set has the memory limit, not a missing handler
+    spec.retry_on = 0;
+    uint64_t memory = s_submit_spec (d, spec);
+    task = s_lease_and_fail (d, node, memory, DROVER_EMEMLIMIT, 0);
+    cr_assert_eq (task->state, DROVER_STATE_RETRY);
+    uint64_t handler = s_submit_spec (d, spec);
+    task = s_lease_and_fail (d, node, handler, DROVER_EHANDLER, 0);
+    cr_assert_eq (task->state, DROVER_STATE_REPORTING);
+    cr_assert_eq (task->code, DROVER_EHANDLER);
+    //  A FAIL with code 0 is still a failure
+    uint64_t zero = s_submit_spec (d, spec);
+    task = s_lease_and_fail (d, node, zero, 0, 0);
+    cr_assert_eq (task->code, DROVER_EFAILED);
+    cr_assert_eq (task->state, DROVER_STATE_RETRY);
+    cr_assert_eq (dispatcher_retrying (d), 3);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, due_retries_requeue_earliest_first)
+{
+    dispatcher_t *d = s_new (2, 1000);
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    uint64_t ids[100];
+    for (int i = 0; i < 100; i++) {
+        //  Delays of 10 to 1000 ms, shuffled by a stride
+        uint64_t delay = 10 + (uint64_t)((i * 37) % 100) * 10;
+        ids[i] = s_submit_spec (
+            d, (drover_task_t){.retry_delay_ms = delay, .max_attempts = 2});
+        s_lease_and_fail (d, node, ids[i], DROVER_EFAILED, 0);
+    }
+    //  Cancel one that is retrying: it leaves the heap at once
+    cr_assert_eq (dispatcher_cancel (d, ids[50]), DROVER_STATE_REPORTING);
+    cr_assert_eq (dispatcher_retrying (d), 99);
+    int64_t last_due = -1;
+    size_t requeued = 0;
+    for (int64_t now = 0; now <= 1000; now += 7) {
+        int64_t due = dispatcher_next_due (d);
+        if (due >= 0)
+            cr_assert (due >= last_due, "due times go forward");
+        size_t count = dispatcher_tick (d, now);
+        requeued += count;
+        if (count)
+            last_due = due;
+        cr_assert (dispatcher_next_due (d) == -1
+                       || dispatcher_next_due (d) > now,
+                   "nothing due is left behind");
+    }
+    cr_assert_eq (requeued, 99);
+    cr_assert_eq (dispatcher_retrying (d), 0);
+    cr_assert_eq (dispatcher_next_due (d), -1);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, the_history_keeps_every_attempts_details)
+{
+    dispatcher_t *d = s_new (1, 100);
+    dispatcher_node_t *a = s_node (d, "a", "echo", NULL, NULL);
+    dispatcher_node_t *b = s_node (d, "b", "echo", NULL, NULL);
+    uint64_t id = s_submit_spec (
+        d, (drover_task_t){.max_attempts = 3, .retry_delay_ms = 10});
+    dispatcher_task_t *task = s_lease_and_fail (d, a, id, DROVER_EFAILED, 0);
+    dispatcher_tick (d, 100);
+    s_lease_and_fail (d, b, id, DROVER_ECRASHED, 100);
+    dispatcher_tick (d, 200);
+    s_lease_and_fail (d, a, id, DROVER_EMEMLIMIT, 200);
+    cr_assert_eq (task->state, DROVER_STATE_REPORTING);
+    cr_assert_eq (task->code, DROVER_EMEMLIMIT);
+    cr_assert_eq (dispatcher_history_size (task->history), 3);
+    const int32_t codes[] = {DROVER_EFAILED, DROVER_ECRASHED, DROVER_EMEMLIMIT};
+    const char *nodes[] = {"a", "b", "a"};
+    for (size_t i = 0; i < 3; i++) {
+        const dispatcher_attempt_t *attempt =
+            dispatcher_history_get (task->history, i);
+        cr_assert_eq (attempt->attempt, i + 1);
+        cr_assert_eq (attempt->code, codes[i]);
+        cr_assert_str_eq (attempt->node, nodes[i]);
+        cr_assert_str_eq (attempt->reason, "boom");
+        cr_assert_eq (attempt->elapsed_us, 1000 * (i + 1));
+        cr_assert_eq (attempt->cpu_us, 500 * (i + 1));
+        cr_assert_eq (attempt->exit_status, (int32_t)(i + 1));
+        cr_assert_eq (attempt->max_rss_kb, 2048);
+    }
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, the_history_keeps_the_last_16_attempts)
+{
+    dispatcher_t *d = s_new (1, 100);
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    uint64_t id = s_submit_spec (d, (drover_task_t){.max_attempts = 20,
+                                                    .retry_delay_ms = 1,
+                                                    .retry_max_delay_ms = 1});
+    dispatcher_task_t *task = NULL;
+    for (int64_t now = 0; now < 20; now++) {
+        task = s_lease_and_fail (d, node, id, DROVER_EFAILED, now * 10);
+        dispatcher_tick (d, now * 10 + 5);
+    }
+    cr_assert_eq (task->state, DROVER_STATE_REPORTING);
+    cr_assert_eq (task->history->recorded, 20);
+    cr_assert_eq (dispatcher_history_size (task->history), DISPATCHER_HISTORY);
+    for (size_t i = 0; i < DISPATCHER_HISTORY; i++)
+        cr_assert_eq (dispatcher_history_get (task->history, i)->attempt,
+                      20 - DISPATCHER_HISTORY + 1 + i);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, the_dead_letter_list_is_bounded)
+{
+    dispatcher_t *d = s_new_config ((dispatcher_config_t){
+        .max_attempts = 1, .max_losses = 2, .max_queued = 100, .max_dead = 2});
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        ids[i] = s_submit_spec (d, (drover_task_t){0});
+        s_lease_and_fail (d, node, ids[i], DROVER_EFAILED, 0);
+        //  The sink stores each failure
+        cr_assert_eq (dispatcher_done (d, ids[i], 1, DROVER_EFAILED), 0);
+    }
+    cr_assert_eq (dispatcher_dead_count (d), 2);
+    cr_assert_null (dispatcher_dead_lookup (d, ids[0]), "the oldest dropped");
+    cr_assert_eq (dispatcher_counters (d)->dead_dropped, 1);
+    cr_assert_eq (s_payloads_freed, 1, "with its payload");
+    cr_assert_eq (dispatcher_dead_first (d)->id, ids[1]);
+    cr_assert_eq (dispatcher_dead_next (d)->id, ids[2]);
+    cr_assert_null (dispatcher_dead_next (d));
+    cr_assert_eq (dispatcher_task_count (d), 0, "none is held any more");
+    cr_assert_eq (dispatcher_dead_lookup (d, ids[2])->state,
+                  DROVER_STATE_FAILED);
+    //  Evicting a dead letter still reporting keeps it until DONE
+    uint64_t fourth = s_submit_spec (d, (drover_task_t){0});
+    s_lease_and_fail (d, node, fourth, DROVER_EFAILED, 0);
+    uint64_t fifth = s_submit_spec (d, (drover_task_t){0});
+    s_lease_and_fail (d, node, fifth, DROVER_EFAILED, 0);
+    cr_assert_eq (dispatcher_dead_count (d), 2);
+    cr_assert_eq (dispatcher_counters (d)->dead_dropped, 3);
+    dispatcher_destroy (&d);
+    cr_assert_eq (s_payloads_freed, 5);
+}
+
+LEAK_CHECKED_TEST (dispatcher, no_dead_letters_with_max_dead_zero)
+{
+    dispatcher_t *d = s_new_config ((dispatcher_config_t){
+        .max_attempts = 1, .max_losses = 2, .max_queued = 100, .max_dead = 0});
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    uint64_t id = s_submit_spec (d, (drover_task_t){0});
+    dispatcher_task_t *task = s_lease_and_fail (d, node, id, DROVER_EFAILED, 0);
+    cr_assert_eq (task->state, DROVER_STATE_REPORTING);
+    cr_assert_null (task->payload);
+    cr_assert_eq (dispatcher_dead_count (d), 0);
+    cr_assert_eq (dispatcher_counters (d)->dead_dropped, 1);
+    cr_assert_eq (dispatcher_done (d, id, 1, DROVER_EFAILED), 0);
+    cr_assert_null (dispatcher_dead_lookup (d, id));
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, cancelled_tasks_are_not_dead_letters)
+{
+    dispatcher_t *d = s_new (1, 100);
+    uint64_t id = s_submit_spec (d, (drover_task_t){0});
+    cr_assert_eq (dispatcher_cancel (d, id), DROVER_STATE_REPORTING);
+    cr_assert_null (dispatcher_dead_lookup (d, id));
+    cr_assert_eq (s_payloads_freed, 1, "its payload is freed at once");
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, a_success_stored_first_takes_a_task_off_the_list)
+{
+    dispatcher_t *d = s_new (1, 100);
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    uint64_t id = s_submit_spec (d, (drover_task_t){0});
+    s_lease_and_fail (d, node, id, DROVER_EFAILED, 0);
+    cr_assert_not_null (dispatcher_dead_lookup (d, id));
+    cr_assert_eq (dispatcher_done (d, id, 1, 0), 0, "a success won");
+    cr_assert_null (dispatcher_dead_lookup (d, id));
+    cr_assert_eq (dispatcher_dead_count (d), 0);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, retrying_a_dead_letter_submits_a_new_task)
+{
+    dispatcher_t *d = s_new (1, 100);
+    dispatcher_node_t *node = s_node (d, "n", "sleep", "slow", NULL), *which;
+    drover_task_t spec = {.handler = "sleep",
+                          .queue = "slow",
+                          .key = "k1",
+                          .timeout_ms = 500,
+                          .soft_timeout_ms = 400,
+                          .max_attempts = 1,
+                          .retry_delay_ms = 20,
+                          .retry_max_delay_ms = 80,
+                          .retry_on = DROVER_RETRY_BIT (DROVER_ECRASHED)};
+    uint64_t id = s_submit_spec (d, spec);
+    dispatcher_task_t *dead = s_lease_and_fail (d, node, id, DROVER_EFAILED, 0);
+    void *payload = dead->payload;
+    cr_assert_not_null (payload);
+    cr_assert_eq (dispatcher_done (d, id, 1, DROVER_EFAILED), 0);
+    cr_assert_eq (dispatcher_dead_retry (d, 999), 0, "no such dead letter");
+
+    uint64_t new_id = dispatcher_dead_retry (d, id);
+    cr_assert_gt (new_id, id);
+    cr_assert_null (dispatcher_dead_lookup (d, id), "off the list");
+    cr_assert_eq (dispatcher_dead_count (d), 0);
+    cr_assert_eq (dispatcher_dead_retry (d, id), 0, "only once");
+    dispatcher_task_t *task = dispatcher_lookup (d, new_id);
+    cr_assert_not_null (task);
+    cr_assert_eq (task->state, DROVER_STATE_QUEUED);
+    cr_assert_eq (task->payload, payload, "the same payload, not a copy");
+    cr_assert_str_eq (task->handler, "sleep");
+    cr_assert_str_eq (task->queue, "slow");
+    cr_assert_str_eq (task->key, "k1");
+    cr_assert_eq (task->timeout_ms, 500);
+    cr_assert_eq (task->soft_timeout_ms, 400);
+    cr_assert_eq (task->max_attempts, 1);
+    cr_assert_eq (task->retry_delay_ms, 20);
+    cr_assert_eq (task->retry_max_delay_ms, 80);
+    cr_assert_eq (task->retry_on, DROVER_RETRY_BIT (DROVER_ECRASHED));
+    cr_assert_eq (task->attempt, 0);
+    cr_assert_null (task->history, "a new task, a new history");
+    dispatcher_task_t *tasks[64];
+    dispatcher_node_credit (d, node, 1);
+    cr_assert_eq (s_next (d, &which, tasks), 1);
+    cr_assert_eq (tasks[0]->id, new_id);
+    cr_assert_eq (tasks[0]->attempt, 1);
+
+    //  A dead letter may be retried before the sink stored its failure
+    uint64_t second = s_submit_spec (d, spec);
+    s_lease_and_fail (d, node, second, DROVER_EFAILED, 0);
+    uint64_t again = dispatcher_dead_retry (d, second);
+    cr_assert_neq (again, 0);
+    cr_assert_eq (dispatcher_lookup (d, second)->state, DROVER_STATE_REPORTING,
+                  "the old id still reports");
+    cr_assert_null (dispatcher_lookup (d, second)->payload);
+    cr_assert_eq (dispatcher_done (d, second, 1, DROVER_EFAILED), 0);
+    cr_assert_null (dispatcher_lookup (d, second));
+    cr_assert_null (dispatcher_dead_lookup (d, second));
+
+    dispatcher_destroy (&d);
+    cr_assert_eq (s_payloads_freed, 2);
+}
+
+LEAK_CHECKED_TEST (dispatcher, a_dead_letter_is_not_retried_without_room)
+{
+    dispatcher_t *d = s_new (1, 1);
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    uint64_t id = s_submit_spec (d, (drover_task_t){0});
+    s_lease_and_fail (d, node, id, DROVER_EFAILED, 0);
+    cr_assert_eq (dispatcher_room (d), 0, "it still reports");
+    cr_assert_eq (dispatcher_dead_retry (d, id), 0);
+    cr_assert_not_null (dispatcher_dead_lookup (d, id), "still dead");
+    cr_assert_eq (dispatcher_done (d, id, 1, DROVER_EFAILED), 0);
+    cr_assert_neq (dispatcher_dead_retry (d, id), 0);
     dispatcher_destroy (&d);
 }
