@@ -80,6 +80,8 @@ drover_cmd_worker (int argc, char **argv)
     const char *name = NULL;
     cli_list_t *queues = &s_queues;
     long drain_timeout = 60000;
+    long kill_grace = 5000;
+    long max_memory = 0;
     bool verbose = false;
 
     char jobs_default[24];
@@ -119,6 +121,17 @@ drover_cmd_worker (int argc, char **argv)
          "on SIGTERM, wait this long for leased tasks, then kill them (0: "
          "for ever)",
          &drain_timeout},
+        {"kill-grace-ms", 0, CLI_INT, "DROVER_KILL_GRACE_MS", "5000", 0,
+         86400000, "MS",
+         "a task past its soft time limit (SIGTERM) and without a hard one "
+         "is killed (SIGKILL) this much later",
+         &kill_grace},
+        {"max-memory-per-child", 0, CLI_INT, "DROVER_MAX_MEMORY_PER_CHILD", "0",
+         0, 2147483647, "KB",
+         "kill a task whose child and commands use more resident memory "
+         "than KB kB (checked every 100 ms; DROVER_EMEMLIMIT), and replace "
+         "a child that passed it (0: no limit)",
+         &max_memory},
         {"verbose", 'v', CLI_FLAG, "DROVER_VERBOSE", NULL, 0, 0, NULL,
          "log every message sent and received", &verbose},
     };
@@ -178,6 +191,9 @@ drover_cmd_worker (int argc, char **argv)
         drover_worker_set_lookahead (worker, (unsigned)lookahead);
         drover_worker_set_max_tasks_per_child (worker, (unsigned)max_tasks);
         drover_worker_set_drain_timeout (worker, (unsigned)drain_timeout);
+        drover_worker_set_kill_grace (worker, (unsigned)kill_grace);
+        drover_worker_set_max_memory_per_child (worker,
+                                                (unsigned long long)max_memory);
         drover_worker_set_verbose (worker, verbose);
         int run = drover_worker_run (worker);
         if (run == DROVER_EINVAL) {

@@ -101,6 +101,8 @@ typedef struct {
     int32_t signal;      //  as sent
     int32_t exit_status; //  as sent
     uint64_t elapsed_us; //  as sent
+    uint64_t cpu_us;     //  as sent
+    uint64_t max_rss_kb; //  as sent
     zchunk_t *payload;   //  RESULT: the result octets
     size_t receipts;     //  how many times this id arrived
 } h_outcome_t;
@@ -397,6 +399,8 @@ s_record (zhashx_t *map, const drover_task_t *item, bool payload)
     outcome->signal = item->signal;
     outcome->exit_status = item->exit_status;
     outcome->elapsed_us = item->elapsed_us;
+    outcome->cpu_us = item->cpu_us;
+    outcome->max_rss_kb = item->max_rss_kb;
     if (payload)
         outcome->payload = zchunk_new (item->payload.data, item->payload.size);
     outcome->receipts = 1;
@@ -575,10 +579,12 @@ h_join (h_t *h, uint32_t heartbeat_ms, uint32_t liveness, uint64_t credit)
               credit);
 }
 
-//  Leases one task to the node.
+//  Leases one task to the node, with a hard and a soft time limit (0:
+//  none).
 static void
-h_dispatch (h_t *h, uint64_t id, const char *handler, const void *payload,
-            size_t size, uint64_t timeout_ms)
+h_dispatch_limits (h_t *h, uint64_t id, const char *handler,
+                   const void *payload, size_t size, uint64_t timeout_ms,
+                   uint64_t soft_timeout_ms)
 {
     drover_task_t item;
     memset (&item, 0, sizeof item);
@@ -586,6 +592,7 @@ h_dispatch (h_t *h, uint64_t id, const char *handler, const void *payload,
     item.attempt = 1;
     item.handler = handler;
     item.timeout_ms = timeout_ms;
+    item.soft_timeout_ms = soft_timeout_ms;
     item.payload.data = payload;
     item.payload.size = size;
     drover_msg_t msg;
@@ -594,6 +601,14 @@ h_dispatch (h_t *h, uint64_t id, const char *handler, const void *payload,
     msg.task_count = 1;
     h_send_broker (h, &msg);
     h->dispatched++;
+}
+
+//  Leases one task to the node, with a hard time limit (0: none).
+static void
+h_dispatch (h_t *h, uint64_t id, const char *handler, const void *payload,
+            size_t size, uint64_t timeout_ms)
+{
+    h_dispatch_limits (h, id, handler, payload, size, timeout_ms, 0);
 }
 
 static void
@@ -1299,7 +1314,7 @@ Test (worker, c_handlers_through_libdrover, .timeout = 30)
     h->pid = s_spawn (argv, NULL, -1, -1);
     h_join (h, 1000, 5, 2);
     drover_msg_t *hello = drover_packet_msg (h->hello);
-    cr_assert_eq (hello->handler_count, 2);
+    cr_assert_eq (hello->handler_count, 5);
     cr_assert_str_eq (hello->handlers[0], "upper");
     cr_assert_str_eq (hello->handlers[1], "wordcount");
     h_dispatch_text (h, 34, "upper", "hello world");
@@ -1639,4 +1654,291 @@ Test (worker, help_exits_zero, .timeout = 30)
     cr_assert (strstr (out, "usage: drover worker"), "%s", out);
     cr_assert (strstr (out, "--handler"));
     cr_assert (strstr (out, "DROVER_CONNECT"));
+    cr_assert (strstr (out, "--kill-grace-ms"));
+    cr_assert (strstr (out, "DROVER_KILL_GRACE_MS"));
+    cr_assert (strstr (out, "--max-memory-per-child"));
+    cr_assert (strstr (out, "DROVER_MAX_MEMORY_PER_CHILD"));
+}
+
+//  --------------------------------------------------------------------------
+//  Time and memory limits, crash forensics
+
+//  Exec handlers for the limits. Each reads a path, starts a background
+//  sleep in its process group, writes the sleep's pid to the path, and
+//  waits: 'term' leaves on SIGTERM, after writing PATH.term; 'deaf'
+//  ignores SIGTERM (and so does its sleep).
+#define H_TERM                                                                 \
+    "term=exec:read f; trap 'echo term > \"$f.term\"; exit 7' TERM; "          \
+    "sleep 30 & echo $! > \"$f.tmp\" && mv \"$f.tmp\" \"$f\"; wait"
+#define H_DEAF                                                                 \
+    "deaf=exec:read f; trap '' TERM; "                                         \
+    "sleep 30 & echo $! > \"$f.tmp\" && mv \"$f.tmp\" \"$f\"; wait"
+//  Holds a 128 MiB string in awk, a grandchild of the node's child
+#define H_HOG                                                                  \
+    "hog=exec:awk 'BEGIN { s = \"x\"; for (i = 0; i < 27; i++) s = s s; "      \
+    "system(\"sleep 30\"); print length(s) }'"
+//  Burns CPU time in the shell
+#define H_BURN                                                                 \
+    "burn=exec:i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo $i"
+
+//  The limit of --max-memory-per-child in the tests, in kB: above what a
+//  child needs (also under ASan), well below what hog and alloc take
+#define H_MEMORY_LIMIT    100000
+#define H_MEMORY_LIMIT_KB "100000"
+
+static bool
+s_file_exists (const char *path)
+{
+    return access (path, F_OK) == 0;
+}
+
+Test (worker, soft_time_limit_sends_sigterm_to_the_group, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", "--handler", H_TERM, NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    pid_t before;
+    H_EXPECT (h, 5000, s_children_of (h->pid, &before, 1) == 1, "no child");
+    char path[128], marker[160], payload[160];
+    snprintf (path, sizeof path, "%s/pid", h->tmp);
+    snprintf (marker, sizeof marker, "%s.term", path);
+    snprintf (payload, sizeof payload, "%s\n", path);
+    uint64_t soft = 300 * (uint64_t)s_slow ();
+    h_dispatch_limits (h, 70, "term", payload, strlen (payload), 0, soft);
+    H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
+    pid_t sleeper = s_read_pid (path);
+    //  Well before the default grace of 5 s: the handler left on SIGTERM
+    H_EXPECT (h, 3000, h_fail (h, 70), "no FAIL after the soft limit");
+    h_outcome_t *fail = h_fail (h, 70);
+    cr_assert_eq (fail->code, DROVER_ETIMELIMIT, "code %d: %s", fail->code,
+                  fail->reason);
+    cr_assert (s_file_exists (marker), "the handler did not see SIGTERM");
+    cr_assert (fail->reason && strstr (fail->reason, "soft time limit of"),
+               "reason: %s", fail->reason);
+    cr_assert_eq (fail->exit_status, 7, "exit status %d", fail->exit_status);
+    cr_assert (fail->elapsed_us >= soft * 1000 && fail->elapsed_us < 4000000,
+               "elapsed %" PRIu64, fail->elapsed_us);
+    //  The background sleep got SIGTERM too; the child is replaced
+    H_EXPECT (h, 5000, s_process_gone (sleeper), "the grandchild survived");
+    pid_t after = before;
+    H_WAIT (h, 5000, s_children_of (h->pid, &after, 1) == 1 && after != before);
+    cr_assert_neq (after, before, "the child was not replaced");
+    h_dispatch_text (h, 71, "echo", "next");
+    H_EXPECT (h, 5000, h_result (h, 71), "no child after the soft limit");
+    h_destroy (&h);
+}
+
+Test (worker, hard_limit_kills_a_group_that_ignores_sigterm, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j",   "2", "--kill-grace-ms", "400", "--handler",
+                           H_DEAF, NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 2);
+    //  Task 72: a soft limit only, so SIGKILL comes after the grace period;
+    //  task 73: a soft and a hard limit
+    char path[2][128], payload[2][160];
+    for (int i = 0; i < 2; i++) {
+        snprintf (path[i], sizeof path[i], "%s/pid%d", h->tmp, i);
+        snprintf (payload[i], sizeof payload[i], "%s\n", path[i]);
+    }
+    uint64_t soft = 200 * (uint64_t)s_slow ();
+    uint64_t grace = 400; //  not stretched: --kill-grace-ms is fixed
+    uint64_t hard = 700 * (uint64_t)s_slow ();
+    h_dispatch_limits (h, 72, "deaf", payload[0], strlen (payload[0]), 0, soft);
+    h_dispatch_limits (h, 73, "deaf", payload[1], strlen (payload[1]), hard,
+                       soft);
+    H_EXPECT (h, 5000, s_read_pid (path[0]) > 0 && s_read_pid (path[1]) > 0,
+              "the tasks did not start");
+    pid_t sleepers[2] = {s_read_pid (path[0]), s_read_pid (path[1])};
+    H_EXPECT (h, 5000, h_fail (h, 72) && h_fail (h, 73), "no FAILs");
+    h_outcome_t *graced = h_fail (h, 72), *killed = h_fail (h, 73);
+    cr_assert_eq (graced->code, DROVER_ETIMELIMIT, "code %d", graced->code);
+    cr_assert_eq (killed->code, DROVER_ETIMELIMIT, "code %d", killed->code);
+    cr_assert_eq (graced->signal, SIGKILL, "signal %d", graced->signal);
+    cr_assert_eq (killed->signal, SIGKILL, "signal %d", killed->signal);
+    cr_assert (graced->elapsed_us >= (soft + grace) * 1000,
+               "killed after %" PRIu64 " us, before soft + grace",
+               graced->elapsed_us);
+    cr_assert (killed->elapsed_us >= hard * 1000,
+               "killed after %" PRIu64 " us, before the hard limit",
+               killed->elapsed_us);
+    cr_assert (strstr (graced->reason, "grace period of 400 ms"), "reason: %s",
+               graced->reason);
+    cr_assert (strstr (killed->reason, "hard time limit of"), "reason: %s",
+               killed->reason);
+    //  The grandchildren that ignored SIGTERM died with their groups
+    H_EXPECT (h, 5000,
+              s_process_gone (sleepers[0]) && s_process_gone (sleepers[1]),
+              "a grandchild survived the hard limit");
+    h_dispatch_text (h, 74, "echo", "next");
+    H_EXPECT (h, 5000, h_result (h, 74), "no child after the hard limit");
+    h_destroy (&h);
+}
+
+Test (worker, memory_limit_kills_an_exec_group, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {
+        "-j",  "1", "--max-memory-per-child", H_MEMORY_LIMIT_KB, "--handler",
+        H_HOG, NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    pid_t before;
+    H_EXPECT (h, 5000, s_children_of (h->pid, &before, 1) == 1, "no child");
+    h_dispatch_text (h, 75, "hog", "");
+    H_EXPECT (h, 10000, h_fail (h, 75), "no FAIL for the memory hog");
+    h_outcome_t *fail = h_fail (h, 75);
+    cr_assert_eq (fail->code, DROVER_EMEMLIMIT, "code %d: %s", fail->code,
+                  fail->reason);
+    cr_assert (fail->max_rss_kb > H_MEMORY_LIMIT, "max_rss_kb %" PRIu64,
+               fail->max_rss_kb);
+    cr_assert (strstr (fail->reason, "limit of " H_MEMORY_LIMIT_KB " kB"),
+               "reason: %s", fail->reason);
+    cr_assert (fail->elapsed_us < 5000000, "killed after %" PRIu64 " us",
+               fail->elapsed_us);
+    H_EXPECT (h, 5000, s_group_gone (before), "the process group survived");
+    //  The node goes on serving with a new child
+    h_dispatch_text (h, 76, "echo", "next");
+    H_EXPECT (h, 5000, h_result (h, 76), "the node stopped serving");
+    cr_assert_null (h_fail (h, 76));
+    h_destroy (&h);
+}
+
+//  Starts worker_example with one child and the test memory limit.
+static void
+s_start_example (h_t *h)
+{
+    char example[PATH_MAX];
+    s_build_path (example, sizeof example, "examples/worker_example");
+    const char *argv[] = {example, h->broker_ep, "1", H_MEMORY_LIMIT_KB, NULL};
+    h->pid = s_spawn (argv, NULL, -1, -1);
+    h_join (h, 1000, 5, 1);
+}
+
+//  Runs the example's pid handler as task id; returns the child's pid.
+static pid_t
+s_example_pid (h_t *h, uint64_t id)
+{
+    h_dispatch_text (h, id, "pid", "");
+    H_EXPECT (h, 5000, h_result (h, id), "no result");
+    char text[32] = "";
+    size_t size = zchunk_size (h_result (h, id)->payload);
+    cr_assert (size > 0 && size < sizeof text);
+    memcpy (text, zchunk_data (h_result (h, id)->payload), size);
+    return (pid_t)atoi (text);
+}
+
+Test (worker, memory_limit_kills_an_in_process_handler, .timeout = 30)
+{
+    h_t *h = h_new ();
+    s_start_example (h);
+    pid_t first = s_example_pid (h, 77);
+    cr_assert_eq (s_example_pid (h, 78), first, "replaced without cause");
+    h_dispatch_text (h, 79, "alloc", "200 20000");
+    H_EXPECT (h, 10000, h_fail (h, 79), "no FAIL for 200 MiB");
+    h_outcome_t *fail = h_fail (h, 79);
+    cr_assert_eq (fail->code, DROVER_EMEMLIMIT, "code %d: %s", fail->code,
+                  fail->reason);
+    cr_assert (fail->max_rss_kb > H_MEMORY_LIMIT, "max_rss_kb %" PRIu64,
+               fail->max_rss_kb);
+    cr_assert (strstr (fail->reason, "--max-memory-per-child"), "reason: %s",
+               fail->reason);
+    H_EXPECT (h, 5000, s_process_gone (first), "the child survived");
+    pid_t second = s_example_pid (h, 80);
+    cr_assert_neq (second, first, "the child was not replaced");
+    //  Quick tasks under the limit run on the same child
+    h_dispatch_text (h, 81, "alloc", "4 0");
+    H_EXPECT (h, 5000, h_result (h, 81), "no result for 4 MiB");
+    cr_assert_eq (s_example_pid (h, 82), second, "replaced without cause");
+    h_destroy (&h);
+}
+
+Test (worker, child_that_passed_the_memory_limit_is_recycled, .timeout = 30)
+{
+    h_t *h = h_new ();
+    s_start_example (h);
+    //  A short peak may finish between two checks (then it succeeds) or
+    //  not (then it fails with EMEMLIMIT); either way the child is
+    //  replaced after it. A few tries, so the first case is likely seen.
+    pid_t child = s_example_pid (h, 83);
+    size_t fails = 0;
+    for (uint64_t id = 200; id < 208; id += 2) {
+        h_dispatch_text (h, id, "alloc", "110 0");
+        H_EXPECT (h, 10000, h_result (h, id) || h_fail (h, id), "no outcome");
+        if (h_fail (h, id)) {
+            fails++;
+            cr_assert_eq (h_fail (h, id)->code, DROVER_EMEMLIMIT, "code %d",
+                          h_fail (h, id)->code);
+        }
+        else
+            cr_assert (h_result (h, id)->max_rss_kb > H_MEMORY_LIMIT,
+                       "max_rss_kb %" PRIu64, h_result (h, id)->max_rss_kb);
+        pid_t next = s_example_pid (h, id + 1);
+        cr_assert_neq (next, child, "the child was not recycled");
+        H_EXPECT (h, 5000, s_process_gone (child), "the old child lives on");
+        child = next;
+    }
+    cr_assert_eq (zhashx_size (h->fails), fails, "a recycling is no failure");
+    h_destroy (&h);
+}
+
+Test (worker, outcomes_carry_cpu_time, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", "--handler", H_BURN, NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    //  An exec command's CPU time is the child's, through wait4
+    h_dispatch_text (h, 86, "burn", "");
+    H_EXPECT (h, 20000, h_result (h, 86), "no result");
+    h_outcome_t *burn = h_result (h, 86);
+    cr_assert (burn->cpu_us >= 20000, "cpu_us %" PRIu64, burn->cpu_us);
+    cr_assert (burn->cpu_us <= burn->elapsed_us + 20000,
+               "cpu_us %" PRIu64 " > elapsed_us %" PRIu64, burn->cpu_us,
+               burn->elapsed_us);
+    //  A quick task takes little
+    h_dispatch_text (h, 87, "echo", "quick");
+    H_EXPECT (h, 5000, h_result (h, 87), "no result");
+    cr_assert (h_result (h, 87)->cpu_us < 100000, "cpu_us %" PRIu64,
+               h_result (h, 87)->cpu_us);
+    //  Failures carry it too
+    h_dispatch_text (h, 88, "bad", "");
+    H_EXPECT (h, 5000, h_fail (h, 88), "no FAIL");
+    cr_assert (h_fail (h, 88)->cpu_us <= h_fail (h, 88)->elapsed_us + 20000);
+    h_destroy (&h);
+}
+
+Test (worker, in_process_cpu_time_survives_a_kill, .timeout = 30)
+{
+    h_t *h = h_new ();
+    s_start_example (h);
+    h_dispatch_text (h, 89, "spin", "300");
+    H_EXPECT (h, 20000, h_result (h, 89), "no result");
+    h_outcome_t *spin = h_result (h, 89);
+    cr_assert (spin->cpu_us >= 300000, "cpu_us %" PRIu64, spin->cpu_us);
+    cr_assert (spin->cpu_us <= spin->elapsed_us + 20000,
+               "cpu_us %" PRIu64 " > elapsed_us %" PRIu64, spin->cpu_us,
+               spin->elapsed_us);
+    //  An in-process handler dies of the soft limit's SIGTERM
+    h_dispatch_limits (h, 91, "spin", "60000", 5, 0, 300 * (uint64_t)s_slow ());
+    H_EXPECT (h, 10000, h_fail (h, 91), "no FAIL after the soft limit");
+    cr_assert_eq (h_fail (h, 91)->code, DROVER_ETIMELIMIT);
+    cr_assert_eq (h_fail (h, 91)->signal, SIGTERM, "signal %d",
+                  h_fail (h, 91)->signal);
+    cr_assert (strstr (h_fail (h, 91)->reason, "soft time limit"), "%s",
+               h_fail (h, 91)->reason);
+    //  Killed at its hard limit: the CPU time since its task began, from
+    //  the dead child's rusage, without that of the task before
+    uint64_t limit = 600 * (uint64_t)s_slow ();
+    h_dispatch (h, 90, "spin", "60000", 5, limit);
+    H_EXPECT (h, 10000, h_fail (h, 90), "no FAIL");
+    h_outcome_t *fail = h_fail (h, 90);
+    cr_assert_eq (fail->code, DROVER_ETIMELIMIT, "code %d", fail->code);
+    cr_assert (fail->cpu_us >= 50000, "cpu_us %" PRIu64, fail->cpu_us);
+    cr_assert (fail->cpu_us <= fail->elapsed_us + 20000,
+               "cpu_us %" PRIu64 " > elapsed_us %" PRIu64, fail->cpu_us,
+               fail->elapsed_us);
+    h_destroy (&h);
 }

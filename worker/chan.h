@@ -23,18 +23,22 @@
 #define CHAN_OUTCOME 0x4f555443u //  "OUTC": this is how it went
 
 typedef struct {
-    uint32_t type;         //  CHAN_TASK or CHAN_OUTCOME
-    uint32_t handler;      //  task: index in the handler table
-    uint64_t id;           //  task id
-    uint32_t attempt;      //  attempt number
-    int32_t code;          //  outcome: 0 or a DROVER_E* code
-    int32_t signal;        //  outcome: signal that killed an exec command
-    int32_t exit_status;   //  outcome: exit status of an exec command
-    uint64_t max_rss_kb;   //  outcome: peak memory of the child or command
-    uint64_t max_result;   //  task: largest result the supervisor accepts
-    uint32_t reason_size;  //  outcome: octets of reason after the header
-    uint32_t reserved;     //  zero
-    uint64_t payload_size; //  octets of input or result after the reason
+    uint32_t type;             //  CHAN_TASK or CHAN_OUTCOME
+    uint32_t handler;          //  task: index in the handler table
+    uint64_t id;               //  task id
+    uint32_t attempt;          //  attempt number
+    int32_t code;              //  outcome: 0 or a DROVER_E* code
+    int32_t signal;            //  outcome: signal that killed an exec command
+    int32_t exit_status;       //  outcome: exit status of an exec command
+    uint64_t max_rss_kb;       //  outcome: peak memory of the child or command
+    uint64_t max_result;       //  task: largest result the supervisor accepts
+    uint32_t reason_size;      //  outcome: octets of reason after the header
+    uint32_t reserved;         //  zero
+    uint64_t cpu_us;           //  outcome: CPU time of the task, user + system,
+                               //  the child's and its waited-for commands'
+    uint64_t cpu_total_us;     //  outcome: CPU time of the child so far
+    uint64_t child_max_rss_kb; //  outcome: peak memory of the child itself
+    uint64_t payload_size;     //  octets of input or result after the reason
 } chan_header_t;
 
 //  Reads exactly size octets from a blocking fd. Returns 0, or -1 at end

@@ -92,6 +92,24 @@ s_child_setup (int channel, pid_t supervisor)
     close_range (S_CHILD_FD + 1, ~0U, 0);
 }
 
+//  CPU time, user + system, of this process and of the children it has
+//  waited for, in microseconds.
+static uint64_t
+s_cpu_us (void)
+{
+    uint64_t total = 0;
+    int whos[] = {RUSAGE_SELF, RUSAGE_CHILDREN};
+    for (size_t i = 0; i < 2; i++) {
+        struct rusage usage;
+        if (getrusage (whos[i], &usage) == 0)
+            total += (uint64_t)usage.ru_utime.tv_sec * 1000000
+                     + (uint64_t)usage.ru_utime.tv_usec
+                     + (uint64_t)usage.ru_stime.tv_sec * 1000000
+                     + (uint64_t)usage.ru_stime.tv_usec;
+    }
+    return total;
+}
+
 //  Runs one task with its handler; fills header and output.
 static void
 s_child_run (const worker_config_t *config, chan_header_t *header,
@@ -99,11 +117,20 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
 {
     const handler_t *handler = &config->handlers[header->handler];
     size_t size = (size_t)header->payload_size;
+    uint64_t cpu_before = s_cpu_us ();
     int code;
     if (handler->kind == HANDLER_EXEC) {
+        //  The soft time limit's SIGTERM is for the command: we stay to
+        //  report how it ended (the command resets the disposition)
+        struct sigaction ignore, saved;
+        memset (&ignore, 0, sizeof ignore);
+        ignore.sa_handler = SIG_IGN;
+        sigemptyset (&ignore.sa_mask);
+        sigaction (SIGTERM, &ignore, &saved);
         exec_status_t status;
         code =
             exec_handler_run (handler->command, input, size, output, &status);
+        sigaction (SIGTERM, &saved, NULL);
         header->signal = status.signal;
         header->exit_status = status.exit_status;
         header->max_rss_kb = status.max_rss_kb;
@@ -131,6 +158,13 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
                             handler->name);
     }
     header->code = code;
+    header->cpu_total_us = s_cpu_us ();
+    header->cpu_us = header->cpu_total_us > cpu_before
+                         ? header->cpu_total_us - cpu_before
+                         : 0;
+    struct rusage usage;
+    if (getrusage (RUSAGE_SELF, &usage) == 0 && usage.ru_maxrss > 0)
+        header->child_max_rss_kb = (uint64_t)usage.ru_maxrss;
 }
 
 //  The child's life: read a task, run it, write its outcome; leave at end
@@ -416,6 +450,9 @@ child_receive (child_t *self, child_outcome_t *outcome)
                 outcome->signal = self->in_header.signal;
                 outcome->exit_status = self->in_header.exit_status;
                 outcome->max_rss_kb = self->in_header.max_rss_kb;
+                outcome->cpu_us = self->in_header.cpu_us;
+                outcome->cpu_total_us = self->in_header.cpu_total_us;
+                outcome->child_max_rss_kb = self->in_header.child_max_rss_kb;
                 if (reason_size > 0) {
                     for (size_t i = 0; i < reason_size; i++)
                         if (self->in_reason[i] == 0)
@@ -459,4 +496,12 @@ child_kill (child_t *self)
     assert (self);
     if (kill (-self->pid, SIGKILL) && errno == ESRCH)
         kill (self->pid, SIGKILL);
+}
+
+void
+child_terminate (child_t *self)
+{
+    assert (self);
+    if (kill (-self->pid, SIGTERM) && errno == ESRCH)
+        kill (self->pid, SIGTERM);
 }

@@ -33,14 +33,17 @@ typedef enum {
 
 //  The outcome of one task, as the child reports it.
 typedef struct {
-    uint64_t id;         //  task id
-    uint32_t attempt;    //  attempt number
-    int32_t code;        //  0 or a DROVER_E* code
-    int32_t signal;      //  signal that killed an exec command
-    int32_t exit_status; //  exit status of an exec command
-    uint64_t max_rss_kb; //  peak memory of the child or command
-    char *reason;        //  failure message (no NUL inside), or NULL
-    zframe_t *payload;   //  result octets (success), or NULL
+    uint64_t id;               //  task id
+    uint32_t attempt;          //  attempt number
+    int32_t code;              //  0 or a DROVER_E* code
+    int32_t signal;            //  signal that killed an exec command
+    int32_t exit_status;       //  exit status of an exec command
+    uint64_t max_rss_kb;       //  peak memory of the child or command
+    uint64_t cpu_us;           //  CPU time of the task (child and its commands)
+    uint64_t cpu_total_us;     //  CPU time of the child since its fork
+    uint64_t child_max_rss_kb; //  peak memory of the child process itself
+    char *reason;              //  failure message (no NUL inside), or NULL
+    zframe_t *payload;         //  result octets (success), or NULL
 } child_outcome_t;
 
 //  Forks a child that runs tasks with the handlers of config, which must
@@ -87,6 +90,12 @@ void child_outcome_reset (child_outcome_t *outcome);
 //  Sends SIGKILL to the child's whole process group (it and any command
 //  it runs).
 void child_kill (child_t *self);
+
+//  Sends SIGTERM to the child's whole process group: the soft time limit.
+//  An in-process handler dies of it unless it catches it; while an exec
+//  handler runs, the child ignores it and only the command gets it, so the
+//  child can report how the command ended.
+void child_terminate (child_t *self);
 
 #pragma GCC visibility pop
 

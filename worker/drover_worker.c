@@ -21,6 +21,7 @@
 
 #define S_DEFAULT_ENDPOINT      "tcp://127.0.0.1:5555"
 #define S_DEFAULT_DRAIN_TIMEOUT 60000
+#define S_DEFAULT_KILL_GRACE    5000
 #define S_MAX_ENDPOINT          1024
 
 struct drover_worker_t {
@@ -58,6 +59,7 @@ drover_worker_new (void)
                                 ? DROVER_WORKER_MAX_CHILDREN
                                 : (uint32_t)cpus;
     self->config.drain_timeout_ms = S_DEFAULT_DRAIN_TIMEOUT;
+    self->config.kill_grace_ms = S_DEFAULT_KILL_GRACE;
     return self;
 }
 
@@ -133,6 +135,25 @@ drover_worker_set_drain_timeout (drover_worker_t *self, unsigned msecs)
     if (!self)
         return DROVER_EINVAL;
     self->config.drain_timeout_ms = msecs;
+    return 0;
+}
+
+int
+drover_worker_set_kill_grace (drover_worker_t *self, unsigned msecs)
+{
+    if (!self)
+        return DROVER_EINVAL;
+    self->config.kill_grace_ms = msecs;
+    return 0;
+}
+
+int
+drover_worker_set_max_memory_per_child (drover_worker_t *self,
+                                        unsigned long long kbytes)
+{
+    if (!self || kbytes > UINT64_MAX / 1024)
+        return DROVER_EINVAL;
+    self->config.max_memory_kb = (uint64_t)kbytes;
     return 0;
 }
 

@@ -69,7 +69,8 @@ typedef int (drover_handler_fn) (const void *input, size_t size,
 
 /*  Creates a node with default settings: broker tcp://127.0.0.1:5555, one
     child per CPU, no lookahead, children never retired, name host:pid, the
-    default queue, drain deadline 60 s, no handlers. Returns NULL when out
+    default queue, drain deadline 60 s, kill grace 5 s, no memory limit,
+    no handlers. Returns NULL when out
     of memory. */
 drover_worker_t *drover_worker_new (void);
 
@@ -96,6 +97,20 @@ int drover_worker_set_max_tasks_per_child (drover_worker_t *self,
 /*  Sets how long a drain (SIGTERM, or DRAIN from the broker) may take
     before the node kills its children and leaves; 0 waits for ever. */
 int drover_worker_set_drain_timeout (drover_worker_t *self, unsigned msecs);
+
+/*  Sets how long a task that passed its soft time limit (SIGTERM) may take
+    to end before its process group is killed (SIGKILL), when the task has
+    no hard limit of its own. Default 5000 ms; 0 kills at the soft limit. */
+int drover_worker_set_kill_grace (drover_worker_t *self, unsigned msecs);
+
+/*  Limits the resident memory of each child, with the commands it runs
+    (its whole process group), to kbytes KiB; 0, the default, sets no
+    limit. The node checks a running task at least every 100 ms: over the
+    limit, the group is killed, the child replaced and the attempt fails
+    with DROVER_EMEMLIMIT. A child whose own peak passed the limit during
+    a task that finished is replaced after it. */
+int drover_worker_set_max_memory_per_child (drover_worker_t *self,
+                                            unsigned long long kbytes);
 
 /*  Sets the node's name in the broker's logs and stats: 1 to 255
     printable ASCII characters, no space. Default: host:pid. */

@@ -88,7 +88,10 @@ s_command_main (const char *command, pid_t parent, int in, int out, int err)
         _exit (127);
     if (dup2 (in, 0) < 0 || dup2 (out, 1) < 0 || dup2 (err, 2) < 0)
         _exit (127);
+    //  The child ignores SIGTERM while we run; the soft time limit's
+    //  SIGTERM is for us
     signal (SIGPIPE, SIG_DFL);
+    signal (SIGTERM, SIG_DFL);
     close_range (3, ~0U, 0);
     execl ("/bin/sh", "sh", "-c", command, (char *)NULL);
     static const char message[] = "drover: cannot run /bin/sh\n";

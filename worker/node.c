@@ -24,7 +24,9 @@
 #include "child.h"
 #include "drover_wire.h"
 #include "results.h"
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <string.h>
@@ -55,17 +57,21 @@
 //  than S_MAX_RESULT_OCTETS, wait for STORED
 #define S_MIN_RESULTS_HELD  64
 #define S_MAX_RESULT_OCTETS (512u << 20)
+//  Resident memory of busy children is checked at this interval (SPEC 7.5:
+//  at least every 100 ms; the tick is S_TICK_MS)
+#define S_MEMORY_CHECK_MS 60
 //  How long the BYE at exit may take to leave
 #define S_BYE_LINGER_MS 1000 //  to deliver BYE at exit
 
 //  A task leased to this node.
 typedef struct {
-    uint64_t id;         //  task id
-    uint32_t attempt;    //  attempt number (the fencing token)
-    uint32_t handler;    //  index in the handler table
-    uint64_t timeout_ms; //  time limit of the attempt; 0: none
-    zframe_t *payload;   //  input octets
-    int64_t started_us;  //  when a child got it
+    uint64_t id;              //  task id
+    uint32_t attempt;         //  attempt number (the fencing token)
+    uint32_t handler;         //  index in the handler table
+    uint64_t timeout_ms;      //  hard time limit of the attempt; 0: none
+    uint64_t soft_timeout_ms; //  soft time limit (SIGTERM); 0: none
+    zframe_t *payload;        //  input octets
+    int64_t started_us;       //  when a child got it
 } s_task_t;
 
 //  A failed attempt waiting to go to the broker in a FAIL.
@@ -75,25 +81,39 @@ typedef struct {
     int32_t code;        //  DROVER_EFAILED, ECRASHED, ETIMELIMIT, ...
     char *reason;        //  why, or NULL
     uint64_t elapsed_us; //  run time
+    uint64_t cpu_us;     //  CPU time, user + system
     int32_t signal;      //  signal that killed the child or command
     int32_t exit_status; //  exit status of the child or command
     uint64_t max_rss_kb; //  peak memory
 } s_fail_t;
 
+//  Why the supervisor signalled a child's process group during a task.
+typedef enum {
+    S_KILLED_NONE = 0, //  it did not
+    S_KILLED_SOFT,     //  SIGTERM: the soft time limit
+    S_KILLED_HARD,     //  SIGKILL: the hard limit, or soft limit + grace
+    S_KILLED_MEMORY,   //  SIGKILL: over --max-memory-per-child
+} s_killed_for_t;
+
 //  One child and what it does.
 typedef struct {
-    struct node_t *node;   //  the node it belongs to
-    child_t *child;        //  the process, or NULL while none runs
-    s_task_t *task;        //  the task it runs, or NULL when idle
-    uint64_t tasks_run;    //  outcomes it delivered
-    int64_t started_ms;    //  when it was forked
-    int64_t restart_at_ms; //  when to fork again; 0: not waiting
-    uint32_t backoff_ms;   //  delay of the next quick restart
-    bool polling_write;    //  its wfd is registered with the loop
-    bool eof;              //  its channel is closed; SIGCHLD will come
-    bool exited;           //  reaped
-    bool timed_out;        //  killed for passing the task's time limit
-    bool revoked;          //  killed because the broker revoked the task
+    struct node_t *node;       //  the node it belongs to
+    child_t *child;            //  the process, or NULL while none runs
+    s_task_t *task;            //  the task it runs, or NULL when idle
+    uint64_t tasks_run;        //  outcomes it delivered
+    int64_t started_ms;        //  when it was forked
+    int64_t restart_at_ms;     //  when to fork again; 0: not waiting
+    uint32_t backoff_ms;       //  delay of the next quick restart
+    bool polling_write;        //  its wfd is registered with the loop
+    bool eof;                  //  its channel is closed; SIGCHLD will come
+    bool exited;               //  reaped
+    s_killed_for_t killed_for; //  signalled for a limit of its task
+    uint64_t killed_after_ms;  //  the task's run time when that happened
+    uint64_t peak_rss_kb;      //  largest group RSS seen during the task
+    uint64_t cpu_base_us;      //  the child's CPU time when its task began
+    bool recycling;            //  killed after a task that passed the memory
+                               //  limit; replaced like a retired child
+    bool revoked;              //  killed because the broker revoked the task
 } s_slot_t;
 
 //  Limits a repetitive warning to one line per S_LOG_IVL_MS.
@@ -136,6 +156,8 @@ struct node_t {
     s_limit_t malformed_log;       //  rate limit of those warnings
     s_limit_t error_log;           //  of ERRORs from broker and sink
     s_limit_t held_log;            //  of "credit held back" notices
+    s_limit_t proc_log;            //  of failures to read /proc
+    int64_t memory_checked_ms;     //  last check of children's memory
 };
 
 //  --------------------------------------------------------------------------
@@ -230,8 +252,8 @@ static bool
 s_slot_idle (node_t *self, s_slot_t *slot)
 {
     return slot->child && !slot->task && !slot->eof && !slot->exited
-           && !slot->timed_out && !slot->revoked
-           && !s_slot_retiring (self, slot);
+           && slot->killed_for == S_KILLED_NONE && !slot->recycling
+           && !slot->revoked && !s_slot_retiring (self, slot);
 }
 
 static void s_flush (node_t *self);
@@ -313,7 +335,11 @@ s_slot_start (node_t *self, s_slot_t *slot)
     slot->started_ms = now;
     slot->eof = false;
     slot->exited = false;
-    slot->timed_out = false;
+    slot->killed_for = S_KILLED_NONE;
+    slot->killed_after_ms = 0;
+    slot->peak_rss_kb = 0;
+    slot->cpu_base_us = 0;
+    slot->recycling = false;
     slot->revoked = false;
     slot->polling_write = false;
     zmq_pollitem_t item = {NULL, child_fd (slot->child), ZMQ_POLLIN, 0};
@@ -331,6 +357,7 @@ static void
 s_start_task (node_t *self, s_slot_t *slot, s_task_t *task)
 {
     slot->task = task;
+    slot->peak_rss_kb = 0;
     task->started_us = s_now_us ();
     int rc = child_send (slot->child, task->id, task->attempt, task->handler,
                          self->max_payload, zframe_data (task->payload),
@@ -369,8 +396,8 @@ s_assign (node_t *self)
 //  Queues a FAIL for the broker.
 static void
 s_fail_add (node_t *self, s_task_t *task, int32_t code, const char *reason,
-            int64_t elapsed_us, int32_t signal, int32_t exit_status,
-            uint64_t max_rss_kb)
+            int64_t elapsed_us, uint64_t cpu_us, int32_t signal,
+            int32_t exit_status, uint64_t max_rss_kb)
 {
     s_fail_t *fail = (s_fail_t *)zmalloc (sizeof *fail);
     assert (fail);
@@ -384,11 +411,71 @@ s_fail_add (node_t *self, s_task_t *task, int32_t code, const char *reason,
         assert (fail->reason);
     }
     fail->elapsed_us = elapsed_us > 0 ? (uint64_t)elapsed_us : 0;
+    fail->cpu_us = cpu_us;
     fail->signal = signal;
     fail->exit_status = exit_status;
     fail->max_rss_kb = max_rss_kb;
     zlistx_add_end (self->fails, fail);
     s_schedule_flush (self);
+}
+
+//  The hard time limit of a task: its own, or its soft limit plus the
+//  node's grace period; 0: none.
+static uint64_t
+s_hard_limit_ms (node_t *self, s_task_t *task)
+{
+    if (task->timeout_ms)
+        return task->timeout_ms;
+    if (!task->soft_timeout_ms)
+        return 0;
+    uint64_t grace = self->config->kill_grace_ms;
+    return task->soft_timeout_ms > UINT64_MAX - grace
+               ? UINT64_MAX
+               : task->soft_timeout_ms + grace;
+}
+
+//  The code of an attempt the supervisor stopped for a limit.
+static int32_t
+s_killed_code (s_slot_t *slot)
+{
+    return slot->killed_for == S_KILLED_MEMORY ? DROVER_EMEMLIMIT
+                                               : DROVER_ETIMELIMIT;
+}
+
+//  Says which limit stopped the task, after how long, and how it ended
+//  (how: a description of the end, e.g. the stderr tail).
+static void
+s_killed_reason (node_t *self, s_slot_t *slot, s_task_t *task, const char *how,
+                 char *reason, size_t size)
+{
+    const char *ending = how && *how ? how : "no details";
+    if (slot->killed_for == S_KILLED_SOFT)
+        snprintf (reason, size,
+                  "passed its soft time limit of %" PRIu64
+                  " ms: SIGTERM to its process group after %" PRIu64
+                  " ms; then %s",
+                  task->soft_timeout_ms, slot->killed_after_ms, ending);
+    else if (slot->killed_for == S_KILLED_HARD && task->timeout_ms)
+        snprintf (reason, size,
+                  "passed its hard time limit of %" PRIu64
+                  " ms: SIGKILL to its process group after %" PRIu64
+                  " ms; then %s",
+                  task->timeout_ms, slot->killed_after_ms, ending);
+    else if (slot->killed_for == S_KILLED_HARD)
+        snprintf (reason, size,
+                  "passed its soft time limit of %" PRIu64
+                  " ms and the grace period of %" PRIu32
+                  " ms (--kill-grace-ms) without ending: SIGKILL to its "
+                  "process group after %" PRIu64 " ms; then %s",
+                  task->soft_timeout_ms, self->config->kill_grace_ms,
+                  slot->killed_after_ms, ending);
+    else
+        snprintf (reason, size,
+                  "used %" PRIu64 " kB of resident memory, over the limit "
+                  "of %" PRIu64 " kB (--max-memory-per-child): SIGKILL to "
+                  "its process group after %" PRIu64 " ms; then %s",
+                  slot->peak_rss_kb, self->config->max_memory_kb,
+                  slot->killed_after_ms, ending);
 }
 
 //  A child delivered the outcome of its task.
@@ -400,8 +487,34 @@ s_finish (node_t *self, s_slot_t *slot, child_outcome_t *outcome)
     slot->task = NULL;
     slot->tasks_run++;
     slot->backoff_ms = 0;
+    slot->cpu_base_us = outcome->cpu_total_us;
     int64_t elapsed = s_now_us () - task->started_us;
-    if (outcome->code == 0) {
+    uint64_t rss = outcome->max_rss_kb > slot->peak_rss_kb ? outcome->max_rss_kb
+                                                           : slot->peak_rss_kb;
+    if (slot->killed_for != S_KILLED_NONE) {
+        //  Whatever the handler made of the signal, the attempt failed
+        //  for its limit
+        char how[DROVER_MAX_TEXT + 1], reason[DROVER_MAX_TEXT + 1];
+        if (outcome->code == 0)
+            snprintf (how, sizeof how, "the handler finished");
+        else
+            snprintf (how, sizeof how, "the handler failed: %s: %s",
+                      drover_strcode (outcome->code),
+                      outcome->reason ? outcome->reason : "");
+        s_killed_reason (self, slot, task, how, reason, sizeof reason);
+        zsys_warning (
+            "worker: task %" PRIu64 "#%" PRIu32 " (%s) on child %d: %.300s",
+            task->id, task->attempt, s_handler_name (self, task->handler),
+            (int)child_pid (slot->child), reason);
+        s_fail_add (self, task, s_killed_code (slot), reason, elapsed,
+                    outcome->cpu_us, outcome->signal, outcome->exit_status,
+                    rss);
+        //  The child is replaced, and whatever the task left running in
+        //  its process group goes with it
+        if (!slot->exited)
+            child_kill (slot->child);
+    }
+    else if (outcome->code == 0) {
         if (self->config->verbose)
             zsys_debug ("worker: task %" PRIu64 "#%" PRIu32
                         " (%s) done on child %d in %" PRId64 " us",
@@ -409,7 +522,7 @@ s_finish (node_t *self, s_slot_t *slot, child_outcome_t *outcome)
                         s_handler_name (self, task->handler),
                         (int)child_pid (slot->child), elapsed);
         results_add (self->results, task->id, task->attempt, &outcome->payload,
-                     (uint64_t)elapsed, outcome->max_rss_kb);
+                     (uint64_t)elapsed, outcome->cpu_us, rss);
     }
     else {
         zsys_info ("worker: task %" PRIu64 "#%" PRIu32
@@ -419,7 +532,21 @@ s_finish (node_t *self, s_slot_t *slot, child_outcome_t *outcome)
                    (int)child_pid (slot->child), drover_strcode (outcome->code),
                    outcome->reason ? outcome->reason : "");
         s_fail_add (self, task, outcome->code, outcome->reason, elapsed,
-                    outcome->signal, outcome->exit_status, outcome->max_rss_kb);
+                    outcome->cpu_us, outcome->signal, outcome->exit_status,
+                    rss);
+    }
+    uint64_t limit = self->config->max_memory_kb;
+    if (limit && slot->killed_for == S_KILLED_NONE && !slot->exited
+        && outcome->child_max_rss_kb > limit) {
+        //  The task finished between two checks, but left the child past
+        //  the limit: a fresh child takes the next task
+        zsys_info ("worker: child %d reached %" PRIu64
+                   " kB running task %" PRIu64 "#%" PRIu32
+                   ", over the limit of %" PRIu64 " kB; replacing it",
+                   (int)child_pid (slot->child), outcome->child_max_rss_kb,
+                   task->id, task->attempt, limit);
+        slot->recycling = true;
+        child_kill (slot->child);
     }
     s_task_destroy (&task);
     s_assign (self);
@@ -489,6 +616,16 @@ s_describe_exit (int status, char *text, size_t size)
         snprintf (text, size, "exited with status %d", WEXITSTATUS (status));
 }
 
+//  CPU time, user + system, in a rusage, in microseconds.
+static uint64_t
+s_rusage_cpu_us (const struct rusage *usage)
+{
+    return (uint64_t)usage->ru_utime.tv_sec * 1000000
+           + (uint64_t)usage->ru_utime.tv_usec
+           + (uint64_t)usage->ru_stime.tv_sec * 1000000
+           + (uint64_t)usage->ru_stime.tv_usec;
+}
+
 //  A child was reaped: report its task if it had one, start another.
 static void
 s_child_gone (node_t *self, s_slot_t *slot, int status,
@@ -496,9 +633,10 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
 {
     slot->exited = true;
     bool busy = slot->task != NULL;
-    bool killed = slot->timed_out || slot->revoked;
     //  The outcome of its last task may still be in the channel
     s_child_read (self, slot);
+    bool killed =
+        slot->killed_for != S_KILLED_NONE || slot->revoked || slot->recycling;
     pid_t pid = child_pid (slot->child);
     char how[96];
     s_describe_exit (status, how, sizeof how);
@@ -513,16 +651,31 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
     else if (task) {
         int64_t elapsed = s_now_us () - task->started_us;
         uint64_t rss = usage->ru_maxrss > 0 ? (uint64_t)usage->ru_maxrss : 0;
+        if (slot->peak_rss_kb > rss)
+            rss = slot->peak_rss_kb;
+        //  The child's CPU time since its last outcome, and that of the
+        //  commands of its group that are already orphaned zombies (a
+        //  killed group dies at once; later ones are reaped unattributed)
+        uint64_t cpu = s_rusage_cpu_us (usage);
+        cpu = cpu > slot->cpu_base_us ? cpu - slot->cpu_base_us : 0;
+        struct rusage orphan;
+        memset (&orphan, 0, sizeof orphan);
+        while (wait4 (-pid, NULL, WNOHANG, &orphan) > 0) {
+            cpu += s_rusage_cpu_us (&orphan);
+            memset (&orphan, 0, sizeof orphan);
+        }
         int32_t signal = WIFSIGNALED (status) ? WTERMSIG (status) : 0;
         int32_t exit_status = WIFEXITED (status) ? WEXITSTATUS (status) : 0;
-        char reason[160];
-        if (slot->timed_out) {
-            snprintf (reason, sizeof reason,
-                      "passed its time limit of %" PRIu64
-                      " ms; child %d killed",
-                      task->timeout_ms, (int)pid);
-            s_fail_add (self, task, DROVER_ETIMELIMIT, reason, elapsed, signal,
-                        exit_status, rss);
+        char reason[DROVER_MAX_TEXT + 1];
+        if (slot->killed_for != S_KILLED_NONE) {
+            char ending[128];
+            snprintf (ending, sizeof ending, "child %d %s", (int)pid, how);
+            s_killed_reason (self, slot, task, ending, reason, sizeof reason);
+            zsys_warning ("worker: task %" PRIu64 "#%" PRIu32 " (%s): %s",
+                          task->id, task->attempt,
+                          s_handler_name (self, task->handler), reason);
+            s_fail_add (self, task, s_killed_code (slot), reason, elapsed, cpu,
+                        signal, exit_status, rss);
         }
         else {
             snprintf (reason, sizeof reason, "child %d %s while running it",
@@ -532,13 +685,14 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
                           task->id, task->attempt,
                           s_handler_name (self, task->handler), (int)pid, how,
                           rss);
-            s_fail_add (self, task, DROVER_ECRASHED, reason, elapsed, signal,
-                        exit_status, rss);
+            s_fail_add (self, task, DROVER_ECRASHED, reason, elapsed, cpu,
+                        signal, exit_status, rss);
         }
     }
     else {
-        bool retired = s_slot_retiring (self, slot) && WIFEXITED (status)
-                       && WEXITSTATUS (status) == 0;
+        bool retired = (s_slot_retiring (self, slot) && WIFEXITED (status)
+                        && WEXITSTATUS (status) == 0)
+                       || slot->recycling;
         if (retired) {
             if (self->config->verbose)
                 zsys_debug ("worker: child %d retired after %" PRIu64 " tasks",
@@ -819,6 +973,7 @@ s_send_fails (node_t *self)
             tasks[i].reason = fail->reason;
             tasks[i].node = self->config->name;
             tasks[i].elapsed_us = fail->elapsed_us;
+            tasks[i].cpu_us = fail->cpu_us;
             tasks[i].signal = fail->signal;
             tasks[i].exit_status = fail->exit_status;
             tasks[i].max_rss_kb = fail->max_rss_kb;
@@ -1003,6 +1158,7 @@ s_on_dispatch_task (node_t *self, drover_packet_t *packet, size_t index)
     task->id = item->id;
     task->attempt = item->attempt;
     task->timeout_ms = item->timeout_ms;
+    task->soft_timeout_ms = item->soft_timeout_ms;
     task->payload = drover_packet_take_payload (packet, index);
     assert (task->payload);
 
@@ -1016,7 +1172,7 @@ s_on_dispatch_task (node_t *self, drover_packet_t *packet, size_t index)
                   item->handler, self->config->name);
         zsys_warning ("worker: task %" PRIu64 "#%" PRIu32 ": %s", item->id,
                       item->attempt, reason);
-        s_fail_add (self, task, DROVER_EHANDLER, reason, 0, 0, 0, 0);
+        s_fail_add (self, task, DROVER_EHANDLER, reason, 0, 0, 0, 0, 0);
         s_task_destroy (&task);
         return;
     }
@@ -1027,7 +1183,7 @@ s_on_dispatch_task (node_t *self, drover_packet_t *packet, size_t index)
                   self->config->name);
         zsys_warning ("worker: task %" PRIu64 "#%" PRIu32 ": %s", item->id,
                       item->attempt, reason);
-        s_fail_add (self, task, DROVER_EFULL, reason, 0, 0, 0, 0);
+        s_fail_add (self, task, DROVER_EFULL, reason, 0, 0, 0, 0, 0);
         s_task_destroy (&task);
         return;
     }
@@ -1216,6 +1372,170 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     return self->stopping ? -1 : 0;
 }
 
+//  Sends the soft limit's SIGTERM or the hard limit's SIGKILL to a busy
+//  child's process group when their time has come.
+static void
+s_check_time (node_t *self, s_slot_t *slot, int64_t now_us)
+{
+    s_task_t *task = slot->task;
+    uint64_t elapsed_ms = now_us > task->started_us
+                              ? (uint64_t)(now_us - task->started_us) / 1000
+                              : 0;
+    uint64_t hard = s_hard_limit_ms (self, task);
+    if (hard && elapsed_ms >= hard) {
+        zsys_warning ("worker: task %" PRIu64 "#%" PRIu32
+                      " (%s) passed its %s time limit after %" PRIu64
+                      " ms; killing child %d and its process group",
+                      task->id, task->attempt,
+                      s_handler_name (self, task->handler),
+                      task->timeout_ms ? "hard" : "soft + grace", elapsed_ms,
+                      (int)child_pid (slot->child));
+        slot->killed_for = S_KILLED_HARD;
+        slot->killed_after_ms = elapsed_ms;
+        child_kill (slot->child);
+    }
+    else if (slot->killed_for == S_KILLED_NONE && task->soft_timeout_ms
+             && elapsed_ms >= task->soft_timeout_ms) {
+        zsys_warning ("worker: task %" PRIu64 "#%" PRIu32
+                      " (%s) passed its soft time limit of %" PRIu64
+                      " ms; SIGTERM to child %d and its process group",
+                      task->id, task->attempt,
+                      s_handler_name (self, task->handler),
+                      task->soft_timeout_ms, (int)child_pid (slot->child));
+        slot->killed_for = S_KILLED_SOFT;
+        slot->killed_after_ms = elapsed_ms;
+        child_terminate (slot->child);
+    }
+}
+
+//  A busy child's process group, and the resident memory counted for it.
+typedef struct {
+    pid_t pgid;      //  the child's pid, which leads the group
+    s_slot_t *slot;  //  the child's slot
+    uint64_t rss_kb; //  sum of the members' resident memory
+} s_group_t;
+
+static int
+s_group_compare (const void *a, const void *b)
+{
+    pid_t left = ((const s_group_t *)a)->pgid;
+    pid_t right = ((const s_group_t *)b)->pgid;
+    return left < right ? -1 : left > right;
+}
+
+//  Reads the process group and resident pages of process name (a /proc
+//  entry). Returns false when it is gone or unreadable.
+static bool
+s_proc_stat (int proc_fd, const char *name, pid_t *pgid, uint64_t *pages)
+{
+    char path[sizeof ((struct dirent *)0)->d_name + 8];
+    snprintf (path, sizeof path, "%s/stat", name);
+    int fd = openat (proc_fd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char line[1024];
+    ssize_t got = read (fd, line, sizeof line - 1);
+    close (fd);
+    if (got <= 0)
+        return false;
+    line[got] = 0;
+    //  The command name may hold anything, ')' too: fields follow the last
+    //  ')'. Then: state ppid pgrp, 18 fields, rss (proc(5), field 24)
+    char *fields = strrchr (line, ')');
+    int group;
+    long long rss;
+    if (!fields
+        || sscanf (fields + 1,
+                   " %*s %*s %d"                          //  3-5
+                   " %*s %*s %*s %*s %*s %*s %*s %*s %*s" //  6-14
+                   " %*s %*s %*s %*s %*s %*s %*s %*s %*s" //  15-23
+                   " %lld",                               //  24
+                   &group, &rss)
+               != 2)
+        return false;
+    *pgid = (pid_t)group;
+    *pages = rss > 0 ? (uint64_t)rss : 0;
+    return true;
+}
+
+//  Sums the resident memory of each busy child's process group (the child
+//  and the commands it runs) and kills the groups over the limit.
+static void
+s_check_memory (node_t *self)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < self->slot_count; i++) {
+        s_slot_t *slot = &self->slots[i];
+        if (slot->child && slot->task && !slot->exited && !slot->revoked
+            && (slot->killed_for == S_KILLED_NONE
+                || slot->killed_for == S_KILLED_SOFT))
+            count++;
+    }
+    if (count == 0)
+        return;
+    s_group_t *groups = (s_group_t *)calloc (count, sizeof *groups);
+    if (!groups)
+        return;
+    count = 0;
+    for (size_t i = 0; i < self->slot_count; i++) {
+        s_slot_t *slot = &self->slots[i];
+        if (slot->child && slot->task && !slot->exited && !slot->revoked
+            && (slot->killed_for == S_KILLED_NONE
+                || slot->killed_for == S_KILLED_SOFT))
+            groups[count++] = (s_group_t){child_pid (slot->child), slot, 0};
+    }
+    qsort (groups, count, sizeof *groups, s_group_compare);
+    DIR *proc = opendir ("/proc");
+    if (!proc) {
+        if (s_limit_pass (&self->proc_log))
+            zsys_warning ("worker: cannot read /proc to check the memory of "
+                          "children: %s",
+                          strerror (errno));
+        free (groups);
+        return;
+    }
+    long page_size = sysconf (_SC_PAGESIZE);
+    uint64_t page_kb = page_size > 1024 ? (uint64_t)page_size / 1024 : 4;
+    struct dirent *entry;
+    while ((entry = readdir (proc))) {
+        if (entry->d_name[0] < '1' || entry->d_name[0] > '9')
+            continue;
+        pid_t pgid;
+        uint64_t pages;
+        if (!s_proc_stat (dirfd (proc), entry->d_name, &pgid, &pages))
+            continue;
+        s_group_t key = {pgid, NULL, 0};
+        s_group_t *group = (s_group_t *)bsearch (
+            &key, groups, count, sizeof *groups, s_group_compare);
+        if (group)
+            group->rss_kb += pages * page_kb;
+    }
+    closedir (proc);
+    int64_t now_us = s_now_us ();
+    for (size_t i = 0; i < count; i++) {
+        s_slot_t *slot = groups[i].slot;
+        if (groups[i].rss_kb > slot->peak_rss_kb)
+            slot->peak_rss_kb = groups[i].rss_kb;
+        if (groups[i].rss_kb > self->config->max_memory_kb) {
+            s_task_t *task = slot->task;
+            zsys_warning (
+                "worker: task %" PRIu64 "#%" PRIu32 " (%s) uses %" PRIu64
+                " kB, over the limit of %" PRIu64
+                " kB; killing child %d and its process group",
+                task->id, task->attempt, s_handler_name (self, task->handler),
+                groups[i].rss_kb, self->config->max_memory_kb,
+                (int)groups[i].pgid);
+            slot->killed_for = S_KILLED_MEMORY;
+            slot->killed_after_ms =
+                now_us > task->started_us
+                    ? (uint64_t)(now_us - task->started_us) / 1000
+                    : 0;
+            child_kill (slot->child);
+        }
+    }
+    free (groups);
+}
+
 static int
 s_on_tick (zloop_t *loop, int timer_id, void *arg)
 {
@@ -1231,22 +1551,19 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
         else
             s_stop (self, DROVER_ESHUTDOWN);
     }
+    if (self->config->max_memory_kb
+        && now - self->memory_checked_ms >= S_MEMORY_CHECK_MS) {
+        self->memory_checked_ms = now;
+        s_check_memory (self);
+    }
     int64_t now_us = s_now_us ();
     for (size_t i = 0; i < self->slot_count; i++) {
         s_slot_t *slot = &self->slots[i];
         s_task_t *task = slot->task;
-        if (task && task->timeout_ms && !slot->timed_out && !slot->revoked
-            && (uint64_t)(now_us - task->started_us) / 1000
-                   >= task->timeout_ms) {
-            zsys_warning ("worker: task %" PRIu64 "#%" PRIu32
-                          " (%s) passed its time limit of %" PRIu64
-                          " ms; killing child %d",
-                          task->id, task->attempt,
-                          s_handler_name (self, task->handler),
-                          task->timeout_ms, (int)child_pid (slot->child));
-            slot->timed_out = true;
-            child_kill (slot->child);
-        }
+        if (task && !slot->revoked && !slot->exited
+            && (slot->killed_for == S_KILLED_NONE
+                || slot->killed_for == S_KILLED_SOFT))
+            s_check_time (self, slot, now_us);
         if (!slot->child && slot->restart_at_ms && now >= slot->restart_at_ms
             && !self->stopping) {
             s_slot_start (self, slot);

@@ -19,6 +19,7 @@ typedef struct {
     uint64_t id;         //  task id
     uint32_t attempt;    //  attempt that produced it
     uint64_t elapsed_us; //  run time of the attempt
+    uint64_t cpu_us;     //  CPU time of the attempt
     uint64_t max_rss_kb; //  peak memory of the child
     zframe_t *payload;   //  the result octets
     int64_t sent_ms;     //  when last sent; 0: not sent since added or reset
@@ -75,7 +76,8 @@ results_destroy (results_t **self_p)
 
 void
 results_add (results_t *self, uint64_t id, uint32_t attempt,
-             zframe_t **payload_p, uint64_t elapsed_us, uint64_t max_rss_kb)
+             zframe_t **payload_p, uint64_t elapsed_us, uint64_t cpu_us,
+             uint64_t max_rss_kb)
 {
     assert (self);
     assert (payload_p && *payload_p);
@@ -85,6 +87,7 @@ results_add (results_t *self, uint64_t id, uint32_t attempt,
     result->id = id;
     result->attempt = attempt;
     result->elapsed_us = elapsed_us;
+    result->cpu_us = cpu_us;
     result->max_rss_kb = max_rss_kb;
     result->payload = *payload_p;
     *payload_p = NULL;
@@ -109,6 +112,7 @@ s_send_batch (zsock_t *sink, const char *node, s_result_t **batch, size_t count)
         tasks[i].code = 0;
         tasks[i].node = node;
         tasks[i].elapsed_us = batch[i]->elapsed_us;
+        tasks[i].cpu_us = batch[i]->cpu_us;
         tasks[i].max_rss_kb = batch[i]->max_rss_kb;
         tasks[i].payload.data = zframe_data (batch[i]->payload);
         tasks[i].payload.size = zframe_size (batch[i]->payload);

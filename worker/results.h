@@ -29,7 +29,7 @@ void results_destroy (results_t **self_p);
 //  Takes the payload frame. A result already held for the same attempt
 //  is replaced.
 void results_add (results_t *self, uint64_t id, uint32_t attempt,
-                  zframe_t **payload_p, uint64_t elapsed_us,
+                  zframe_t **payload_p, uint64_t elapsed_us, uint64_t cpu_us,
                   uint64_t max_rss_kb);
 
 //  Sends the results never sent, and those sent resend_ms or more before

@@ -38,6 +38,9 @@ typedef struct {
     uint32_t lookahead;           //  tasks held beyond one per child
     uint32_t max_tasks_per_child; //  retire a child after this many; 0: never
     uint32_t drain_timeout_ms;    //  drain deadline; 0: none
+    uint32_t kill_grace_ms;       //  soft limit to SIGKILL without a hard one
+    uint64_t max_memory_kb;       //  resident memory of a child's process
+                                  //  group that kills it; 0: no limit
     bool verbose;                 //  trace every message
     handler_t *handlers;          //  the handler table, in registration order
     size_t handler_count;         //  entries in handlers
