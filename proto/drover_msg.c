@@ -133,6 +133,7 @@ struct s_schema_t {
 //  Task items, one table per command that carries them
 
 static const s_field_t s_submit_task_fields[] = {
+    F_U64 ("id", TASK_, id, OPT),
     F_NAME ("handler", TASK_, handler, REQ),
     F_NAME ("queue", TASK_, queue, OPT),
     F_TEXT ("key", TASK_, key, DROVER_MAX_NAME, OPT),

@@ -120,6 +120,7 @@ fx_sample (drover_msg_t *msg, int command)
             tasks[2].priority = -7;
             tasks[2].max_attempts = 5;
             tasks[2].retry_on = DROVER_RETRY_ON_DEFAULT;
+            tasks[2].id = 1795675267000123; //  a resubmission
             tasks[2].payload.data = binary;
             tasks[2].payload.size = sizeof binary;
             msg->tasks = tasks;

@@ -280,6 +280,7 @@ struct s_spec_map_t {
     }
 
 static const s_spec_key_t s_submit_task_keys[] = {
+    {"id", K_U64, 0, O, NULL},
     {"handler", K_NAME, 0, R, NULL},
     {"queue", K_NAME, 0, O, NULL},
     {"key", K_TEXT, 255, O, NULL},
