@@ -410,20 +410,24 @@ s_handle_submit (s_broker_t *self, zframe_t *routing_id,
     }
     uint64_t *ids = (uint64_t *)calloc (msg->task_count, sizeof (uint64_t));
     assert (ids);
+    bool *created = (bool *)calloc (msg->task_count, sizeof (bool));
+    assert (created);
     size_t accepted = 0;
     for (; accepted < msg->task_count; accepted++) {
         void *payload = drover_packet_take_payload (packet, accepted);
         ids[accepted] = dispatcher_submit (self->dispatcher,
                                            &msg->tasks[accepted], &payload);
-        if (!ids[accepted]) {
-            s_free_frame (&payload);
+        //  A resubmission of a task held already leaves its payload here
+        created[accepted] = ids[accepted] && !payload;
+        s_free_frame (&payload);
+        if (!ids[accepted])
             break;
-        }
     }
     if (accepted < msg->task_count) {
         //  All or nothing: the lane limit refused one
         for (size_t i = 0; i < accepted; i++)
-            dispatcher_cancel (self->dispatcher, ids[i]);
+            if (created[i])
+                dispatcher_withdraw (self->dispatcher, ids[i]);
         drover_wire_send_error (self->router, routing_id, msg->ref,
                                 DROVER_EFULL,
                                 "too many distinct queues and handlers");
@@ -436,6 +440,7 @@ s_handle_submit (s_broker_t *self, zframe_t *routing_id,
         reply.id_count = msg->task_count;
         s_send (self, routing_id, &reply, NULL);
     }
+    free (created);
     free (ids);
 }
 
@@ -670,6 +675,28 @@ s_handle_retry (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
     free (ids);
 }
 
+//  The sink claims node results (DONE); the verdict goes back as DONE,
+//  item by item: 0 keeps the result, DROVER_ESTALE drops it (SPEC 5.18).
+static void
+s_handle_claims (s_broker_t *self, s_peer_t *sink, drover_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->task_count; i++) {
+        drover_task_t *claim = &msg->tasks[i];
+        int verdict =
+            dispatcher_claim (self->dispatcher, claim->id, claim->attempt);
+        if (verdict)
+            zsys_info ("broker: stale result of task %llu attempt %u refused",
+                       (unsigned long long)claim->id, claim->attempt);
+        self->scratch[i] = (drover_task_t){
+            .id = claim->id, .attempt = claim->attempt, .code = verdict};
+    }
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_DONE);
+    reply.tasks = self->scratch;
+    reply.task_count = msg->task_count;
+    s_send_peer (self, sink, &reply, NULL);
+}
+
 //  Commands that need a node or sink session.
 static void
 s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
@@ -723,11 +750,20 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
             break;
         case DROVER_DONE:
             if (peer->role == ROLE_SINK)
-                for (size_t i = 0; i < msg->task_count; i++)
-                    dispatcher_done (self->dispatcher, msg->tasks[i].id,
-                                     msg->tasks[i].attempt, msg->tasks[i].code);
+                s_handle_claims (self, peer, msg);
             break;
-        case DROVER_STORED: break; //  DONE is what ends a task
+        case DROVER_STORED:
+            //  The sink stored outcomes the broker reported: they end
+            for (size_t i = 0; peer->role == ROLE_SINK && i < msg->task_count;
+                 i++) {
+                dispatcher_task_t *task =
+                    dispatcher_lookup (self->dispatcher, msg->tasks[i].id);
+                if (task && task->state == DROVER_STATE_REPORTING
+                    && task->attempt == msg->tasks[i].attempt)
+                    dispatcher_done (self->dispatcher, task->id, task->attempt,
+                                     task->code);
+            }
+            break;
         default: break;
     }
 }
@@ -904,6 +940,8 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
         .retry_delay_ms = config->retry_delay_ms,
         .retry_max_delay_ms = config->retry_max_delay_ms,
         .max_dead = config->max_dead,
+        //  Ids stay unique across restarts, durable or not (SPEC 7.6)
+        .first_id = ((uint64_t)zclock_time () << 20) + 1,
     };
     self->retry_timer = -1;
     self->dispatcher = dispatcher_new (&dispatcher_config, s_free_frame);

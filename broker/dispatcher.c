@@ -169,7 +169,7 @@ dispatcher_new (const dispatcher_config_t *config,
     self->reports = zlistx_new ();
     self->revokes = zlistx_new ();
     zlistx_set_destructor (self->revokes, s_revoke_destroy);
-    self->next_id = 1;
+    self->next_id = config->first_id ? config->first_id : 1;
     return self;
 }
 
@@ -270,9 +270,21 @@ dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
         if (!known)
             return 0;
     }
+    if (spec->id
+        && (dispatcher_lookup (self, spec->id)
+            || dispatcher_dead_lookup (self, spec->id)))
+        return spec->id; //  a resubmission of a task held already
     dispatcher_task_t *task = (dispatcher_task_t *)zmalloc (sizeof *task);
     assert (task);
-    task->id = self->next_id++;
+    if (spec->id)
+        task->id = spec->id;
+    else {
+        //  Skip ids that resubmissions took
+        while (dispatcher_lookup (self, self->next_id)
+               || dispatcher_dead_lookup (self, self->next_id))
+            self->next_id++;
+        task->id = self->next_id++;
+    }
     task->lane = s_lane_require (self, spec->queue ? spec->queue : "default",
                                  spec->handler);
     task->queue = task->lane->queue;
@@ -640,6 +652,7 @@ dispatcher_fail (dispatcher_t *self, dispatcher_node_t *node,
     s_release_lease (task);
     node->done++;
     task->failures++;
+    task->failed_attempt = true;
     task->outcome = *outcome;
     if (task->outcome.code >= 0) //  a failure needs a failure's code
         task->outcome.code = DROVER_EFAILED;
@@ -688,6 +701,33 @@ dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt,
     if (code == 0 && task->dead_handle)
         //  A superseded attempt's success won at the sink: not dead
         s_dead_drop (self, task);
+    s_remove (self, task);
+    return 0;
+}
+
+void
+dispatcher_withdraw (dispatcher_t *self, uint64_t id)
+{
+    dispatcher_task_t *task = dispatcher_lookup (self, id);
+    assert (task && task->state == DROVER_STATE_QUEUED && task->attempt == 0);
+    self->counters.submitted--;
+    s_remove (self, task);
+}
+
+int
+dispatcher_claim (dispatcher_t *self, uint64_t id, uint32_t attempt)
+{
+    dispatcher_task_t *task = dispatcher_lookup (self, id);
+    if (!task || task->attempt != attempt || attempt == 0
+        || task->failed_attempt || task->state == DROVER_STATE_REPORTING) {
+        self->counters.stale++;
+        return DROVER_ESTALE;
+    }
+    //  Leased, or queued/retrying after its node was lost or its attempt
+    //  failed: no newer attempt exists, so this result is the task's
+    if (task->state == DROVER_STATE_LEASED)
+        task->node->done++;
+    self->counters.done++;
     s_remove (self, task);
     return 0;
 }
@@ -865,6 +905,7 @@ dispatcher_next (dispatcher_t *self, dispatcher_node_t **node_p,
             task->state = DROVER_STATE_LEASED;
             task->node = node;
             task->attempt++;
+            task->failed_attempt = false;
             task->lease_handle = zlistx_add_end (node->leases, task);
             s_set_text (&task->last_node, node->name);
             lane->leased++;

@@ -51,6 +51,7 @@ typedef struct {
     uint64_t max_dead;           //  dead letters kept; past it the oldest
                                  //  is dropped (0: none kept)
     uint64_t seed;               //  seed of the backoff jitter; 0: random
+    uint64_t first_id;           //  id of the first task; 0: 1
 } dispatcher_config_t;
 
 //  One failed (or lost) attempt, as DEAD reports it.
@@ -88,19 +89,21 @@ typedef struct {
     uint32_t attempt;            //  attempts dispatched so far
     uint32_t failures;           //  attempts that failed (count against max)
     uint32_t losses;             //  attempts lost with their node
-    drover_state_t state;        //  where it is in SPEC.md section 7.1
-    dispatcher_node_t *node;     //  lease holder while leased, else NULL
-    void *queue_handle;          //  its place in the lane while queued
-    void *lease_handle;          //  its place in the node's leases while leased
-    void *report_handle;         //  its place in the outbox while reporting
-    int32_t code;                //  last failure's code, or final outcome
-    char *reason;                //  last failure's reason, or NULL
-    char *last_node;             //  name of the node of the last attempt
-    drover_task_t outcome;       //  details of the last failed attempt
-    void *payload;               //  the input, owned; NULL once not needed
-    int64_t reported_at;         //  when its RESULT last went to the sink (ms)
-    int64_t due_ms;              //  while retrying: when it is queued again
-    size_t retry_index;          //  its place in the retry heap while retrying
+    bool failed_attempt;     //  its newest attempt FAILed: a result of it is
+                             //  stale
+    drover_state_t state;    //  where it is in SPEC.md section 7.1
+    dispatcher_node_t *node; //  lease holder while leased, else NULL
+    void *queue_handle;      //  its place in the lane while queued
+    void *lease_handle;      //  its place in the node's leases while leased
+    void *report_handle;     //  its place in the outbox while reporting
+    int32_t code;            //  last failure's code, or final outcome
+    char *reason;            //  last failure's reason, or NULL
+    char *last_node;         //  name of the node of the last attempt
+    drover_task_t outcome;   //  details of the last failed attempt
+    void *payload;           //  the input, owned; NULL once not needed
+    int64_t reported_at;     //  when its RESULT last went to the sink (ms)
+    int64_t due_ms;          //  while retrying: when it is queued again
+    size_t retry_index;      //  its place in the retry heap while retrying
     dispatcher_history_t *history; //  failed attempts, or NULL if none
     void *dead_handle; //  its place in the dead-letter list, or NULL
 } dispatcher_task_t;
@@ -120,6 +123,9 @@ void dispatcher_destroy (dispatcher_t **self_p);
 //  Tasks the dispatcher can still take.
 uint64_t dispatcher_room (dispatcher_t *self);
 
+//  A task with spec->id set is a resubmission (SPEC 7.6): when the
+//  dispatcher holds that id already (live or dead) it returns the id and
+//  leaves the payload with the caller; else it creates the task under it.
 //  Queues one task (SUBMIT item), taking ownership of payload. Returns the
 //  new task's id, or 0 if the dispatcher is full (check room first) or the
 //  task would need a lane over DISPATCHER_MAX_LANES. Zero retry options
@@ -177,6 +183,15 @@ int64_t dispatcher_next_due (dispatcher_t *self);
 //  DROVER_ENOTFOUND for a task the dispatcher does not hold.
 int dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt,
                      int32_t code);
+
+//  Removes a task that was just submitted and never dispatched, silently
+//  (an all-or-nothing SUBMIT that failed part way).
+void dispatcher_withdraw (dispatcher_t *self, uint64_t id);
+
+//  The sink claims a node's result for (id, attempt) (SPEC 5.18). Returns 0
+//  and ends the task when attempt is its newest attempt and it has no final
+//  outcome yet; else DROVER_ESTALE (counted as stale).
+int dispatcher_claim (dispatcher_t *self, uint64_t id, uint32_t attempt);
 
 //  Cancels a queued, retrying or leased task. Returns its state after the
 //  cancel; DROVER_STATE_UNKNOWN if the dispatcher does not hold it.

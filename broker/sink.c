@@ -12,10 +12,12 @@
 #include "drover_sink.h"
 #include "drover_wire.h"
 
-//  One stored outcome.
+//  One outcome: stored, or held while the broker decides a claim.
 typedef struct {
     drover_task_t item; //  id, attempt, code and details; strings owned
     zframe_t *payload;  //  the result octets
+    zframe_t *node;     //  claims: the node to answer STORED, or NULL
+    int64_t claimed_at; //  claims: when the claim last went out (ms)
 } s_result_t;
 
 //  A client that watches tasks.
@@ -39,6 +41,8 @@ typedef struct {
     zsock_t *broker;             //  session with the broker, or NULL
     zloop_t *loop;               //  reactor
     zhashx_t *results;           //  id -> s_result_t, owned
+    zhashx_t *claims;            //  (id, attempt) -> s_result_t held for
+                                 //  the broker's verdict, owned
     zhashx_t *watchers;          //  id -> s_client_t (one per id)
     zhashx_t *clients;           //  routing id hex -> s_client_t, owned
     zlistx_t *pending;           //  clients with a batch to send
@@ -52,6 +56,7 @@ typedef struct {
     drover_task_t *dones;        //  DONE items waiting to be sent
     size_t done_count;           //  how many
     uint64_t stored, stale, full, malformed; //  counters
+    int64_t claim_expiry; //  resend claims undecided this long (ms)
 } s_sink_t;
 
 static size_t
@@ -69,6 +74,25 @@ s_id_compare (const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+//  Claims are keyed by (id, attempt): a pointer to the result's item.
+static size_t
+s_claim_hash (const void *key)
+{
+    const drover_task_t *item = (const drover_task_t *)key;
+    uint64_t both = item->id ^ ((uint64_t)item->attempt << 47);
+    return s_id_hash (&both);
+}
+
+static int
+s_claim_compare (const void *a, const void *b)
+{
+    const drover_task_t *x = (const drover_task_t *)a,
+                        *y = (const drover_task_t *)b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->attempt < y->attempt ? -1 : x->attempt > y->attempt;
 }
 
 static zhashx_t *
@@ -99,6 +123,7 @@ s_result_destroy (void **item)
     s_result_t *result = (s_result_t *)*item;
     *item = NULL;
     zframe_destroy (&result->payload);
+    zframe_destroy (&result->node);
     free ((char *)result->item.reason);
     free ((char *)result->item.node);
     free (result);
@@ -250,19 +275,10 @@ s_flush_pending (s_sink_t *self)
         s_client_flush (self, client);
 }
 
-//  Stores one outcome; returns 0, DROVER_ESTALE or DROVER_EFULL.
-static int
-s_store (s_sink_t *self, const drover_task_t *item, zframe_t **payload_p)
+//  Makes a result of an item, taking its payload.
+static s_result_t *
+s_result_new (const drover_task_t *item, zframe_t **payload_p)
 {
-    if (zhashx_lookup (self->results, &item->id)) {
-        self->stale++;
-        return DROVER_ESTALE;
-    }
-    size_t size = zframe_size (*payload_p);
-    if (self->stored_octets + size > self->config.max_results) {
-        self->full++;
-        return DROVER_EFULL;
-    }
     s_result_t *result = (s_result_t *)zmalloc (sizeof *result);
     assert (result);
     result->item = *item;
@@ -271,16 +287,25 @@ s_store (s_sink_t *self, const drover_task_t *item, zframe_t **payload_p)
     result->item.node = item->node ? strdup (item->node) : NULL;
     result->payload = *payload_p;
     *payload_p = NULL;
+    return result;
+}
+
+//  Whether the store can take size more octets; counts a refusal.
+static bool
+s_room_for (s_sink_t *self, size_t size)
+{
+    if (self->stored_octets + size <= self->config.max_results)
+        return true;
+    self->full++;
+    return false;
+}
+
+//  Keeps a result as its task's one result and hands it to its watcher.
+static void
+s_keep (s_sink_t *self, s_result_t *result)
+{
     zhashx_insert (self->results, &result->item.id, result);
-    self->stored_octets += size;
     self->stored++;
-
-    drover_task_t *done = &self->dones[self->done_count];
-    *done = (drover_task_t){
-        .id = item->id, .attempt = item->attempt, .code = item->code};
-    if (++self->done_count == DROVER_MAX_BATCH)
-        s_flush_done (self);
-
     s_client_t *client =
         (s_client_t *)zhashx_lookup (self->watchers, &result->item.id);
     if (client) {
@@ -288,38 +313,198 @@ s_store (s_sink_t *self, const drover_task_t *item, zframe_t **payload_p)
         client->watching--;
         s_client_add (self, client, result);
     }
-    return 0;
 }
 
-//  RESULT from a node (router) or from the broker (dealer).
+//  Sends the broker a claim for a held result (SPEC 5.18).
 static void
-s_handle_result (s_sink_t *self, zsock_t *reply_to, zframe_t *routing_id,
-                 drover_packet_t *packet)
+s_claim (s_sink_t *self, s_result_t *result)
+{
+    result->claimed_at = zclock_mono ();
+    self->dones[self->done_count++] =
+        (drover_task_t){.id = result->item.id,
+                        .attempt = result->item.attempt,
+                        .code = result->item.code};
+    if (self->done_count == DROVER_MAX_BATCH)
+        s_flush_done (self);
+}
+
+static void
+s_send_stored (zsock_t *sock, zframe_t *routing_id, drover_task_t *acks,
+               size_t count)
+{
+    if (count == 0)
+        return;
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_STORED);
+    reply.tasks = acks;
+    reply.task_count = count;
+    drover_wire_send (sock, routing_id, &reply, NULL);
+}
+
+//  RESULT from a node: each new result is held and claimed from the
+//  broker; the node hears STORED when the verdict comes. Results the sink
+//  cannot take are answered at once.
+static void
+s_handle_node_result (s_sink_t *self, zframe_t *routing_id,
+                      drover_packet_t *packet)
 {
     drover_msg_t *msg = drover_packet_msg (packet);
     drover_task_t *acks =
-        (drover_task_t *)calloc (msg->task_count, sizeof (drover_task_t));
+        (drover_task_t *)calloc (msg->task_count + 1, sizeof (drover_task_t));
+    assert (acks);
+    size_t ack_count = 0;
+    for (size_t i = 0; i < msg->task_count; i++) {
+        drover_task_t *item = &msg->tasks[i];
+        zframe_t *payload = drover_packet_take_payload (packet, i);
+        s_result_t *held = (s_result_t *)zhashx_lookup (self->claims, item);
+        int code = 0;
+        if (zhashx_lookup (self->results, &item->id)) {
+            self->stale++;
+            code = DROVER_ESTALE;
+        }
+        else if (held) {
+            //  Sent again while its claim is out: answer the newest sender
+            zframe_destroy (&held->node);
+            held->node = zframe_dup (routing_id);
+        }
+        else if (!s_room_for (self, zframe_size (payload)))
+            code = DROVER_EFULL;
+        else {
+            self->stored_octets += zframe_size (payload);
+            s_result_t *result = s_result_new (item, &payload);
+            result->node = zframe_dup (routing_id);
+            zhashx_insert (self->claims, &result->item, result);
+            s_claim (self, result);
+        }
+        zframe_destroy (&payload);
+        if (code) {
+            acks[ack_count++] = (drover_task_t){
+                .id = item->id, .attempt = item->attempt, .code = code};
+            if (self->config.verbose || code == DROVER_ESTALE)
+                zsys_debug ("sink: task %llu attempt %u: %s",
+                            (unsigned long long)item->id, item->attempt,
+                            drover_strcode (code));
+        }
+    }
+    s_send_stored (self->router, routing_id, acks, ack_count);
+    free (acks);
+    s_flush_done (self);
+}
+
+//  RESULT from the broker: final outcomes, stored at once (SPEC 5.18).
+static void
+s_handle_broker_result (s_sink_t *self, drover_packet_t *packet)
+{
+    drover_msg_t *msg = drover_packet_msg (packet);
+    drover_task_t *acks =
+        (drover_task_t *)calloc (msg->task_count + 1, sizeof (drover_task_t));
     assert (acks);
     for (size_t i = 0; i < msg->task_count; i++) {
+        drover_task_t *item = &msg->tasks[i];
         zframe_t *payload = drover_packet_take_payload (packet, i);
-        acks[i] = (drover_task_t){.id = msg->tasks[i].id,
-                                  .attempt = msg->tasks[i].attempt};
-        acks[i].code = s_store (self, &msg->tasks[i], &payload);
+        acks[i] = (drover_task_t){.id = item->id, .attempt = item->attempt};
+        if (zhashx_lookup (self->results, &item->id)) {
+            self->stale++;
+            acks[i].code = DROVER_ESTALE;
+        }
+        else if (!s_room_for (self, zframe_size (payload)))
+            acks[i].code = DROVER_EFULL;
+        else {
+            self->stored_octets += zframe_size (payload);
+            s_keep (self, s_result_new (item, &payload));
+        }
         zframe_destroy (&payload);
-        if (self->config.verbose || acks[i].code == DROVER_ESTALE)
-            zsys_debug ("sink: task %llu attempt %u: %s",
-                        (unsigned long long)acks[i].id, acks[i].attempt,
-                        acks[i].code ? drover_strcode (acks[i].code)
-                                     : "stored");
     }
     drover_msg_t reply;
     drover_msg_init (&reply, DROVER_STORED);
     reply.tasks = acks;
     reply.task_count = msg->task_count;
-    drover_wire_send (reply_to, routing_id, &reply, NULL);
+    s_broker_send (self, &reply);
     free (acks);
-    s_flush_done (self);
     s_flush_pending (self);
+}
+
+//  DONE from the broker: its verdicts on claims. A result it accepts is
+//  kept and published; one it refuses is dropped. Either way its node
+//  hears STORED, batched per node.
+static void
+s_handle_verdicts (s_sink_t *self, drover_msg_t *msg)
+{
+    s_result_t **decided =
+        (s_result_t **)calloc (msg->task_count + 1, sizeof (s_result_t *));
+    drover_task_t *acks =
+        (drover_task_t *)calloc (msg->task_count + 1, sizeof (drover_task_t));
+    bool *kept = (bool *)calloc (msg->task_count + 1, sizeof (bool));
+    assert (decided && acks && kept);
+    size_t count = 0;
+    for (size_t i = 0; i < msg->task_count; i++) {
+        s_result_t *result =
+            (s_result_t *)zhashx_lookup (self->claims, &msg->tasks[i]);
+        if (!result)
+            continue; //  decided already, or never ours
+        zhashx_delete (self->claims, &msg->tasks[i]);
+        int code = msg->tasks[i].code;
+        if (code == 0 && zhashx_lookup (self->results, &result->item.id))
+            code = DROVER_ESTALE;
+        if (code == 0) {
+            s_keep (self, result);
+            kept[count] = true;
+        }
+        else {
+            self->stale++;
+            code = DROVER_ESTALE;
+            self->stored_octets -= zframe_size (result->payload);
+            zsys_info ("sink: stale result of task %llu attempt %u dropped",
+                       (unsigned long long)result->item.id,
+                       result->item.attempt);
+        }
+        acks[count] = (drover_task_t){.id = result->item.id,
+                                      .attempt = result->item.attempt,
+                                      .code = code};
+        decided[count++] = result;
+    }
+    //  STORED to each node, for all of its results at once
+    drover_task_t *batch =
+        (drover_task_t *)calloc (count + 1, sizeof (drover_task_t));
+    bool *sent = (bool *)calloc (count + 1, sizeof (bool));
+    assert (batch && sent);
+    for (size_t i = 0; i < count; i++) {
+        if (sent[i] || !decided[i]->node)
+            continue;
+        size_t batch_count = 0;
+        for (size_t j = i; j < count; j++)
+            if (!sent[j] && decided[j]->node
+                && zframe_eq (decided[j]->node, decided[i]->node)) {
+                batch[batch_count++] = acks[j];
+                sent[j] = true;
+            }
+        s_send_stored (self->router, decided[i]->node, batch, batch_count);
+    }
+    for (size_t i = 0; i < count; i++) {
+        zframe_destroy (&decided[i]->node);
+        if (!kept[i])
+            s_result_destroy ((void **)&decided[i]);
+    }
+    free (batch);
+    free (sent);
+    free (kept);
+    free (acks);
+    free (decided);
+    s_flush_pending (self);
+}
+
+//  Claims again those the broker has not decided in time, or all of them
+//  (a new session with the broker).
+static void
+s_reclaim (s_sink_t *self, bool all)
+{
+    int64_t now = zclock_mono ();
+    int64_t expiry = (int64_t)self->heartbeat_ms * self->liveness;
+    for (s_result_t *result = (s_result_t *)zhashx_first (self->claims); result;
+         result = (s_result_t *)zhashx_next (self->claims))
+        if (all || now - result->claimed_at > expiry)
+            s_claim (self, result);
+    s_flush_done (self);
 }
 
 static void
@@ -427,13 +612,20 @@ s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
         client->last_recv = zclock_mono ();
     switch (msg->command) {
         case DROVER_RESULT:
-            s_handle_result (self, self->router, routing_id, packet);
+            s_handle_node_result (self, routing_id, packet);
             break;
         case DROVER_WATCH: s_handle_watch (self, routing_id, key, msg); break;
         case DROVER_STATUS: s_handle_status (self, routing_id, msg); break;
         case DROVER_HEARTBEAT: {
+            //  A client whose watches this sink does not hold (it restarted,
+            //  or forgot them) must WATCH again (SPEC 6)
             drover_msg_t reply;
             drover_msg_init (&reply, DROVER_HEARTBEAT);
+            if (!client || client->watching == 0) {
+                drover_msg_init (&reply, DROVER_BYE);
+                reply.code = DROVER_ESTALE;
+                reply.reason = "this sink holds no watches of yours";
+            }
             drover_wire_send (self->router, routing_id, &reply, NULL);
             break;
         }
@@ -467,16 +659,17 @@ s_handle_broker (zloop_t *loop, zsock_t *reader, void *arg)
     else
         switch (msg->command) {
             case DROVER_WELCOME:
-                if (!self->welcomed)
-                    zsys_info ("sink: registered with the broker at %s as %s",
-                               self->config.broker, self->advertise);
-                self->welcomed = true;
                 self->heartbeat_ms = msg->heartbeat_ms;
                 self->liveness = msg->liveness;
+                if (!self->welcomed) {
+                    zsys_info ("sink: registered with the broker at %s as %s",
+                               self->config.broker, self->advertise);
+                    self->welcomed = true;
+                    s_reclaim (self, true); //  a new session decides anew
+                }
                 break;
-            case DROVER_RESULT:
-                s_handle_result (self, self->broker, NULL, packet);
-                break;
+            case DROVER_RESULT: s_handle_broker_result (self, packet); break;
+            case DROVER_DONE: s_handle_verdicts (self, msg); break;
             case DROVER_BYE: s_broker_connect (self); break;
             case DROVER_ERROR:
                 zsys_error ("sink: the broker refused us: %s", msg->reason);
@@ -523,6 +716,8 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
         drover_msg_init (&msg, DROVER_HEARTBEAT);
         s_broker_send (self, &msg);
     }
+    if (self->welcomed)
+        s_reclaim (self, false);
     //  Forget the watches of silent clients
     zlistx_t *gone = zlistx_new ();
     for (s_client_t *client = (s_client_t *)zhashx_first (self->clients);
@@ -570,6 +765,11 @@ s_sink_destroy (s_sink_t **self_p)
     zlistx_destroy (&self->pending);
     zhashx_destroy (&self->clients);
     zhashx_destroy (&self->results);
+    if (self->claims)
+        for (void *result = zhashx_first (self->claims); result;
+             result = zhashx_next (self->claims))
+            s_result_destroy (&result);
+    zhashx_destroy (&self->claims);
     free (self->dones);
     free (self->endpoint);
     free (self->advertise);
@@ -605,6 +805,12 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     self->liveness = 5;
     self->results = s_id_table ();
     zhashx_set_destructor (self->results, s_result_destroy);
+    self->claims = zhashx_new ();
+    assert (self->claims);
+    zhashx_set_key_hasher (self->claims, s_claim_hash);
+    zhashx_set_key_comparator (self->claims, s_claim_compare);
+    zhashx_set_key_duplicator (self->claims, NULL);
+    zhashx_set_key_destructor (self->claims, NULL);
     self->watchers = s_id_table ();
     zhashx_set_key_destructor (self->watchers, s_free_key);
     self->pending = zlistx_new ();

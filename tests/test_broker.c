@@ -1180,3 +1180,126 @@ LEAK_CHECKED_TEST (broker, a_dead_reply_fits_in_one_header_frame)
     zstr_free (&endpoint);
     zactor_destroy (&broker);
 }
+
+//  --------------------------------------------------------------------------
+//  Only the current attempt's result is kept (SPEC 5.18, 7.2)
+
+LEAK_CHECKED_TEST (broker, a_late_result_of_a_superseded_attempt_is_refused)
+{
+    zactor_t *broker = s_broker (100, 1000, 1 << 20);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *slow = s_node_hello (endpoint, "slow", 1);
+    uint64_t id;
+    s_submit (client, 1, &id, "echo");
+    cr_assert_gt (id, 1ull << 40, "ids start at the broker's start time");
+    drover_packet_t *packet = s_expect (slow, DROVER_DISPATCH);
+    drover_packet_destroy (&packet);
+
+    //  The slow node goes silent and is declared lost; another node gets
+    //  attempt 2 (the live node heartbeats while it waits)
+    zsock_t *alive = s_node_hello (endpoint, "alive", 1);
+    drover_msg_t heartbeat;
+    drover_msg_init (&heartbeat, DROVER_HEARTBEAT);
+    zpoller_t *poller = zpoller_new (alive, NULL);
+    packet = NULL;
+    int64_t deadline = zclock_mono () + 5000;
+    while (!packet) {
+        s_send (alive, &heartbeat);
+        cr_assert (zclock_mono () < deadline, "no re-dispatch");
+        if (!zpoller_wait (poller, 50))
+            continue;
+        cr_assert_eq (drover_packet_recv (alive, false, &packet), 0);
+        if (drover_packet_msg (packet)->command != DROVER_DISPATCH)
+            drover_packet_destroy (&packet);
+    }
+    zpoller_destroy (&poller);
+    cr_assert_eq (drover_packet_msg (packet)->tasks[0].attempt, 2);
+    drover_packet_destroy (&packet);
+
+    //  The slow node's attempt 1 finishes first: refused, although no
+    //  result is stored yet; then attempt 2's result is kept
+    zsock_t *slow_sink = s_connect (sink_endpoint);
+    zsock_t *alive_sink = s_connect (sink_endpoint);
+    cr_assert_eq (s_result (slow_sink, id, 1, "late"), DROVER_ESTALE);
+    cr_assert_eq (s_result (alive_sink, id, 2, "current"), 0);
+    zsock_t *client_sink = s_connect (sink_endpoint);
+    s_watch (client_sink, &id, 1);
+    packet = s_expect (client_sink, DROVER_RESULT);
+    drover_msg_t *result = drover_packet_msg (packet);
+    cr_assert_eq (result->tasks[0].attempt, 2);
+    cr_assert_eq (result->tasks[0].payload.size, 7);
+    cr_assert (memcmp (result->tasks[0].payload.data, "current", 7) == 0);
+    drover_packet_destroy (&packet);
+
+    zsock_destroy (&client_sink);
+    zsock_destroy (&alive_sink);
+    zsock_destroy (&slow_sink);
+    zsock_destroy (&alive);
+    zsock_destroy (&slow);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, a_resubmission_keeps_its_id_and_is_not_doubled)
+{
+    zactor_t *broker = s_broker (1000, 1000, 1 << 20);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    drover_task_t task = {.id = 4242, .handler = "echo"};
+    task.payload = (drover_bytes_t){"x", 1};
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_SUBMIT);
+    msg.tasks = &task;
+    msg.task_count = 1;
+    for (uint64_t ref = 1; ref <= 2; ref++) {
+        msg.ref = ref;
+        s_send (client, &msg);
+        drover_packet_t *packet = s_expect (client, DROVER_SUBMITTED);
+        cr_assert_eq (drover_packet_msg (packet)->ids[0], 4242);
+        drover_packet_destroy (&packet);
+    }
+    zsock_t *node = s_node_hello (endpoint, "n1", 5);
+    drover_packet_t *packet = s_expect (node, DROVER_DISPATCH);
+    cr_assert_eq (drover_packet_msg (packet)->task_count, 1);
+    cr_assert_eq (drover_packet_msg (packet)->tasks[0].id, 4242);
+    drover_packet_destroy (&packet);
+    cr_assert (s_silent (node, 200), "the second SUBMIT made no second task");
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+LEAK_CHECKED_TEST (broker, the_sink_tells_a_client_it_holds_no_watches_of)
+{
+    zactor_t *broker = s_broker (1000, 1000, 1 << 20);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *client_sink = s_connect (sink_endpoint);
+    drover_msg_t heartbeat;
+    drover_msg_init (&heartbeat, DROVER_HEARTBEAT);
+    s_send (client_sink, &heartbeat);
+    drover_packet_t *packet = s_expect (client_sink, DROVER_BYE);
+    cr_assert_eq (drover_packet_msg (packet)->code, DROVER_ESTALE);
+    drover_packet_destroy (&packet);
+    //  With a watch in place, a heartbeat is answered in kind
+    uint64_t id = 77;
+    s_watch (client_sink, &id, 1);
+    s_send (client_sink, &heartbeat);
+    zpoller_t *poller = zpoller_new (client_sink, NULL);
+    cr_assert_not_null (zpoller_wait (poller, 5000));
+    zpoller_destroy (&poller);
+    cr_assert_eq (drover_packet_recv (client_sink, false, &packet), 0);
+    cr_assert_eq (drover_packet_msg (packet)->command, DROVER_HEARTBEAT);
+    drover_packet_destroy (&packet);
+    zsock_destroy (&client_sink);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}

@@ -784,3 +784,97 @@ LEAK_CHECKED_TEST (dispatcher, a_dead_letter_is_not_retried_without_room)
     cr_assert_neq (dispatcher_dead_retry (d, id), 0);
     dispatcher_destroy (&d);
 }
+
+//  --------------------------------------------------------------------------
+//  Claims (SPEC 5.18) and resubmission (SPEC 7.6)
+
+LEAK_CHECKED_TEST (dispatcher, a_claim_of_the_current_attempt_ends_the_task)
+{
+    dispatcher_t *d = s_new (1, 100);
+    uint64_t id = s_submit (d, NULL, "echo");
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    s_lease_one (d, node);
+    cr_assert_eq (dispatcher_claim (d, id, 1), 0);
+    cr_assert_null (dispatcher_lookup (d, id));
+    cr_assert_eq (dispatcher_node_leased (node), 0);
+    cr_assert_eq (dispatcher_counters (d)->done, 1);
+    cr_assert_eq (dispatcher_claim (d, id, 1), DROVER_ESTALE,
+                  "a second claim finds nothing");
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, a_claim_of_a_superseded_attempt_is_stale)
+{
+    dispatcher_t *d = s_new (1, 100);
+    uint64_t id = s_submit (d, NULL, "echo");
+    dispatcher_node_t *lost = s_node (d, "lost", "echo", NULL, NULL);
+    s_lease_one (d, lost);
+    dispatcher_node_remove (d, &lost);
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    dispatcher_task_t *task = s_lease_one (d, node);
+    cr_assert_eq (task->attempt, 2);
+    cr_assert_eq (dispatcher_claim (d, id, 1), DROVER_ESTALE);
+    cr_assert_eq (task->state, DROVER_STATE_LEASED, "attempt 2 goes on");
+    cr_assert_eq (dispatcher_counters (d)->stale, 1);
+    cr_assert_eq (dispatcher_claim (d, id, 3), DROVER_ESTALE,
+                  "an attempt never dispatched");
+    cr_assert_eq (dispatcher_claim (d, id, 2), 0);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, a_lost_attempt_may_still_deliver_its_result)
+{
+    dispatcher_t *d = s_new (1, 100);
+    uint64_t id = s_submit (d, NULL, "echo");
+    dispatcher_node_t *lost = s_node (d, "lost", "echo", NULL, NULL);
+    s_lease_one (d, lost);
+    dispatcher_node_remove (d, &lost);
+    cr_assert_eq (dispatcher_lookup (d, id)->state, DROVER_STATE_QUEUED);
+    cr_assert_eq (dispatcher_claim (d, id, 1), 0,
+                  "no newer attempt exists: the result is the task's");
+    cr_assert_null (dispatcher_lookup (d, id));
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, a_claim_after_a_fail_or_a_final_outcome_is_stale)
+{
+    dispatcher_t *d = s_new (3, 100);
+    uint64_t id = s_submit (d, NULL, "echo");
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    s_lease_one (d, node);
+    drover_task_t outcome = {.id = id, .attempt = 1, .code = DROVER_EFAILED};
+    cr_assert_eq (dispatcher_fail (d, node, &outcome, 0), 0);
+    cr_assert_eq (dispatcher_claim (d, id, 1), DROVER_ESTALE,
+                  "attempt 1 failed: a result of it contradicts its node");
+    uint64_t cancelled = s_submit (d, NULL, "echo");
+    dispatcher_cancel (d, cancelled);
+    cr_assert_eq (dispatcher_claim (d, cancelled, 0), DROVER_ESTALE);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, resubmissions_keep_their_id_and_are_deduplicated)
+{
+    dispatcher_config_t config = {
+        .max_attempts = 1, .max_queued = 100, .first_id = 1000};
+    dispatcher_t *d = s_new_config (config);
+    cr_assert_eq (s_submit (d, NULL, "echo"), 1000, "numbering starts there");
+    //  A client resubmits task 1001 (lost by an earlier broker run)
+    drover_task_t spec = {.id = 1001, .handler = "echo"};
+    void *payload = strdup ("again");
+    cr_assert_eq (dispatcher_submit (d, &spec, &payload), 1001);
+    cr_assert_null (payload, "a new task under the given id");
+    cr_assert_eq (dispatcher_lookup (d, 1001)->state, DROVER_STATE_QUEUED);
+    //  The same resubmission again is deduplicated
+    payload = strdup ("twice");
+    cr_assert_eq (dispatcher_submit (d, &spec, &payload), 1001);
+    cr_assert_not_null (payload, "not taken: the task exists");
+    free (payload);
+    cr_assert_eq (dispatcher_task_count (d), 2);
+    //  New ids skip the one a resubmission took
+    cr_assert_eq (s_submit (d, NULL, "echo"), 1002);
+    //  A submission withdrawn before dispatch leaves no trace
+    dispatcher_withdraw (d, 1002);
+    cr_assert_null (dispatcher_lookup (d, 1002));
+    cr_assert_eq (dispatcher_counters (d)->submitted, 2);
+    dispatcher_destroy (&d);
+}
