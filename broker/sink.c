@@ -193,6 +193,12 @@ s_broker_connect (s_sink_t *self)
     self->broker = zsock_new (ZMQ_DEALER);
     assert (self->broker);
     zsock_set_linger (self->broker, 200);
+    //  ZMTP heartbeats notice a half-open connection; reconnects back off
+    zsock_set_heartbeat_ivl (self->broker, (int)self->heartbeat_ms);
+    zsock_set_heartbeat_timeout (self->broker,
+                                 (int)(self->heartbeat_ms * self->liveness));
+    zsock_set_reconnect_ivl (self->broker, 100);
+    zsock_set_reconnect_ivl_max (self->broker, 5000);
     zsock_set_sndhwm (self->broker, 100000);
     zsock_connect (self->broker, "%s", self->config.broker);
     zloop_reader (self->loop, self->broker, s_handle_broker, self);
@@ -827,6 +833,8 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     //  results silently (s_client_flush keeps them then)
     zsock_set_router_mandatory (self->router, 1);
     zsock_set_linger (self->router, 200);
+    zsock_set_heartbeat_ivl (self->router, 1000);
+    zsock_set_heartbeat_timeout (self->router, 5000);
     zsock_set_sndhwm (self->router, 100000);
     zsock_set_rcvhwm (self->router, 100000);
     if (zsock_bind (self->router, "%s", config->endpoint) < 0) {
