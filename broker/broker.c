@@ -479,8 +479,13 @@ s_handle_status (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
 static void
 s_handle_stats (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
 {
-    static drover_queue_info_t queues[DROVER_MAX_BATCH];
-    static drover_node_info_t nodes[DROVER_MAX_BATCH];
+    //  On the heap: 4096 of each would crowd an actor thread's stack, and
+    //  statics would be shared by every broker in the process
+    drover_queue_info_t *queues = (drover_queue_info_t *)calloc (
+        DROVER_MAX_BATCH, sizeof (drover_queue_info_t));
+    drover_node_info_t *nodes = (drover_node_info_t *)calloc (
+        DROVER_MAX_BATCH, sizeof (drover_node_info_t));
+    assert (queues && nodes);
     const dispatcher_counters_t *counters =
         dispatcher_counters (self->dispatcher);
     drover_counter_t values[] = {
@@ -510,6 +515,8 @@ s_handle_stats (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
     reply.counters = values;
     reply.counter_count = sizeof values / sizeof values[0];
     s_send (self, routing_id, &reply, NULL);
+    free (queues);
+    free (nodes);
 }
 
 //  Octets a DEAD_REPLY item takes at most besides its strings: key names
