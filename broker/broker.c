@@ -781,24 +781,12 @@ s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
     (void)loop;
     (void)reader;
     s_broker_t *self = (s_broker_t *)arg;
-    drover_packet_t *packet;
-    int rc = drover_packet_recv (self->router, true, &packet);
+    drover_packet_t *packet =
+        drover_wire_serve (self->router, "broker", &self->malformed);
     if (!packet)
         return 0;
     zframe_t *routing_id = drover_packet_routing_id (packet);
     drover_msg_t *msg = drover_packet_msg (packet);
-    if (rc) {
-        self->malformed++;
-        if (self->malformed <= 10 || self->malformed % 1000 == 0)
-            zsys_warning ("broker: malformed message #%llu: %s",
-                          (unsigned long long)self->malformed,
-                          drover_packet_error (packet));
-        if (routing_id && msg->command != DROVER_ERROR)
-            drover_wire_send_error (self->router, routing_id, 0, rc, "%s",
-                                    drover_packet_error (packet));
-        drover_packet_destroy (&packet);
-        return 0;
-    }
     char *key = zframe_strhex (routing_id);
     s_peer_t *peer = (s_peer_t *)zhashx_lookup (self->peers, key);
     if (peer)

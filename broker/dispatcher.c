@@ -5,6 +5,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "dispatcher.h"
+#include "id_table.h"
 
 #include <czmq.h>
 
@@ -52,26 +53,6 @@ struct dispatcher_t {
     uint64_t next_id;               //  id of the next task
     dispatcher_counters_t counters; //  statistics
 };
-
-//  --------------------------------------------------------------------------
-//  Task ids as zhashx keys: the key is a pointer to the task's id
-
-static size_t
-s_id_hash (const void *key)
-{
-    uint64_t id = *(const uint64_t *)key;
-    id ^= id >> 33;
-    id *= 0xff51afd7ed558ccdULL;
-    id ^= id >> 33;
-    return (size_t)id;
-}
-
-static int
-s_id_compare (const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void
 s_history_destroy (dispatcher_history_t **history_p)
@@ -142,18 +123,10 @@ dispatcher_new (const dispatcher_config_t *config,
     assert (self);
     self->config = *config;
     self->free_payload = free_payload;
-    self->tasks = zhashx_new ();
-    zhashx_set_key_hasher (self->tasks, s_id_hash);
-    zhashx_set_key_comparator (self->tasks, s_id_compare);
-    zhashx_set_key_duplicator (self->tasks, NULL);
-    zhashx_set_key_destructor (self->tasks, NULL);
+    self->tasks = id_table_new ();
     self->dead = zlistx_new ();
-    self->dead_index = zhashx_new ();
-    assert (self->tasks && self->dead && self->dead_index);
-    zhashx_set_key_hasher (self->dead_index, s_id_hash);
-    zhashx_set_key_comparator (self->dead_index, s_id_compare);
-    zhashx_set_key_duplicator (self->dead_index, NULL);
-    zhashx_set_key_destructor (self->dead_index, NULL);
+    self->dead_index = id_table_new ();
+    assert (self->dead);
     if (!self->config.retry_delay_ms)
         self->config.retry_delay_ms = 1000;
     if (!self->config.retry_max_delay_ms)

@@ -11,6 +11,7 @@
 */
 #include "drover_sink.h"
 #include "drover_wire.h"
+#include "id_table.h"
 
 //  One outcome: stored, or held while the broker decides a claim.
 typedef struct {
@@ -59,30 +60,13 @@ typedef struct {
     int64_t claim_expiry; //  resend claims undecided this long (ms)
 } s_sink_t;
 
-static size_t
-s_id_hash (const void *key)
-{
-    uint64_t id = *(const uint64_t *)key;
-    id ^= id >> 33;
-    id *= 0xff51afd7ed558ccdULL;
-    id ^= id >> 33;
-    return (size_t)id;
-}
-
-static int
-s_id_compare (const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 //  Claims are keyed by (id, attempt): a pointer to the result's item.
 static size_t
 s_claim_hash (const void *key)
 {
     const drover_task_t *item = (const drover_task_t *)key;
     uint64_t both = item->id ^ ((uint64_t)item->attempt << 47);
-    return s_id_hash (&both);
+    return id_table_hash (both);
 }
 
 static int
@@ -93,18 +77,6 @@ s_claim_compare (const void *a, const void *b)
     if (x->id != y->id)
         return x->id < y->id ? -1 : 1;
     return x->attempt < y->attempt ? -1 : x->attempt > y->attempt;
-}
-
-static zhashx_t *
-s_id_table (void)
-{
-    zhashx_t *table = zhashx_new ();
-    assert (table);
-    zhashx_set_key_hasher (table, s_id_hash);
-    zhashx_set_key_comparator (table, s_id_compare);
-    zhashx_set_key_duplicator (table, NULL);
-    zhashx_set_key_destructor (table, NULL);
-    return table;
 }
 
 //  Most tasks one client may watch at once.
@@ -591,24 +563,12 @@ s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
     (void)loop;
     (void)reader;
     s_sink_t *self = (s_sink_t *)arg;
-    drover_packet_t *packet;
-    int rc = drover_packet_recv (self->router, true, &packet);
+    drover_packet_t *packet =
+        drover_wire_serve (self->router, "sink", &self->malformed);
     if (!packet)
         return 0;
     zframe_t *routing_id = drover_packet_routing_id (packet);
     drover_msg_t *msg = drover_packet_msg (packet);
-    if (rc) {
-        self->malformed++;
-        if (self->malformed <= 10 || self->malformed % 1000 == 0)
-            zsys_warning ("sink: malformed message #%llu: %s",
-                          (unsigned long long)self->malformed,
-                          drover_packet_error (packet));
-        if (routing_id && msg->command != DROVER_ERROR)
-            drover_wire_send_error (self->router, routing_id, 0, rc, "%s",
-                                    drover_packet_error (packet));
-        drover_packet_destroy (&packet);
-        return 0;
-    }
     char *key = zframe_strhex (routing_id);
     if (self->config.verbose)
         zsys_debug ("sink: recv %s from %s", drover_command_name (msg->command),
@@ -809,7 +769,7 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     self->config = *config;
     self->heartbeat_ms = 1000;
     self->liveness = 5;
-    self->results = s_id_table ();
+    self->results = id_table_new ();
     zhashx_set_destructor (self->results, s_result_destroy);
     self->claims = zhashx_new ();
     assert (self->claims);
@@ -817,7 +777,7 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     zhashx_set_key_comparator (self->claims, s_claim_compare);
     zhashx_set_key_duplicator (self->claims, NULL);
     zhashx_set_key_destructor (self->claims, NULL);
-    self->watchers = s_id_table ();
+    self->watchers = id_table_new ();
     zhashx_set_key_destructor (self->watchers, s_free_key);
     self->pending = zlistx_new ();
     self->clients = zhashx_new ();

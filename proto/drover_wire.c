@@ -54,6 +54,27 @@ drover_packet_recv (zsock_t *sock, bool routed, drover_packet_t **packet_p)
     return rc;
 }
 
+drover_packet_t *
+drover_wire_serve (zsock_t *router, const char *who, uint64_t *malformed)
+{
+    assert (router && who && malformed);
+    drover_packet_t *packet;
+    int rc = drover_packet_recv (router, true, &packet);
+    if (!packet || rc == 0)
+        return packet;
+    (*malformed)++;
+    if (*malformed <= 10 || *malformed % 1000 == 0)
+        zsys_warning ("%s: malformed message #%llu: %s", who,
+                      (unsigned long long)*malformed,
+                      drover_packet_error (packet));
+    zframe_t *routing_id = drover_packet_routing_id (packet);
+    if (routing_id && packet->msg.command != DROVER_ERROR)
+        drover_wire_send_error (router, routing_id, 0, rc, "%s",
+                                drover_packet_error (packet));
+    drover_packet_destroy (&packet);
+    return NULL;
+}
+
 void
 drover_packet_destroy (drover_packet_t **self_p)
 {

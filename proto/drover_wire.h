@@ -29,6 +29,14 @@ typedef struct drover_packet_t drover_packet_t;
     socket was interrupted); then *packet_p is NULL. */
 int drover_packet_recv (zsock_t *sock, bool routed, drover_packet_t **packet_p);
 
+/*  Receives one message on a server's ROUTER socket (broker, sink). A
+    malformed message is answered with ERROR (SPEC.md section 10), counted
+    in *malformed, logged under the name who (the first ten, then every
+    thousandth), and dropped. Returns a well-formed packet, which the caller
+    destroys, or NULL (malformed, or nothing could be read). */
+drover_packet_t *drover_wire_serve (zsock_t *router, const char *who,
+                                    uint64_t *malformed);
+
 /*  Destroys a packet and NULLs the pointer. NULL-safe. */
 void drover_packet_destroy (drover_packet_t **self_p);
 
