@@ -686,15 +686,10 @@ Test (faults, kill_9_busy_node_its_tasks_run_elsewhere)
     s_kill_node_while_busy (false);
 }
 
-//  BUG (worker/exec_handler.c, documented in worker/README.md "Known
-//  weaknesses"): an exec command's own children are not in reach of any
-//  PR_SET_PDEATHSIG: when the node is killed, the child dies, its `sh`
-//  dies (PDEATHSIG set by the child), but the `sleep 5` that sh started is
-//  orphaned and runs on for its 5 s. Issue 4 wants no orphans. Enable when
-//  the command's process group is killed as the node dies (e.g. a reaper
-//  that outlives the supervisor, or the child killing its group on
-//  PDEATHSIG-like notice).
-Test (faults, kill_9_busy_node_leaves_no_grandchildren, .disabled = true)
+//  The node's children die with it and take their process groups along
+//  (worker/child.c): the exec command's `sleep 5`, which no PDEATHSIG
+//  reaches, must be gone too.
+Test (faults, kill_9_busy_node_leaves_no_grandchildren)
 {
     s_kill_node_while_busy (true);
 }

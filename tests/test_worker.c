@@ -1198,6 +1198,36 @@ Test (worker, children_die_with_the_supervisor, .timeout = 30)
     h_destroy (&h);
 }
 
+//  PDEATHSIG reaches the child only; the command's shell has its own, but
+//  what the shell started has none. The child kills its process group as
+//  it dies, so the `sleep` goes too.
+Test (worker, grandchildren_die_with_the_supervisor, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    char path[128], payload[160];
+    snprintf (path, sizeof path, "%s/pid", h->tmp);
+    snprintf (payload, sizeof payload, "%s 30\n", path);
+    h_dispatch (h, 35, "mark", payload, strlen (payload), 0);
+    H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
+    pid_t child = s_read_pid (path);
+    pid_t shell = 0, sleeper = 0;
+    H_WAIT (h, 5000,
+            s_children_of (child, &shell, 1) == 1
+                && s_children_of (shell, &sleeper, 1) == 1);
+    cr_assert (sleeper > 0, "the command's sleep did not start");
+    cr_assert_eq (getpgid (sleeper), child, "the sleep left the group");
+    kill (h->pid, SIGKILL);
+    waitpid (h->pid, NULL, 0);
+    h->pid = 0;
+    H_EXPECT (h, 5000, s_group_gone (child),
+              "process group %d outlived the node", (int)child);
+    cr_assert (s_process_gone (sleeper), "the sleep outlived the node");
+    h_destroy (&h);
+}
+
 Test (worker, silent_broker_means_a_new_session, .timeout = 30)
 {
     h_t *h = h_new ();

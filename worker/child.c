@@ -56,15 +56,33 @@ static void __attribute__ ((noreturn)) s_child_exit (int status)
     _exit (status);
 }
 
-//  Makes the forked process a clean child: dies with the supervisor, own
-//  process group, default signals, stdin from /dev/null, the channel on
-//  fd 3 and no other inherited fd.
+//  The signal a child gets when the supervisor dies (PR_SET_PDEATHSIG).
+//  A real-time one, so it does not collide with what in-process handlers
+//  use; its default action still kills the child, should a handler reset it.
+#define S_DEATH_SIGNAL (SIGRTMIN + 2)
+
+//  Runs in the child when the supervisor dies: kills the child's whole
+//  process group, the child itself and every command it runs (an exec
+//  handler's shell and what the shell started), which no PDEATHSIG of
+//  their own would reach. Only async-signal-safe calls.
+static void
+s_on_supervisor_death (int signal)
+{
+    (void)signal;
+    if (getpgrp () == getpid ())
+        kill (0, SIGKILL);
+    kill (getpid (), SIGKILL);
+    _exit (137);
+}
+
+//  Makes the forked process a clean child: own process group, default
+//  signals, dies with the supervisor and takes its process group along,
+//  stdin from /dev/null, the channel on fd 3 and no other inherited fd.
 static void
 s_child_setup (int channel, pid_t supervisor)
 {
-    prctl (PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid () != supervisor)
-        s_child_exit (0); //  the supervisor died before prctl
+    //  The group first: the death handler kills the group it leads, which
+    //  must never be the supervisor's
     setpgid (0, 0);
 
     struct sigaction fallback;
@@ -74,9 +92,19 @@ s_child_setup (int channel, pid_t supervisor)
     for (int signal = 1; signal < 32; signal++)
         if (signal != SIGKILL && signal != SIGSTOP)
             sigaction (signal, &fallback, NULL);
+    struct sigaction death;
+    memset (&death, 0, sizeof death);
+    death.sa_handler = s_on_supervisor_death;
+    sigfillset (&death.sa_mask);
+    sigaction (S_DEATH_SIGNAL, &death, NULL);
     sigset_t none;
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);
+
+    prctl (PR_SET_PDEATHSIG, S_DEATH_SIGNAL);
+    //  The supervisor died before prctl: nobody will send the signal
+    if (getppid () != supervisor)
+        s_on_supervisor_death (S_DEATH_SIGNAL);
 
     int high = fcntl (channel, F_DUPFD, 10);
     int null = open ("/dev/null", O_RDWR);

@@ -47,9 +47,10 @@ typedef struct {
 } child_outcome_t;
 
 //  Forks a child that runs tasks with the handlers of config, which must
-//  outlive it. The child dies with the supervisor (PR_SET_PDEATHSIG), leads
-//  its own process group, and has default signal dispositions. Returns
-//  NULL (and logs why) when fork or socketpair fails.
+//  outlive it. The child leads its own process group, has default signal
+//  dispositions, and when the supervisor dies (PR_SET_PDEATHSIG) it kills
+//  its whole group: itself and the commands it runs. Returns NULL (and
+//  logs why) when fork or socketpair fails.
 child_t *child_new (const worker_config_t *config);
 
 //  Closes the supervisor's end of the channel and frees the object. The

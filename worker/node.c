@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -44,6 +45,12 @@
 //  Heartbeat and liveness until WELCOME says otherwise
 #define S_HEARTBEAT_MS 1000
 #define S_LIVENESS     5
+//  Reconnect backoff of both sockets: from S_RECONNECT_MIN_MS doubling up
+//  to heartbeat_ms * liveness, at most S_RECONNECT_MAX_MS
+#define S_RECONNECT_MIN_MS 100
+#define S_RECONNECT_MAX_MS 5000
+//  ZMTP's TTL travels in deciseconds in 16 bits (libzmq's upper bound)
+#define S_ZMTP_TTL_MAX_MS 6553599
 //  An idle child dying younger than this is restarted with backoff, from
 //  S_BACKOFF_MIN_MS doubling up to S_BACKOFF_MAX_MS
 #define S_QUICK_DEATH_MS 1000
@@ -795,6 +802,31 @@ s_send_hello (node_t *self)
         self->hello_sent_ms = s_now_ms ();
 }
 
+//  Sets ZeroMQ's own heartbeats and reconnect backoff on a socket before it
+//  connects (libzmq reads them at connect): a PING every heartbeat_ms, the
+//  connection dropped after heartbeat_ms * liveness without any traffic, so
+//  a half-open TCP connection is noticed, and the peer told to do the same
+//  (TTL). The session logic still decides when a peer is lost; this only
+//  makes ZeroMQ reconnect instead of waiting on a dead connection.
+static int
+s_clamp (int64_t value, int64_t low, int64_t high)
+{
+    return (int)(value < low ? low : value > high ? high : value);
+}
+
+static void
+s_set_connection_options (node_t *self, zsock_t *sock)
+{
+    int64_t expiry = (int64_t)self->heartbeat_ms * self->liveness;
+    zsock_set_heartbeat_ivl (sock, (int)self->heartbeat_ms);
+    zsock_set_heartbeat_timeout (sock, s_clamp (expiry, 1, INT_MAX));
+    //  Under 100 ms the TTL would round to 0, which means none
+    zsock_set_heartbeat_ttl (sock, s_clamp (expiry, 100, S_ZMTP_TTL_MAX_MS));
+    zsock_set_reconnect_ivl (sock, S_RECONNECT_MIN_MS);
+    zsock_set_reconnect_ivl_max (
+        sock, s_clamp (expiry, S_RECONNECT_MIN_MS, S_RECONNECT_MAX_MS));
+}
+
 //  Starts a new session: new socket, so a new routing id, and HELLO.
 static int
 s_session_start (node_t *self)
@@ -830,6 +862,7 @@ s_session_start (node_t *self)
     //  Send nothing into the void while disconnected: HELLO is repeated
     zsock_set_immediate (self->broker, 1);
     zsock_set_maxmsgsize (self->broker, (int)DROVER_MAX_PAYLOAD);
+    s_set_connection_options (self, self->broker);
     if (zsock_connect (self->broker, "%s", self->config->endpoint) == -1) {
         zsys_error ("worker: cannot connect to broker '%s': %s",
                     self->config->endpoint, zmq_strerror (zmq_errno ()));
@@ -874,6 +907,7 @@ s_sink_connect (node_t *self, const char *endpoint)
     }
     zsock_set_linger (self->sink, 0);
     zsock_set_maxmsgsize (self->sink, (int)DROVER_MAX_HEADER);
+    s_set_connection_options (self, self->sink);
     if (zsock_connect (self->sink, "%s", endpoint) == -1) {
         zsys_error ("worker: cannot connect to sink '%s' (from the broker's "
                     "WELCOME): %s",
