@@ -820,16 +820,11 @@ Test (faults, sigterm_busy_node_drains_and_exits_0)
 //  --------------------------------------------------------------------------
 //  6. kill -9 the sink mid-run, restart it on the same endpoint
 
-//  BUG (client/drover_client.c, sink liveness): the map hangs for ever.
 //  The client's DEALER reconnects by itself to the new sink on the same
-//  endpoint; the new sink answers the client's HEARTBEATs, so the client
-//  never finds the sink silent and never sends WATCH again, while its
-//  watches died with the old sink. Every result is stored in the new sink
-//  (sink2.log) and never sent. Needs a way to tell a new sink from the old
-//  one (e.g. an instance in the sink's replies, or ERROR for a HEARTBEAT
-//  from an unknown client), then WATCH again.
-Test (faults, kill_9_sink_between_results_then_restart_completes_the_map,
-      .disabled = true)
+//  endpoint; the new sink, which holds no watches of the client, answers
+//  its HEARTBEAT with BYE (SPEC.md 6) and the client watches every task it
+//  waits for again.
+Test (faults, kill_9_sink_between_results_then_restart_completes_the_map)
 {
     s_cluster_t cluster = s_cluster_start (true);
     char *started = s_path ("started");
@@ -994,13 +989,13 @@ Test (faults, kill_9_sink_node_redelivers_unstored_results)
 //  --------------------------------------------------------------------------
 //  7. kill -9 the broker mid-map, restart it (in memory)
 
-//  MISSING (client/drover_map.c): issue 4's "client-side recovery". A
-//  restarted in-memory broker has forgotten every task the map submitted;
-//  the map must notice the new broker instance and resubmit what the
-//  broker lost (keeping the task ids, deduplicated) to end with every
-//  result exactly once.
-Test (faults, kill_9_broker_mid_map_then_restart_completes_the_map,
-      .disabled = true)
+//  Issue 4's "client-side recovery". A restarted in-memory broker (and
+//  its embedded sink) has forgotten every task the map submitted; the map
+//  asks the broker after a silence, sees the new instance in WELCOME and
+//  resubmits what it still waits for under the same ids (the broker
+//  deduplicates); the new sink answers BYE to the client's HEARTBEAT, so
+//  the client watches again. Every result comes exactly once.
+Test (faults, kill_9_broker_mid_map_then_restart_completes_the_map)
 {
     s_cluster_t cluster = s_cluster_start (false);
     s_start_node (&cluster, "A", 2, SLOW_HANDLER ("0.2"));
@@ -1028,6 +1023,132 @@ Test (faults, kill_9_broker_mid_map_then_restart_completes_the_map,
     cr_assert_eq (rc, 0, "map exit %d", rc);
     checker_t *checker = s_check (inputs, output, "\n");
     cr_assert_eq (checker_count_status (checker, "ok"), 20);
+    checker_destroy (&checker);
+    free (inputs);
+    free (output);
+    s_cluster_free (&cluster);
+}
+
+//  --------------------------------------------------------------------------
+//  3. SIGSTOP past the limits: a stopped child meets its hard time limit;
+//     a stopped node is declared lost and its late results are refused
+
+Test (faults, sigstop_child_past_its_hard_limit_times_out_and_retries)
+{
+    s_cluster_t cluster = s_cluster_start (false);
+    pid_t node = s_start_node (&cluster, "A", 2, SLOW_HANDLER ("0.2"));
+    s_wait_joined ("A");
+    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    s_write_inputs (inputs, 20, "task %zu", SIZE_MAX, NULL);
+    pid_t map = s_start_map (&cluster, "slow", inputs, output,
+                             "--timeout-ms 800 --retries 1");
+    pid_t children[8];
+    cr_assert_eq (s_wait_busy (node, 2, children, 8, 10000), 2);
+    pid_t victim = children[0];
+    cr_assert_eq (kill (victim, SIGSTOP), 0);
+    int64_t stopped = zclock_mono ();
+    //  The hard limit kills the stopped child (SIGKILL reaches it)
+    int64_t killed = -1;
+    while (killed < 0 && zclock_mono () < stopped + 5000) {
+        if (!s_alive (victim))
+            killed = zclock_mono () - stopped;
+        else
+            usleep (2000); //  polling /proc, with a deadline
+    }
+    cr_assert_geq (killed, 0, "the stopped child outlived its time limit");
+    cr_assert_lt (killed, 800 + 500, "killed %lld ms after SIGSTOP",
+                  (long long)killed);
+    int rc = s_wait (map, 20000);
+    int64_t finished = zclock_mono () - stopped;
+    cr_assert_eq (rc, 0, "the timed-out task succeeded on retry, map exit %d",
+                  rc);
+    checker_t *checker = s_check (inputs, output, "\n");
+    cr_assert_eq (checker_count_status (checker, "ok"), 20);
+    cr_assert_eq (checker_count_attempts (checker, 2), 1,
+                  "exactly the stopped task ran twice");
+    fprintf (stderr,
+             "faults: SIGSTOP child past its 800 ms limit: killed %lld ms "
+             "after the stop, map done %lld ms after it\n",
+             (long long)killed, (long long)finished);
+    checker_destroy (&checker);
+    free (inputs);
+    free (output);
+    s_cluster_free (&cluster);
+}
+
+Test (faults, sigstop_node_is_lost_and_its_late_results_are_refused)
+{
+    s_cluster_t cluster = s_cluster_start (false);
+    pid_t a = s_start_node (&cluster, "A", 2, SLOW_HANDLER ("0.5"));
+    s_wait_joined ("A");
+    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    s_write_inputs (inputs, 12, "task %zu", SIZE_MAX, NULL);
+    pid_t map = s_start_map (&cluster, "slow", inputs, output, NULL);
+    pid_t children[8];
+    cr_assert_eq (s_wait_busy (a, 2, children, 8, 10000), 2);
+    //  Stop the supervisor (its children finish their commands meanwhile)
+    cr_assert_eq (kill (a, SIGSTOP), 0);
+    int64_t stopped = zclock_mono ();
+    pid_t b = s_start_node (&cluster, "B", 2, SLOW_HANDLER ("0.5"));
+    char *log = s_path ("broker.log");
+    int64_t lost = s_wait_text (log, "node A", 10000);
+    cr_assert_geq (lost, 0);
+    lost = s_wait_text (log, "expired", 5000);
+    cr_assert_geq (lost, 0, "node A was never declared lost");
+    lost = zclock_mono () - stopped;
+    //  A wakes up after B took over its tasks: its late results come in
+    int rc = s_wait (map, 30000);
+    cr_assert_eq (rc, 0, "map exit %d", rc);
+    cr_assert_eq (kill (a, SIGCONT), 0);
+    int64_t refused = s_wait_text (log, "stale result of task", 10000);
+    cr_assert_geq (refused, 0, "the broker refused none of A's late results");
+    checker_t *checker = s_check (inputs, output, "\n");
+    cr_assert_eq (checker_count_status (checker, "ok"), 12);
+    fprintf (stderr,
+             "faults: SIGSTOP node: declared lost %lld ms after the stop, "
+             "its late results refused %lld ms after SIGCONT\n",
+             (long long)lost, (long long)refused);
+    checker_destroy (&checker);
+    (void)b;
+    free (log);
+    free (inputs);
+    free (output);
+    s_cluster_free (&cluster);
+}
+
+//  --------------------------------------------------------------------------
+//  8. A task over --max-memory-per-child is killed and reported as such
+
+Test (faults, a_task_over_the_memory_limit_is_killed_and_reported)
+{
+    s_cluster_t cluster = s_cluster_start (false);
+    //  Input 3 makes sort hold a 150 MB line: grandchildren of the child
+    pid_t node = s_start_node (
+        &cluster, "A", 2,
+        "--max-memory-per-child 65536 "
+        "--handler 'mem=exec:read x; case $x in big*) head -c 150000000 "
+        "/dev/zero | sort > /dev/null; sleep 5; echo no;; "
+        "*) echo \"$x\";; esac'");
+    s_wait_joined ("A");
+    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    s_write_inputs (inputs, 10, "task %zu", 3, "big");
+    int64_t start = zclock_mono ();
+    pid_t map = s_start_map (&cluster, "mem", inputs, output, NULL);
+    int rc = s_wait (map, 20000);
+    int64_t took = zclock_mono () - start;
+    cr_assert_eq (rc, 1, "the killed task makes map exit 1, not %d", rc);
+    checker_t *checker = s_check (inputs, output, "\n");
+    cr_assert_eq (checker_count_status (checker, "memlimit"), 1);
+    cr_assert_eq (checker_count_status (checker, "ok"), 9);
+    char *text = s_read (output);
+    cr_assert (strstr (text, "max_rss_kb"), "%s", text);
+    free (text);
+    cr_assert (s_alive (node), "the node survived");
+    fprintf (stderr,
+             "faults: memory limit: task killed and map done in "
+             "%lld ms (the task would have run 5 s)\n",
+             (long long)took);
+    cr_assert_lt (took, 4000);
     checker_destroy (&checker);
     free (inputs);
     free (output);
