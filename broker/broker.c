@@ -18,6 +18,8 @@
 #include "drover_sink.h"
 #include "drover_wire.h"
 
+#include <sys/random.h>
+
 typedef enum { ROLE_NODE, ROLE_SINK } s_role_t;
 
 //  A node or sink session.
@@ -914,6 +916,23 @@ s_broker_destroy (s_broker_t **self_p)
     *self_p = NULL;
 }
 
+//  Writes a new instance id: 128 random bits from the kernel (czmq's
+//  randof is seeded with the time in seconds: two brokers started in one
+//  second would share an instance, and peers would miss the restart).
+static void
+s_new_instance (char instance[33])
+{
+    uint8_t bits[16];
+    if (getrandom (bits, sizeof bits, 0) != (ssize_t)sizeof bits) {
+        //  No entropy source: the time in microseconds and the pid
+        uint64_t now = (uint64_t)zclock_usecs (), pid = (uint64_t)getpid ();
+        memcpy (bits, &now, 8);
+        memcpy (bits + 8, &pid, 8);
+    }
+    for (size_t i = 0; i < sizeof bits; i++)
+        snprintf (instance + 2 * i, 3, "%02x", bits[i]);
+}
+
 //  Sets up the broker; on failure returns NULL and a reason in error.
 static s_broker_t *
 s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
@@ -923,9 +942,7 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
     assert (self);
     self->pipe = pipe;
     self->config = *config;
-    for (size_t i = 0; i < 16; i++)
-        snprintf (self->instance + 2 * i, 3, "%02x",
-                  (unsigned)(randof (256) & 0xff));
+    s_new_instance (self->instance);
     self->peers = zhashx_new ();
     zhashx_set_destructor (self->peers, s_peer_destroy);
     dispatcher_config_t dispatcher_config = {

@@ -319,9 +319,12 @@ s_send_stored (zsock_t *sock, zframe_t *routing_id, drover_task_t *acks,
     drover_wire_send (sock, routing_id, &reply, NULL);
 }
 
-//  RESULT from a node: each new result is held and claimed from the
-//  broker; the node hears STORED when the verdict comes. Results the sink
-//  cannot take are answered at once.
+//  RESULT from a node: each result is held and claimed from the broker;
+//  the node hears STORED when the verdict comes. Even a result for a task
+//  that has one is claimed: the broker may hold that task again (a client
+//  resubmitted it after a restart), and only the claim ends it there; the
+//  verdict then finds the stored result and drops the new one. Results the
+//  sink cannot take are answered at once.
 static void
 s_handle_node_result (s_sink_t *self, zframe_t *routing_id,
                       drover_packet_t *packet)
@@ -336,11 +339,7 @@ s_handle_node_result (s_sink_t *self, zframe_t *routing_id,
         zframe_t *payload = drover_packet_take_payload (packet, i);
         s_result_t *held = (s_result_t *)zhashx_lookup (self->claims, item);
         int code = 0;
-        if (zhashx_lookup (self->results, &item->id)) {
-            self->stale++;
-            code = DROVER_ESTALE;
-        }
-        else if (held) {
+        if (held) {
             //  Sent again while its claim is out: answer the newest sender
             zframe_destroy (&held->node);
             held->node = zframe_dup (routing_id);

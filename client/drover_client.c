@@ -11,12 +11,24 @@
 
     Liveness (SPEC.md 6): while it watches tasks the client heartbeats the
     sink when it has sent nothing for heartbeat_ms, and takes a sink that
-    stays silent for heartbeat_ms * liveness for dead: it opens a new
-    socket and watches everything again. A client that was not called for
-    that long (the caller was busy) watches everything again too, because
-    the sink may have forgotten its watches meanwhile. The broker keeps no
-    client sessions; a BYE from it means it forgot us, and the next
-    request starts a new session (new socket, HELLO).
+    stays silent for heartbeat_ms * liveness for dead: it asks the broker
+    where the sink is and watches everything again. A client that was not
+    called for that long (the caller was busy) watches everything again
+    too, because the sink may have forgotten its watches meanwhile; so
+    does a client the sink answers BYE (a restarted sink, which holds no
+    watches of ours). The broker keeps no client sessions; a BYE from it
+    means it forgot us, and the next request starts a new session (new
+    socket, HELLO).
+
+    Broker restarts (SPEC.md 7.6): the broker sends clients nothing
+    unasked, so the client probes it with HELLO when a request stays
+    unanswered, or watched tasks bring no result, for heartbeat_ms *
+    liveness (or half the request timeout, if that is shorter). A WELCOME
+    with a new instance means the broker restarted and lost what it held:
+    requests sent before that HELLO fail with DROVER_ESTALE, the sink is
+    asked for every watched task again, and drover_client_broker_restarts
+    counts one more, so that drover_map (or the caller) resubmits the
+    tasks it still waits for under their ids.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -33,6 +45,7 @@
 //  A request waiting for its reply.
 typedef struct {
     bool to_sink;            //  sent to the sink, else to the broker
+    uint64_t ref;            //  its ref
     drover_command_t expect; //  the command of a good reply
     drover_reply_fn *fn;     //  gets the reply
     void *arg;               //  fn's argument
@@ -74,6 +87,16 @@ struct drover_client_t {
     uint32_t hello_ivl;             //  ms between HELLOs to learn a sink
     uint32_t rewatch_backoff;       //  ms to wait after a refused WATCH
     uint64_t malformed;             //  malformed messages received
+    uint64_t restarts;              //  broker instance changes seen
+    uint64_t hello_ref;             //  next_ref when we last said HELLO:
+                                    //  requests below it were sent before
+    size_t broker_pending;          //  requests the broker has to answer
+    int64_t broker_owed;            //  since when it owes them and sent
+                                    //  nothing; 0 when it owes nothing
+    int64_t probe_sent;             //  when we last said HELLO to see
+                                    //  whether the broker restarted
+    int64_t result_heard;           //  when a RESULT last came, or when
+                                    //  we began to wait for one
     char reason[1024];              //  why the last call failed
 };
 
@@ -422,10 +445,25 @@ drover_client_timeout (drover_client_t *self)
 //  --------------------------------------------------------------------------
 //  Requests
 
-//  Calls back every request sent to the broker (or the sink) with an error.
+//  Takes a request out of the table; NULL if none has that ref.
+static s_request_t *
+s_request_take (drover_client_t *self, uint64_t ref)
+{
+    s_request_t *request =
+        (s_request_t *)drover_idmap_take (self->requests, ref);
+    if (request && !request->to_sink) {
+        assert (self->broker_pending > 0);
+        if (--self->broker_pending == 0)
+            self->broker_owed = 0;
+    }
+    return request;
+}
+
+//  Calls back every request sent to the broker (or the sink) with a ref
+//  below before_ref (UINT64_MAX: all) with an error.
 static void
-s_fail_requests (drover_client_t *self, bool to_sink, int code,
-                 const char *reason)
+s_fail_requests (drover_client_t *self, bool to_sink, uint64_t before_ref,
+                 int code, const char *reason)
 {
     char copy[sizeof self->reason];
     drover_client_copy (copy, sizeof copy, reason);
@@ -438,9 +476,9 @@ s_fail_requests (drover_client_t *self, bool to_sink, int code,
     for (size_t i = 0; i < count; i++) {
         s_request_t *request =
             (s_request_t *)drover_idmap_get (self->requests, refs[i]);
-        if (!request || request->to_sink != to_sink)
+        if (!request || request->to_sink != to_sink || refs[i] >= before_ref)
             continue;
-        drover_idmap_take (self->requests, refs[i]);
+        s_request_take (self, refs[i]);
         drover_client_fail (self, code, "%s", copy);
         request->fn (request->arg, code, copy, NULL);
         free (request);
@@ -458,7 +496,7 @@ s_answer (drover_client_t *self, bool from_sink, drover_packet_t **packet_p)
         (s_request_t *)drover_idmap_get (self->requests, msg->ref);
     if (!request || request->to_sink != from_sink)
         return; //  late reply to a forgotten request
-    drover_idmap_take (self->requests, msg->ref);
+    s_request_take (self, msg->ref);
     const char *peer = from_sink ? "sink" : "broker";
     if (msg->command == DROVER_ERROR) {
         //  An ERROR must say what failed: code 0 is no answer at all
@@ -520,6 +558,7 @@ s_session_start (drover_client_t *self, int64_t deadline)
     drover_msg_init (&hello, DROVER_HELLO);
     hello.role = "client";
     hello.name = self->name;
+    self->hello_ref = self->next_ref;
     int rc = 0;
     if (drover_wire_send (self->broker, NULL, &hello, NULL))
         rc = drover_client_fail (self, DROVER_ECONNECT,
@@ -579,6 +618,7 @@ drover_client_request (drover_client_t *self, bool to_sink, drover_msg_t *msg,
     request->fn = fn;
     request->arg = arg;
     msg->ref = self->next_ref++;
+    request->ref = msg->ref;
     if (drover_idmap_set (self->requests, msg->ref, request)) {
         free (request);
         return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
@@ -597,6 +637,8 @@ drover_client_request (drover_client_t *self, bool to_sink, drover_msg_t *msg,
     }
     if (to_sink)
         self->sink_sent = zclock_mono ();
+    else if (self->broker_pending++ == 0)
+        self->broker_owed = zclock_mono ();
     *ref_p = msg->ref;
     return 0;
 }
@@ -605,7 +647,14 @@ void
 drover_client_forget (drover_client_t *self, uint64_t ref)
 {
     assert (self);
-    free (drover_idmap_take (self->requests, ref));
+    free (s_request_take (self, ref));
+}
+
+uint64_t
+drover_client_broker_restarts (drover_client_t *self)
+{
+    assert (self);
+    return self->restarts;
 }
 
 //  --------------------------------------------------------------------------
@@ -638,7 +687,7 @@ static void
 s_sink_connect (drover_client_t *self)
 {
     zsock_destroy (&self->sink);
-    s_fail_requests (self, true, DROVER_ECONNECT,
+    s_fail_requests (self, true, UINT64_MAX, DROVER_ECONNECT,
                      "the broker named another sink");
     self->sink = s_dealer_new (self, self->sink_endpoint, "sink");
     self->sink_sent = self->sink_heard = zclock_mono ();
@@ -720,7 +769,8 @@ drover_client_watch (drover_client_t *self, const uint64_t *ids, size_t count,
                                        (unsigned long long)ids[i]);
     }
     if (drover_idmap_size (self->watches) == 0)
-        self->sink_heard = zclock_mono (); //  from now on we expect life
+        //  From now on we expect life, and results
+        self->sink_heard = self->result_heard = zclock_mono ();
     for (size_t i = 0; i < count; i++) {
         s_watch_t *watch =
             (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
@@ -759,6 +809,21 @@ drover_client_unwatch (drover_client_t *self, const uint64_t *ids, size_t count)
 //  --------------------------------------------------------------------------
 //  Receiving
 
+//  The broker restarted (SPEC.md 7.6): it lost the requests it had not
+//  answered, those sent before the HELLO this WELCOME answers. They fail
+//  with DROVER_ESTALE; drover_map and other callers resubmit.
+static void
+s_broker_restarted (drover_client_t *self, const char *previous)
+{
+    self->restarts++;
+    char reason[DROVER_MAX_NAME * 2 + 256];
+    snprintf (reason, sizeof reason,
+              "the broker at %s restarted (instance %s, was %s) and lost the "
+              "request: send it again",
+              self->endpoint, self->instance, previous);
+    s_fail_requests (self, false, self->hello_ref, DROVER_ESTALE, reason);
+}
+
 static void
 s_handle_welcome (drover_client_t *self, drover_msg_t *msg)
 {
@@ -784,9 +849,14 @@ s_handle_welcome (drover_client_t *self, drover_msg_t *msg)
     self->max_payload = msg->max_payload < DROVER_MAX_PAYLOAD
                             ? msg->max_payload
                             : DROVER_MAX_PAYLOAD;
-    free (self->instance);
+    char *previous = self->instance;
     self->instance = strdup (msg->instance);
     self->welcomed = true;
+    bool restarted =
+        previous && self->instance && !streq (previous, self->instance);
+    if (restarted)
+        s_broker_restarted (self, previous);
+    free (previous);
     if (!msg->endpoint || !*msg->endpoint)
         return; //  no sink registered yet: we say HELLO again later
     char *address = s_sink_address (self, msg->endpoint);
@@ -795,6 +865,12 @@ s_handle_welcome (drover_client_t *self, drover_msg_t *msg)
     if (self->sink && self->sink_endpoint
         && streq (address, self->sink_endpoint)) {
         free (address);
+        //  A sink embedded in the broker restarted with it; a sink of its
+        //  own may have lost the results the broker sent it. Either way,
+        //  ask again for every result we wait for (a second one of a
+        //  result is dropped).
+        if (restarted)
+            s_sink_watch_all (self);
         return;
     }
     free (self->sink_endpoint);
@@ -820,7 +896,7 @@ s_handle_broker (drover_client_t *self)
         drover_client_fail (self, DROVER_EPROTO, "%s", reason);
         if (!self->welcomed)
             self->session_error = DROVER_EPROTO;
-        s_fail_requests (self, false, DROVER_EPROTO, reason);
+        s_fail_requests (self, false, UINT64_MAX, DROVER_EPROTO, reason);
         drover_packet_destroy (&packet);
         return;
     }
@@ -836,7 +912,7 @@ s_handle_broker (drover_client_t *self)
             if (!self->welcomed)
                 self->session_error = code;
             drover_client_fail (self, code, "%s", reason);
-            s_fail_requests (self, false, code, reason);
+            s_fail_requests (self, false, UINT64_MAX, code, reason);
             break;
         }
         case DROVER_ERROR:
@@ -857,6 +933,9 @@ s_handle_broker (drover_client_t *self)
         default: self->malformed++; //  not for clients: dropped
     }
     drover_packet_destroy (&packet);
+    //  The broker lives: what it owes us is not overdue yet
+    if (self->broker_pending)
+        self->broker_owed = zclock_mono ();
 }
 
 static void
@@ -885,6 +964,7 @@ s_handle_results (drover_client_t *self, drover_packet_t *packet)
     }
     //  Results flow again: a later refusal starts over with a short backoff
     self->rewatch_backoff = 0;
+    self->result_heard = zclock_mono ();
 }
 
 static void
@@ -903,13 +983,20 @@ s_handle_sink (drover_client_t *self)
                   "the sink sent a malformed message (%s): %s",
                   drover_strcode (rc), drover_packet_error (packet));
         drover_client_fail (self, DROVER_EPROTO, "%s", reason);
-        s_fail_requests (self, true, DROVER_EPROTO, reason);
+        s_fail_requests (self, true, UINT64_MAX, DROVER_EPROTO, reason);
         drover_packet_destroy (&packet);
         return;
     }
     switch (msg->command) {
         case DROVER_RESULT: s_handle_results (self, packet); break;
         case DROVER_HEARTBEAT: break;
+        case DROVER_BYE:
+            //  The sink holds no watches of ours (SPEC.md 6): it restarted,
+            //  or forgot us. Watch everything again, unless a refused
+            //  WATCH waits for its backoff.
+            if (!self->rewatch_at || zclock_mono () >= self->rewatch_at)
+                s_sink_watch_all (self);
+            break;
         case DROVER_STATUS_REPLY: s_answer (self, true, &packet); break;
         case DROVER_ERROR:
             if (msg->ref)
@@ -950,8 +1037,9 @@ s_hello (drover_client_t *self)
     drover_msg_init (&hello, DROVER_HELLO);
     hello.role = "client";
     hello.name = self->name;
+    self->hello_ref = self->next_ref;
     drover_wire_send (self->broker, NULL, &hello, NULL);
-    self->hello_sent = zclock_mono ();
+    self->hello_sent = self->probe_sent = zclock_mono ();
     self->hello_ivl = self->hello_ivl < CLIENT_HELLO_MIN ? CLIENT_HELLO_MIN
                       : self->hello_ivl * 2 > CLIENT_HELLO_MAX
                           ? CLIENT_HELLO_MAX
@@ -991,6 +1079,46 @@ s_sink_liveness (drover_client_t *self)
         if (drover_wire_send (self->sink, NULL, &msg, NULL) == 0)
             self->sink_sent = now;
     }
+}
+
+//  How long the broker may owe an answer, or watched tasks bring no
+//  result, before we ask the broker whether it restarted.
+static int64_t
+s_probe_after (drover_client_t *self)
+{
+    int64_t after = s_expiry (self);
+    if (self->timeout_ms > 0 && self->timeout_ms / 2 < after)
+        after = self->timeout_ms / 2;
+    return after > 0 ? after : 1;
+}
+
+//  When to probe the broker next, or -1.
+static int64_t
+s_probe_timer (drover_client_t *self)
+{
+    if (self->session_lost || !self->broker)
+        return -1; //  the next request starts a new session anyway
+    int64_t after = s_probe_after (self), next = -1;
+    if (self->broker_pending)
+        next = self->broker_owed + after;
+    if (drover_idmap_size (self->watches)) {
+        int64_t quiet = self->result_heard + s_expiry (self);
+        if (next < 0 || quiet < next)
+            next = quiet;
+    }
+    if (next >= 0 && next < self->probe_sent + after)
+        next = self->probe_sent + after;
+    return next;
+}
+
+//  Says HELLO when the broker owes answers, or results do not come, for
+//  too long: a WELCOME with a new instance tells that it restarted.
+static void
+s_broker_liveness (drover_client_t *self)
+{
+    int64_t when = s_probe_timer (self);
+    if (when >= 0 && zclock_mono () >= when)
+        s_hello (self);
 }
 
 //  When s_sink_liveness has something to do next, or -1.
@@ -1049,6 +1177,7 @@ drover_client_pump (drover_client_t *self, int64_t deadline, int fd,
         //  Read what came before deciding anything about liveness
         bool handled = s_drain (self) || fd_readable;
         s_sink_liveness (self);
+        s_broker_liveness (self);
         int64_t now = zclock_mono ();
         if (handled) {
             //  A peer that never stops talking must not hold the caller
@@ -1059,6 +1188,9 @@ drover_client_pump (drover_client_t *self, int64_t deadline, int fd,
         if (deadline >= 0 && now >= deadline)
             break;
         int64_t wake = s_sink_timer (self);
+        int64_t probe = s_probe_timer (self);
+        if (probe >= 0 && (wake < 0 || probe < wake))
+            wake = probe;
         if (deadline >= 0 && (wake < 0 || deadline < wake))
             wake = deadline;
         long timeout = wake < 0 ? -1 : wake > now ? (long)(wake - now) : 0;
@@ -1226,10 +1358,12 @@ drover_client_submit (drover_client_t *self, const char *handler,
     return drover_client_submit_batch (self, handler, &input, 1, options, id_p);
 }
 
-int
-drover_client_submit_batch (drover_client_t *self, const char *handler,
-                            const drover_payload_t *payloads, size_t count,
-                            const drover_task_options_t *options, uint64_t *ids)
+//  Submits count tasks in messages of at most max_batch; with again,
+//  under the ids in ids (SPEC.md 7.6), else as new tasks.
+static int
+s_submit (drover_client_t *self, const char *handler,
+          const drover_payload_t *payloads, size_t count,
+          const drover_task_options_t *options, uint64_t *ids, bool again)
 {
     assert (self);
     assert (payloads || count == 0);
@@ -1240,7 +1374,11 @@ drover_client_submit_batch (drover_client_t *self, const char *handler,
     if (rc)
         return rc;
     for (size_t i = 0; i < count; i++) {
-        ids[i] = 0;
+        if (again && ids[i] == 0)
+            return drover_client_fail (self, DROVER_EINVAL,
+                                       "task %zu to submit again has id 0", i);
+        if (!again)
+            ids[i] = 0;
         if (payloads[i].size > self->max_payload)
             return drover_client_fail (
                 self, DROVER_ETOOBIG,
@@ -1266,6 +1404,7 @@ drover_client_submit_batch (drover_client_t *self, const char *handler,
         for (size_t i = 0; i < size; i++) {
             const drover_payload_t *payload = &payloads[first + i];
             tasks[i] = (drover_task_t){
+                .id = again ? ids[first + i] : 0,
                 .handler = handler,
                 .payload = {payload->size ? payload->data : NULL,
                             payload->size}};
@@ -1313,6 +1452,22 @@ drover_client_submit_batch (drover_client_t *self, const char *handler,
     if (first_error)
         drover_client_copy (self->reason, sizeof self->reason, reason);
     return first_error;
+}
+
+int
+drover_client_submit_batch (drover_client_t *self, const char *handler,
+                            const drover_payload_t *payloads, size_t count,
+                            const drover_task_options_t *options, uint64_t *ids)
+{
+    return s_submit (self, handler, payloads, count, options, ids, false);
+}
+
+int
+drover_client_resubmit (drover_client_t *self, const char *handler,
+                        const drover_payload_t *payloads, size_t count,
+                        const drover_task_options_t *options, uint64_t *ids)
+{
+    return s_submit (self, handler, payloads, count, options, ids, true);
 }
 
 int

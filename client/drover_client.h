@@ -223,7 +223,13 @@ uint64_t drover_client_max_payload (drover_client_t *self);
     size octets at payload. options may be NULL. On success sets *id_p.
     Returns DROVER_EFULL when the broker's queue is full (retry later),
     DROVER_ETOOBIG for a payload over the cluster's limit, DROVER_EINVAL
-    for a bad handler or queue name, DROVER_ETIMEDOUT without an answer. */
+    for a bad handler or queue name, DROVER_ETIMEDOUT without an answer,
+    DROVER_ESTALE when the broker restarted before it answered (submit
+    again). A broker without durability forgets its tasks when it
+    restarts: a caller of drover_client_submit or _submit_batch that
+    still waits for tasks owns their resubmission (drover_map does its
+    own): keep their payloads, and when drover_client_broker_restarts
+    grows, give them to drover_client_resubmit. */
 int drover_client_submit (drover_client_t *self, const char *handler,
                           const void *payload, size_t size,
                           const drover_task_options_t *options, uint64_t *id_p);
@@ -236,6 +242,26 @@ int drover_client_submit_batch (drover_client_t *self, const char *handler,
                                 const drover_payload_t *payloads, size_t count,
                                 const drover_task_options_t *options,
                                 uint64_t *ids);
+
+/*  Submits tasks again after a broker restart, under the ids they had:
+    payloads[i] under ids[i], with the handler and options of the first
+    submit (SPEC.md 7.6). The broker creates the tasks it lost and
+    acknowledges those it holds, so none runs twice because of this call,
+    and a task that had finished still gives exactly one result. On return
+    ids[i] is the id the broker acknowledged (the same one, from a broker
+    that implements 7.6; an older one gives new ids). Returns as
+    drover_client_submit_batch; DROVER_EINVAL for an id 0. */
+int drover_client_resubmit (drover_client_t *self, const char *handler,
+                            const drover_payload_t *payloads, size_t count,
+                            const drover_task_options_t *options,
+                            uint64_t *ids);
+
+/*  How many times this client found that the broker restarted (a WELCOME
+    with a new instance). The client asks the broker while a request
+    stays unanswered, or watched tasks bring no result, for the cluster's
+    heartbeat_ms * liveness (see drover_client_wait: wait in slices to
+    look at this between them). */
+uint64_t drover_client_broker_restarts (drover_client_t *self);
 
 /*  Waits up to timeout_ms for the results of count distinct tasks. Sets
     results[i] to the result of ids[i] (caller owns each) or to NULL if it

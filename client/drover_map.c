@@ -4,10 +4,17 @@
     Each input gets a slot when it is read and keeps it until its result
     is handed back, so `window` slots bound the memory and the tasks in
     flight. Inputs go to the broker in batches (SUBMIT, at most max_batch
-    tasks each); a batch keeps its payload frames until SUBMITTED, so a
-    batch refused with DROVER_EFULL is sent again after a backoff. The ids
-    of accepted tasks are watched on the sink with release (the sink may
-    forget a result once sent); their results land in their slots.
+    tasks each); a batch refused with DROVER_EFULL is sent again after a
+    backoff. The ids of accepted tasks are watched on the sink with
+    release (the sink may forget a result once sent); their results land
+    in their slots.
+
+    A slot keeps its input until its result comes, so that when the
+    broker restarts (drover_client_broker_restarts grows: it lost its
+    tasks, SPEC.md 7.6) the map submits every task still waiting again,
+    under its id, in batches marked `again`. The broker deduplicates; the
+    client hands on one result per id, so each input still gets exactly
+    one result.
 
     Ordered maps hand results back by input index: slot i sits at
     order[i % window], which never collides because at most window inputs
@@ -38,16 +45,19 @@ struct s_slot_t {
     drover_map_t *map;       //  the map, for the result callback
     uint64_t index;          //  the input's index, from 0
     uint64_t id;             //  task id; 0 until the broker accepted it
-    zframe_t *payload;       //  the input, until the broker accepted it
+    zframe_t *payload;       //  the input, until its result came
     drover_result_t *result; //  the outcome, once it came
+    s_batch_t *batch;        //  the batch it waits in to be submitted
     s_slot_t *next_free;     //  next in the free list
 };
 
 //  A SUBMIT: tasks sent, accepted or refused together.
 struct s_batch_t {
     drover_map_t *map; //  the map, for the reply callback
-    s_slot_t **slots;  //  its tasks, up to max_batch
+    s_slot_t **slots;  //  its tasks, up to max_batch; NULL: one whose
+                       //  result came while it was submitted again
     size_t count;      //  how many
+    bool again;        //  tasks submitted again under their ids
     uint64_t ref;      //  the SUBMIT's ref while it waits for a reply
     int64_t sent_at;   //  when it was sent
     int64_t retry_at;  //  when to send it again; 0: not waiting to
@@ -71,6 +81,8 @@ struct drover_map_t {
     bool input_later;              //  input_fn said none is ready yet
     int64_t input_retry_at;        //  when to ask input_fn again
     bool cancelled;                //  drover_map_cancel was called
+    uint64_t restarts;             //  broker restarts handled
+    uint64_t resubmitted;          //  tasks submitted again after them
     int error;                     //  what stopped the map, or 0
     char reason[512];              //  why, in words
     uint64_t inputs;               //  inputs read
@@ -140,6 +152,19 @@ s_slot_free (drover_map_t *self, s_slot_t *slot)
     self->free_slots = slot;
 }
 
+//  Takes a slot out of the batch it waits in, if any.
+static void
+s_slot_detach (s_slot_t *slot)
+{
+    s_batch_t *batch = slot->batch;
+    if (!batch)
+        return;
+    for (size_t i = 0; i < batch->count; i++)
+        if (batch->slots[i] == slot)
+            batch->slots[i] = NULL;
+    slot->batch = NULL;
+}
+
 //  Gives a slot its result and, in an unordered map, queues it.
 static void
 s_slot_done (drover_map_t *self, s_slot_t *slot, drover_result_t *result)
@@ -147,6 +172,7 @@ s_slot_done (drover_map_t *self, s_slot_t *slot, drover_result_t *result)
     assert (!slot->result);
     slot->result = result;
     zframe_destroy (&slot->payload);
+    s_slot_detach (slot);
     if (!self->ordered) {
         size_t tail = (self->ready_head + self->ready_count) % self->window;
         self->ready[tail] = slot;
@@ -222,6 +248,9 @@ s_batch_destroy (drover_map_t *self, s_batch_t *batch)
         }
     if (self->filling == batch)
         self->filling = NULL;
+    for (size_t i = 0; i < batch->count; i++)
+        if (batch->slots[i] && batch->slots[i]->batch == batch)
+            batch->slots[i]->batch = NULL;
     free (batch->slots);
     free (batch);
 }
@@ -231,9 +260,27 @@ static void
 s_batch_fail (drover_map_t *self, s_batch_t *batch, int code,
               const char *reason)
 {
-    for (size_t i = 0; i < batch->count; i++)
-        s_slot_fail (self, batch->slots[i], code, reason);
+    for (size_t i = 0; i < batch->count; i++) {
+        s_slot_t *slot = batch->slots[i];
+        if (!slot)
+            continue;
+        if (batch->again) //  its result must not come as well
+            drover_client_unwatch (self->client, &slot->id, 1);
+        s_slot_fail (self, slot, code, reason);
+    }
     s_batch_destroy (self, batch);
+}
+
+//  Ends a batch of tasks being cancelled: a new one's tasks fail here, an
+//  `again` one's wait for their results (drover_map_cancel cancels them
+//  by id).
+static void
+s_batch_cancel (drover_map_t *self, s_batch_t *batch, const char *reason)
+{
+    if (batch->again)
+        s_batch_destroy (self, batch);
+    else
+        s_batch_fail (self, batch, DROVER_ECANCELLED, reason);
 }
 
 //  Waits a backoff, then sends the batch again.
@@ -258,6 +305,32 @@ s_on_result (void *arg, drover_result_t *result)
         s_slot_done (slot->map, slot, result);
 }
 
+//  The broker took back tasks submitted again: normally under their ids
+//  (it deduplicates). A broker that gave other ids ignored them (it does
+//  not implement SPEC.md 7.6): the tasks wait for the new ids' results.
+static void
+s_on_submitted_again (drover_map_t *self, s_batch_t *batch, drover_msg_t *reply)
+{
+    for (size_t i = 0; i < batch->count && !self->error; i++) {
+        s_slot_t *slot = batch->slots[i];
+        if (!slot || reply->ids[i] == slot->id)
+            continue; //  its result came meanwhile, or the id was kept
+        drover_client_unwatch (self->client, &slot->id, 1);
+        slot->id = reply->ids[i];
+        void *arg = slot;
+        int rc = drover_client_watch (self->client, &slot->id, 1, true,
+                                      s_on_result, &arg);
+        if (rc == DROVER_EINVAL)
+            s_stop (self, DROVER_EPROTO,
+                    "the broker gave task ids that are in use: %s",
+                    drover_client_reason (self->client));
+        else if (rc)
+            s_stop (self, rc, "cannot watch results: %s",
+                    drover_client_reason (self->client));
+    }
+    s_batch_destroy (self, batch);
+}
+
 static void
 s_on_submitted (void *arg, int code, const char *reason,
                 drover_packet_t **reply_p)
@@ -275,10 +348,13 @@ s_on_submitted (void *arg, int code, const char *reason,
             return;
         }
         self->backoff_ms = MAP_BACKOFF_MIN_MS;
+        if (batch->again) {
+            s_on_submitted_again (self, batch, reply);
+            return;
+        }
         for (size_t i = 0; i < batch->count; i++) {
             s_slot_t *slot = batch->slots[i];
             slot->id = reply->ids[i];
-            zframe_destroy (&slot->payload);
             self->ids[i] = slot->id;
             self->args[i] = slot;
         }
@@ -296,11 +372,11 @@ s_on_submitted (void *arg, int code, const char *reason,
     else if ((code == DROVER_EFULL || code == DROVER_ESTALE
               || code == DROVER_EIO)
              && self->cancelled)
-        s_batch_fail (self, batch, DROVER_ECANCELLED,
-                      "cancelled before it was submitted");
+        s_batch_cancel (self, batch, "cancelled before it was submitted");
     else if (code == DROVER_EFULL || code == DROVER_ESTALE
              || code == DROVER_EIO)
-        //  Backpressure, or the broker forgot our session: again, later
+        //  Backpressure, or the broker forgot our session or restarted
+        //  (SPEC.md 7.6): again, later
         s_batch_later (self, batch);
     else if (code == DROVER_EPROTO || code == DROVER_ECONNECT
              || code == DROVER_ESHUTDOWN || code == DROVER_ETIMEDOUT)
@@ -324,11 +400,23 @@ s_batch_send (drover_map_t *self, s_batch_t *batch)
         batch->next = self->batches;
         self->batches = batch;
     }
+    //  Tasks whose results came while they waited are not sent again
+    size_t kept = 0;
+    for (size_t i = 0; i < batch->count; i++)
+        if (batch->slots[i])
+            batch->slots[kept++] = batch->slots[i];
+    batch->count = kept;
+    if (kept == 0) {
+        s_batch_destroy (self, batch);
+        return;
+    }
     for (size_t i = 0; i < batch->count; i++) {
-        self->tasks[i] = (drover_task_t){.handler = self->handler};
+        s_slot_t *slot = batch->slots[i];
+        self->tasks[i] = (drover_task_t){.id = batch->again ? slot->id : 0,
+                                         .handler = self->handler};
         drover_task_options_apply (&self->options, &self->tasks[i]);
         self->tasks[i].queue = self->queue;
-        self->frames[i] = batch->slots[i]->payload;
+        self->frames[i] = slot->payload;
     }
     drover_msg_t msg;
     drover_msg_init (&msg, DROVER_SUBMIT);
@@ -445,12 +533,62 @@ s_read_inputs (drover_map_t *self)
             break;
         }
         self->filling->slots[self->filling->count++] = slot;
+        slot->batch = self->filling;
         if (self->filling->count == self->max_batch)
             s_batch_send (self, self->filling);
     }
     //  Nothing more to read now: send what we have
     if (self->filling && self->filling->count && !self->error)
         s_batch_send (self, self->filling);
+}
+
+//  --------------------------------------------------------------------------
+//  Broker restarts
+
+//  The broker restarted and lost its tasks (SPEC.md 7.6): submits every
+//  task that has an id and waits for its result again, under its id, with
+//  its input. Tasks of a batch not yet accepted are sent again by their
+//  batch (the restart failed its SUBMIT with DROVER_ESTALE). A cancelled
+//  map has nothing to resubmit: its waiting tasks end here, cancelled.
+static void
+s_resubmit (drover_map_t *self)
+{
+    self->restarts = drover_client_broker_restarts (self->client);
+    s_batch_t *batch = NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < self->window && !self->error; i++) {
+        s_slot_t *slot = &self->slots[i];
+        if (slot->map != self || !slot->id || slot->result || slot->batch)
+            continue;
+        if (self->cancelled) {
+            drover_client_unwatch (self->client, &slot->id, 1);
+            s_slot_fail (self, slot, DROVER_ECANCELLED,
+                         "cancelled; the broker restarted before it "
+                         "stored the outcome");
+            continue;
+        }
+        if (!batch) {
+            batch = s_batch_new (self);
+            if (!batch) {
+                s_stop (self, DROVER_ENOMEM, "out of memory");
+                return;
+            }
+            batch->again = true;
+            batch->next = self->batches;
+            self->batches = batch;
+        }
+        assert (slot->payload);
+        batch->slots[batch->count++] = slot;
+        slot->batch = batch;
+        count++;
+        if (batch->count == self->max_batch) {
+            s_batch_send (self, batch);
+            batch = NULL;
+        }
+    }
+    if (batch && !self->error)
+        s_batch_send (self, batch);
+    self->resubmitted += count;
 }
 
 //  --------------------------------------------------------------------------
@@ -491,6 +629,7 @@ drover_map_new (drover_client_t *client, const char *handler,
     self->input_fn = input_fn;
     self->input_arg = arg;
     self->input_fd = -1;
+    self->restarts = drover_client_broker_restarts (client);
     self->backoff_ms = MAP_BACKOFF_MIN_MS;
     self->jitter = (uint64_t)zclock_time () ^ (uint64_t)(uintptr_t)self;
     if (!self->jitter)
@@ -588,6 +727,8 @@ drover_map_next (drover_map_t *self, int timeout_ms, drover_result_t **result_p)
     while (true) {
         if (self->error)
             return s_error (self);
+        if (drover_client_broker_restarts (self->client) != self->restarts)
+            s_resubmit (self);
         s_slot_t *slot = s_slot_due (self);
         if (slot) {
             *result_p = s_hand_back (self, slot);
@@ -664,8 +805,7 @@ drover_map_cancel (drover_map_t *self, int timeout_ms)
     while (batch) {
         s_batch_t *following = batch->next;
         if (!batch->ref)
-            s_batch_fail (self, batch, DROVER_ECANCELLED,
-                          "cancelled before it was submitted");
+            s_batch_cancel (self, batch, "cancelled before it was submitted");
         batch = following;
     }
     //  Tasks being submitted get their ids first
@@ -674,8 +814,8 @@ drover_map_cancel (drover_map_t *self, int timeout_ms)
         rc = drover_client_pump (self->client, deadline, -1, NULL);
     while (self->batches) {
         drover_client_forget (self->client, self->batches->ref);
-        s_batch_fail (self, self->batches, DROVER_ECANCELLED,
-                      "cancelled while it was being submitted");
+        s_batch_cancel (self, self->batches,
+                        "cancelled while it was being submitted");
     }
     //  Then the broker cancels the tasks that have ids and no result
     size_t pending = 0;
@@ -737,4 +877,11 @@ drover_map_in_flight (drover_map_t *self)
 {
     assert (self);
     return s_in_flight (self);
+}
+
+uint64_t
+drover_map_resubmitted (drover_map_t *self)
+{
+    assert (self);
+    return self->resubmitted;
 }

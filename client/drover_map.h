@@ -5,7 +5,8 @@
     tasks are in flight (read but not yet handed back), so inputs far larger
     than memory stream through in bounded space; it submits them in batches,
     watches their results on the sink, heartbeats the sink while waiting,
-    and backs off and retries when the broker answers DROVER_EFULL.
+    backs off and retries when the broker answers DROVER_EFULL, and
+    submits its tasks again (same ids) when the broker restarts.
 
         static int
         s_next_line (void *arg, drover_payload_t *input)
@@ -92,6 +93,13 @@ int drover_map_cancel (drover_map_t *self, int timeout_ms);
 uint64_t drover_map_inputs (drover_map_t *self);
 uint64_t drover_map_outputs (drover_map_t *self);
 size_t drover_map_in_flight (drover_map_t *self);
+
+/*  Tasks the map submitted again, under their ids, because the broker
+    restarted and lost them (SPEC.md 7.6): the map keeps the input of
+    every task in flight until its result comes (so memory is bounded by
+    the window times the largest input), and hands back exactly one
+    result per input all the same. */
+uint64_t drover_map_resubmitted (drover_map_t *self);
 
 #ifdef __cplusplus
 }

@@ -153,6 +153,12 @@ typedef struct {
     uint32_t liveness;     //  announced in WELCOME
     uint64_t max_payload;  //  announced in WELCOME
     bool no_sink;          //  WELCOME without endpoint
+    const char *instance;  //  announced in WELCOME
+    bool drop_submits;     //  a dying broker: SUBMITs go unanswered
+    size_t hellos;         //  HELLOs after the first
+    size_t again;          //  SUBMIT items with an id (resubmissions)
+    size_t again_wrong;    //  of which with another input than before
+    uint64_t *again_ids;   //  their ids, in order
     //  Automatic serving (s_fake_step)
     int efull;               //  refuse this many SUBMITs with EFULL
     size_t hold;             //  sink: keep results until this many
@@ -198,6 +204,7 @@ s_fake_init (fake_t *fake)
     fake->max_payload = 1 << 20;
     fake->next_id = 1;
     fake->hold = 1;
+    fake->instance = "fake-broker";
     fake->last_heard = zclock_mono ();
 }
 
@@ -210,6 +217,7 @@ s_fake_destroy (fake_t *fake)
         free (fake->payloads[i]);
     free (fake->payloads);
     free (fake->pending);
+    free (fake->again_ids);
     zframe_destroy (&fake->sink_client);
 }
 
@@ -257,7 +265,7 @@ s_welcome (fake_t *fake, drover_packet_t *hello)
 {
     drover_msg_t msg;
     drover_msg_init (&msg, DROVER_WELCOME);
-    msg.instance = "fake-broker";
+    msg.instance = fake->instance;
     msg.endpoint = fake->no_sink ? NULL : fake->sink_ep;
     msg.heartbeat_ms = fake->heartbeat_ms;
     msg.liveness = fake->liveness;
@@ -343,12 +351,16 @@ static void
 s_fake_broker_message (fake_t *fake, drover_packet_t *packet)
 {
     drover_msg_t *msg = drover_packet_msg (packet);
-    if (msg->command == DROVER_HELLO)
+    if (msg->command == DROVER_HELLO) {
+        fake->hellos++;
         s_welcome (fake, packet);
+    }
     else if (msg->command == DROVER_SUBMIT) {
         fake->submits++;
         if (msg->task_count > fake->largest_submit)
             fake->largest_submit = msg->task_count;
+        if (fake->drop_submits)
+            return;
         if (fake->efull > 0) {
             fake->efull--;
             drover_wire_send_error (fake->broker,
@@ -357,6 +369,7 @@ s_fake_broker_message (fake_t *fake, drover_packet_t *packet)
             return;
         }
         uint64_t ids[DROVER_MAX_BATCH];
+        size_t again_before = fake->again;
         for (size_t i = 0; i < msg->task_count; i++) {
             const drover_task_t *task = &msg->tasks[i];
             const drover_task_options_t *expect = fake->expect;
@@ -370,11 +383,26 @@ s_fake_broker_message (fake_t *fake, drover_packet_t *packet)
                     || !task->queue != !expect->queue
                     || (task->queue && strcmp (task->queue, expect->queue))))
                 fake->options_wrong++;
+            if (task->id) {
+                //  Submitted again under its id: the same input as before
+                const char *before = task->id < fake->payload_capacity
+                                         ? fake->payloads[task->id]
+                                         : NULL;
+                if (!before || strlen (before) != task->payload.size
+                    || memcmp (before, task->payload.data, task->payload.size))
+                    fake->again_wrong++;
+                fake->again_ids = (uint64_t *)realloc (
+                    fake->again_ids, (fake->again + 1) * sizeof (uint64_t));
+                fake->again_ids[fake->again++] = task->id;
+                ids[i] = task->id;
+                continue;
+            }
             ids[i] = fake->next_id++;
             s_fake_store_payload (fake, ids[i], &msg->tasks[i].payload);
         }
-        fake->submitted += msg->task_count;
-        fake->outstanding += msg->task_count;
+        size_t fresh = msg->task_count - (fake->again - again_before);
+        fake->submitted += fresh;
+        fake->outstanding += fresh;
         if (fake->outstanding > fake->max_outstanding)
             fake->max_outstanding = fake->outstanding;
         drover_msg_t reply;
@@ -466,6 +494,42 @@ s_fake_serve (fake_t *fake, job_t *job, int timeout_ms)
         s_fake_step (fake, 5);
     cr_assert (atomic_load (&job->done), "the client did not finish in %d ms",
                timeout_ms);
+}
+
+//  Serves until cond holds, or fails the test after 5 s.
+#define FAKE_UNTIL(fake, cond)                                                 \
+    do {                                                                       \
+        int64_t until_ = zclock_mono () + 5000;                                \
+        while (!(cond) && zclock_mono () < until_)                             \
+            s_fake_step ((fake), 5);                                           \
+        cr_assert ((cond), "the fake never saw " #cond);                       \
+    } while (0)
+
+//  Sends the results of count tasks in one RESULT, as s_fake_release
+//  would, whether or not they are pending (a sink that repeats itself).
+static void
+s_fake_results (fake_t *fake, const uint64_t *ids, size_t count)
+{
+    cr_assert_not_null (fake->sink_client);
+    drover_task_t items[16];
+    char texts[16][80];
+    cr_assert_leq (count, 16);
+    for (size_t i = 0; i < count; i++) {
+        const char *input =
+            ids[i] < fake->payload_capacity ? fake->payloads[ids[i]] : NULL;
+        cr_assert_not_null (input, "no input for task %" PRIu64, ids[i]);
+        snprintf (texts[i], sizeof texts[i], "R:%s", input);
+        items[i] = (drover_task_t){.id = ids[i],
+                                   .attempt = 1,
+                                   .node = "fake:1",
+                                   .payload = {texts[i], strlen (texts[i])}};
+    }
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_RESULT);
+    msg.tasks = items;
+    msg.task_count = count;
+    cr_assert_eq (drover_wire_send (fake->sink, fake->sink_client, &msg, NULL),
+                  0);
 }
 
 //  --------------------------------------------------------------------------
@@ -1046,6 +1110,123 @@ CLIENT_TEST (learns_a_late_sink, 20)
     s_fake_serve (&fake, &job, 5000);
     cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
     cr_assert_eq (job.result[0]->id, 11);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+//  A restarted sink holds no watches: it answers the client's HEARTBEAT
+//  with BYE (SPEC.md 6), and the client watches every task again at once,
+//  without waiting to find the sink silent.
+CLIENT_TEST (sink_bye_watches_again, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    fake.heartbeat_ms = 50;
+    job_t job = {.timeout_ms = 5000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_wait_long);
+    s_handshake (&fake);
+    drover_packet_t *packet = s_expect (fake.sink, DROVER_WATCH);
+    drover_packet_destroy (&packet);
+    packet = s_expect (fake.sink, DROVER_HEARTBEAT);
+    drover_msg_t bye;
+    drover_msg_init (&bye, DROVER_BYE);
+    bye.code = DROVER_ESTALE;
+    bye.reason = "no watches of yours: WATCH again";
+    s_send (fake.sink, packet, &bye);
+    int64_t said = zclock_mono ();
+    drover_packet_destroy (&packet);
+    packet = s_expect (fake.sink, DROVER_WATCH);
+    int64_t took = zclock_mono () - said;
+    drover_msg_t *watch = drover_packet_msg (packet);
+    cr_assert_eq (watch->id_count, 1);
+    cr_assert_eq (watch->ids[0], 11);
+    cr_assert (watch->release, "the new WATCH keeps release");
+    //  Well before the sink could look silent (250 ms + 50 ms)
+    cr_assert_lt (took, 150, "watched again %" PRId64 " ms after BYE", took);
+    drover_task_t item = {.id = 11, .attempt = 1, .payload = {"ok", 2}};
+    drover_msg_t result;
+    drover_msg_init (&result, DROVER_RESULT);
+    result.tasks = &item;
+    result.task_count = 1;
+    s_send (fake.sink, packet, &result);
+    drover_packet_destroy (&packet);
+    s_fake_serve (&fake, &job, 5000);
+    cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
+    cr_assert_eq (job.result[0]->id, 11);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+//  --------------------------------------------------------------------------
+//  Broker restarts
+
+static void
+s_job_submit_across_restart (job_t *job)
+{
+    drover_client_t *client = s_job_connect (job);
+    if (!client)
+        return;
+    s_note (job, client, 1,
+            drover_client_submit (client, "echo", "x", 1, NULL, &job->ids[0]));
+    job->id_count = drover_client_broker_restarts (client);
+    //  The caller owns the resubmission of what it submitted before
+    drover_payload_t payload = {"lost", 4};
+    job->ids[1] = 42;
+    s_note (job, client, 2,
+            drover_client_resubmit (client, "echo", &payload, 1, NULL,
+                                    &job->ids[1]));
+    job->ids[2] = 0;
+    s_note (job, client, 3,
+            drover_client_resubmit (client, "echo", &payload, 1, NULL,
+                                    &job->ids[2]));
+    drover_client_destroy (&client);
+}
+
+//  A SUBMIT the broker leaves unanswered makes the client ask the broker
+//  (HELLO) after half the request timeout; a WELCOME with a new instance
+//  fails the lost request with DROVER_ESTALE and counts the restart.
+CLIENT_TEST (broker_restart_fails_lost_requests, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    job_t job = {.timeout_ms = 1000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_submit_across_restart);
+    s_handshake (&fake);
+    drover_packet_t *lost = s_expect (fake.broker, DROVER_SUBMIT);
+    int64_t sent = zclock_mono ();
+    drover_packet_destroy (&lost);
+    fake.instance = "fake-broker-2";
+    drover_packet_t *hello = s_expect (fake.broker, DROVER_HELLO);
+    int64_t asked = zclock_mono () - sent;
+    cr_assert_geq (asked, 400, "asked after %" PRId64 " ms", asked);
+    cr_assert_lt (asked, 900, "asked after %" PRId64 " ms", asked);
+    s_welcome (&fake, hello);
+    drover_packet_destroy (&hello);
+    //  The resubmission carries the task's id and input
+    drover_packet_t *again = s_expect (fake.broker, DROVER_SUBMIT);
+    drover_msg_t *msg = drover_packet_msg (again);
+    cr_assert_eq (msg->task_count, 1);
+    cr_assert_eq (msg->tasks[0].id, 42);
+    cr_assert_str_eq (msg->tasks[0].handler, "echo");
+    cr_assert_eq (msg->tasks[0].payload.size, 4);
+    cr_assert_arr_eq (msg->tasks[0].payload.data, "lost", 4);
+    uint64_t id = 42;
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_SUBMITTED);
+    reply.ref = msg->ref;
+    reply.ids = &id;
+    reply.id_count = 1;
+    s_send (fake.broker, again, &reply);
+    drover_packet_destroy (&again);
+    s_fake_serve (&fake, &job, 5000);
+    cr_assert_eq (job.rc[1], DROVER_ESTALE, "%s", job.reason[1]);
+    cr_assert (strstr (job.reason[1], "restarted"), "%s", job.reason[1]);
+    cr_assert_eq (job.id_count, 1, "one restart seen");
+    cr_assert_eq (job.rc[2], 0, "%s", job.reason[2]);
+    cr_assert_eq (job.ids[1], 42);
+    cr_assert_eq (job.rc[3], DROVER_EINVAL, "id 0 cannot be resubmitted");
     s_job_join (&job);
     s_fake_destroy (&fake);
 }
@@ -1782,6 +1963,63 @@ CLIENT_TEST (map_refuses_duplicate_ids, 20)
     cr_assert_eq (job.rc[1], DROVER_EPROTO, "%s", job.reason[1]);
     cr_assert (strstr (job.reason[1], "in use"), "%s", job.reason[1]);
     s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
+//  The broker restarts while a map has 5 tasks waiting for results and a
+//  SUBMIT of 3 more unanswered: the map asks the broker after a silence,
+//  learns of the restart from WELCOME, submits the 3 again as new tasks
+//  and the 5 again under their ids with their inputs; a sink that repeats
+//  results does not make any input's result come twice.
+CLIENT_TEST (map_resubmits_after_broker_restart, 30)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    fake.never = true;
+    fake.max_batch = 16;
+    fake.heartbeat_ms = 50;
+    fake.liveness = 4;
+    s_map_job_t mapping = {.options = {.window = 8, .ordered = true}};
+    mapping.inputs.count = 12;
+    mapping.order = (uint64_t *)calloc (13, sizeof (uint64_t));
+    job_t job = {.timeout_ms = 5000, .extra = &mapping};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_map);
+    FAKE_UNTIL (&fake, fake.submitted == 8 && fake.pending_count == 8);
+    //  Three results free room in the window; the broker dies before it
+    //  answers the SUBMIT that refills it
+    fake.drop_submits = true;
+    uint64_t first[3] = {1, 2, 3};
+    s_fake_results (&fake, first, 3);
+    FAKE_UNTIL (&fake, fake.submits == 2);
+    fake.drop_submits = false;
+    fake.instance = "fake-broker-2";
+    fake.next_id = 1000;
+    FAKE_UNTIL (&fake, fake.again == 5 && fake.submitted == 11);
+    cr_assert_geq (fake.hellos, 1);
+    cr_assert_eq (fake.again_wrong, 0, "resubmitted with other inputs");
+    bool seen[9] = {false};
+    for (size_t i = 0; i < fake.again; i++) {
+        uint64_t id = fake.again_ids[i];
+        cr_assert (id >= 4 && id <= 8 && !seen[id],
+                   "task %" PRIu64 " resubmitted", id);
+        seen[id] = true;
+    }
+    //  A result twice, then the sink sends every result it has, old ones
+    //  again among them
+    uint64_t twice[2] = {5, 1};
+    s_fake_results (&fake, twice, 2);
+    fake.never = false;
+    s_fake_serve (&fake, &job, 10000);
+    cr_assert_eq (job.rc[0], 0, "%s", job.reason[0]);
+    cr_assert_eq (mapping.rc, 0, "map stopped: %s", job.reason[1]);
+    cr_assert_eq (mapping.results, 12);
+    for (size_t i = 0; i < 12; i++)
+        cr_assert_eq (mapping.order[i], i);
+    cr_assert_eq (mapping.wrong, 0, "results that do not fit their input");
+    cr_assert_eq (fake.again, 5, "nothing submitted again twice");
+    s_job_join (&job);
+    free (mapping.order);
     s_fake_destroy (&fake);
 }
 

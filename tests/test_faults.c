@@ -824,9 +824,7 @@ Test (faults, sigterm_busy_node_drains_and_exits_0)
 //  endpoint; the new sink, which holds no watches of the client, answers
 //  its HEARTBEAT with BYE (SPEC.md 6) and the client watches every task it
 //  waits for again.
-//  Enabled with the client-side recovery work in progress
-Test (faults, kill_9_sink_between_results_then_restart_completes_the_map,
-      .disabled = true)
+Test (faults, kill_9_sink_between_results_then_restart_completes_the_map)
 {
     s_cluster_t cluster = s_cluster_start (true);
     char *started = s_path ("started");
@@ -997,9 +995,7 @@ Test (faults, kill_9_sink_node_redelivers_unstored_results)
 //  resubmits what it still waits for under the same ids (the broker
 //  deduplicates); the new sink answers BYE to the client's HEARTBEAT, so
 //  the client watches again. Every result comes exactly once.
-//  Enabled with the client-side recovery work in progress
-Test (faults, kill_9_broker_mid_map_then_restart_completes_the_map,
-      .disabled = true)
+Test (faults, kill_9_broker_mid_map_then_restart_completes_the_map)
 {
     s_cluster_t cluster = s_cluster_start (false);
     s_start_node (&cluster, "A", 2, SLOW_HANDLER ("0.2"));

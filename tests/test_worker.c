@@ -70,6 +70,9 @@ __lsan_default_suppressions (void)
     "sleep \"$s\"; echo done"
 static const char *s_test_handlers[] = {
     "--handler",
+    "stubborn=exec:trap '' TERM; read f s; echo $PPID > \"$f.tmp\" && "
+    "mv \"$f.tmp\" \"$f\"; sleep \"$s\"; echo done",
+    "--handler",
     "up=exec:tr a-z A-Z",
     "--handler",
     "cat=exec:cat",
@@ -701,11 +704,11 @@ Test (worker, hello_then_credit_for_each_child, .timeout = 30)
     cr_assert_eq (hello->children, 2);
     cr_assert_eq (hello->lookahead, 0);
     cr_assert_eq (hello->queue_count, 0);
-    const char *expected[] = {"echo",   "sleep", "fail", "crash",
-                              "sha256", "up",    "cat",  "bad",
-                              "ppid",   "mark",  "segv", "noisy"};
-    cr_assert_eq (hello->handler_count, 12);
-    for (size_t i = 0; i < 12; i++) {
+    const char *expected[] = {"echo", "sleep", "fail",    "crash", "sha256",
+                              "up",   "cat",   "bad",     "ppid",  "mark",
+                              "segv", "noisy", "stubborn"};
+    cr_assert_eq (hello->handler_count, 13);
+    for (size_t i = 0; i < 13; i++) {
         bool found = false;
         for (size_t j = 0; j < hello->handler_count; j++)
             found = found || !strcmp (hello->handlers[j], expected[i]);
@@ -1123,6 +1126,42 @@ Test (worker, revoke_kills_the_task_silently, .timeout = 30)
     cr_assert_null (h_result (h, 27), "a revoked attempt was reported");
     h_dispatch_text (h, 28, "echo", "next");
     H_EXPECT (h, 5000, h_result (h, 28), "no child after the revoke");
+    h_destroy (&h);
+}
+
+Test (worker, revoke_terms_then_kills_after_the_grace_period, .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", "--kill-grace-ms", "600", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    char path[128], payload[160];
+    snprintf (path, sizeof path, "%s/pid", h->tmp);
+    snprintf (payload, sizeof payload, "%s 30\n", path);
+    h_dispatch (h, 31, "stubborn", payload, strlen (payload), 0);
+    H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
+    pid_t child = s_read_pid (path);
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = 31;
+    item.attempt = 1;
+    item.code = DROVER_ECANCELLED;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_REVOKE);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    int64_t revoked = zclock_mono ();
+    h_send_broker (h, &msg);
+    //  The command ignores SIGTERM: it lives through the grace period
+    h_pump (h, 300);
+    cr_assert_not (s_group_gone (child), "killed before the grace period");
+    H_EXPECT (h, 5000, s_group_gone (child), "the revoked task still runs");
+    int64_t took = zclock_mono () - revoked;
+    cr_assert_geq (took, 550, "SIGKILL after %lld ms, grace 600 ms",
+                   (long long)took);
+    cr_assert_null (h_fail (h, 31), "a revoked attempt was reported");
+    h_dispatch_text (h, 32, "echo", "next");
+    H_EXPECT (h, 5000, h_result (h, 32), "no child after the revoke");
     h_destroy (&h);
 }
 

@@ -121,6 +121,7 @@ typedef struct {
     bool recycling;            //  killed after a task that passed the memory
                                //  limit; replaced like a retired child
     bool revoked;              //  killed because the broker revoked the task
+    int64_t revoke_kill_us;    //  revoked: when SIGKILL follows SIGTERM
 } s_slot_t;
 
 //  Limits a repetitive warning to one line per S_LOG_IVL_MS.
@@ -348,6 +349,7 @@ s_slot_start (node_t *self, s_slot_t *slot)
     slot->cpu_base_us = 0;
     slot->recycling = false;
     slot->revoked = false;
+    slot->revoke_kill_us = 0;
     slot->polling_write = false;
     zmq_pollitem_t item = {NULL, child_fd (slot->child), ZMQ_POLLIN, 0};
     int rc = zloop_poller (self->loop, &item, s_on_child_read, slot);
@@ -570,6 +572,12 @@ s_child_read (node_t *self, s_slot_t *slot)
         if (rc == CHILD_OUTCOME) {
             if (slot->task && !slot->revoked)
                 s_finish (self, slot, &outcome);
+            else if (slot->task && slot->revoke_kill_us) {
+                //  A revoked task ended after its SIGTERM: its outcome is
+                //  not reported; the child and its group go now
+                slot->revoke_kill_us = 0;
+                child_kill (slot->child);
+            }
             child_outcome_reset (&outcome);
             continue;
         }
@@ -1254,11 +1262,16 @@ s_on_revoke (node_t *self, drover_msg_t *msg)
                 && slot->task->attempt == attempt) {
                 found = true;
                 if (!slot->revoked) {
+                    //  SIGTERM first, SIGKILL after the grace period
                     zsys_info ("worker: broker revoked task %" PRIu64
-                               "#%" PRIu32 "; killing child %d",
+                               "#%" PRIu32 "; SIGTERM to child %d and its "
+                               "process group",
                                id, attempt, (int)child_pid (slot->child));
                     slot->revoked = true;
-                    child_kill (slot->child);
+                    slot->revoke_kill_us =
+                        s_now_us ()
+                        + (int64_t)self->config->kill_grace_ms * 1000;
+                    child_terminate (slot->child);
                 }
             }
         }
@@ -1598,6 +1611,14 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
             && (slot->killed_for == S_KILLED_NONE
                 || slot->killed_for == S_KILLED_SOFT))
             s_check_time (self, slot, now_us);
+        else if (task && slot->revoked && !slot->exited && slot->revoke_kill_us
+                 && now_us >= slot->revoke_kill_us) {
+            zsys_info ("worker: revoked task %" PRIu64 "#%" PRIu32
+                       " outlived its grace period; killing child %d",
+                       task->id, task->attempt, (int)child_pid (slot->child));
+            slot->revoke_kill_us = 0;
+            child_kill (slot->child);
+        }
         if (!slot->child && slot->restart_at_ms && now >= slot->restart_at_ms
             && !self->stopping) {
             s_slot_start (self, slot);
