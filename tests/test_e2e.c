@@ -554,3 +554,124 @@ Test (e2e, ctrl_c_tears_the_local_cluster_down)
     cr_assert_eq (s_local_processes (), 0, "processes outlived drover map");
     free (input);
 }
+
+//  Runs a drover command and returns its stdout (caller frees).
+static char *
+s_output (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char *command = zsys_vprintf (format, args);
+    va_end (args);
+    char *path = s_path ("command.out");
+    int rc = s_run (30000, "%s > %s", command, path);
+    cr_assert_eq (rc, 0, "'%s' exited %d", command, rc);
+    char *text = s_read (path, NULL);
+    free (path);
+    free (command);
+    return text;
+}
+
+Test (e2e, dead_letters_keep_their_history_and_can_be_retried)
+{
+    char *endpoint = s_start_broker ();
+    s_start_worker (endpoint, 2, NULL);
+    char *input = s_path ("input"), *output = s_path ("output");
+    s_write_lines (input, 2, "doomed %zu");
+    int rc = s_run (30000,
+                    "%s map --connect %s --retries 1 --retry-delay-ms 20 fail "
+                    "< %s > %s 2>/dev/null",
+                    s_drover (), endpoint, input, output);
+    cr_assert_eq (rc, 1);
+    char *list =
+        s_output ("%s dead list --connect %s --json", s_drover (), endpoint);
+    //  Two dead letters, each with both attempts and the handler's message
+    cr_assert (strstr (list, "\"error\":\"doomed 0\""), "%s", list);
+    cr_assert (strstr (list, "\"error\":\"doomed 1\""), "%s", list);
+    size_t attempts = 0;
+    for (char *p = list; (p = strstr (p, "\"attempt\":")); p++)
+        attempts++;
+    cr_assert_eq (attempts, 4, "2 tasks x 2 attempts: %s", list);
+    free (list);
+    char *ids =
+        s_output ("%s dead retry --connect %s --all", s_drover (), endpoint);
+    size_t lines = 0;
+    for (char *p = ids; (p = strchr (p, '\n')); p++)
+        lines++;
+    cr_assert_eq (lines, 2, "two new task ids: %s", ids);
+    free (ids);
+    free (input);
+    free (output);
+    free (endpoint);
+}
+
+Test (e2e, cancel_stops_a_running_task_and_reports_it_cancelled)
+{
+    char *endpoint = s_start_broker ();
+    s_start_worker (endpoint, 1,
+                    "--kill-grace-ms 300 --handler 'hang=exec:read x; "
+                    "echo $PPID > \"$x\"; sleep 30'");
+    char *pid_file = s_path ("pid");
+    char *id = s_output ("echo %s | %s submit --connect %s hang -", pid_file,
+                         s_drover (), endpoint);
+    *strchrnul (id, '\n') = 0;
+    //  Wait for the task to run: its child wrote its pid
+    int64_t deadline = zclock_mono () + 10000;
+    struct stat info;
+    while ((stat (pid_file, &info) || info.st_size == 0)
+           && zclock_mono () < deadline)
+        usleep (10000); //  polling a file, with a deadline
+    char *text = s_read (pid_file, NULL);
+    pid_t child = (pid_t)atoi (text);
+    free (text);
+    cr_assert_gt (child, 0);
+    int64_t start = zclock_mono ();
+    char *state =
+        s_output ("%s cancel --connect %s %s", s_drover (), endpoint, id);
+    free (state);
+    //  The child's process group is stopped (SIGTERM kills sleep at once)
+    deadline = zclock_mono () + 5000;
+    while (kill (-child, 0) == 0 && zclock_mono () < deadline)
+        usleep (10000); //  polling for the process group, with a deadline
+    cr_assert_neq (kill (-child, 0), 0, "the cancelled task still runs");
+    int64_t took = zclock_mono () - start;
+    int rc = s_run (10000, "%s wait --connect %s --timeout 5 %s 2> %s",
+                    s_drover (), endpoint, id, pid_file);
+    cr_assert_eq (rc, 1, "a cancelled task is not a success");
+    text = s_read (pid_file, NULL);
+    cr_assert (strstr (text, "CANCELLED"), "%s", text);
+    free (text);
+    fprintf (stderr,
+             "e2e: cancel of a running task: its process group gone "
+             "after %lld ms\n",
+             (long long)took);
+    free (id);
+    free (pid_file);
+    free (endpoint);
+}
+
+Test (e2e, sigterm_stops_the_broker_and_the_sink_cleanly)
+{
+    int port = s_free_port ();
+    char *endpoint = zsys_sprintf ("tcp://127.0.0.1:%d", port);
+    pid_t broker = s_spawn ("exec %s broker --no-sink --listen %s > %s/b.log "
+                            "2>&1",
+                            s_drover (), endpoint, s_dir);
+    pid_t sink = s_spawn ("exec %s sink --listen tcp://127.0.0.1:%d --broker "
+                          "%s > %s/s.log 2>&1",
+                          s_drover (), s_free_port (), endpoint, s_dir);
+    //  Both serve: a map through them completes
+    s_start_worker (endpoint, 1, NULL);
+    char *input = s_path ("input"), *output = s_path ("output");
+    s_write_lines (input, 5, "x %zu");
+    cr_assert_eq (s_run (30000, "%s map --connect %s echo < %s > %s",
+                         s_drover (), endpoint, input, output),
+                  0);
+    kill (sink, SIGTERM);
+    kill (broker, SIGTERM);
+    cr_assert_eq (s_wait (sink, 5000), 0, "the sink's exit on SIGTERM");
+    cr_assert_eq (s_wait (broker, 5000), 0, "the broker's exit on SIGTERM");
+    free (input);
+    free (output);
+    free (endpoint);
+}
