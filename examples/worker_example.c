@@ -16,6 +16,11 @@
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
+//  nanosleep, clock_gettime: a program built on its own (cc -std=c11 ...)
+//  asks for POSIX itself
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "drover_worker.h"
 
 #include <ctype.h>
