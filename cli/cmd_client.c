@@ -483,6 +483,7 @@ s_reader_next (void *arg, drover_payload_t *input)
 
 typedef struct {
     bool json;           //  one JSON object per result
+    bool ordered;        //  a line per input, failures as empty lines
     bool progress;       //  show a progress line on stderr
     bool progress_shown; //  a progress line is on the screen
     bool stdout_tty;     //  results go to the same screen
@@ -539,6 +540,10 @@ s_output (s_output_t *self, const drover_result_t *result)
     }
     if (self->json)
         return drover_json_write_result (stdout, result) == 0;
+    //  A failure has no result to print: in input order an empty line keeps
+    //  line N for input N; in completion order nothing is printed
+    if (result->code && !self->ordered)
+        return true;
     if (result->payload_size
         && fwrite (result->payload, 1, result->payload_size, stdout)
                != result->payload_size)
@@ -612,7 +617,9 @@ drover_cmd_map (int argc, char **argv)
         "Runs HANDLER on every line of standard input (every NUL-separated "
         "record with -0), one task per input, and prints each result "
         "followed by a newline: as tasks finish, or in input order with "
-        "--ordered. Failures go to stderr with the input's index; the exit "
+        "--ordered (where a failed input prints an empty line, so line N "
+        "stays input N). Failures go to stderr with the input's index; the "
+        "exit "
         "status is 1 if any task failed. Without --connect (and "
         "DROVER_CONNECT) it starts a private local cluster with --jobs "
         "children and stops it at the end.",
@@ -658,6 +665,7 @@ drover_cmd_map (int argc, char **argv)
     drover_map_t *map = NULL;
     s_reader_t reader = {.fd = STDIN_FILENO, .delimiter = null ? '\0' : '\n'};
     s_output_t output = {.json = json,
+                         .ordered = ordered,
                          .progress = !quiet && isatty (STDERR_FILENO),
                          .stdout_tty = isatty (STDOUT_FILENO),
                          .started = zclock_mono ()};

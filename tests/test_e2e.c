@@ -367,6 +367,9 @@ Test (e2e, fail_and_crash_are_reported_and_the_rest_completes)
     cr_assert (strstr (stderr_text, "input 4"), "%s", stderr_text);
     cr_assert (strstr (stderr_text, "item 4"), "the message: %s", stderr_text);
     free (stderr_text);
+    size_t printed;
+    free (s_read (output, &printed));
+    cr_assert_eq (printed, 0, "failures print nothing in completion order");
     rc = s_run (60000, "%s map --connect %s crash < %s > %s 2> %s", s_drover (),
                 endpoint, input, output, errors);
     cr_assert_neq (rc, 0);
