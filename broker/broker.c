@@ -13,6 +13,7 @@
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
+#include "actor_start.h"
 #include "dispatcher.h"
 #include "drover_broker.h"
 #include "drover_sink.h"
@@ -1019,8 +1020,7 @@ s_broker_actor (zsock_t *pipe, void *args)
     char error[256] = "";
     s_broker_t *self = s_broker_new (pipe, (const drover_broker_config_t *)args,
                                      error, sizeof error);
-    zsock_signal (pipe, 0);
-    zstr_send (pipe, self ? "OK" : error);
+    actor_start_report (pipe, self ? NULL : error);
     if (!self)
         return;
     zsys_info ("broker: listening on %s", self->endpoint);
@@ -1032,19 +1032,7 @@ zactor_t *
 drover_broker_new (const drover_broker_config_t *config, char **error)
 {
     assert (config && config->endpoint);
-    zactor_t *actor = zactor_new (s_broker_actor, (void *)config);
-    assert (actor);
-    char *status = zstr_recv (actor);
-    if (status && streq (status, "OK")) {
-        zstr_free (&status);
-        return actor;
-    }
-    if (error)
-        *error = status ? status : strdup ("the broker did not start");
-    else
-        zstr_free (&status);
-    zactor_destroy (&actor);
-    return NULL;
+    return actor_start (s_broker_actor, (void *)config, "broker", error);
 }
 
 char *

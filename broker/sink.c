@@ -9,6 +9,7 @@
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
+#include "actor_start.h"
 #include "drover_sink.h"
 #include "drover_wire.h"
 #include "id_table.h"
@@ -818,8 +819,7 @@ s_sink_actor (zsock_t *pipe, void *args)
     char error[256] = "";
     s_sink_t *self = s_sink_new (pipe, (const drover_sink_config_t *)args,
                                  error, sizeof error);
-    zsock_signal (pipe, 0);
-    zstr_send (pipe, self ? "OK" : error);
+    actor_start_report (pipe, self ? NULL : error);
     if (!self)
         return;
     zsys_info ("sink: listening on %s", self->endpoint);
@@ -831,19 +831,7 @@ zactor_t *
 drover_sink_new (const drover_sink_config_t *config, char **error)
 {
     assert (config && config->endpoint && config->broker);
-    zactor_t *actor = zactor_new (s_sink_actor, (void *)config);
-    assert (actor);
-    char *status = zstr_recv (actor);
-    if (status && streq (status, "OK")) {
-        zstr_free (&status);
-        return actor;
-    }
-    if (error)
-        *error = status ? status : strdup ("the sink did not start");
-    else
-        zstr_free (&status);
-    zactor_destroy (&actor);
-    return NULL;
+    return actor_start (s_sink_actor, (void *)config, "sink", error);
 }
 
 char *
