@@ -107,13 +107,9 @@ drover_cmd_broker (int argc, char **argv)
         "they ask for work. It embeds a sink, which stores results and "
         "streams them to clients, unless --no-sink is given.",
         options, sizeof options / sizeof options[0]};
-    int first_arg;
-    int rc = cli_parse (&command, argc, argv, &first_arg);
-    if (rc)
-        return rc == CLI_HELP ? 0 : 2;
-    if (first_arg < argc)
-        return cli_usage_error (&command, "unexpected argument '%s'",
-                                argv[first_arg]);
+    int rc = cli_parse_no_args (&command, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
     config.heartbeat_ms = (uint32_t)heartbeat;
     config.liveness = (uint32_t)liveness;
     config.max_payload = (uint64_t)max_payload;
@@ -169,13 +165,9 @@ drover_cmd_sink (int argc, char **argv)
         "the broker, and streams results to the clients that wait for them. "
         "Start the broker with --no-sink.",
         options, sizeof options / sizeof options[0]};
-    int first_arg;
-    int rc = cli_parse (&command, argc, argv, &first_arg);
-    if (rc)
-        return rc == CLI_HELP ? 0 : 2;
-    if (first_arg < argc)
-        return cli_usage_error (&command, "unexpected argument '%s'",
-                                argv[first_arg]);
+    int rc = cli_parse_no_args (&command, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
     config.max_results = (uint64_t)max_results;
     config.verbose = verbose;
     char *error = NULL;

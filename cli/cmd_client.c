@@ -1277,13 +1277,9 @@ drover_cmd_stats (int argc, char **argv)
         "Prints the broker's queues (tasks queued and leased), its nodes "
         "(children, credit, leased tasks, attempts done) and its counters.",
         options, sizeof options / sizeof options[0]};
-    int first_arg;
-    int rc = cli_parse (&command, argc, argv, &first_arg);
-    if (rc)
-        return rc == CLI_HELP ? 0 : 2;
-    if (first_arg < argc)
-        return cli_usage_error (&command, "unexpected argument '%s'",
-                                argv[first_arg]);
+    int rc = cli_parse_no_args (&command, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
     s_catch_signals ();
     drover_client_t *client = s_connect ("stats", connect, connect_timeout);
     if (!client)

@@ -105,6 +105,19 @@ s_print_help (const cli_command_t *command)
 }
 
 int
+cli_parse_no_args (const cli_command_t *command, int argc, char **argv)
+{
+    int first_arg;
+    int rc = cli_parse (command, argc, argv, &first_arg);
+    if (rc)
+        return rc == CLI_HELP ? 0 : 2;
+    if (first_arg < argc)
+        return cli_usage_error (command, "unexpected argument '%s'",
+                                argv[first_arg]);
+    return CLI_CONTINUE;
+}
+
+int
 cli_parse (const cli_command_t *command, int argc, char **argv, int *first_arg)
 {
     assert (command->option_count < 64);

@@ -53,6 +53,12 @@ typedef struct {
 int cli_parse (const cli_command_t *command, int argc, char **argv,
                int *first_arg);
 
+/*  cli_parse for a command that takes no positional argument. Returns -1
+    when the command goes on; else the exit status to return: 0 after
+    --help, 2 after a usage error (an unexpected argument included). */
+#define CLI_CONTINUE (-1)
+int cli_parse_no_args (const cli_command_t *command, int argc, char **argv);
+
 /*  Prints "drover CMD: message; see 'drover CMD --help'" to stderr and
     returns CLI_USAGE (2), for errors in positional arguments. */
 int cli_usage_error (const cli_command_t *command, const char *format, ...)
