@@ -15,14 +15,13 @@
 #include "checker.h"
 #include "drover_client.h"
 #include "leak_check.h"
-#include <arpa/inet.h>
+#include "procs.h"
+
 #include <criterion/criterion.h>
 #include <czmq.h>
 #include <dirent.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -33,160 +32,18 @@
 #define DETECTION_MS (HEARTBEAT_MS * LIVENESS)
 
 //  --------------------------------------------------------------------------
-//  Processes (as in test_e2e.c)
-
-#define MAX_SPAWNED 32
-static pid_t s_spawned[MAX_SPAWNED];
-static size_t s_spawned_count;
-//  Process groups of node children, killed in teardown too: what a killed
-//  node's tasks leave behind must not outlive the test
-static pid_t s_groups[MAX_SPAWNED];
-static size_t s_group_count;
-static char s_dir[64];
-
-static const char *
-s_drover (void)
-{
-    const char *path = getenv ("DROVER");
-    cr_assert_not_null (path, "run through meson test: $DROVER is not set");
-    return path;
-}
-
-//  Starts sh -c COMMAND in the background, in its own process group.
-static pid_t
-s_spawn (const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    char *command = zsys_vprintf (format, args);
-    va_end (args);
-    pid_t pid = fork ();
-    cr_assert (pid >= 0);
-    if (pid == 0) {
-        prctl (PR_SET_PDEATHSIG, SIGKILL);
-        setpgid (0, 0);
-        execl ("/bin/sh", "sh", "-c", command, (char *)NULL);
-        _exit (127);
-    }
-    setpgid (pid, pid);
-    free (command);
-    cr_assert (s_spawned_count < MAX_SPAWNED);
-    s_spawned[s_spawned_count++] = pid;
-    return pid;
-}
-
-static void
-s_forget (pid_t pid)
-{
-    for (size_t i = 0; i < s_spawned_count; i++)
-        if (s_spawned[i] == pid)
-            s_spawned[i] = s_spawned[--s_spawned_count];
-}
-
-//  Waits for pid up to timeout_ms; returns its exit status, 128 + signal,
-//  or -1 on timeout (then it is killed).
-static int
-s_wait (pid_t pid, int timeout_ms)
-{
-    int64_t deadline = zclock_mono () + timeout_ms;
-    int delay_us = 1000;
-    while (true) {
-        int status;
-        pid_t done = waitpid (pid, &status, WNOHANG);
-        if (done == pid) {
-            s_forget (pid);
-            return WIFEXITED (status) ? WEXITSTATUS (status)
-                                      : 128 + WTERMSIG (status);
-        }
-        if (zclock_mono () > deadline) {
-            kill (-pid, SIGKILL);
-            waitpid (pid, &status, 0);
-            s_forget (pid);
-            return -1;
-        }
-        usleep (delay_us); //  polling a child's exit, with a deadline
-        delay_us = delay_us < 20000 ? delay_us * 2 : delay_us;
-    }
-}
-
-//  Kills a process we started with SIGKILL, and reaps it.
-static void
-s_kill_9 (pid_t pid)
-{
-    kill (pid, SIGKILL);
-    waitpid (pid, NULL, 0);
-    s_forget (pid);
-}
+//  Processes (tests/procs.c)
 
 static void
 s_setup (void)
 {
-    strcpy (s_dir, "/tmp/drover-faults-XXXXXX");
-    cr_assert_not_null (mkdtemp (s_dir));
-    s_spawned_count = 0;
-    s_group_count = 0;
-    zsys_handler_set (NULL);
-}
-
-static void
-s_teardown (void)
-{
-    for (size_t i = 0; i < s_spawned_count; i++) {
-        kill (-s_spawned[i], SIGKILL);
-        waitpid (s_spawned[i], NULL, 0);
-    }
-    s_spawned_count = 0;
-    for (size_t i = 0; i < s_group_count; i++)
-        kill (-s_groups[i], SIGKILL);
-    s_group_count = 0;
-    char *command = zsys_sprintf ("rm -rf %s", s_dir);
-    if (system (command) != 0)
-        fprintf (stderr, "cannot remove %s\n", s_dir);
-    free (command);
-}
-
-//  A loopback port nobody listens on now.
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = {.sin_family = AF_INET};
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    cr_assert_eq (bind (fd, (struct sockaddr *)&address, sizeof address), 0);
-    socklen_t size = sizeof address;
-    getsockname (fd, (struct sockaddr *)&address, &size);
-    close (fd);
-    return ntohs (address.sin_port);
-}
-
-//  Path of a file in the test's directory. Caller frees.
-static char *
-s_path (const char *name)
-{
-    return zsys_sprintf ("%s/%s", s_dir, name);
-}
-
-//  The contents of a file ("" if it does not exist). Caller frees.
-static char *
-s_read (const char *path)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return strdup ("");
-    fseek (file, 0, SEEK_END);
-    long length = ftell (file);
-    fseek (file, 0, SEEK_SET);
-    char *data = (char *)malloc ((size_t)length + 1);
-    cr_assert_eq (fread (data, 1, (size_t)length, file), (size_t)length);
-    data[length] = 0;
-    fclose (file);
-    return data;
+    procs_setup ("faults");
 }
 
 static size_t
 s_count_lines (const char *path)
 {
-    char *text = s_read (path);
+    char *text = procs_read (path, NULL);
     size_t lines = 0;
     for (char *p = text; (p = strchr (p, '\n')); p++)
         lines++;
@@ -197,7 +54,7 @@ s_count_lines (const char *path)
 static bool
 s_file_has (const char *path, const char *needle)
 {
-    char *text = s_read (path);
+    char *text = procs_read (path, NULL);
     bool found = strstr (text, needle) != NULL;
     free (text);
     return found;
@@ -364,18 +221,21 @@ static s_cluster_t
 s_cluster_start (bool own_sink)
 {
     s_cluster_t cluster = {0};
-    cluster.endpoint = zsys_sprintf ("tcp://127.0.0.1:%d", s_free_port ());
-    cluster.sink_endpoint = zsys_sprintf ("tcp://127.0.0.1:%d", s_free_port ());
-    cluster.broker = s_spawn (
-        "exec %s broker --listen %s %s %s --heartbeat-ms %d "
-        "--liveness %d >> %s/broker.log 2>&1",
-        s_drover (), cluster.endpoint, own_sink ? "--no-sink" : "--sink-listen",
-        own_sink ? "" : cluster.sink_endpoint, HEARTBEAT_MS, LIVENESS, s_dir);
+    cluster.endpoint = zsys_sprintf ("tcp://127.0.0.1:%d", procs_free_port ());
+    cluster.sink_endpoint =
+        zsys_sprintf ("tcp://127.0.0.1:%d", procs_free_port ());
+    cluster.broker =
+        procs_spawn ("exec %s broker --listen %s %s %s --heartbeat-ms %d "
+                     "--liveness %d >> %s/broker.log 2>&1",
+                     procs_drover (), cluster.endpoint,
+                     own_sink ? "--no-sink" : "--sink-listen",
+                     own_sink ? "" : cluster.sink_endpoint, HEARTBEAT_MS,
+                     LIVENESS, procs_dir ());
     if (own_sink)
-        cluster.sink = s_spawn ("exec %s sink --listen %s --broker %s "
-                                ">> %s/sink.log 2>&1",
-                                s_drover (), cluster.sink_endpoint,
-                                cluster.endpoint, s_dir);
+        cluster.sink = procs_spawn ("exec %s sink --listen %s --broker %s "
+                                    ">> %s/sink.log 2>&1",
+                                    procs_drover (), cluster.sink_endpoint,
+                                    cluster.endpoint, procs_dir ());
     return cluster;
 }
 
@@ -392,17 +252,17 @@ static pid_t
 s_start_node (s_cluster_t *cluster, const char *name, int children,
               const char *extra)
 {
-    return s_spawn ("exec %s worker --connect %s -j %d --name %s %s "
-                    ">> %s/%s.log 2>&1",
-                    s_drover (), cluster->endpoint, children, name,
-                    extra ? extra : "", s_dir, name);
+    return procs_spawn ("exec %s worker --connect %s -j %d --name %s %s "
+                        ">> %s/%s.log 2>&1",
+                        procs_drover (), cluster->endpoint, children, name,
+                        extra ? extra : "", procs_dir (), name);
 }
 
 //  Waits until the broker has logged that node `name` joined.
 static void
 s_wait_joined (const char *name)
 {
-    char *log = s_path ("broker.log");
+    char *log = procs_path ("broker.log");
     char *needle = zsys_sprintf ("node %s joined", name);
     int64_t took = s_wait_text (log, needle, 10000);
     cr_assert_geq (took, 0, "node %s never joined the broker", name);
@@ -416,10 +276,11 @@ static pid_t
 s_start_map (s_cluster_t *cluster, const char *handler, const char *inputs,
              const char *output, const char *extra)
 {
-    return s_spawn ("exec %s map --connect %s --json --quiet %s %s < %s > %s "
-                    "2> %s/map.err",
-                    s_drover (), cluster->endpoint, extra ? extra : "", handler,
-                    inputs, output, s_dir);
+    return procs_spawn (
+        "exec %s map --connect %s --json --quiet %s %s < %s > %s "
+        "2> %s/map.err",
+        procs_drover (), cluster->endpoint, extra ? extra : "", handler, inputs,
+        output, procs_dir ());
 }
 
 //  Runs the checker over the inputs and the map's output; fails the test
@@ -429,7 +290,8 @@ s_check (const char *inputs, const char *output, const char *echo_suffix)
 {
     checker_t *checker = checker_new ();
     cr_assert_not_null (checker);
-    char *input_text = s_read (inputs), *output_text = s_read (output);
+    char *input_text = procs_read (inputs, NULL),
+         *output_text = procs_read (output, NULL);
     checker_submit_lines (checker, input_text, echo_suffix);
     checker_feed_json (checker, output_text);
     free (input_text);
@@ -437,8 +299,8 @@ s_check (const char *inputs, const char *output, const char *echo_suffix)
     checker_report_t report = checker_report (checker);
     if (!checker_ok (&report)) {
         checker_print (checker, stderr);
-        char *errors = s_path ("map.err");
-        char *text = s_read (errors);
+        char *errors = procs_path ("map.err");
+        char *text = procs_read (errors, NULL);
         fprintf (stderr, "map's stderr:\n%s\n", text);
         free (text);
         free (errors);
@@ -508,7 +370,7 @@ s_group_members (pid_t pgid)
     return count;
 }
 
-TestSuite (faults, .init = s_setup, .fini = s_teardown, .timeout = 60);
+TestSuite (faults, .init = s_setup, .fini = procs_teardown, .timeout = 60);
 
 //  --------------------------------------------------------------------------
 //  1. kill -9 a child in the middle of a task
@@ -526,7 +388,7 @@ s_kill_child_during_map (const char *map_options, int *map_rc)
     s_cluster_t cluster = s_cluster_start (false);
     pid_t node = s_start_node (&cluster, "A", 2, SLOW_HANDLER ("0.2"));
     s_wait_joined ("A");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 20, "task %zu", SIZE_MAX, NULL);
     int64_t start = zclock_mono ();
     pid_t map = s_start_map (&cluster, "slow", inputs, output, map_options);
@@ -555,7 +417,7 @@ s_kill_child_during_map (const char *map_options, int *map_rc)
     }
     cr_assert_geq (replaced, 0, "the killed child was not replaced in 5 s");
 
-    *map_rc = s_wait (map, 20000);
+    *map_rc = procs_wait (map, 20000);
     int64_t finished = zclock_mono ();
     cr_assert_neq (*map_rc, -1, "the map did not finish in 20 s");
     //  20 tasks of 0.2 s on 2 children take 2 s; a crash costs one task
@@ -608,7 +470,7 @@ s_kill_node_while_busy (bool check_grandchildren)
     s_start_node (&cluster, "B", 2, SLOW_HANDLER ("0.2"));
     s_wait_joined ("A");
     s_wait_joined ("B");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 16, "task %zu", SIZE_MAX, NULL);
     pid_t map = s_start_map (&cluster, "slow", inputs, output, NULL);
 
@@ -616,22 +478,21 @@ s_kill_node_while_busy (bool check_grandchildren)
     children.count = s_wait_busy (node_a, 2, children.pids, 8, 10000);
     cr_assert_eq (children.count, 2);
     for (size_t i = 0; i < children.count; i++)
-        if (s_group_count < MAX_SPAWNED)
-            s_groups[s_group_count++] = children.pids[i];
-    s_kill_9 (node_a);
+        procs_track_group (children.pids[i]);
+    procs_kill_9 (node_a);
     int64_t killed = zclock_mono ();
 
     //  Its children die with it (PR_SET_PDEATHSIG)
     int64_t gone = s_wait_gone (&children, 2000);
     cr_assert_geq (gone, 0, "children of the killed node still run");
-    char *log = s_path ("broker.log");
+    char *log = procs_path ("broker.log");
     cr_assert_geq (
         s_wait_text (log, "re-queueing 2 tasks of node A", DETECTION_MS + 2000),
         0, "the broker did not re-queue A's tasks");
     int64_t detected = zclock_mono () - killed;
     cr_assert_lt (detected, DETECTION_MS + 400,
                   "node A was found lost after %lld ms", (long long)detected);
-    int rc = s_wait (map, 10000);
+    int rc = procs_wait (map, 10000);
     int64_t finished = zclock_mono () - killed;
     cr_assert_eq (rc, 0, "map exit %d", rc);
     //  Bound: detection, plus one 0.2 s task, plus slack
@@ -700,7 +561,7 @@ Test (faults, kill_9_busy_node_leaves_no_grandchildren)
 Test (faults, poison_task_fails_for_good_and_the_rest_completes)
 {
     s_cluster_t cluster = s_cluster_start (false);
-    char *poison_log = s_path ("poison.runs");
+    char *poison_log = procs_path ("poison.runs");
     //  Each result names the child that ran it ($PPID of the command)
     char *handler =
         zsys_sprintf ("--handler 'mixed=exec:read x; case $x in "
@@ -710,11 +571,11 @@ Test (faults, poison_task_fails_for_good_and_the_rest_completes)
     pid_t node = s_start_node (&cluster, "A", 2, handler);
     free (handler);
     s_wait_joined ("A");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 1001, "good %zu", 500, "poison");
     int64_t start = zclock_mono ();
     pid_t map = s_start_map (&cluster, "mixed", inputs, output, "--retries 2");
-    int rc = s_wait (map, 40000);
+    int rc = procs_wait (map, 40000);
     int64_t elapsed = zclock_mono () - start;
     cr_assert_eq (rc, 1, "map exits 1 for the failed task, not %d", rc);
     cr_assert_lt (elapsed, 30000, "1,001 tasks took %lld ms",
@@ -779,7 +640,7 @@ Test (faults, sigterm_busy_node_drains_and_exits_0)
     s_start_node (&cluster, "B", 2, SLOW_HANDLER ("0.2"));
     s_wait_joined ("A");
     s_wait_joined ("B");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 30, "task %zu", SIZE_MAX, NULL);
     pid_t map = s_start_map (&cluster, "slow", inputs, output, NULL);
 
@@ -787,12 +648,12 @@ Test (faults, sigterm_busy_node_drains_and_exits_0)
     cr_assert_eq (s_wait_busy (node_a, 2, children, 8, 10000), 2);
     cr_assert_eq (kill (node_a, SIGTERM), 0);
     int64_t signalled = zclock_mono ();
-    int rc = s_wait (node_a, 5000);
+    int rc = procs_wait (node_a, 5000);
     int64_t drained = zclock_mono () - signalled;
     cr_assert_eq (rc, 0, "node A exit status %d after SIGTERM", rc);
     //  Its running tasks take 0.5 s at most
     cr_assert_lt (drained, 2000, "A took %lld ms to drain", (long long)drained);
-    rc = s_wait (map, 20000);
+    rc = procs_wait (map, 20000);
     int64_t finished = zclock_mono () - signalled;
     cr_assert_eq (rc, 0, "map exit %d", rc);
     fprintf (stderr,
@@ -808,7 +669,7 @@ Test (faults, sigterm_busy_node_drains_and_exits_0)
     for (size_t i = 0; i < 30; i++)
         on_a += strcmp (checker_entry (checker, i)->node, "A") == 0;
     cr_assert_geq (on_a, 2, "A's running tasks were reported by A");
-    char *log = s_path ("A.log");
+    char *log = procs_path ("A.log");
     cr_assert (s_file_has (log, "drained"), "A logged its drain");
     free (log);
     checker_destroy (&checker);
@@ -827,7 +688,7 @@ Test (faults, sigterm_busy_node_drains_and_exits_0)
 Test (faults, kill_9_sink_between_results_then_restart_completes_the_map)
 {
     s_cluster_t cluster = s_cluster_start (true);
-    char *started = s_path ("started");
+    char *started = procs_path ("started");
     char *handler =
         zsys_sprintf ("--handler 'slow=exec:read x; echo \"$x\" >> %s; "
                       "sleep 0.5; echo \"$x\"'",
@@ -835,10 +696,10 @@ Test (faults, kill_9_sink_between_results_then_restart_completes_the_map)
     pid_t node = s_start_node (&cluster, "A", 2, handler);
     free (handler);
     s_wait_joined ("A");
-    char *sink_log = s_path ("sink.log");
+    char *sink_log = procs_path ("sink.log");
     cr_assert_geq (s_wait_text (sink_log, "registered", 10000), 0,
                    "the sink never registered");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 12, "task %zu", SIZE_MAX, NULL);
     pid_t map = s_start_map (&cluster, "slow", inputs, output, NULL);
 
@@ -858,13 +719,13 @@ Test (faults, kill_9_sink_between_results_then_restart_completes_the_map)
             usleep (2000); //  polling files, with a deadline
     }
     cr_assert (ready, "never saw two tasks running and the others done");
-    s_kill_9 (cluster.sink);
+    procs_kill_9 (cluster.sink);
     int64_t killed = zclock_mono ();
     size_t done_before = s_count_lines (output);
-    cluster.sink =
-        s_spawn ("exec %s sink --listen %s --broker %s >> %s/sink2.log 2>&1",
-                 s_drover (), cluster.sink_endpoint, cluster.endpoint, s_dir);
-    int rc = s_wait (map, 20000);
+    cluster.sink = procs_spawn (
+        "exec %s sink --listen %s --broker %s >> %s/sink2.log 2>&1",
+        procs_drover (), cluster.sink_endpoint, cluster.endpoint, procs_dir ());
+    int rc = procs_wait (map, 20000);
     int64_t finished = zclock_mono () - killed;
     cr_assert_eq (rc, 0, "map exit %d", rc);
     //  Bound: the node sends unstored results again after DETECTION_MS;
@@ -892,17 +753,17 @@ Test (faults, kill_9_sink_between_results_then_restart_completes_the_map)
 Test (faults, kill_9_sink_node_redelivers_unstored_results)
 {
     s_cluster_t cluster = s_cluster_start (true);
-    char *started = s_path ("started");
+    char *started = procs_path ("started");
     char *handler = zsys_sprintf ("--handler 'slow=exec:read x; echo \"$x\" "
                                   ">> %s; sleep 0.3; echo \"$x\"'",
                                   started);
     pid_t node = s_start_node (&cluster, "A", 2, handler);
     free (handler);
     s_wait_joined ("A");
-    char *sink_log = s_path ("sink.log");
+    char *sink_log = procs_path ("sink.log");
     cr_assert_geq (s_wait_text (sink_log, "registered", 10000), 0,
                    "the sink never registered");
-    char *node_log = s_path ("A.log");
+    char *node_log = procs_path ("A.log");
     cr_assert_geq (s_wait_text (node_log, "sending results to sink", 10000), 0,
                    "the node never learnt the sink");
 
@@ -932,16 +793,16 @@ Test (faults, kill_9_sink_node_redelivers_unstored_results)
     drover_client_destroy (&client);
     pid_t children[8];
     s_wait_busy (node, 2, children, 8, 10000);
-    s_kill_9 (cluster.sink);
+    procs_kill_9 (cluster.sink);
     int64_t killed = zclock_mono ();
     //  Results of the first pair go to the dead sink; wait for the next
     int64_t deadline = killed + 5000;
     while (s_count_lines (started) < 4 && zclock_mono () < deadline)
         usleep (5000); //  polling a file, with a deadline
     cr_assert_geq (s_count_lines (started), 4, "the node stopped working");
-    cluster.sink =
-        s_spawn ("exec %s sink --listen %s --broker %s >> %s/sink2.log 2>&1",
-                 s_drover (), cluster.sink_endpoint, cluster.endpoint, s_dir);
+    cluster.sink = procs_spawn (
+        "exec %s sink --listen %s --broker %s >> %s/sink2.log 2>&1",
+        procs_drover (), cluster.sink_endpoint, cluster.endpoint, procs_dir ());
     int64_t restarted = zclock_mono ();
 
     client = drover_client_new ();
@@ -1000,21 +861,21 @@ Test (faults, kill_9_broker_mid_map_then_restart_completes_the_map)
     s_cluster_t cluster = s_cluster_start (false);
     s_start_node (&cluster, "A", 2, SLOW_HANDLER ("0.2"));
     s_wait_joined ("A");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 20, "task %zu", SIZE_MAX, NULL);
     pid_t map = s_start_map (&cluster, "slow", inputs, output, NULL);
     int64_t deadline = zclock_mono () + 10000;
     while (s_count_lines (output) < 4 && zclock_mono () < deadline)
         usleep (5000); //  polling a file, with a deadline
     cr_assert_geq (s_count_lines (output), 4, "the map never got going");
-    s_kill_9 (cluster.broker);
+    procs_kill_9 (cluster.broker);
     int64_t killed = zclock_mono ();
     cluster.broker =
-        s_spawn ("exec %s broker --listen %s --sink-listen %s "
-                 "--heartbeat-ms %d --liveness %d >> %s/broker2.log 2>&1",
-                 s_drover (), cluster.endpoint, cluster.sink_endpoint,
-                 HEARTBEAT_MS, LIVENESS, s_dir);
-    int rc = s_wait (map, 20000);
+        procs_spawn ("exec %s broker --listen %s --sink-listen %s "
+                     "--heartbeat-ms %d --liveness %d >> %s/broker2.log 2>&1",
+                     procs_drover (), cluster.endpoint, cluster.sink_endpoint,
+                     HEARTBEAT_MS, LIVENESS, procs_dir ());
+    int rc = procs_wait (map, 20000);
     int64_t finished = zclock_mono () - killed;
     fprintf (stderr,
              "faults: kill -9 broker, restart: map exit %d %lld ms after the "
@@ -1038,7 +899,7 @@ Test (faults, sigstop_child_past_its_hard_limit_times_out_and_retries)
     s_cluster_t cluster = s_cluster_start (false);
     pid_t node = s_start_node (&cluster, "A", 2, SLOW_HANDLER ("0.2"));
     s_wait_joined ("A");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 20, "task %zu", SIZE_MAX, NULL);
     pid_t map = s_start_map (&cluster, "slow", inputs, output,
                              "--timeout-ms 800 --retries 1");
@@ -1058,7 +919,7 @@ Test (faults, sigstop_child_past_its_hard_limit_times_out_and_retries)
     cr_assert_geq (killed, 0, "the stopped child outlived its time limit");
     cr_assert_lt (killed, 800 + 500, "killed %lld ms after SIGSTOP",
                   (long long)killed);
-    int rc = s_wait (map, 20000);
+    int rc = procs_wait (map, 20000);
     int64_t finished = zclock_mono () - stopped;
     cr_assert_eq (rc, 0, "the timed-out task succeeded on retry, map exit %d",
                   rc);
@@ -1081,7 +942,7 @@ Test (faults, sigstop_node_is_lost_and_its_late_results_are_refused)
     s_cluster_t cluster = s_cluster_start (false);
     pid_t a = s_start_node (&cluster, "A", 2, SLOW_HANDLER ("0.5"));
     s_wait_joined ("A");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 12, "task %zu", SIZE_MAX, NULL);
     pid_t map = s_start_map (&cluster, "slow", inputs, output, NULL);
     pid_t children[8];
@@ -1090,14 +951,14 @@ Test (faults, sigstop_node_is_lost_and_its_late_results_are_refused)
     cr_assert_eq (kill (a, SIGSTOP), 0);
     int64_t stopped = zclock_mono ();
     pid_t b = s_start_node (&cluster, "B", 2, SLOW_HANDLER ("0.5"));
-    char *log = s_path ("broker.log");
+    char *log = procs_path ("broker.log");
     int64_t lost = s_wait_text (log, "node A", 10000);
     cr_assert_geq (lost, 0);
     lost = s_wait_text (log, "expired", 5000);
     cr_assert_geq (lost, 0, "node A was never declared lost");
     lost = zclock_mono () - stopped;
     //  A wakes up after B took over its tasks: its late results come in
-    int rc = s_wait (map, 30000);
+    int rc = procs_wait (map, 30000);
     cr_assert_eq (rc, 0, "map exit %d", rc);
     cr_assert_eq (kill (a, SIGCONT), 0);
     int64_t refused = s_wait_text (log, "stale result of task", 10000);
@@ -1130,17 +991,17 @@ Test (faults, a_task_over_the_memory_limit_is_killed_and_reported)
         "/dev/zero | sort > /dev/null; sleep 5; echo no;; "
         "*) echo \"$x\";; esac'");
     s_wait_joined ("A");
-    char *inputs = s_path ("inputs"), *output = s_path ("output");
+    char *inputs = procs_path ("inputs"), *output = procs_path ("output");
     s_write_inputs (inputs, 10, "task %zu", 3, "big");
     int64_t start = zclock_mono ();
     pid_t map = s_start_map (&cluster, "mem", inputs, output, NULL);
-    int rc = s_wait (map, 20000);
+    int rc = procs_wait (map, 20000);
     int64_t took = zclock_mono () - start;
     cr_assert_eq (rc, 1, "the killed task makes map exit 1, not %d", rc);
     checker_t *checker = s_check (inputs, output, "\n");
     cr_assert_eq (checker_count_status (checker, "memlimit"), 1);
     cr_assert_eq (checker_count_status (checker, "ok"), 9);
-    char *text = s_read (output);
+    char *text = procs_read (output, NULL);
     cr_assert (strstr (text, "max_rss_kb"), "%s", text);
     free (text);
     cr_assert (s_alive (node), "the node survived");
