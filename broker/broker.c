@@ -969,11 +969,12 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
     zsock_set_maxmsgsize (self->router,
                           (int64_t)config->max_payload + DROVER_MAX_HEADER);
     zsock_set_linger (self->router, 200);
-    //  ZMTP heartbeats too: a half-open TCP connection is dropped by
-    //  ZeroMQ in the same time as a silent peer is expired by the broker
+    //  ZMTP heartbeats too, so ZeroMQ drops a half-open TCP connection;
+    //  three expiry times, so the session logic (which recovers leases)
+    //  always acts first and a slow peer is not cut off mid-message
     zsock_set_heartbeat_ivl (self->router, (int)config->heartbeat_ms);
     zsock_set_heartbeat_timeout (
-        self->router, (int)(config->heartbeat_ms * config->liveness));
+        self->router, (int)(3 * config->heartbeat_ms * config->liveness));
     zsock_set_sndhwm (self->router, 100000);
     zsock_set_rcvhwm (self->router, 100000);
     if (zsock_bind (self->router, "%s", config->endpoint) < 0) {

@@ -168,8 +168,8 @@ s_broker_connect (s_sink_t *self)
     zsock_set_linger (self->broker, 200);
     //  ZMTP heartbeats notice a half-open connection; reconnects back off
     zsock_set_heartbeat_ivl (self->broker, (int)self->heartbeat_ms);
-    zsock_set_heartbeat_timeout (self->broker,
-                                 (int)(self->heartbeat_ms * self->liveness));
+    zsock_set_heartbeat_timeout (
+        self->broker, (int)(3 * self->heartbeat_ms * self->liveness));
     zsock_set_reconnect_ivl (self->broker, 100);
     zsock_set_reconnect_ivl_max (self->broker, 5000);
     zsock_set_sndhwm (self->broker, 100000);

@@ -827,9 +827,12 @@ s_set_connection_options (node_t *self, zsock_t *sock)
 {
     int64_t expiry = (int64_t)self->heartbeat_ms * self->liveness;
     zsock_set_heartbeat_ivl (sock, (int)self->heartbeat_ms);
-    zsock_set_heartbeat_timeout (sock, s_clamp (expiry, 1, INT_MAX));
+    //  Three expiry times: the session logic always acts first, ZeroMQ only
+    //  catches a half-open connection the session logic cannot see
+    zsock_set_heartbeat_timeout (sock, s_clamp (3 * expiry, 1, INT_MAX));
     //  Under 100 ms the TTL would round to 0, which means none
-    zsock_set_heartbeat_ttl (sock, s_clamp (expiry, 100, S_ZMTP_TTL_MAX_MS));
+    zsock_set_heartbeat_ttl (sock,
+                             s_clamp (3 * expiry, 100, S_ZMTP_TTL_MAX_MS));
     zsock_set_reconnect_ivl (sock, S_RECONNECT_MIN_MS);
     zsock_set_reconnect_ivl_max (
         sock, s_clamp (expiry, S_RECONNECT_MIN_MS, S_RECONNECT_MAX_MS));
