@@ -18,8 +18,21 @@
 #include "drover_broker.h"
 #include "drover_sink.h"
 #include "drover_wire.h"
+#include "task_journal.h"
+#include "token_table.h"
 
 #include <sys/random.h>
+#include <sys/stat.h>
+
+//  Messages handled per wakeup before one commit (group commit) and one
+//  round of dispatch.
+#define S_MAX_DRAIN 256
+
+//  Least time between two attempts to mend a lost journal on SUBMIT.
+#define S_CHECKPOINT_RETRY_MS 250
+
+//  SUBMIT tokens remembered (SPEC.md 7.6).
+#define S_MAX_TOKENS 65536
 
 typedef enum { ROLE_NODE, ROLE_SINK } s_role_t;
 
@@ -48,12 +61,39 @@ typedef struct {
     zhashx_t *peers;               //  routing id hex -> s_peer_t, owned
     s_peer_t *sink_peer;           //  the registered sink session, or NULL
     uint64_t malformed;            //  malformed messages received
-    drover_task_t *scratch; //  DROVER_MAX_BATCH items for building replies
-    zframe_t **frames;      //  DROVER_MAX_BATCH payload frames
-    zframe_t *empty;        //  the empty payload of reported failures
-    int retry_timer;        //  zloop timer of the next retry, or -1
-    int64_t retry_due;      //  when that timer fires (ms), if armed
+    drover_task_t *scratch;   //  DROVER_MAX_BATCH items for building replies
+    zframe_t **frames;        //  DROVER_MAX_BATCH payload frames
+    zframe_t *empty;          //  the empty payload of reported failures
+    int retry_timer;          //  zloop timer of the next retry, or -1
+    int64_t retry_due;        //  when that timer fires (ms), if armed
+    task_journal_t *journal;  //  durable mode: the task journal, or NULL
+    token_table_t *tokens;    //  SUBMIT tokens and the ids they were given
+    zlistx_t *acks;           //  s_ack_t waiting for the next commit
+    int64_t checkpoint_tried; //  when a lost journal was last mended (ms)
 } s_broker_t;
+
+//  A SUBMITTED that waits for its tasks to be on disk.
+typedef struct {
+    zframe_t *routing_id; //  the client
+    uint64_t ref;         //  its request
+    uint64_t *ids;        //  the ids to acknowledge
+    bool *created;        //  which ids are new tasks (NULL: a RETRY, or a
+                          //  SUBMIT sent again with its token)
+    size_t count;
+    char *token; //  the SUBMIT's token, or NULL
+} s_ack_t;
+
+static void
+s_ack_destroy (void **item)
+{
+    s_ack_t *ack = (s_ack_t *)*item;
+    *item = NULL;
+    zframe_destroy (&ack->routing_id);
+    free (ack->token);
+    free (ack->ids);
+    free (ack->created);
+    free (ack);
+}
 
 static void
 s_peer_destroy (void **item)
@@ -86,6 +126,10 @@ drover_broker_config_default (void)
         .retry_delay_ms = 1000,
         .retry_max_delay_ms = 60000,
         .max_dead = 10000,
+        .fsync = DROVER_FSYNC_BATCH,
+        .sync_interval_ms = 200,
+        .segment_size = 64u << 20,
+        .result_ttl_ms = 24ull * 3600 * 1000,
     };
     return config;
 }
@@ -267,6 +311,8 @@ s_flush (s_broker_t *self)
     s_arm_retry_timer (self);
 }
 
+static void s_commit (s_broker_t *self);
+
 static int
 s_handle_retry_timer (zloop_t *loop, int timer_id, void *arg)
 {
@@ -277,6 +323,7 @@ s_handle_retry_timer (zloop_t *loop, int timer_id, void *arg)
     if (timer_id == self->retry_timer)
         self->retry_timer = -1;
     s_flush (self);
+    s_commit (self);
     return 0;
 }
 
@@ -374,11 +421,158 @@ s_handle_hello (s_broker_t *self, zframe_t *routing_id, const char *key,
     s_report (self, 0);
 }
 
+//  --------------------------------------------------------------------------
+//  The journal: acknowledgements wait for their records (SPEC.md 12)
+
+//  True unless a failed commit lost journal records; then tries to mend
+//  the journal with a checkpoint, at most every S_CHECKPOINT_RETRY_MS.
+static bool
+s_journal_whole (s_broker_t *self)
+{
+    if (!self->journal || !task_journal_lost (self->journal))
+        return true;
+    int64_t now = zclock_mono ();
+    if (now - self->checkpoint_tried < S_CHECKPOINT_RETRY_MS)
+        return false;
+    self->checkpoint_tried = now;
+    if (task_journal_checkpoint (self->journal) != 0)
+        return false;
+    zsys_info ("broker: the journal is written again (%llu tasks "
+               "checkpointed); submits are accepted",
+               (unsigned long long)dispatcher_task_count (self->dispatcher));
+    return true;
+}
+
+static void
+s_refuse_unjournaled (s_broker_t *self, zframe_t *routing_id, uint64_t ref)
+{
+    drover_wire_send_error (
+        self->router, routing_id, ref, DROVER_ESTORAGE,
+        "the broker cannot write its journal (%s): nothing was queued; "
+        "retry later",
+        task_journal_error (self->journal));
+}
+
+static void
+s_send_submitted (s_broker_t *self, zframe_t *routing_id, uint64_t ref,
+                  const char *token, uint64_t *ids, size_t count)
+{
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_SUBMITTED);
+    reply.ref = ref;
+    reply.token = token;
+    reply.ids = ids;
+    reply.id_count = count;
+    s_send (self, routing_id, &reply, NULL);
+}
+
+//  Answers SUBMITTED now, or after the next commit in durable mode. Takes
+//  ids and created (NULL for a RETRY).
+static void
+s_acknowledge (s_broker_t *self, zframe_t *routing_id, uint64_t ref,
+               const char *token, uint64_t *ids, bool *created, size_t count)
+{
+    if (!self->journal) {
+        s_send_submitted (self, routing_id, ref, token, ids, count);
+        free (ids);
+        free (created);
+        return;
+    }
+    s_ack_t *ack = (s_ack_t *)zmalloc (sizeof *ack);
+    assert (ack);
+    *ack = (s_ack_t){zframe_dup (routing_id),      ref, ids, created, count,
+                     token ? strdup (token) : NULL};
+    zlistx_add_end (self->acks, ack);
+}
+
+//  A commit failed: the tasks of a waiting SUBMIT are withdrawn (nothing
+//  was dispatched since they came) and the client told.
+static void
+s_refuse_ack (s_broker_t *self, s_ack_t *ack)
+{
+    if (ack->created || ack->token) {
+        for (size_t i = 0; ack->created && i < ack->count; i++) {
+            dispatcher_task_t *task =
+                dispatcher_lookup (self->dispatcher, ack->ids[i]);
+            if (ack->created[i] && task && task->attempt == 0
+                && task->state == DROVER_STATE_QUEUED)
+                dispatcher_withdraw (self->dispatcher, ack->ids[i]);
+        }
+        if (ack->token)
+            token_table_remove (self->tokens, ack->token);
+        s_refuse_unjournaled (self, ack->routing_id, ack->ref);
+    }
+    else
+        drover_wire_send_error (
+            self->router, ack->routing_id, ack->ref, DROVER_ESTORAGE,
+            "the broker cannot write its journal (%s): the dead letters "
+            "were resubmitted, but a broker restart would lose them",
+            task_journal_error (self->journal));
+}
+
+//  Writes the journal (one fdatasync for every SUBMIT waiting: group
+//  commit) and answers the SUBMITs that waited.
+static void
+s_commit (s_broker_t *self)
+{
+    if (!self->journal)
+        return;
+    bool was_lost = task_journal_lost (self->journal);
+    bool sync = zlistx_size (self->acks) > 0;
+    int rc = 0;
+    if (sync || task_journal_pending (self->journal))
+        rc = task_journal_commit (self->journal, sync);
+    if (rc != 0 && !was_lost)
+        zsys_error ("broker: cannot write the journal: %s; submits are "
+                    "refused until it can be written",
+                    task_journal_error (self->journal));
+    s_ack_t *ack;
+    while ((ack = (s_ack_t *)zlistx_first (self->acks))) {
+        if (rc == 0)
+            s_send_submitted (self, ack->routing_id, ack->ref, ack->token,
+                              ack->ids, ack->count);
+        else
+            s_refuse_ack (self, ack);
+        zlistx_delete (self->acks, zlistx_cursor (self->acks));
+    }
+}
+
+//  A SUBMIT whose token the broker remembers gets the ids it was given
+//  (SPEC.md 7.6). Returns false for a token it does not know.
+static bool
+s_submit_again (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
+{
+    size_t count;
+    const uint64_t *known =
+        token_table_lookup (self->tokens, msg->token, &count);
+    if (!known)
+        return false;
+    if (count != msg->task_count) {
+        drover_wire_send_error (
+            self->router, routing_id, msg->ref, DROVER_EINVAL,
+            "token %s named a SUBMIT of %zu tasks, this one has %zu: a token "
+            "names one request",
+            msg->token, count, msg->task_count);
+        return true;
+    }
+    uint64_t *ids = (uint64_t *)malloc (count * sizeof (uint64_t));
+    assert (ids);
+    memcpy (ids, known, count * sizeof (uint64_t));
+    s_acknowledge (self, routing_id, msg->ref, msg->token, ids, NULL, count);
+    return true;
+}
+
 static void
 s_handle_submit (s_broker_t *self, zframe_t *routing_id,
                  drover_packet_t *packet)
 {
     drover_msg_t *msg = drover_packet_msg (packet);
+    if (msg->token && s_submit_again (self, routing_id, msg))
+        return;
+    if (!s_journal_whole (self)) {
+        s_refuse_unjournaled (self, routing_id, msg->ref);
+        return;
+    }
     if (dispatcher_room (self->dispatcher) < msg->task_count) {
         drover_wire_send_error (
             self->router, routing_id, msg->ref, DROVER_EFULL,
@@ -436,12 +630,15 @@ s_handle_submit (s_broker_t *self, zframe_t *routing_id,
                                 "too many distinct queues and handlers");
     }
     else {
-        drover_msg_t reply;
-        drover_msg_init (&reply, DROVER_SUBMITTED);
-        reply.ref = msg->ref;
-        reply.ids = ids;
-        reply.id_count = msg->task_count;
-        s_send (self, routing_id, &reply, NULL);
+        if (msg->token) {
+            token_table_insert (self->tokens, msg->token, ids, msg->task_count);
+            if (self->journal)
+                task_journal_token (self->journal, msg->token, ids,
+                                    msg->task_count);
+        }
+        s_acknowledge (self, routing_id, msg->ref, msg->token, ids, created,
+                       msg->task_count);
+        return; //  it owns ids and created now
     }
     free (created);
     free (ids);
@@ -505,6 +702,14 @@ s_handle_stats (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
         {"retrying", dispatcher_retrying (self->dispatcher)},
         {"dead", dispatcher_dead_count (self->dispatcher)},
         {"dead_dropped", counters->dead_dropped},
+        //  Durable mode (zero without --data)
+        {"journal_octets",
+         self->journal ? task_journal_size (self->journal) : 0},
+        {"journal_live_octets",
+         self->journal ? task_journal_live (self->journal) : 0},
+        {"journal_compactions",
+         self->journal ? task_journal_compacted (self->journal) : 0},
+        {"journal_lost", self->journal ? task_journal_lost (self->journal) : 0},
     };
     drover_msg_t reply;
     drover_msg_init (&reply, DROVER_STATS_REPLY);
@@ -619,6 +824,10 @@ s_compare_ids (const void *a, const void *b)
 static void
 s_handle_retry (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
 {
+    if (!s_journal_whole (self)) {
+        s_refuse_unjournaled (self, routing_id, msg->ref);
+        return;
+    }
     if (msg->all == (msg->id_count > 0)) {
         drover_wire_send_error (self->router, routing_id, msg->ref,
                                 DROVER_EINVAL,
@@ -676,13 +885,7 @@ s_handle_retry (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
         zsys_info ("broker: dead letter %llu resubmitted as task %llu",
                    (unsigned long long)old_id, (unsigned long long)ids[i]);
     }
-    drover_msg_t reply;
-    drover_msg_init (&reply, DROVER_SUBMITTED);
-    reply.ref = msg->ref;
-    reply.ids = ids;
-    reply.id_count = count;
-    s_send (self, routing_id, &reply, NULL);
-    free (ids);
+    s_acknowledge (self, routing_id, msg->ref, NULL, ids, NULL, count);
 }
 
 //  The sink claims node results (DONE); the verdict goes back as DONE,
@@ -692,8 +895,8 @@ s_handle_claims (s_broker_t *self, s_peer_t *sink, drover_msg_t *msg)
 {
     for (size_t i = 0; i < msg->task_count; i++) {
         drover_task_t *claim = &msg->tasks[i];
-        int verdict =
-            dispatcher_claim (self->dispatcher, claim->id, claim->attempt);
+        int verdict = dispatcher_claim (self->dispatcher, claim->id,
+                                        claim->attempt, zclock_mono ());
         if (verdict)
             zsys_info ("broker: stale result of task %llu attempt %u refused",
                        (unsigned long long)claim->id, claim->attempt);
@@ -763,13 +966,17 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
                 s_handle_claims (self, peer, msg);
             break;
         case DROVER_STORED:
-            //  The sink stored outcomes the broker reported: they end
+            //  The sink stored outcomes the broker reported, or results it
+            //  claimed: their tasks end
             for (size_t i = 0; peer->role == ROLE_SINK && i < msg->task_count;
                  i++) {
                 dispatcher_task_t *task =
                     dispatcher_lookup (self->dispatcher, msg->tasks[i].id);
+                int32_t code = msg->tasks[i].code;
+                //  EFULL: not stored, the report goes again later
                 if (task && task->state == DROVER_STATE_REPORTING
-                    && task->attempt == msg->tasks[i].attempt)
+                    && task->attempt == msg->tasks[i].attempt
+                    && (code == 0 || code == DROVER_ESTALE))
                     dispatcher_done (self->dispatcher, task->id, task->attempt,
                                      task->code);
             }
@@ -778,16 +985,14 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
     }
 }
 
-static int
-s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
+//  Handles one message; false when none was waiting.
+static bool
+s_handle_message (s_broker_t *self)
 {
-    (void)loop;
-    (void)reader;
-    s_broker_t *self = (s_broker_t *)arg;
     drover_packet_t *packet =
         drover_wire_serve (self->router, "broker", &self->malformed);
     if (!packet)
-        return 0;
+        return false;
     zframe_t *routing_id = drover_packet_routing_id (packet);
     drover_msg_t *msg = drover_packet_msg (packet);
     char *key = zframe_strhex (routing_id);
@@ -833,7 +1038,39 @@ s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
     }
     zstr_free (&key);
     drover_packet_destroy (&packet);
+    return true;
+}
+
+//  Handles what is waiting (up to S_MAX_DRAIN messages), commits once, then
+//  dispatches: a task is on disk before it can run.
+static int
+s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    (void)reader;
+    s_broker_t *self = (s_broker_t *)arg;
+    for (int i = 0; i < S_MAX_DRAIN; i++)
+        if ((i > 0 && !(zsock_events (self->router) & ZMQ_POLLIN))
+            || !s_handle_message (self))
+            break;
+    s_commit (self);
     s_flush (self);
+    s_commit (self);
+    return 0;
+}
+
+//  BATCH: writes that wait for their fdatasync get it within the interval.
+static int
+s_handle_sync (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    s_broker_t *self = (s_broker_t *)arg;
+    if (task_journal_lost (self->journal))
+        s_journal_whole (self);
+    else if (task_journal_pending (self->journal)
+             || task_journal_unsynced (self->journal))
+        s_commit (self);
     return 0;
 }
 
@@ -861,7 +1098,17 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
         s_peer_remove (self, peer, "expired: no heartbeat");
     zlistx_destroy (&expired);
     s_report (self, s_expiry_ms (self));
+    //  A granted claim the sink never confirmed: the sink lost the result
+    //  and the node that had it is gone too (else it would have sent it
+    //  again, and the sink claimed again)
+    size_t unconfirmed = dispatcher_expire_claims (
+        self->dispatcher, now - 3 * s_expiry_ms (self));
+    if (unconfirmed)
+        zsys_warning ("broker: %zu results claimed by the sink were never "
+                      "stored: their tasks run again",
+                      unconfirmed);
     s_flush (self);
+    s_commit (self);
     return 0;
 }
 
@@ -906,6 +1153,9 @@ s_broker_destroy (s_broker_t **self_p)
     zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zhashx_destroy (&self->peers);
+    zlistx_destroy (&self->acks);
+    task_journal_destroy (&self->journal);
+    token_table_destroy (&self->tokens);
     dispatcher_destroy (&self->dispatcher);
     free (self->scratch);
     free (self->frames);
@@ -934,6 +1184,54 @@ s_new_instance (char instance[33])
         snprintf (instance + 2 * i, 3, "%02x", bits[i]);
 }
 
+//  Opens the task journal in DATA/broker and restores its tasks.
+static bool
+s_journal_open (s_broker_t *self, char *error, size_t error_size)
+{
+    const char *data = self->config.data_dir;
+    if (mkdir (data, 0755) != 0 && errno != EEXIST) {
+        snprintf (error, error_size, "cannot create %s: %s", data,
+                  strerror (errno));
+        return false;
+    }
+    char *dir = zsys_sprintf ("%s/broker", data);
+    drover_journal_config_t config = drover_journal_config_default ();
+    config.dir = dir;
+    config.fsync = self->config.fsync;
+    if (self->config.sync_interval_ms)
+        config.sync_interval_ms = self->config.sync_interval_ms;
+    if (self->config.segment_size)
+        config.segment_size = self->config.segment_size;
+    task_journal_replay_t replay;
+    char *reason = NULL;
+    self->journal = task_journal_open (&config, self->dispatcher, self->tokens,
+                                       &replay, &reason);
+    if (!self->journal) {
+        snprintf (error, error_size, "%s", reason ? reason : "journal");
+        free (reason);
+        zstr_free (&dir);
+        return false;
+    }
+    zsys_info (
+        "broker: journal %s: %llu tasks and %llu dead letters "
+        "restored from %llu records (%llu segments, %llu octets) in "
+        "%lld ms",
+        dir, (unsigned long long)replay.tasks, (unsigned long long)replay.dead,
+        (unsigned long long)replay.journal.records,
+        (unsigned long long)replay.journal.segments,
+        (unsigned long long)replay.journal.bytes, (long long)replay.elapsed_ms);
+    if (replay.journal.corrupt || replay.undecodable || replay.unknown)
+        zsys_warning ("broker: journal %s: %llu damaged regions (%llu "
+                      "octets) set aside in %s/corrupt, %llu undecodable "
+                      "and %llu unknown records skipped",
+                      dir, (unsigned long long)replay.journal.corrupt,
+                      (unsigned long long)replay.journal.corrupt_bytes, dir,
+                      (unsigned long long)replay.undecodable,
+                      (unsigned long long)replay.unknown);
+    zstr_free (&dir);
+    return true;
+}
+
 //  Sets up the broker; on failure returns NULL and a reason in error.
 static s_broker_t *
 s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
@@ -958,6 +1256,14 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
     };
     self->retry_timer = -1;
     self->dispatcher = dispatcher_new (&dispatcher_config, s_free_frame);
+    self->tokens = token_table_new (S_MAX_TOKENS);
+    self->acks = zlistx_new ();
+    assert (self->acks);
+    zlistx_set_destructor (self->acks, s_ack_destroy);
+    if (config->data_dir && !s_journal_open (self, error, error_size)) {
+        s_broker_destroy (&self);
+        return NULL;
+    }
     self->scratch =
         (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
     self->frames = (zframe_t **)calloc (DROVER_MAX_BATCH, sizeof (zframe_t *));
@@ -991,18 +1297,29 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
     self->loop = zloop_new ();
     zloop_reader (self->loop, self->router, s_handle_router, self);
     zloop_reader (self->loop, pipe, s_handle_pipe, self);
+    if (self->journal)
+        zloop_timer (self->loop, self->config.sync_interval_ms, 0,
+                     s_handle_sync, self);
     zloop_timer (self->loop, config->heartbeat_ms, 0, s_handle_tick, self);
 
     if (config->sink_endpoint) {
-        drover_sink_config_t sink_config = {
-            .endpoint = config->sink_endpoint,
-            .advertise = config->sink_advertise,
-            .broker = self->inproc,
-            .max_results = config->max_results,
-            .verbose = config->verbose,
-        };
+        drover_sink_config_t sink_config = drover_sink_config_default ();
+        sink_config.endpoint = config->sink_endpoint;
+        sink_config.advertise = config->sink_advertise;
+        sink_config.broker = self->inproc;
+        sink_config.max_results = config->max_results;
+        sink_config.verbose = config->verbose;
+        sink_config.result_ttl_ms = config->result_ttl_ms;
+        char *sink_data = config->data_dir
+                              ? zsys_sprintf ("%s/sink", config->data_dir)
+                              : NULL;
+        sink_config.data_dir = sink_data;
+        sink_config.fsync = config->fsync;
+        sink_config.sync_interval_ms = config->sync_interval_ms;
+        sink_config.segment_size = config->segment_size;
         char *sink_error = NULL;
         self->sink = drover_sink_new (&sink_config, &sink_error);
+        zstr_free (&sink_data);
         if (!self->sink) {
             snprintf (error, error_size, "embedded sink: %s",
                       sink_error ? sink_error : "cannot start");

@@ -32,27 +32,40 @@ struct dispatcher_node_t {
 };
 
 struct dispatcher_t {
-    dispatcher_config_t config;     //  limits and policy
-    payload_free_fn *free_payload;  //  frees payloads
-    zhashx_t *tasks;                //  id -> dispatcher_task_t held (owned,
-                                    //  unless also a dead letter)
-    zhashx_t *lanes;                //  "queue\x1fhandler" -> lane_t, owned
-    zlistx_t *nodes;                //  dispatcher_node_t, owned
-    zlistx_t *ready;                //  nodes with credit, least recently
-                                    //  served first (not owned)
-    zlistx_t *reports;              //  tasks in REPORTING (not owned)
-    zlistx_t *revokes;              //  dispatcher_revoke_t, owned
-    dispatcher_task_t **retries;    //  retrying tasks, a min-heap on
-                                    //  (due_ms, id) (not owned)
-    size_t retry_count;             //  tasks in the heap
-    size_t retry_alloc;             //  slots allocated
-    zlistx_t *dead;                 //  dead letters, oldest first (owned,
-                                    //  with the task table)
-    zhashx_t *dead_index;           //  id -> dead letter (not owned)
-    uint64_t rng;                   //  state of the jitter generator
-    uint64_t next_id;               //  id of the next task
-    dispatcher_counters_t counters; //  statistics
+    dispatcher_config_t config;       //  limits and policy
+    payload_free_fn *free_payload;    //  frees payloads
+    zhashx_t *tasks;                  //  id -> dispatcher_task_t held (owned,
+                                      //  unless also a dead letter)
+    zhashx_t *lanes;                  //  "queue\x1fhandler" -> lane_t, owned
+    zlistx_t *nodes;                  //  dispatcher_node_t, owned
+    zlistx_t *ready;                  //  nodes with credit, least recently
+                                      //  served first (not owned)
+    zlistx_t *reports;                //  tasks in REPORTING (not owned)
+    zlistx_t *claims;                 //  claimed tasks, oldest claim first
+                                      //  (not owned)
+    zlistx_t *revokes;                //  dispatcher_revoke_t, owned
+    dispatcher_task_t **retries;      //  retrying tasks, a min-heap on
+                                      //  (due_ms, id) (not owned)
+    size_t retry_count;               //  tasks in the heap
+    size_t retry_alloc;               //  slots allocated
+    zlistx_t *dead;                   //  dead letters, oldest first (owned,
+                                      //  with the task table)
+    zhashx_t *dead_index;             //  id -> dead letter (not owned)
+    uint64_t rng;                     //  state of the jitter generator
+    uint64_t next_id;                 //  id of the next task
+    dispatcher_counters_t counters;   //  statistics
+    dispatcher_observer_fn *observer; //  told of state changes, or NULL
+    void *observer_arg;               //  its argument
+    bool all_dead;                    //  all_first/next: in the dead list
 };
+
+static void
+s_notify (dispatcher_t *self, dispatcher_event_t event, dispatcher_task_t *task,
+          int32_t code)
+{
+    if (self->observer)
+        self->observer (self->observer_arg, event, task, code);
+}
 
 static void
 s_history_destroy (dispatcher_history_t **history_p)
@@ -74,6 +87,7 @@ static void
 s_task_destroy (dispatcher_t *self, dispatcher_task_t **task_p)
 {
     dispatcher_task_t *task = *task_p;
+    s_notify (self, DISPATCHER_EVENT_FREE, task, 0);
     if (task->payload && self->free_payload)
         self->free_payload (&task->payload);
     s_history_destroy (&task->history);
@@ -140,6 +154,7 @@ dispatcher_new (const dispatcher_config_t *config,
     zlistx_set_destructor (self->nodes, s_node_destroy);
     self->ready = zlistx_new ();
     self->reports = zlistx_new ();
+    self->claims = zlistx_new ();
     self->revokes = zlistx_new ();
     zlistx_set_destructor (self->revokes, s_revoke_destroy);
     self->next_id = config->first_id ? config->first_id : 1;
@@ -149,6 +164,8 @@ dispatcher_new (const dispatcher_config_t *config,
 void
 dispatcher_destroy (dispatcher_t **self_p)
 {
+    if (*self_p)
+        (*self_p)->observer = NULL;
     assert (self_p);
     dispatcher_t *self = *self_p;
     if (!self)
@@ -167,6 +184,7 @@ dispatcher_destroy (dispatcher_t **self_p)
     free (self->retries);
     zlistx_destroy (&self->revokes);
     zlistx_destroy (&self->reports);
+    zlistx_destroy (&self->claims);
     zlistx_destroy (&self->ready);
     zlistx_destroy (&self->nodes);
     zhashx_destroy (&self->tasks);
@@ -280,6 +298,7 @@ dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
     zhashx_insert (self->tasks, &task->id, task);
     s_enqueue (task, false);
     self->counters.submitted++;
+    s_notify (self, DISPATCHER_EVENT_SUBMIT, task, 0);
     return task->id;
 }
 
@@ -308,6 +327,7 @@ s_report (dispatcher_t *self, dispatcher_task_t *task, int32_t code)
     task->code = code;
     task->reported_at = 0;
     task->report_handle = zlistx_add_end (self->reports, task);
+    s_notify (self, DISPATCHER_EVENT_REPORT, task, code);
 }
 
 static void
@@ -514,6 +534,7 @@ s_dead_unlink (dispatcher_t *self, dispatcher_task_t *task)
 static void
 s_dead_drop (dispatcher_t *self, dispatcher_task_t *task)
 {
+    s_notify (self, DISPATCHER_EVENT_UNDEAD, task, 0);
     s_dead_unlink (self, task);
     if (task->state == DROVER_STATE_FAILED)
         s_task_destroy (self, &task);
@@ -602,9 +623,11 @@ s_remove (dispatcher_t *self, dispatcher_task_t *task)
         s_release_lease (task);
     else if (task->state == DROVER_STATE_RETRY)
         s_retry_remove (self, task);
+    else if (task->claim_handle)
+        zlistx_detach (self->claims, task->claim_handle);
     else if (task->state == DROVER_STATE_REPORTING)
         zlistx_detach (self->reports, task->report_handle);
-    task->report_handle = NULL;
+    task->report_handle = task->claim_handle = NULL;
     zhashx_delete (self->tasks, &task->id);
     if (task->dead_handle)
         task->state = DROVER_STATE_FAILED; //  the dead-letter list keeps it
@@ -639,6 +662,7 @@ dispatcher_fail (dispatcher_t *self, dispatcher_node_t *node,
     drover_task_t recorded = task->outcome;
     recorded.reason = outcome->reason;
     s_record (task, &recorded, outcome->node ? outcome->node : node->name);
+    s_notify (self, DISPATCHER_EVENT_FAILURE, task, code);
 
     bool retryable = code >= -63 && (task->retry_on & DROVER_RETRY_BIT (code));
     if (retryable && task->failures < task->max_attempts) {
@@ -674,6 +698,7 @@ dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt,
     if (code == 0 && task->dead_handle)
         //  A superseded attempt's success won at the sink: not dead
         s_dead_drop (self, task);
+    s_notify (self, DISPATCHER_EVENT_END, task, code);
     s_remove (self, task);
     return 0;
 }
@@ -684,25 +709,59 @@ dispatcher_withdraw (dispatcher_t *self, uint64_t id)
     dispatcher_task_t *task = dispatcher_lookup (self, id);
     assert (task && task->state == DROVER_STATE_QUEUED && task->attempt == 0);
     self->counters.submitted--;
+    s_notify (self, DISPATCHER_EVENT_WITHDRAW, task, 0);
     s_remove (self, task);
 }
 
 int
-dispatcher_claim (dispatcher_t *self, uint64_t id, uint32_t attempt)
+dispatcher_claim (dispatcher_t *self, uint64_t id, uint32_t attempt,
+                  int64_t now_ms)
 {
     dispatcher_task_t *task = dispatcher_lookup (self, id);
+    if (task && task->claim_handle && task->attempt == attempt) {
+        //  The sink asks again (it restarted before storing): still yes
+        task->claimed_at = now_ms;
+        zlistx_move_end (self->claims, task->claim_handle);
+        return 0;
+    }
     if (!task || task->attempt != attempt || attempt == 0
         || task->failed_attempt || task->state == DROVER_STATE_REPORTING) {
         self->counters.stale++;
         return DROVER_ESTALE;
     }
-    //  Leased, or queued/retrying after its node was lost or its attempt
-    //  failed: no newer attempt exists, so this result is the task's
-    if (task->state == DROVER_STATE_LEASED)
+    //  Leased, or queued/retrying after its node was lost: no newer
+    //  attempt exists, so this result is the task's. It ends when the
+    //  sink has stored it (STORED): a sink that dies first loses nothing
+    if (task->state == DROVER_STATE_LEASED) {
         task->node->done++;
+        s_release_lease (task);
+    }
+    else if (task->state == DROVER_STATE_QUEUED)
+        s_dequeue (task);
+    else if (task->state == DROVER_STATE_RETRY)
+        s_retry_remove (self, task);
     self->counters.done++;
-    s_remove (self, task);
+    task->state = DROVER_STATE_REPORTING;
+    task->code = 0;
+    task->claimed_at = now_ms;
+    task->claim_handle = zlistx_add_end (self->claims, task);
     return 0;
+}
+
+size_t
+dispatcher_expire_claims (dispatcher_t *self, int64_t before_ms)
+{
+    size_t count = 0;
+    dispatcher_task_t *task;
+    while ((task = (dispatcher_task_t *)zlistx_first (self->claims))
+           && task->claimed_at < before_ms) {
+        zlistx_detach (self->claims, task->claim_handle);
+        task->claim_handle = NULL;
+        self->counters.done--;
+        s_enqueue (task, true);
+        count++;
+    }
+    return count;
 }
 
 drover_state_t
@@ -786,6 +845,7 @@ dispatcher_node_remove (dispatcher_t *self, dispatcher_node_t **node_p)
                               .code = DROVER_ELOST,
                               .reason = "the node running it was lost"};
         s_record (task, &lost, node->name);
+        s_notify (self, DISPATCHER_EVENT_FAILURE, task, DROVER_ELOST);
         if (task->losses > self->config.max_losses) {
             s_set_text (&task->reason,
                         "the nodes running this task were lost too often");
@@ -884,6 +944,7 @@ dispatcher_next (dispatcher_t *self, dispatcher_node_t **node_p,
             lane->leased++;
             node->credit--;
             self->counters.dispatched++;
+            s_notify (self, DISPATCHER_EVENT_LEASE, task, 0);
             tasks[count++] = task;
         }
         if (count == 0)
@@ -983,4 +1044,161 @@ dispatcher_node_infos (dispatcher_t *self, drover_node_info_t *infos,
             (drover_node_info_t){node->name, node->children, node->credit,
                                  zlistx_size (node->leases), node->done};
     return count;
+}
+
+//  --------------------------------------------------------------------------
+//  Durability
+
+void
+dispatcher_set_observer (dispatcher_t *self, dispatcher_observer_fn *fn,
+                         void *arg)
+{
+    self->observer = fn;
+    self->observer_arg = arg;
+}
+
+dispatcher_task_t *
+dispatcher_all_first (dispatcher_t *self)
+{
+    self->all_dead = false;
+    dispatcher_task_t *task = (dispatcher_task_t *)zhashx_first (self->tasks);
+    return task ? task : dispatcher_all_next (self);
+}
+
+dispatcher_task_t *
+dispatcher_all_next (dispatcher_t *self)
+{
+    dispatcher_task_t *task;
+    if (!self->all_dead) {
+        if ((task = (dispatcher_task_t *)zhashx_next (self->tasks)))
+            return task;
+        self->all_dead = true;
+        task = (dispatcher_task_t *)zlistx_first (self->dead);
+    }
+    else
+        task = (dispatcher_task_t *)zlistx_next (self->dead);
+    //  Dead letters still held were listed with the table
+    while (task && task->state != DROVER_STATE_FAILED)
+        task = (dispatcher_task_t *)zlistx_next (self->dead);
+    return task;
+}
+
+dispatcher_task_t *
+dispatcher_restore_lookup (dispatcher_t *self, uint64_t id)
+{
+    dispatcher_task_t *task = dispatcher_lookup (self, id);
+    return task ? task : dispatcher_dead_lookup (self, id);
+}
+
+//  Forgets a task wherever it is, silently.
+static void
+s_forget (dispatcher_t *self, dispatcher_task_t *task)
+{
+    if (task->dead_handle)
+        s_dead_unlink (self, task);
+    if (dispatcher_lookup (self, task->id) == task)
+        s_remove (self, task);
+    else
+        s_task_destroy (self, &task);
+}
+
+dispatcher_task_t *
+dispatcher_restore_task (dispatcher_t *self, const drover_task_t *spec,
+                         void **payload_p)
+{
+    assert (spec->id);
+    dispatcher_task_t *old = dispatcher_restore_lookup (self, spec->id);
+    if (old)
+        s_forget (self, old);
+    //  The limits held when the task was taken: do not refuse it now
+    uint64_t max_queued = self->config.max_queued;
+    self->config.max_queued = UINT64_MAX;
+    dispatcher_observer_fn *observer = self->observer;
+    self->observer = NULL;
+    uint64_t id = dispatcher_submit (self, spec, payload_p);
+    self->observer = observer;
+    self->config.max_queued = max_queued;
+    if (!id)
+        return NULL; //  over DISPATCHER_MAX_LANES
+    self->counters.submitted--;
+    if (self->next_id <= id)
+        self->next_id = id + 1;
+    return dispatcher_lookup (self, id);
+}
+
+void
+dispatcher_restore_lease (dispatcher_t *self, dispatcher_task_t *task,
+                          uint32_t attempt)
+{
+    (void)self;
+    if (task->attempt < attempt)
+        task->attempt = attempt;
+    task->failed_attempt = false;
+}
+
+void
+dispatcher_restore_failure (dispatcher_t *self, dispatcher_task_t *task,
+                            const drover_task_t *outcome)
+{
+    (void)self;
+    if (task->attempt < outcome->attempt)
+        task->attempt = outcome->attempt;
+    s_record (task, outcome, outcome->node);
+    if (outcome->code == DROVER_ELOST)
+        task->losses++;
+    else {
+        task->failures++;
+        task->failed_attempt = true;
+    }
+    task->code = outcome->code;
+    s_set_text (&task->reason, outcome->reason);
+    s_set_text (&task->last_node, outcome->node);
+    task->outcome = *outcome;
+    task->outcome.handler = task->outcome.queue = task->outcome.key = NULL;
+    task->outcome.reason = task->outcome.node = NULL;
+    task->outcome.payload = (drover_bytes_t){NULL, 0};
+}
+
+void
+dispatcher_restore_report (dispatcher_t *self, dispatcher_task_t *task,
+                           int32_t code, const char *reason)
+{
+    if (task->state != DROVER_STATE_QUEUED)
+        return; //  reported already, or a dead letter no longer held
+    s_dequeue (task);
+    s_set_text (&task->reason, reason);
+    if (code == DROVER_ECANCELLED) {
+        s_report (self, task, code);
+        if (task->payload && self->free_payload)
+            self->free_payload (&task->payload);
+    }
+    else {
+        task->outcome.code = code;
+        s_fail_for_good (self, task, code);
+        self->counters.failed--;
+    }
+}
+
+void
+dispatcher_restore_end (dispatcher_t *self, dispatcher_task_t *task,
+                        int32_t code)
+{
+    if (dispatcher_lookup (self, task->id) != task)
+        return; //  a dead letter that left the table already
+    if (code == 0 && task->dead_handle)
+        s_dead_drop (self, task);
+    s_remove (self, task);
+}
+
+void
+dispatcher_restore_withdraw (dispatcher_t *self, dispatcher_task_t *task)
+{
+    s_forget (self, task);
+}
+
+void
+dispatcher_restore_undead (dispatcher_t *self, dispatcher_task_t *task)
+{
+    if (task->dead_handle)
+        s_dead_drop (self, task);
 }

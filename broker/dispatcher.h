@@ -105,7 +105,13 @@ typedef struct {
     int64_t due_ms;          //  while retrying: when it is queued again
     size_t retry_index;      //  its place in the retry heap while retrying
     dispatcher_history_t *history; //  failed attempts, or NULL if none
-    void *dead_handle; //  its place in the dead-letter list, or NULL
+    void *dead_handle;      //  its place in the dead-letter list, or NULL
+    void *claim_handle;     //  while its result waits to be stored: its place
+                            //  in the claims list (state REPORTING, code 0)
+    int64_t claimed_at;     //  when that claim was last granted (ms)
+    uint64_t journal_home;  //  the journal segment holding its newest full
+                            //  record (the broker's journal sets it)
+    uint64_t journal_bytes; //  octets the journal counts as live for it
 } dispatcher_task_t;
 
 //  A REVOKE to send.
@@ -188,10 +194,17 @@ int dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt,
 //  (an all-or-nothing SUBMIT that failed part way).
 void dispatcher_withdraw (dispatcher_t *self, uint64_t id);
 
-//  The sink claims a node's result for (id, attempt) (SPEC 5.18). Returns 0
-//  and ends the task when attempt is its newest attempt and it has no final
-//  outcome yet; else DROVER_ESTALE (counted as stale).
-int dispatcher_claim (dispatcher_t *self, uint64_t id, uint32_t attempt);
+//  The sink claims a node's result for (id, attempt) at now_ms (SPEC
+//  5.18). Returns 0 when attempt is the task's newest attempt and it has
+//  no final outcome yet, or when that same claim was granted already:
+//  the task waits (REPORTING, code 0) until the sink says it stored the
+//  result (dispatcher_done). Else DROVER_ESTALE (counted as stale).
+int dispatcher_claim (dispatcher_t *self, uint64_t id, uint32_t attempt,
+                      int64_t now_ms);
+
+//  Queues again the tasks whose claims were granted before before_ms and
+//  never confirmed: the sink lost the result. Returns how many.
+size_t dispatcher_expire_claims (dispatcher_t *self, int64_t before_ms);
 
 //  Cancels a queued, retrying or leased task. Returns its state after the
 //  cancel; DROVER_STATE_UNKNOWN if the dispatcher does not hold it.
@@ -258,5 +271,73 @@ size_t dispatcher_queue_infos (dispatcher_t *self, drover_queue_info_t *infos,
 //  Fills infos with up to max nodes; returns the number of nodes.
 size_t dispatcher_node_infos (dispatcher_t *self, drover_node_info_t *infos,
                               size_t max);
+
+//  --------------------------------------------------------------------------
+//  Durability. The broker's journal (task_journal.c) observes every state
+//  change that must survive a restart, and rebuilds the tasks from its
+//  records with the restore calls, which act like the live ones but notify
+//  nobody, send nothing and count nothing.
+
+typedef enum {
+    DISPATCHER_EVENT_SUBMIT,   //  a task was created, queued
+    DISPATCHER_EVENT_LEASE,    //  a task was leased: task->attempt is new
+    DISPATCHER_EVENT_FAILURE,  //  an attempt failed or its node was lost:
+                               //  the newest entry of task->history
+    DISPATCHER_EVENT_REPORT,   //  a task has its final outcome (task->code,
+                               //  task->reason) and is REPORTING
+    DISPATCHER_EVENT_END,      //  a task left the task table with code (its
+                               //  result was claimed or its outcome stored)
+    DISPATCHER_EVENT_WITHDRAW, //  a task was removed as if never submitted
+    DISPATCHER_EVENT_UNDEAD,   //  a task left the dead-letter list
+    DISPATCHER_EVENT_FREE,     //  a task's memory is about to be freed
+} dispatcher_event_t;
+
+typedef void (dispatcher_observer_fn) (void *arg, dispatcher_event_t event,
+                                       dispatcher_task_t *task, int32_t code);
+
+//  Calls fn on every event from now on (NULL: none).
+void dispatcher_set_observer (dispatcher_t *self, dispatcher_observer_fn *fn,
+                              void *arg);
+
+//  Iterates every task the dispatcher remembers: those in the task table,
+//  then the dead letters that left it. Do not change the dispatcher while
+//  iterating.
+dispatcher_task_t *dispatcher_all_first (dispatcher_t *self);
+dispatcher_task_t *dispatcher_all_next (dispatcher_t *self);
+
+//  Restores a task under spec->id (never 0), queued, taking the payload;
+//  a task remembered under that id (held or dead) is replaced. Ids handed
+//  out later are above it. Returns the task.
+dispatcher_task_t *dispatcher_restore_task (dispatcher_t *self,
+                                            const drover_task_t *spec,
+                                            void **payload_p);
+
+//  The task remembered under id, held or dead; NULL if none.
+dispatcher_task_t *dispatcher_restore_lookup (dispatcher_t *self, uint64_t id);
+
+//  The task was leased with attempt: it stays queued, and its next
+//  dispatch is attempt + 1 (a lease lost in a restart is a lost attempt).
+void dispatcher_restore_lease (dispatcher_t *self, dispatcher_task_t *task,
+                               uint32_t attempt);
+
+//  An attempt of the task failed (a code of DROVER_ELOST: its node was
+//  lost), with the outcome's details for its history.
+void dispatcher_restore_failure (dispatcher_t *self, dispatcher_task_t *task,
+                                 const drover_task_t *outcome);
+
+//  The task got its final outcome: it is REPORTING, and a dead letter
+//  unless code is DROVER_ECANCELLED.
+void dispatcher_restore_report (dispatcher_t *self, dispatcher_task_t *task,
+                                int32_t code, const char *reason);
+
+//  The task left the task table with code (as dispatcher_done).
+void dispatcher_restore_end (dispatcher_t *self, dispatcher_task_t *task,
+                             int32_t code);
+
+//  The task was withdrawn: forgotten.
+void dispatcher_restore_withdraw (dispatcher_t *self, dispatcher_task_t *task);
+
+//  The task left the dead-letter list.
+void dispatcher_restore_undead (dispatcher_t *self, dispatcher_task_t *task);
 
 #endif

@@ -15,6 +15,8 @@
 #ifndef DROVER_BROKER_H_INCLUDED
 #define DROVER_BROKER_H_INCLUDED
 
+#include "drover_journal.h"
+
 #include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,12 +37,23 @@ typedef struct {
     uint64_t retry_max_delay_ms; //  cap of the backoff, unless the task sets
                                  //  one
     uint64_t max_dead;           //  dead letters kept (0: none)
+    const char *data_dir;        //  durable mode: journals in DATA/broker
+                                 //  and (embedded sink) DATA/sink; NULL:
+                                 //  in memory only
+    drover_fsync_t fsync;        //  when journal writes reach the disk
+    uint32_t sync_interval_ms;   //  BATCH: longest wait of an unsynced write
+    uint64_t segment_size;       //  journal segment size (octets)
+    uint64_t result_ttl_ms;      //  embedded sink: a result delivered at
+                                 //  least once is forgotten this long after
+                                 //  it was stored; 0: kept
     bool verbose;                //  log every message
 } drover_broker_config_t;
 
 /*  The defaults: heartbeat 1000 ms, liveness 5, max payload 64 MiB,
     1,000,000 queued tasks, 1 attempt, 1 GiB of results, retries after
-    1000 ms doubling up to 60000 ms, 10,000 dead letters. */
+    1000 ms doubling up to 60000 ms, 10,000 dead letters; no data
+    directory, and with one: fsync batch, 200 ms, 64 MiB segments; results
+    kept 24 hours after they were stored and delivered. */
 drover_broker_config_t drover_broker_config_default (void);
 
 /*  Starts a broker actor. Returns NULL if it cannot start (the endpoint

@@ -5,6 +5,12 @@
     HEARTBEAT); one DEALER socket is the sink's session with the broker
     (HELLO, DONE, HEARTBEAT; the broker's own RESULTs arrive there).
 
+    Each wakeup serves the messages that are ready (up to SINK_TURN_MAX),
+    then ends the turn: with a journal, the results accepted during the
+    turn are committed together (one fdatasync), and only then are they
+    acknowledged (STORED) and published to watchers. Without a journal a
+    result is acknowledged and published as soon as it is accepted.
+
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
@@ -13,14 +19,35 @@
 #include "drover_sink.h"
 #include "drover_wire.h"
 #include "id_table.h"
+#include "sink_journal.h"
+
+#include <stddef.h>
 
 //  One outcome: stored, or held while the broker decides a claim.
 typedef struct {
     drover_task_t item; //  id, attempt, code and details; strings owned
     zframe_t *payload;  //  the result octets
-    zframe_t *node;     //  claims: the node to answer STORED, or NULL
+    zframe_t *node;     //  claims, and results not yet journaled: the node
+                        //  to answer STORED; NULL: the broker
     int64_t claimed_at; //  claims: when the claim last went out (ms)
+    int64_t stored_at;  //  when it was stored, or read back (ms)
+    bool claimed;       //  a node's result, claimed from the broker: the
+                        //  broker hears STORED too once it is stored
+    bool journaled;     //  stored: its record is committed (or there is
+                        //  no journal), so it is acknowledged and served
+    bool delivered;     //  sent to a watcher at least once
+    bool aged;          //  result_ttl_ms has passed since stored_at
+    void *age_handle;   //  its place in the sink's ages, or NULL
+    sink_home_t home;   //  its journal record
 } s_result_t;
+
+//  STORED items waiting to go to one peer.
+typedef struct {
+    zframe_t *to;         //  the node's routing id; NULL: the broker
+    drover_task_t *items; //  the acknowledgements
+    size_t count;         //  how many
+    size_t max;           //  room in items
+} s_acks_t;
 
 //  A client that watches tasks.
 typedef struct {
@@ -58,8 +85,21 @@ typedef struct {
     drover_task_t *dones;        //  DONE items waiting to be sent
     size_t done_count;           //  how many
     uint64_t stored, stale, full, malformed; //  counters
-    int64_t claim_expiry; //  resend claims undecided this long (ms)
+    uint64_t expired;           //  results forgotten by result_ttl_ms
+    uint64_t restored;          //  results read back from the journal
+    uint64_t unjournaled;       //  accepted results waiting for their record
+    unsigned broker_generation; //  bumped on each new broker socket
+    zhashx_t *acks;             //  peer key -> s_acks_t, STORED items to send
+    zlistx_t *ages;             //  stored results by stored_at (result_ttl_ms)
+    sink_journal_t *journal;    //  the durable store, or NULL
+    char *data_dir;             //  config.data_dir, our copy
 } s_sink_t;
+
+//  Most messages served per wakeup before the turn ends (and commits).
+#define SINK_TURN_MAX 256
+
+//  Most results aged per tick.
+#define SINK_EXPIRE_MAX 100000
 
 //  Claims are keyed by (id, attempt): a pointer to the result's item.
 static size_t
@@ -112,6 +152,16 @@ s_client_destroy (void **item)
     free (client->frames);
     free (client->key);
     free (client);
+}
+
+static void
+s_acks_destroy (void **item)
+{
+    s_acks_t *acks = (s_acks_t *)*item;
+    *item = NULL;
+    zframe_destroy (&acks->to);
+    free (acks->items);
+    free (acks);
 }
 
 //  --------------------------------------------------------------------------
@@ -175,6 +225,7 @@ s_broker_connect (s_sink_t *self)
     zsock_set_sndhwm (self->broker, 100000);
     zsock_connect (self->broker, "%s", self->config.broker);
     zloop_reader (self->loop, self->broker, s_handle_broker, self);
+    self->broker_generation++;
     self->welcomed = false;
     self->broker_recv = zclock_mono ();
     s_send_hello (self);
@@ -202,6 +253,25 @@ s_client_require (s_sink_t *self, zframe_t *routing_id, const char *key)
     client->last_recv = zclock_mono ();
     return client;
 }
+//  Forgets a stored result: released, or past its retention. With a
+//  journal, a forget record says so (record false: replay, which needs
+//  none).
+static void
+s_forget (s_sink_t *self, s_result_t *result, bool record)
+{
+    if (result->age_handle) {
+        zlistx_delete (self->ages, result->age_handle);
+        result->age_handle = NULL;
+    }
+    self->stored_octets -= zframe_size (result->payload);
+    if (self->journal) {
+        if (record)
+            sink_journal_forget (self->journal, &result->home);
+        else
+            sink_journal_unlink (self->journal, &result->home);
+    }
+    zhashx_delete (self->results, &result->item.id);
+}
 
 static void
 s_client_flush (s_sink_t *self, s_client_t *client)
@@ -222,16 +292,20 @@ s_client_flush (s_sink_t *self, s_client_t *client)
                       msg.task_count, client->key);
         return;
     }
-    //  Released results go only now: their frames were in the batch
-    if (client->release)
-        for (size_t i = 0; i < msg.task_count; i++) {
-            s_result_t *result = (s_result_t *)zhashx_lookup (
-                self->results, &client->batch[i].id);
-            if (result) {
-                self->stored_octets -= zframe_size (result->payload);
-                zhashx_delete (self->results, &client->batch[i].id);
-            }
+    //  Released results go only now: their frames were in the batch. So do
+    //  results past their retention, now that they reached a watcher.
+    for (size_t i = 0; i < msg.task_count; i++) {
+        s_result_t *result =
+            (s_result_t *)zhashx_lookup (self->results, &client->batch[i].id);
+        if (!result)
+            continue;
+        result->delivered = true;
+        if (client->release || result->aged) {
+            if (!client->release)
+                self->expired++;
+            s_forget (self, result, true);
         }
+    }
 }
 
 static void
@@ -264,8 +338,14 @@ s_result_new (const drover_task_t *item, zframe_t **payload_p)
     result->item.payload = (drover_bytes_t){NULL, 0};
     result->item.reason = item->reason ? strdup (item->reason) : NULL;
     result->item.node = item->node ? strdup (item->node) : NULL;
+    //  Only the fields of a RESULT item: the others pointed into a message
+    result->item.handler = NULL;
+    result->item.queue = NULL;
+    result->item.key = NULL;
     result->payload = *payload_p;
     *payload_p = NULL;
+    result->home.item = &result->item;
+    result->home.payload = result->payload;
     return result;
 }
 
@@ -279,12 +359,72 @@ s_room_for (s_sink_t *self, size_t size)
     return false;
 }
 
-//  Keeps a result as its task's one result and hands it to its watcher.
+//  Queues one STORED item for a node (to) or the broker (to NULL); sent at
+//  the end of the turn, batched per peer.
 static void
-s_keep (s_sink_t *self, s_result_t *result)
+s_ack (s_sink_t *self, zframe_t *to, uint64_t id, uint32_t attempt, int code)
 {
-    zhashx_insert (self->results, &result->item.id, result);
-    self->stored++;
+    char *key = to ? zframe_strhex (to) : strdup ("broker");
+    s_acks_t *acks = (s_acks_t *)zhashx_lookup (self->acks, key);
+    if (!acks) {
+        acks = (s_acks_t *)zmalloc (sizeof *acks);
+        assert (acks);
+        acks->to = to ? zframe_dup (to) : NULL;
+        zhashx_insert (self->acks, key, acks);
+    }
+    free (key);
+    if (acks->count == acks->max) {
+        acks->max = acks->max ? 2 * acks->max : 16;
+        acks->items = (drover_task_t *)realloc (
+            acks->items, acks->max * sizeof (drover_task_t));
+        assert (acks->items);
+    }
+    acks->items[acks->count++] =
+        (drover_task_t){.id = id, .attempt = attempt, .code = code};
+    if (self->config.verbose || code == DROVER_ESTALE)
+        zsys_debug ("sink: task %llu attempt %u: STORED %s",
+                    (unsigned long long)id, attempt, drover_strcode (code));
+}
+
+//  Sends the queued STORED items.
+static void
+s_flush_acks (s_sink_t *self)
+{
+    if (zhashx_size (self->acks) == 0)
+        return;
+    for (s_acks_t *acks = (s_acks_t *)zhashx_first (self->acks); acks;
+         acks = (s_acks_t *)zhashx_next (self->acks))
+        for (size_t sent = 0; sent < acks->count;) {
+            size_t count = acks->count - sent;
+            if (count > DROVER_MAX_BATCH)
+                count = DROVER_MAX_BATCH;
+            drover_msg_t reply;
+            drover_msg_init (&reply, DROVER_STORED);
+            reply.tasks = acks->items + sent;
+            reply.task_count = count;
+            if (acks->to)
+                drover_wire_send (self->router, acks->to, &reply, NULL);
+            else
+                s_broker_send (self, &reply);
+            sent += count;
+        }
+    zhashx_purge (self->acks);
+}
+
+//  A stored result is safe (journaled, or there is no journal): its sender
+//  hears STORED (and the broker, for a claimed result: that ends the task
+//  there, SPEC 5.18), its watcher gets it, its retention starts.
+static void
+s_publish (s_sink_t *self, s_result_t *result)
+{
+    result->journaled = true;
+    result->stored_at = zclock_mono ();
+    if (self->config.result_ttl_ms)
+        result->age_handle = zlistx_add_end (self->ages, result);
+    s_ack (self, result->node, result->item.id, result->item.attempt, 0);
+    if (result->claimed)
+        s_ack (self, NULL, result->item.id, result->item.attempt, 0);
+    zframe_destroy (&result->node);
     s_client_t *client =
         (s_client_t *)zhashx_lookup (self->watchers, &result->item.id);
     if (client) {
@@ -292,6 +432,33 @@ s_keep (s_sink_t *self, s_result_t *result)
         client->watching--;
         s_client_add (self, client, result);
     }
+}
+
+static void
+s_committed (sink_home_t *home, void *arg)
+{
+    s_sink_t *self = (s_sink_t *)arg;
+    s_result_t *result =
+        (s_result_t *)((char *)home - offsetof (s_result_t, home));
+    self->unjournaled--;
+    s_publish (self, result);
+}
+
+//  Keeps a result as its task's one result. With a journal it waits for
+//  its record to be committed (at the end of the turn) before anybody
+//  hears of it; its node (result->node, or the broker) hears STORED then.
+static void
+s_accept (s_sink_t *self, s_result_t *result)
+{
+    zhashx_insert (self->results, &result->item.id, result);
+    self->stored++;
+    if (self->journal) {
+        result->journaled = false;
+        self->unjournaled++;
+        sink_journal_add (self->journal, &result->home);
+    }
+    else
+        s_publish (self, result);
 }
 
 //  Sends the broker a claim for a held result (SPEC 5.18).
@@ -307,168 +474,114 @@ s_claim (s_sink_t *self, s_result_t *result)
         s_flush_done (self);
 }
 
-static void
-s_send_stored (zsock_t *sock, zframe_t *routing_id, drover_task_t *acks,
-               size_t count)
-{
-    if (count == 0)
-        return;
-    drover_msg_t reply;
-    drover_msg_init (&reply, DROVER_STORED);
-    reply.tasks = acks;
-    reply.task_count = count;
-    drover_wire_send (sock, routing_id, &reply, NULL);
-}
-
 //  RESULT from a node: each result is held and claimed from the broker;
-//  the node hears STORED when the verdict comes. Even a result for a task
-//  that has one is claimed: the broker may hold that task again (a client
-//  resubmitted it after a restart), and only the claim ends it there; the
-//  verdict then finds the stored result and drops the new one. Results the
-//  sink cannot take are answered at once.
+//  the node hears STORED when the verdict comes (with a journal: once the
+//  result is journaled). Even a result for a task that has one is claimed:
+//  the broker may hold that task again (a client resubmitted it after a
+//  restart), and only the claim ends it there; the verdict then finds the
+//  stored result and drops the new one. Results the sink cannot take are
+//  answered at once. A result sent again while its record waits for the
+//  journal is not answered: STORED comes when the record is on disk (an
+//  ESTALE now would make the node forget a result the sink may lose).
 static void
 s_handle_node_result (s_sink_t *self, zframe_t *routing_id,
                       drover_packet_t *packet)
 {
     drover_msg_t *msg = drover_packet_msg (packet);
-    drover_task_t *acks =
-        (drover_task_t *)calloc (msg->task_count + 1, sizeof (drover_task_t));
-    assert (acks);
-    size_t ack_count = 0;
     for (size_t i = 0; i < msg->task_count; i++) {
         drover_task_t *item = &msg->tasks[i];
         zframe_t *payload = drover_packet_take_payload (packet, i);
+        s_result_t *stored =
+            (s_result_t *)zhashx_lookup (self->results, &item->id);
         s_result_t *held = (s_result_t *)zhashx_lookup (self->claims, item);
-        int code = 0;
-        if (held) {
+        if (stored && !stored->journaled) {
+            if (stored->node && stored->item.attempt == item->attempt) {
+                //  Answer the newest sender
+                zframe_destroy (&stored->node);
+                stored->node = zframe_dup (routing_id);
+            }
+        }
+        else if (held) {
             //  Sent again while its claim is out: answer the newest sender
             zframe_destroy (&held->node);
             held->node = zframe_dup (routing_id);
         }
         else if (!s_room_for (self, zframe_size (payload)))
-            code = DROVER_EFULL;
+            s_ack (self, routing_id, item->id, item->attempt, DROVER_EFULL);
         else {
             self->stored_octets += zframe_size (payload);
             s_result_t *result = s_result_new (item, &payload);
             result->node = zframe_dup (routing_id);
+            result->claimed = true;
             zhashx_insert (self->claims, &result->item, result);
             s_claim (self, result);
         }
         zframe_destroy (&payload);
-        if (code) {
-            acks[ack_count++] = (drover_task_t){
-                .id = item->id, .attempt = item->attempt, .code = code};
-            if (self->config.verbose || code == DROVER_ESTALE)
-                zsys_debug ("sink: task %llu attempt %u: %s",
-                            (unsigned long long)item->id, item->attempt,
-                            drover_strcode (code));
-        }
     }
-    s_send_stored (self->router, routing_id, acks, ack_count);
-    free (acks);
-    s_flush_done (self);
 }
 
-//  RESULT from the broker: final outcomes, stored at once (SPEC 5.18).
+//  RESULT from the broker: final outcomes, stored at once (SPEC 5.18). One
+//  sent again while its record waits for the journal is not answered.
 static void
 s_handle_broker_result (s_sink_t *self, drover_packet_t *packet)
 {
     drover_msg_t *msg = drover_packet_msg (packet);
-    drover_task_t *acks =
-        (drover_task_t *)calloc (msg->task_count + 1, sizeof (drover_task_t));
-    assert (acks);
     for (size_t i = 0; i < msg->task_count; i++) {
         drover_task_t *item = &msg->tasks[i];
         zframe_t *payload = drover_packet_take_payload (packet, i);
-        acks[i] = (drover_task_t){.id = item->id, .attempt = item->attempt};
-        if (zhashx_lookup (self->results, &item->id)) {
+        s_result_t *stored =
+            (s_result_t *)zhashx_lookup (self->results, &item->id);
+        if (stored && !stored->journaled)
+            ; //  answered when journaled
+        else if (stored) {
             self->stale++;
-            acks[i].code = DROVER_ESTALE;
+            s_ack (self, NULL, item->id, item->attempt, DROVER_ESTALE);
         }
         else if (!s_room_for (self, zframe_size (payload)))
-            acks[i].code = DROVER_EFULL;
+            s_ack (self, NULL, item->id, item->attempt, DROVER_EFULL);
         else {
             self->stored_octets += zframe_size (payload);
-            s_keep (self, s_result_new (item, &payload));
+            s_accept (self, s_result_new (item, &payload));
         }
         zframe_destroy (&payload);
     }
-    drover_msg_t reply;
-    drover_msg_init (&reply, DROVER_STORED);
-    reply.tasks = acks;
-    reply.task_count = msg->task_count;
-    s_broker_send (self, &reply);
-    free (acks);
-    s_flush_pending (self);
 }
 
-//  DONE from the broker: its verdicts on claims. A result it accepts is
-//  kept and published; one it refuses is dropped. Either way its node
-//  hears STORED, batched per node.
+//  DONE from the broker: its verdicts on claims (SPEC 5.18). A result it
+//  accepts is kept and published, and its node and the broker hear STORED
+//  once it is stored (with a journal: once journaled). One it refuses is
+//  dropped (STORED DROVER_ESTALE). One it accepts for a task whose result
+//  the sink holds already is dropped too, and the broker hears STORED: the
+//  task has its result; if that result still waits for the journal, nobody
+//  hears anything yet (the node sends again and the claim comes again).
 static void
 s_handle_verdicts (s_sink_t *self, drover_msg_t *msg)
 {
-    s_result_t **decided =
-        (s_result_t **)calloc (msg->task_count + 1, sizeof (s_result_t *));
-    drover_task_t *acks =
-        (drover_task_t *)calloc (msg->task_count + 1, sizeof (drover_task_t));
-    bool *kept = (bool *)calloc (msg->task_count + 1, sizeof (bool));
-    assert (decided && acks && kept);
-    size_t count = 0;
     for (size_t i = 0; i < msg->task_count; i++) {
         s_result_t *result =
             (s_result_t *)zhashx_lookup (self->claims, &msg->tasks[i]);
         if (!result)
             continue; //  decided already, or never ours
         zhashx_delete (self->claims, &msg->tasks[i]);
+        s_result_t *stored =
+            (s_result_t *)zhashx_lookup (self->results, &result->item.id);
         int code = msg->tasks[i].code;
-        if (code == 0 && zhashx_lookup (self->results, &result->item.id))
-            code = DROVER_ESTALE;
-        if (code == 0) {
-            s_keep (self, result);
-            kept[count] = true;
-        }
-        else {
-            self->stale++;
-            code = DROVER_ESTALE;
-            self->stored_octets -= zframe_size (result->payload);
-            zsys_info ("sink: stale result of task %llu attempt %u dropped",
-                       (unsigned long long)result->item.id,
-                       result->item.attempt);
-        }
-        acks[count] = (drover_task_t){.id = result->item.id,
-                                      .attempt = result->item.attempt,
-                                      .code = code};
-        decided[count++] = result;
-    }
-    //  STORED to each node, for all of its results at once
-    drover_task_t *batch =
-        (drover_task_t *)calloc (count + 1, sizeof (drover_task_t));
-    bool *sent = (bool *)calloc (count + 1, sizeof (bool));
-    assert (batch && sent);
-    for (size_t i = 0; i < count; i++) {
-        if (sent[i] || !decided[i]->node)
+        if (code == 0 && !stored) {
+            s_accept (self, result);
             continue;
-        size_t batch_count = 0;
-        for (size_t j = i; j < count; j++)
-            if (!sent[j] && decided[j]->node
-                && zframe_eq (decided[j]->node, decided[i]->node)) {
-                batch[batch_count++] = acks[j];
-                sent[j] = true;
-            }
-        s_send_stored (self->router, decided[i]->node, batch, batch_count);
+        }
+        self->stale++;
+        self->stored_octets -= zframe_size (result->payload);
+        zsys_info ("sink: stale result of task %llu attempt %u dropped",
+                   (unsigned long long)result->item.id, result->item.attempt);
+        if (code != 0 || stored->journaled) {
+            s_ack (self, result->node, result->item.id, result->item.attempt,
+                   DROVER_ESTALE);
+            if (code == 0)
+                s_ack (self, NULL, result->item.id, result->item.attempt, 0);
+        }
+        s_result_destroy ((void **)&result);
     }
-    for (size_t i = 0; i < count; i++) {
-        zframe_destroy (&decided[i]->node);
-        if (!kept[i])
-            s_result_destroy ((void **)&decided[i]);
-    }
-    free (batch);
-    free (sent);
-    free (kept);
-    free (acks);
-    free (decided);
-    s_flush_pending (self);
 }
 
 //  Claims again those the broker has not decided in time, or all of them
@@ -482,6 +595,43 @@ s_reclaim (s_sink_t *self, bool all)
          result = (s_result_t *)zhashx_next (self->claims))
         if (all || now - result->claimed_at > expiry)
             s_claim (self, result);
+    s_flush_done (self);
+}
+
+//  Results past result_ttl_ms: forgotten if delivered, else marked so that
+//  their first delivery forgets them. Each result is looked at once.
+static void
+s_expire (s_sink_t *self)
+{
+    uint64_t ttl = self->config.result_ttl_ms;
+    if (ttl == 0)
+        return;
+    s_flush_pending (self); //  no batch may hold what goes now
+    int64_t now = zclock_mono ();
+    s_result_t *result;
+    for (size_t count = 0; count < SINK_EXPIRE_MAX
+                           && (result = (s_result_t *)zlistx_first (self->ages))
+                           && (uint64_t)(now - result->stored_at) >= ttl;
+         count++) {
+        zlistx_delete (self->ages, result->age_handle);
+        result->age_handle = NULL;
+        result->aged = true;
+        if (result->delivered) {
+            self->expired++;
+            s_forget (self, result, true);
+        }
+    }
+}
+
+//  The end of a turn: commit what the turn journaled, then acknowledge
+//  and publish what is safe, and send what waits.
+static void
+s_turn_end (s_sink_t *self)
+{
+    if (self->journal)
+        sink_journal_commit (self->journal, s_committed, self);
+    s_flush_acks (self);
+    s_flush_pending (self);
     s_flush_done (self);
 }
 
@@ -502,10 +652,12 @@ s_handle_watch (s_sink_t *self, zframe_t *routing_id, const char *key,
     for (size_t i = 0; i < msg->id_count; i++) {
         s_result_t *result =
             (s_result_t *)zhashx_lookup (self->results, &msg->ids[i]);
-        if (result) {
+        if (result && result->journaled) {
             s_client_add (self, client, result);
             continue;
         }
+        //  No result yet, or one waiting for the journal: it comes when
+        //  it is safe
         s_client_t *other =
             (s_client_t *)zhashx_lookup (self->watchers, &msg->ids[i]);
         if (other == client)
@@ -540,7 +692,9 @@ s_handle_status (s_sink_t *self, zframe_t *routing_id, drover_msg_t *msg)
             continue;
         items[i] = result->item;
         items[i].payload = (drover_bytes_t){NULL, 0};
-        items[i].state = result->item.code == 0 ? DROVER_STATE_DONE
+        //  A result waiting for the journal is reported, not yet stored
+        items[i].state = !result->journaled       ? DROVER_STATE_REPORTING
+                         : result->item.code == 0 ? DROVER_STATE_DONE
                          : result->item.code == DROVER_ECANCELLED
                              ? DROVER_STATE_CANCELLED
                              : DROVER_STATE_FAILED;
@@ -557,16 +711,13 @@ s_handle_status (s_sink_t *self, zframe_t *routing_id, drover_msg_t *msg)
 //  --------------------------------------------------------------------------
 //  Sockets
 
-static int
-s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
+static void
+s_serve_router (s_sink_t *self)
 {
-    (void)loop;
-    (void)reader;
-    s_sink_t *self = (s_sink_t *)arg;
     drover_packet_t *packet =
         drover_wire_serve (self->router, "sink", &self->malformed);
     if (!packet)
-        return 0;
+        return;
     zframe_t *routing_id = drover_packet_routing_id (packet);
     drover_msg_t *msg = drover_packet_msg (packet);
     char *key = zframe_strhex (routing_id);
@@ -604,19 +755,30 @@ s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
     }
     zstr_free (&key);
     drover_packet_destroy (&packet);
-    return 0;
 }
 
 static int
-s_handle_broker (zloop_t *loop, zsock_t *reader, void *arg)
+s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void)loop;
     (void)reader;
     s_sink_t *self = (s_sink_t *)arg;
+    for (int count = 0; count < SINK_TURN_MAX; count++) {
+        if (count > 0 && !(zsock_events (self->router) & ZMQ_POLLIN))
+            break;
+        s_serve_router (self);
+    }
+    s_turn_end (self);
+    return 0;
+}
+
+static void
+s_serve_broker (s_sink_t *self)
+{
     drover_packet_t *packet;
     int rc = drover_packet_recv (self->broker, false, &packet);
     if (!packet)
-        return 0;
+        return;
     self->broker_recv = zclock_mono ();
     drover_msg_t *msg = drover_packet_msg (packet);
     if (rc)
@@ -643,6 +805,23 @@ s_handle_broker (zloop_t *loop, zsock_t *reader, void *arg)
             default: break;
         }
     drover_packet_destroy (&packet);
+}
+
+static int
+s_handle_broker (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    (void)reader;
+    s_sink_t *self = (s_sink_t *)arg;
+    unsigned generation = self->broker_generation;
+    for (int count = 0; count < SINK_TURN_MAX; count++) {
+        if (count > 0
+            && (self->broker_generation != generation
+                || !(zsock_events (self->broker) & ZMQ_POLLIN)))
+            break;
+        s_serve_broker (self);
+    }
+    s_turn_end (self);
     return 0;
 }
 
@@ -696,7 +875,46 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
         zhashx_delete (self->clients, client->key);
     }
     zlistx_destroy (&gone);
+    s_expire (self);
+    s_turn_end (self);
     return 0;
+}
+
+//  With a journal: commits that wait (an fdatasync due, a retry after a
+//  failed commit) and compaction go on while no message arrives.
+static int
+s_handle_journal_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    s_turn_end ((s_sink_t *)arg);
+    return 0;
+}
+
+static void
+s_stats (s_sink_t *self, drover_sink_stats_t *stats)
+{
+    memset (stats, 0, sizeof *stats);
+    stats->results = zhashx_size (self->results);
+    stats->unjournaled = self->unjournaled;
+    stats->stored_octets = self->stored_octets;
+    stats->restored = self->restored;
+    stats->expired = self->expired;
+    stats->stored = self->stored;
+    stats->stale = self->stale;
+    stats->full = self->full;
+    stats->malformed = self->malformed;
+    if (self->journal) {
+        sink_journal_stats_t journal;
+        sink_journal_stats (self->journal, &journal);
+        stats->skipped = journal.skipped;
+        stats->corrupt = journal.corrupt;
+        stats->journal_octets = journal.journal_octets;
+        stats->live_octets = journal.live_octets;
+        stats->relocated = journal.relocated;
+        stats->storage_failures = journal.failures;
+        stats->storage_failing = journal.failing;
+    }
 }
 
 static int
@@ -711,7 +929,93 @@ s_handle_pipe (zloop_t *loop, zsock_t *reader, void *arg)
     }
     if (streq (command, "ENDPOINT"))
         zstr_send (reader, self->advertise);
+    else if (streq (command, "STATS")) {
+        drover_sink_stats_t stats;
+        s_stats (self, &stats);
+        zframe_t *frame = zframe_new (&stats, sizeof stats);
+        zframe_send (&frame, reader, 0);
+    }
     zstr_free (&command);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Replay
+
+//  A result read back from the journal: it replaces an earlier record of
+//  the same task (a relocated copy), and counts as not yet delivered.
+static void
+s_replay_result (const drover_task_t *item, zframe_t **payload_p,
+                 uint64_t segment, void *arg)
+{
+    s_sink_t *self = (s_sink_t *)arg;
+    s_result_t *old = (s_result_t *)zhashx_lookup (self->results, &item->id);
+    if (old)
+        s_forget (self, old, false);
+    s_result_t *result = s_result_new (item, payload_p);
+    self->stored_octets += zframe_size (result->payload);
+    zhashx_insert (self->results, &result->item.id, result);
+    result->journaled = true;
+    result->stored_at = zclock_mono ();
+    if (self->config.result_ttl_ms)
+        result->age_handle = zlistx_add_end (self->ages, result);
+    sink_journal_link (self->journal, &result->home, segment);
+}
+
+static void
+s_replay_forget (uint64_t id, void *arg)
+{
+    s_sink_t *self = (s_sink_t *)arg;
+    s_result_t *result = (s_result_t *)zhashx_lookup (self->results, &id);
+    if (result)
+        s_forget (self, result, false);
+}
+
+//  Opens the journal and reads it back into the store.
+static int
+s_journal_open (s_sink_t *self, char *error, size_t error_size)
+{
+    const drover_sink_config_t *config = &self->config;
+    sink_journal_config_t journal_config = {
+        .dir = config->data_dir,
+        .fsync = config->fsync,
+        .sync_interval_ms = config->sync_interval_ms,
+        .segment_size = config->segment_size,
+    };
+    char *reason = NULL;
+    int64_t started = zclock_mono ();
+    self->journal = sink_journal_open (&journal_config, &reason);
+    if (self->journal
+        && sink_journal_replay (self->journal, s_replay_result, s_replay_forget,
+                                self, &reason))
+        sink_journal_close (&self->journal);
+    if (!self->journal) {
+        snprintf (error, error_size, "journal %s: %s", config->data_dir,
+                  reason ? reason : "cannot open");
+        free (reason);
+        return -1;
+    }
+    self->restored = zhashx_size (self->results);
+    sink_journal_stats_t stats;
+    sink_journal_stats (self->journal, &stats);
+    zsys_info ("sink: journal %s: %llu results restored (%llu octets) from "
+               "%llu records, %llu octets, in %lld ms; %llu records skipped, "
+               "%llu corrupt regions (%llu octets), %llu torn octets",
+               config->data_dir, (unsigned long long)self->restored,
+               (unsigned long long)self->stored_octets,
+               (unsigned long long)stats.records,
+               (unsigned long long)stats.journal_octets,
+               (long long)(zclock_mono () - started),
+               (unsigned long long)stats.skipped,
+               (unsigned long long)stats.corrupt,
+               (unsigned long long)stats.corrupt_bytes,
+               (unsigned long long)stats.torn_bytes);
+    if (self->stored_octets > config->max_results)
+        zsys_warning ("sink: the journal holds %llu octets of results, over "
+                      "the limit of %llu: new results are refused until "
+                      "clients take some",
+                      (unsigned long long)self->stored_octets,
+                      (unsigned long long)config->max_results);
     return 0;
 }
 
@@ -724,12 +1028,16 @@ s_sink_destroy (s_sink_t **self_p)
     s_sink_t *self = *self_p;
     if (!self)
         return;
+    //  The journal first: it writes what is staged, from the results
+    sink_journal_close (&self->journal);
     zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zsock_destroy (&self->broker);
     zhashx_destroy (&self->watchers);
     zlistx_destroy (&self->pending);
     zhashx_destroy (&self->clients);
+    zhashx_destroy (&self->acks);
+    zlistx_destroy (&self->ages);
     zhashx_destroy (&self->results);
     if (self->claims)
         for (void *result = zhashx_first (self->claims); result;
@@ -737,6 +1045,7 @@ s_sink_destroy (s_sink_t **self_p)
             s_result_destroy (&result);
     zhashx_destroy (&self->claims);
     free (self->dones);
+    free (self->data_dir);
     free (self->endpoint);
     free (self->advertise);
     free (self);
@@ -767,6 +1076,12 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     assert (self);
     self->pipe = pipe;
     self->config = *config;
+    if (config->data_dir) {
+        //  The caller may free its string once the sink runs
+        self->data_dir = strdup (config->data_dir);
+        assert (self->data_dir);
+        self->config.data_dir = self->data_dir;
+    }
     self->heartbeat_ms = 1000;
     self->liveness = 5;
     self->results = id_table_new ();
@@ -782,9 +1097,18 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     self->pending = zlistx_new ();
     self->clients = zhashx_new ();
     zhashx_set_destructor (self->clients, s_client_destroy);
+    self->acks = zhashx_new ();
+    zhashx_set_destructor (self->acks, s_acks_destroy);
+    self->ages = zlistx_new ();
     self->dones =
         (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
     assert (self->dones);
+
+    //  The results come back before anybody is served
+    if (self->data_dir && s_journal_open (self, error, error_size)) {
+        s_sink_destroy (&self);
+        return NULL;
+    }
 
     self->router = zsock_new (ZMQ_ROUTER);
     assert (self->router);
@@ -809,6 +1133,13 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     zloop_reader (self->loop, self->router, s_handle_router, self);
     zloop_reader (self->loop, pipe, s_handle_pipe, self);
     zloop_timer (self->loop, 250, 0, s_handle_tick, self);
+    if (self->journal) {
+        //  Often enough for an fdatasync due after sync_interval_ms
+        uint32_t interval =
+            config->sync_interval_ms ? config->sync_interval_ms : 200;
+        interval = interval < 10 ? 10 : interval > 250 ? 250 : interval;
+        zloop_timer (self->loop, interval, 0, s_handle_journal_tick, self);
+    }
     s_broker_connect (self);
     return self;
 }
@@ -816,7 +1147,7 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
 static void
 s_sink_actor (zsock_t *pipe, void *args)
 {
-    char error[256] = "";
+    char error[512] = "";
     s_sink_t *self = s_sink_new (pipe, (const drover_sink_config_t *)args,
                                  error, sizeof error);
     actor_start_report (pipe, self ? NULL : error);
@@ -825,6 +1156,17 @@ s_sink_actor (zsock_t *pipe, void *args)
     zsys_info ("sink: listening on %s", self->endpoint);
     zloop_start (self->loop);
     s_sink_destroy (&self);
+}
+
+drover_sink_config_t
+drover_sink_config_default (void)
+{
+    return (drover_sink_config_t){
+        .max_results = 1ull << 30,
+        .fsync = DROVER_FSYNC_BATCH,
+        .sync_interval_ms = 200,
+        .result_ttl_ms = 24ull * 3600 * 1000,
+    };
 }
 
 zactor_t *
@@ -839,4 +1181,20 @@ drover_sink_endpoint (zactor_t *sink)
 {
     zstr_send (sink, "ENDPOINT");
     return zstr_recv (sink);
+}
+
+int
+drover_sink_stats (zactor_t *sink, drover_sink_stats_t *stats)
+{
+    memset (stats, 0, sizeof *stats);
+    if (zstr_send (sink, "STATS"))
+        return DROVER_EIO;
+    zframe_t *frame = zframe_recv (sink);
+    if (!frame || zframe_size (frame) != sizeof *stats) {
+        zframe_destroy (&frame);
+        return DROVER_EIO;
+    }
+    memcpy (stats, zframe_data (frame), sizeof *stats);
+    zframe_destroy (&frame);
+    return 0;
 }

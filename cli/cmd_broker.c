@@ -55,7 +55,9 @@ drover_cmd_broker (int argc, char **argv)
     bool no_sink = false, verbose = false;
     long heartbeat = 0, liveness = 0, max_payload = 0, max_queued = 0,
          max_attempts = 0, max_results = 0, retry_delay = 0,
-         retry_max_delay = 0, max_dead = 0;
+         retry_max_delay = 0, max_dead = 0, sync_interval = 0, segment_size = 0,
+         result_ttl = 0;
+    const char *fsync = NULL;
     cli_option_t options[] = {
         {"listen", 'l', CLI_STRING, "DROVER_LISTEN", "tcp://127.0.0.1:5555", 0,
          0, "EP", "endpoint to bind for clients, nodes and sinks",
@@ -98,6 +100,33 @@ drover_cmd_broker (int argc, char **argv)
         {"max-results", 0, CLI_INT, "DROVER_MAX_RESULTS", "1073741824", 1,
          LONG_MAX, "OCTETS", "result octets the embedded sink keeps",
          &max_results},
+        {"data", 'd', CLI_STRING, "DROVER_DATA", NULL, 0, 0, "DIR",
+         "durable mode: keep journals of tasks (DIR/broker) and results "
+         "(DIR/sink) and restore them on start; a submit is acknowledged "
+         "only once it is in the journal",
+         &config.data_dir},
+        {"fsync", 0, CLI_STRING, "DROVER_FSYNC", "batch", 0, 0, "MODE",
+         "with --data: 'always' (fdatasync every write), 'batch' (fdatasync "
+         "before acknowledging, one for all waiting submits, and every "
+         "--sync-interval-ms) or 'never' (survives a killed broker, not a "
+         "power cut)",
+         &fsync},
+        {"sync-interval-ms", 0, CLI_INT, "DROVER_SYNC_INTERVAL_MS", "200", 1,
+         60000, "MS",
+         "with --fsync batch: longest wait of a write for its "
+         "fdatasync",
+         &sync_interval},
+        {"segment-size", 0, CLI_INT, "DROVER_SEGMENT_SIZE", "67108864", 4096,
+         1L << 40, "OCTETS",
+         "journal segment size: compaction frees whole "
+         "segments",
+         &segment_size},
+        {"result-ttl-ms", 0, CLI_INT, "DROVER_RESULT_TTL_MS", "86400000", 0,
+         LONG_MAX, "MS",
+         "embedded sink: forget a result this long after it "
+         "was stored, once it was delivered (an undelivered result is kept); "
+         "0: keep delivered results too",
+         &result_ttl},
         {"verbose", 'v', CLI_FLAG, "DROVER_VERBOSE", NULL, 0, 0, NULL,
          "log every message", &verbose},
     };
@@ -119,7 +148,17 @@ drover_cmd_broker (int argc, char **argv)
     config.retry_delay_ms = (uint64_t)retry_delay;
     config.retry_max_delay_ms = (uint64_t)retry_max_delay;
     config.max_dead = (uint64_t)max_dead;
+    config.sync_interval_ms = (uint32_t)sync_interval;
+    config.segment_size = (uint64_t)segment_size;
+    config.result_ttl_ms = (uint64_t)result_ttl;
     config.verbose = verbose;
+    if (drover_journal_fsync_parse (fsync, &config.fsync) != 0) {
+        fprintf (stderr,
+                 "drover broker: --fsync: expected always, batch or never, "
+                 "not '%s'\n",
+                 fsync);
+        return 2;
+    }
     char *sink_endpoint = no_sink ? NULL
                           : sink_listen
                               ? strdup (sink_listen)
@@ -142,9 +181,10 @@ drover_cmd_broker (int argc, char **argv)
 int
 drover_cmd_sink (int argc, char **argv)
 {
-    drover_sink_config_t config = {0};
-    long max_results = 0;
+    drover_sink_config_t config = drover_sink_config_default ();
+    long max_results = 0, sync_interval = 0, segment_size = 0, result_ttl = 0;
     bool verbose = false;
+    const char *fsync = NULL;
     cli_option_t options[] = {
         {"listen", 'l', CLI_STRING, "DROVER_SINK_LISTEN",
          "tcp://127.0.0.1:5556", 0, 0, "EP",
@@ -156,6 +196,26 @@ drover_cmd_sink (int argc, char **argv)
          &config.advertise},
         {"max-results", 0, CLI_INT, "DROVER_MAX_RESULTS", "1073741824", 1,
          LONG_MAX, "OCTETS", "result octets kept", &max_results},
+        {"data", 'd', CLI_STRING, "DROVER_DATA", NULL, 0, 0, "DIR",
+         "durable mode: keep a journal of results in DIR, restored on "
+         "start; STORED is sent only once a result is in it",
+         &config.data_dir},
+        {"fsync", 0, CLI_STRING, "DROVER_FSYNC", "batch", 0, 0, "MODE",
+         "with --data: always, batch or never (see drover broker --help)",
+         &fsync},
+        {"sync-interval-ms", 0, CLI_INT, "DROVER_SYNC_INTERVAL_MS", "200", 1,
+         60000, "MS",
+         "with --fsync batch: longest wait of a write for its "
+         "fdatasync",
+         &sync_interval},
+        {"segment-size", 0, CLI_INT, "DROVER_SEGMENT_SIZE", "67108864", 4096,
+         1L << 40, "OCTETS", "journal segment size", &segment_size},
+        {"result-ttl-ms", 0, CLI_INT, "DROVER_RESULT_TTL_MS", "86400000", 0,
+         LONG_MAX, "MS",
+         "forget a result this long after it was stored, "
+         "once it was delivered (an undelivered result is kept); 0: keep "
+         "delivered results too",
+         &result_ttl},
         {"verbose", 'v', CLI_FLAG, "DROVER_VERBOSE", NULL, 0, 0, NULL,
          "log every message", &verbose},
     };
@@ -169,7 +229,17 @@ drover_cmd_sink (int argc, char **argv)
     if (rc != CLI_CONTINUE)
         return rc;
     config.max_results = (uint64_t)max_results;
+    config.sync_interval_ms = (uint32_t)sync_interval;
+    config.segment_size = (uint64_t)segment_size;
+    config.result_ttl_ms = (uint64_t)result_ttl;
     config.verbose = verbose;
+    if (drover_journal_fsync_parse (fsync, &config.fsync) != 0) {
+        fprintf (stderr,
+                 "drover sink: --fsync: expected always, batch or never, "
+                 "not '%s'\n",
+                 fsync);
+        return 2;
+    }
     char *error = NULL;
     zactor_t *sink = drover_sink_new (&config, &error);
     if (!sink) {

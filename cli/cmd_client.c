@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "drover_client.h"
 #include "drover_cluster.h"
+#include "drover_job.h"
 #include "drover_json.h"
 #include "drover_map.h"
 #include "drover_msg.h"
@@ -584,7 +585,8 @@ drover_cmd_map (int argc, char **argv)
     s_task_flags_t flags = {.retries = -1};
     long jobs = 1, window = 1000, connect_timeout = 5000;
     bool ordered = false, json = false, null = false, quiet = false,
-         verbose = false;
+         verbose = false, retry_failed = false;
+    const char *job_dir = NULL;
     cli_list_t handlers = {NULL, 0};
     char nproc[24];
     long cores = sysconf (_SC_NPROCESSORS_ONLN);
@@ -601,6 +603,14 @@ drover_cmd_map (int argc, char **argv)
          "inputs are separated by NUL, not newline", &null},
         {"window", 'w', CLI_INT, "DROVER_WINDOW", "1000", 1, 1000000, "N",
          "most tasks in flight (and results held back in order)", &window},
+        {"job", 0, CLI_STRING, "DROVER_JOB", NULL, 0, 0, "DIR",
+         "job log directory (created if missing): run the same command "
+         "with the same DIR after a crash or kill and it prints the logged "
+         "results and runs only the rest",
+         &job_dir},
+        {"retry-failed", 0, CLI_FLAG, "DROVER_RETRY_FAILED", NULL, 0, 0, NULL,
+         "with --job: run inputs whose logged result is a failure again",
+         &retry_failed},
         OPTION_TASK_LIMITS (flags),
         {"queue", 'q', CLI_STRING, "DROVER_QUEUE", NULL, 0, 0, "NAME",
          "queue of the tasks [default: default]", &flags.queue},
@@ -622,7 +632,13 @@ drover_cmd_map (int argc, char **argv)
         "exit "
         "status is 1 if any task failed. Without --connect (and "
         "DROVER_CONNECT) it starts a private local cluster with --jobs "
-        "children and stops it at the end.",
+        "children and stops it at the end. With --job DIR the map is "
+        "resumable: DIR logs which input became which task and every "
+        "result (synced before it is printed); the same command run again "
+        "with the same DIR and input prints the logged results without "
+        "running them, fetches or resubmits (same task id) the tasks "
+        "that were in flight, and runs the rest. A different handler, "
+        "queue, --ordered, -0 or input is refused (exit status 2).",
         options, sizeof options / sizeof options[0]};
     int first_arg;
     int rc = cli_parse (&command, argc, argv, &first_arg);
@@ -649,6 +665,10 @@ drover_cmd_map (int argc, char **argv)
         rc = cli_usage_error (&command,
                               "--handler configures the local cluster: it "
                               "cannot go with --connect");
+    else if (retry_failed && !(job_dir && *job_dir))
+        rc = cli_usage_error (&command,
+                              "--retry-failed goes with --job DIR: it runs "
+                              "the job's failed inputs again");
     drover_task_options_t task_options;
     if (rc == 0)
         rc = s_task_options (&command, &flags, &task_options);
@@ -659,6 +679,34 @@ drover_cmd_map (int argc, char **argv)
     const char *queue = flags.queue;
 
     s_catch_signals ();
+    //  The job log (after s_catch_signals: its files must not take a
+    //  closed stdout's fd): a log of another job is refused before
+    //  anything starts
+    drover_job_t *job = NULL;
+    if (job_dir && *job_dir) {
+        drover_job_config_t job_config = {job_dir,      handler, queue,
+                                          ordered,      null,    retry_failed,
+                                          &task_options};
+        bool refused = false;
+        char *error = NULL;
+        job = drover_job_open (&job_config, &refused, &error);
+        if (!job) {
+            fprintf (stderr, "drover map: %s\n", error ? error : "?");
+            free (error);
+            free ((void *)handlers.items);
+            return refused ? 2 : 1;
+        }
+        const drover_job_stats_t *logged = drover_job_stats (job);
+        if (logged->torn || logged->corrupt)
+            fprintf (stderr,
+                     "drover map: warning: the job log in %s was damaged "
+                     "(%" PRIu64
+                     " octets of a torn last record cut off, %" PRIu64
+                     " damaged regions set aside); the inputs they named are "
+                     "fetched from the cluster or run again\n",
+                     job_dir, logged->torn, logged->corrupt);
+    }
+
     int status = 0;
     drover_cluster_t *cluster = NULL;
     drover_client_t *client = NULL;
@@ -712,8 +760,10 @@ drover_cmd_map (int argc, char **argv)
         status = 1;
         goto done;
     }
-    drover_map_options_t map_options = {
-        .task = task_options, .window = (size_t)window, .ordered = ordered};
+    drover_map_options_t map_options = {.task = task_options,
+                                        .window = (size_t)window,
+                                        .ordered = ordered,
+                                        .job = job};
     map =
         drover_map_new (client, handler, &map_options, s_reader_next, &reader);
     if (!map) {
@@ -732,6 +782,7 @@ drover_cmd_map (int argc, char **argv)
     int64_t progress_at = zclock_mono (); //  when a result last came
     int64_t probed_at = progress_at;      //  when we last asked why not
     bool warned = false;                  //  said that tasks are stuck
+    bool finished = false;                //  every input had its result
     while (!s_interrupted) {
         //  Results go out in big writes while they flow, and at once when
         //  the map has to wait for more
@@ -787,11 +838,14 @@ drover_cmd_map (int argc, char **argv)
             else
                 s_print_line (stderr, drover_client_reason (client));
             fputc ('\n', stderr);
-            status = 1;
+            //  The input is not the job's: like a usage error
+            status = job && drover_job_refused (job) ? 2 : 1;
             break;
         }
-        if (!result)
+        if (!result) {
+            finished = true;
             break; //  all done
+        }
         progress_at = zclock_mono ();
         bool written = s_output (&output, result);
         drover_result_destroy (&result);
@@ -806,6 +860,22 @@ drover_cmd_map (int argc, char **argv)
     if (!stdout_failed && fflush (stdout) == EOF) {
         write_error = errno;
         stdout_failed = true;
+    }
+    if (finished && job && !quiet && !drover_job_stats (job)->fresh) {
+        uint64_t from_log = drover_map_from_log (map);
+        if (from_log == output.done)
+            fprintf (stderr,
+                     "drover map: job %s is complete: all %" PRIu64
+                     " results came from the job log; nothing was run\n",
+                     job_dir, from_log);
+        else
+            fprintf (stderr,
+                     "drover map: job %s resumed: %" PRIu64 " of %" PRIu64
+                     " results came from the job log, %" PRIu64
+                     " from tasks the cluster still held, %" PRIu64
+                     " submitted again under their ids, the rest run anew\n",
+                     job_dir, from_log, output.done, drover_map_found (map),
+                     drover_map_resubmitted (map));
     }
     if (s_interrupted) {
         //  A remote cluster keeps running: cancel what we started
@@ -830,6 +900,7 @@ drover_cmd_map (int argc, char **argv)
     }
 done:
     drover_map_destroy (&map);
+    drover_job_destroy (&job);
     drover_client_destroy (&client);
     if (cluster) {
         drover_cluster_stop (cluster, s_interrupted ? 1000 : 3000);

@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 //  A request waiting for its reply.
@@ -49,7 +50,19 @@ typedef struct {
     drover_command_t expect; //  the command of a good reply
     drover_reply_fn *fn;     //  gets the reply
     void *arg;               //  fn's argument
+    zmsg_t *encoded;         //  SUBMIT: the message, to send again after a
+                             //  broker restart (same token: SPEC.md 7.6)
+    char token[DROVER_MAX_TOKEN + 1]; //  SUBMIT: its token
 } s_request_t;
+
+static void
+s_request_free (s_request_t **request_p)
+{
+    if (*request_p)
+        zmsg_destroy (&(*request_p)->encoded);
+    free (*request_p);
+    *request_p = NULL;
+}
 
 //  A task whose result the client waits for.
 typedef struct {
@@ -60,6 +73,7 @@ typedef struct {
 
 struct drover_client_t {
     char name[DROVER_MAX_NAME + 1]; //  our name in HELLO: host:pid
+    char token_prefix[17];          //  random: SUBMIT tokens are prefix:ref
     char *endpoint;                 //  the broker's; NULL before connect
     int timeout_ms;                 //  handshake and request timeout
     zsock_t *broker;                //  DEALER to the broker
@@ -367,6 +381,12 @@ drover_client_new (void)
         if (*c <= ' ' || *c > '~')
             *c = '_';
     self->next_ref = 1;
+    //  Tokens unique among all clients: 64 random bits, then the ref
+    uint64_t bits;
+    if (getrandom (&bits, sizeof bits, 0) != (ssize_t)sizeof bits)
+        bits = (uint64_t)zclock_usecs () ^ ((uint64_t)getpid () << 40);
+    snprintf (self->token_prefix, sizeof self->token_prefix, "%016llx",
+              (unsigned long long)bits);
     return self;
 }
 
@@ -481,7 +501,7 @@ s_fail_requests (drover_client_t *self, bool to_sink, uint64_t before_ref,
         s_request_take (self, refs[i]);
         drover_client_fail (self, code, "%s", copy);
         request->fn (request->arg, code, copy, NULL);
-        free (request);
+        s_request_free (&request);
     }
     free (refs);
 }
@@ -513,7 +533,7 @@ s_answer (drover_client_t *self, bool from_sink, drover_packet_t **packet_p)
     }
     else
         request->fn (request->arg, 0, NULL, packet_p);
-    free (request);
+    s_request_free (&request);
 }
 
 static zsock_t *
@@ -625,9 +645,22 @@ drover_client_request (drover_client_t *self, bool to_sink, drover_msg_t *msg,
     }
     zsock_t *sock = to_sink ? self->sink : self->broker;
     const char *peer = to_sink ? "sink" : "broker";
-    int rc = drover_wire_send (sock, NULL, msg, payloads);
+    int rc;
+    if (msg->command == DROVER_SUBMIT) {
+        //  Kept, to be sent again as it was if the broker restarts
+        snprintf (request->token, sizeof request->token, "%s:%llu",
+                  self->token_prefix, (unsigned long long)msg->ref);
+        msg->token = request->token;
+        request->encoded = drover_wire_encode (msg, payloads);
+        rc = request->encoded
+                 ? drover_wire_send_encoded (sock, request->encoded)
+                 : DROVER_EINVAL;
+    }
+    else
+        rc = drover_wire_send (sock, NULL, msg, payloads);
     if (rc) {
-        free (drover_idmap_take (self->requests, msg->ref));
+        request = (s_request_t *)drover_idmap_take (self->requests, msg->ref);
+        s_request_free (&request);
         if (rc == DROVER_EIO)
             return drover_client_fail (
                 self, rc, "the %s's queue is full: retry later", peer);
@@ -647,7 +680,8 @@ void
 drover_client_forget (drover_client_t *self, uint64_t ref)
 {
     assert (self);
-    free (s_request_take (self, ref));
+    s_request_t *request = s_request_take (self, ref);
+    s_request_free (&request);
 }
 
 uint64_t
@@ -821,7 +855,35 @@ s_broker_restarted (drover_client_t *self, const char *previous)
               "the broker at %s restarted (instance %s, was %s) and lost the "
               "request: send it again",
               self->endpoint, self->instance, previous);
+    //  SUBMITs go again as they were: a broker that journaled one knows
+    //  its token and answers with the ids it gave; one that lost it queues
+    //  its tasks now. Either way each task exists once.
+    size_t count = drover_idmap_size (self->requests);
+    uint64_t *refs = (uint64_t *)malloc ((count ? count : 1) * sizeof *refs);
+    s_request_t **resent =
+        (s_request_t **)malloc ((count ? count : 1) * sizeof *resent);
+    assert (refs && resent);
+    count = drover_idmap_keys (self->requests, refs, count);
+    //  (out of the table while the others fail)
+    size_t resent_count = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_request_t *request =
+            (s_request_t *)drover_idmap_get (self->requests, refs[i]);
+        if (request && !request->to_sink && request->encoded
+            && refs[i] < self->hello_ref
+            && drover_wire_send_encoded (self->broker, request->encoded) == 0)
+            resent[resent_count++] =
+                (s_request_t *)drover_idmap_take (self->requests, refs[i]);
+    }
     s_fail_requests (self, false, self->hello_ref, DROVER_ESTALE, reason);
+    for (size_t i = 0; i < resent_count; i++) {
+        int rc = drover_idmap_set (self->requests, resent[i]->ref, resent[i]);
+        assert (rc == 0);
+    }
+    free (resent);
+    free (refs);
+    if (resent_count)
+        self->broker_owed = zclock_mono ();
 }
 
 static void

@@ -24,18 +24,32 @@
     The map refills its window only when a good part of it is free (or it
     is empty), so that SUBMITs carry many tasks rather than one each.
 
+    With a job log (drover_job.h) the map asks the log about each input it
+    reads: a logged result is handed back as it is; a logged task id
+    without a result is asked about (STATUS, the broker first, then the
+    sink for the ids the broker does not know): a task either of them
+    holds is only watched, one neither holds is submitted again under its
+    id (SPEC.md 7.6), and one that was cancelled runs as a new task. Ids
+    are logged as the broker accepts them, results as the sink delivers
+    them, and the log is synced before a result whose record is not on
+    disk yet is handed back (one fdatasync for all that came together).
+
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "drover_map.h"
 #include "drover_client_internal.h"
+#include "drover_job.h"
 
 #define MAP_DEFAULT_WINDOW     1000
 #define MAP_BACKOFF_MIN_MS     20    //  first wait after DROVER_EFULL
 #define MAP_BACKOFF_MAX_MS     2000  //  longest wait after DROVER_EFULL
 #define MAP_INPUT_RETRY_MS     10    //  ask a slow input again (without fd)
 #define MAP_SUBMIT_TIMEOUT_MIN 30000 //  least wait for SUBMITTED (ms)
+
+#define ASK_BROKER 1 //  a STATUS batch to the broker
+#define ASK_SINK   2 //  a STATUS batch to the sink
 
 typedef struct s_slot_t s_slot_t;
 typedef struct s_batch_t s_batch_t;
@@ -49,6 +63,8 @@ struct s_slot_t {
     drover_result_t *result; //  the outcome, once it came
     s_batch_t *batch;        //  the batch it waits in to be submitted
     s_slot_t *next_free;     //  next in the free list
+    uint64_t digest;         //  job: digest of the input
+    uint64_t log_seq;        //  job: its result's record; 0: none
 };
 
 //  A SUBMIT: tasks sent, accepted or refused together.
@@ -58,6 +74,8 @@ struct s_batch_t {
                        //  result came while it was submitted again
     size_t count;      //  how many
     bool again;        //  tasks submitted again under their ids
+    int ask;           //  not a SUBMIT but a STATUS of logged tasks:
+                       //  ASK_BROKER or ASK_SINK; 0: a SUBMIT
     uint64_t ref;      //  the SUBMIT's ref while it waits for a reply
     int64_t sent_at;   //  when it was sent
     int64_t retry_at;  //  when to send it again; 0: not waiting to
@@ -101,6 +119,13 @@ struct drover_map_t {
     zframe_t **frames;             //  scratch: SUBMIT payloads, max_batch
     uint64_t *ids;                 //  scratch: task ids, max_batch
     void **args;                   //  scratch: WATCH callbacks' args
+    drover_job_t *job;             //  the job log, or NULL; not owned
+    s_batch_t *asking;             //  job: STATUS batch being filled
+    uint64_t *ask_ids;             //  job scratch: STATUS ids, max_batch
+    uint64_t *indexes;             //  job scratch: inputs, max_batch
+    uint64_t *digests;             //  job scratch: digests, max_batch
+    uint64_t from_log;             //  results handed back from the log
+    uint64_t found;                //  logged tasks the cluster still held
 };
 
 //  --------------------------------------------------------------------------
@@ -248,6 +273,8 @@ s_batch_destroy (drover_map_t *self, s_batch_t *batch)
         }
     if (self->filling == batch)
         self->filling = NULL;
+    if (self->asking == batch)
+        self->asking = NULL;
     for (size_t i = 0; i < batch->count; i++)
         if (batch->slots[i] && batch->slots[i]->batch == batch)
             batch->slots[i]->batch = NULL;
@@ -299,10 +326,32 @@ static void
 s_on_result (void *arg, drover_result_t *result)
 {
     s_slot_t *slot = (s_slot_t *)arg;
-    if (slot->result) //  cannot happen: the client unwatches on delivery
+    drover_map_t *self = slot->map;
+    if (slot->result) { //  cannot happen: the client unwatches on delivery
         drover_result_destroy (&result);
-    else
-        s_slot_done (slot->map, slot, result);
+        return;
+    }
+    //  A cancelled task is no outcome of its input: a re-run runs it
+    if (self->job && result->code != DROVER_ECANCELLED
+        && drover_job_log_result (self->job, result, &slot->log_seq))
+        s_stop (self, DROVER_ESTORAGE, "%s", drover_job_error (self->job));
+    s_slot_done (self, slot, result);
+}
+
+//  Logs the ids the broker gave new tasks.
+static void
+s_log_submitted (drover_map_t *self, s_slot_t **slots, size_t count)
+{
+    if (!self->job || count == 0)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        self->indexes[i] = slots[i]->index;
+        self->ids[i] = slots[i]->id;
+        self->digests[i] = slots[i]->digest;
+    }
+    if (drover_job_log_submitted (self->job, self->indexes, self->ids,
+                                  self->digests, count))
+        s_stop (self, DROVER_ESTORAGE, "%s", drover_job_error (self->job));
 }
 
 //  The broker took back tasks submitted again: normally under their ids
@@ -317,6 +366,7 @@ s_on_submitted_again (drover_map_t *self, s_batch_t *batch, drover_msg_t *reply)
             continue; //  its result came meanwhile, or the id was kept
         drover_client_unwatch (self->client, &slot->id, 1);
         slot->id = reply->ids[i];
+        s_log_submitted (self, &slot, 1);
         void *arg = slot;
         int rc = drover_client_watch (self->client, &slot->id, 1, true,
                                       s_on_result, &arg);
@@ -352,9 +402,11 @@ s_on_submitted (void *arg, int code, const char *reason,
             s_on_submitted_again (self, batch, reply);
             return;
         }
+        for (size_t i = 0; i < batch->count; i++)
+            batch->slots[i]->id = reply->ids[i];
+        s_log_submitted (self, batch->slots, batch->count);
         for (size_t i = 0; i < batch->count; i++) {
             s_slot_t *slot = batch->slots[i];
-            slot->id = reply->ids[i];
             self->ids[i] = slot->id;
             self->args[i] = slot;
         }
@@ -391,6 +443,139 @@ s_on_submitted (void *arg, int code, const char *reason,
     }
 }
 
+//  --------------------------------------------------------------------------
+//  Tasks of the job log that have an id and no result
+
+//  A new batch, in the map's list, to be sent at the next look.
+static s_batch_t *
+s_batch_due (drover_map_t *self, bool again, int ask)
+{
+    s_batch_t *batch = s_batch_new (self);
+    if (!batch) {
+        s_stop (self, DROVER_ENOMEM, "out of memory");
+        return NULL;
+    }
+    batch->again = again;
+    batch->ask = ask;
+    batch->retry_at = zclock_mono ();
+    batch->next = self->batches;
+    self->batches = batch;
+    return batch;
+}
+
+//  Moves a slot from the batch it is in to another.
+static void
+s_batch_move (s_slot_t *slot, s_batch_t *target)
+{
+    s_slot_detach (slot);
+    target->slots[target->count++] = slot;
+    slot->batch = target;
+}
+
+//  What the broker or the sink said of logged tasks: a task either holds
+//  is watched; a cancelled one runs as a new task; one the broker does
+//  not know is asked about at the sink; one neither knows is submitted
+//  again under its id, and watched.
+static void
+s_on_status (void *arg, int code, const char *reason, drover_packet_t **reply_p)
+{
+    s_batch_t *batch = (s_batch_t *)arg;
+    drover_map_t *self = batch->map;
+    batch->ref = 0;
+    if (self->cancelled) {
+        s_batch_fail (self, batch, DROVER_ECANCELLED,
+                      "cancelled before it was resumed");
+        return;
+    }
+    if (code == DROVER_EFULL || code == DROVER_ESTALE || code == DROVER_EIO
+        || code == DROVER_ECONNECT) {
+        s_batch_later (self, batch);
+        return;
+    }
+    if (code == DROVER_EPROTO) {
+        s_stop (self, code, "%s", reason ? reason : drover_strerror (code));
+        return;
+    }
+    //  A peer that refuses STATUS knows nothing we can use
+    drover_msg_t *reply = code == 0 ? drover_packet_msg (*reply_p) : NULL;
+    if (reply && reply->task_count != batch->count) {
+        s_stop (self, DROVER_EPROTO, "the %s gave %zu states for %zu tasks",
+                batch->ask == ASK_SINK ? "sink" : "broker", reply->task_count,
+                batch->count);
+        return;
+    }
+    s_batch_t *sink = NULL, *again = NULL, *renew = NULL;
+    size_t watched = 0;
+    for (size_t i = 0; i < batch->count && !self->error; i++) {
+        s_slot_t *slot = batch->slots[i];
+        if (!slot)
+            continue;
+        const drover_task_t *item =
+            reply && reply->tasks[i].id == slot->id ? &reply->tasks[i] : NULL;
+        int state = item ? (int)item->state : DROVER_STATE_UNKNOWN;
+        //  Cancelled (a killed run's Ctrl-C), or being reported so
+        if (state == DROVER_STATE_CANCELLED
+            || (state == DROVER_STATE_REPORTING
+                && item->code == DROVER_ECANCELLED)) {
+            if (!renew && !(renew = s_batch_due (self, false, 0)))
+                return;
+            slot->id = 0;
+            s_batch_move (slot, renew);
+        }
+        else if (state == DROVER_STATE_UNKNOWN && batch->ask == ASK_BROKER) {
+            if (!sink && !(sink = s_batch_due (self, false, ASK_SINK)))
+                return;
+            s_batch_move (slot, sink);
+        }
+        else {
+            //  Held by the broker or the sink, or by neither (then
+            //  submitted again): its result comes by WATCH
+            self->ids[watched] = slot->id;
+            self->args[watched++] = slot;
+            if (state == DROVER_STATE_UNKNOWN) {
+                if (!again && !(again = s_batch_due (self, true, 0)))
+                    return;
+                s_batch_move (slot, again);
+                self->resubmitted++;
+            }
+            else {
+                s_slot_detach (slot);
+                self->found++;
+            }
+        }
+    }
+    if (watched && !self->error) {
+        int rc = drover_client_watch (self->client, self->ids, watched, true,
+                                      s_on_result, self->args);
+        if (rc)
+            s_stop (self, rc == DROVER_EINVAL ? DROVER_EPROTO : rc,
+                    "cannot watch the job's tasks: %s",
+                    drover_client_reason (self->client));
+    }
+    s_batch_destroy (self, batch);
+}
+
+//  Asks the broker (or the sink) the state of a batch of logged tasks.
+static void
+s_ask_send (drover_map_t *self, s_batch_t *batch)
+{
+    for (size_t i = 0; i < batch->count; i++)
+        self->ask_ids[i] = batch->slots[i]->id;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_STATUS);
+    msg.ids = self->ask_ids;
+    msg.id_count = batch->count;
+    batch->retry_at = 0;
+    int rc = drover_client_request (self->client, batch->ask == ASK_SINK, &msg,
+                                    NULL, s_on_status, batch, &batch->ref);
+    if (rc == 0)
+        batch->sent_at = zclock_mono ();
+    else if (rc == DROVER_EIO || rc == DROVER_ECONNECT)
+        s_batch_later (self, batch); //  no sink known yet, or a full queue
+    else
+        s_stop (self, rc, "%s", drover_client_reason (self->client));
+}
+
 //  Sends a batch (again). Keeps it in the map's list until its reply.
 static void
 s_batch_send (drover_map_t *self, s_batch_t *batch)
@@ -408,6 +593,10 @@ s_batch_send (drover_map_t *self, s_batch_t *batch)
     batch->count = kept;
     if (kept == 0) {
         s_batch_destroy (self, batch);
+        return;
+    }
+    if (batch->ask) {
+        s_ask_send (self, batch);
         return;
     }
     for (size_t i = 0; i < batch->count; i++) {
@@ -479,6 +668,40 @@ s_batches_check (drover_map_t *self)
 //  --------------------------------------------------------------------------
 //  Inputs
 
+//  Asks the job log about an input just read into slot. Returns what the
+//  log knows of it (a logged result is the slot's already), or -1 when
+//  that stopped the map.
+static int
+s_job_lookup (drover_map_t *self, s_slot_t *slot, const drover_payload_t *input)
+{
+    slot->digest = drover_job_digest (input->data, input->size);
+    drover_result_t *result = NULL;
+    uint64_t id = 0;
+    int rc =
+        drover_job_lookup (self->job, slot->index, slot->digest, &id, &result);
+    if (rc < 0) {
+        s_stop (self, rc, "%s", drover_job_error (self->job));
+        return -1;
+    }
+    slot->id = id;
+    if (rc == DROVER_JOB_DONE) {
+        s_slot_done (self, slot, result);
+        self->from_log++;
+    }
+    return rc;
+}
+
+//  Sends a batch that was being filled (filling or asking).
+static void
+s_send_filled (drover_map_t *self, s_batch_t **batch_p)
+{
+    s_batch_t *batch = *batch_p;
+    *batch_p = NULL;
+    batch->next = self->batches;
+    self->batches = batch;
+    s_batch_send (self, batch);
+}
+
 //  Reads inputs while the window has room, into batches, and sends them.
 static void
 s_read_inputs (drover_map_t *self)
@@ -500,6 +723,9 @@ s_read_inputs (drover_map_t *self)
         int rc = self->input_fn (self->input_arg, &input);
         if (rc == 0) {
             self->input_ended = true;
+            if (self->job && drover_job_check_end (self->job, self->inputs))
+                s_stop (self, DROVER_EINVAL, "%s",
+                        drover_job_error (self->job));
             break;
         }
         if (rc == DROVER_ETIMEDOUT) {
@@ -516,6 +742,12 @@ s_read_inputs (drover_map_t *self)
             break;
         }
         s_slot_t *slot = s_slot_new (self);
+        int logged =
+            self->job ? s_job_lookup (self, slot, &input) : DROVER_JOB_NEW;
+        if (logged < 0)
+            break;
+        if (logged == DROVER_JOB_DONE)
+            continue;
         if (input.size > self->max_payload) {
             char text[160];
             snprintf (text, sizeof text,
@@ -526,20 +758,27 @@ s_read_inputs (drover_map_t *self)
             continue;
         }
         slot->payload = zframe_new (input.size ? input.data : NULL, input.size);
-        if (!self->filling)
-            self->filling = s_batch_new (self);
-        if (!slot->payload || !self->filling) {
+        //  A task of the job log is asked about first; a new one submitted
+        s_batch_t **target =
+            logged == DROVER_JOB_PENDING ? &self->asking : &self->filling;
+        if (!*target)
+            *target = s_batch_new (self);
+        if (!slot->payload || !*target) {
             s_stop (self, DROVER_ENOMEM, "out of memory");
             break;
         }
-        self->filling->slots[self->filling->count++] = slot;
-        slot->batch = self->filling;
-        if (self->filling->count == self->max_batch)
-            s_batch_send (self, self->filling);
+        if (logged == DROVER_JOB_PENDING)
+            (*target)->ask = ASK_BROKER;
+        (*target)->slots[(*target)->count++] = slot;
+        slot->batch = *target;
+        if ((*target)->count == self->max_batch)
+            s_send_filled (self, target);
     }
     //  Nothing more to read now: send what we have
     if (self->filling && self->filling->count && !self->error)
         s_batch_send (self, self->filling);
+    if (self->asking && self->asking->count && !self->error)
+        s_send_filled (self, &self->asking);
 }
 
 //  --------------------------------------------------------------------------
@@ -642,9 +881,17 @@ drover_map_new (drover_client_t *client, const char *handler,
     self->frames = (zframe_t **)calloc (self->max_batch, sizeof (void *));
     self->ids = (uint64_t *)calloc (self->max_batch, sizeof (uint64_t));
     self->args = (void **)calloc (self->max_batch, sizeof (void *));
+    self->job = options->job;
+    if (self->job) {
+        self->ask_ids = (uint64_t *)calloc (self->max_batch, sizeof (uint64_t));
+        self->indexes = (uint64_t *)calloc (self->max_batch, sizeof (uint64_t));
+        self->digests = (uint64_t *)calloc (self->max_batch, sizeof (uint64_t));
+    }
     if (!self->handler || (options->task.queue && !self->queue) || !self->slots
         || !self->order || !self->ready || !self->tasks || !self->frames
-        || !self->ids || !self->args) {
+        || !self->ids || !self->args
+        || (self->job
+            && (!self->ask_ids || !self->indexes || !self->digests))) {
         drover_map_destroy (&self);
         return NULL;
     }
@@ -670,6 +917,8 @@ drover_map_destroy (drover_map_t **self_p)
     }
     if (self->filling)
         s_batch_destroy (self, self->filling);
+    if (self->asking)
+        s_batch_destroy (self, self->asking);
     for (size_t i = 0; self->slots && i < self->window; i++) {
         s_slot_t *slot = &self->slots[i];
         if (slot->map != self)
@@ -688,6 +937,9 @@ drover_map_destroy (drover_map_t **self_p)
     free (self->frames);
     free (self->ids);
     free (self->args);
+    free (self->ask_ids);
+    free (self->indexes);
+    free (self->digests);
     free (self);
     *self_p = NULL;
 }
@@ -699,10 +951,16 @@ drover_map_set_input_fd (drover_map_t *self, int fd)
     self->input_fd = fd;
 }
 
-//  Hands back the due slot's result.
+//  Hands back the due slot's result, once its record in the job log is
+//  on disk; NULL when the log cannot be written (the map stops).
 static drover_result_t *
 s_hand_back (drover_map_t *self, s_slot_t *slot)
 {
+    if (self->job && slot->log_seq
+        && drover_job_sync_to (self->job, slot->log_seq)) {
+        s_stop (self, DROVER_ESTORAGE, "%s", drover_job_error (self->job));
+        return NULL;
+    }
     if (!self->ordered) {
         self->ready_head = (self->ready_head + 1) % self->window;
         self->ready_count--;
@@ -732,6 +990,8 @@ drover_map_next (drover_map_t *self, int timeout_ms, drover_result_t **result_p)
         s_slot_t *slot = s_slot_due (self);
         if (slot) {
             *result_p = s_hand_back (self, slot);
+            if (!*result_p)
+                continue;
             return 0;
         }
         if (self->input_ended && s_in_flight (self) == 0)
@@ -757,6 +1017,9 @@ drover_map_next (drover_map_t *self, int timeout_ms, drover_result_t **result_p)
         int rc = drover_client_pump (self->client, wake, fd, &fd_ready);
         if (fd_ready)
             self->input_later = false;
+        //  What came is written now; synced when it is handed back
+        if (self->job && !self->error && drover_job_flush (self->job))
+            s_stop (self, DROVER_ESTORAGE, "%s", drover_job_error (self->job));
         if (rc == DROVER_ETIMEDOUT) {
             int64_t now = zclock_mono ();
             bool interrupted = wake < 0 || now < wake;
@@ -764,7 +1027,8 @@ drover_map_next (drover_map_t *self, int timeout_ms, drover_result_t **result_p)
                 slot = s_slot_due (self);
                 if (slot && !self->error) {
                     *result_p = s_hand_back (self, slot);
-                    return 0;
+                    if (*result_p)
+                        return 0;
                 }
                 return self->error
                            ? s_error (self)
@@ -801,6 +1065,9 @@ drover_map_cancel (drover_map_t *self, int timeout_ms)
     if (self->filling)
         s_batch_fail (self, self->filling, DROVER_ECANCELLED,
                       "cancelled before it was submitted");
+    if (self->asking)
+        s_batch_fail (self, self->asking, DROVER_ECANCELLED,
+                      "cancelled before it was resumed");
     s_batch_t *batch = self->batches;
     while (batch) {
         s_batch_t *following = batch->next;
@@ -884,4 +1151,18 @@ drover_map_resubmitted (drover_map_t *self)
 {
     assert (self);
     return self->resubmitted;
+}
+
+uint64_t
+drover_map_from_log (drover_map_t *self)
+{
+    assert (self);
+    return self->from_log;
+}
+
+uint64_t
+drover_map_found (drover_map_t *self)
+{
+    assert (self);
+    return self->found;
 }

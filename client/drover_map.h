@@ -38,12 +38,17 @@ extern "C" {
 #endif
 
 typedef struct drover_map_t drover_map_t;
+typedef struct drover_job_t drover_job_t;
 
 /*  Options of a map. A zeroed struct gives the defaults. */
 typedef struct {
     drover_task_options_t task; /* options of every task */
     size_t window;              /* most tasks in flight; 0: 1000 */
     bool ordered;               /* hand results back in input order */
+    drover_job_t *job;          /* a job log (drover_job.h), or NULL: inputs
+                                   with a logged result are not run again
+                                   (see drover_map_from_log); must outlive
+                                   the map */
 } drover_map_options_t;
 
 /*  Gives the map its next input. Fill *input and return 1; return 0 when
@@ -100,6 +105,13 @@ size_t drover_map_in_flight (drover_map_t *self);
     the window times the largest input), and hands back exactly one
     result per input all the same. */
 uint64_t drover_map_resubmitted (drover_map_t *self);
+
+/*  With a job log: results handed back from the log (not run), and
+    tasks of the log without a logged result that the broker or the sink
+    still held (their results came without a new run). Tasks that neither
+    held were submitted again under their ids (drover_map_resubmitted). */
+uint64_t drover_map_from_log (drover_map_t *self);
+uint64_t drover_map_found (drover_map_t *self);
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,7 @@ static const s_error_t s_errors[] = {
     {"DROVER_ELOST", "node running the task was lost"},
     {"DROVER_ESYSTEM", "system call failed"},
     {"DROVER_EMEMLIMIT", "child exceeded its memory limit"},
+    {"DROVER_ESTORAGE", "cannot write the journal (disk full or I/O error)"},
 };
 
 _Static_assert(sizeof s_errors / sizeof s_errors[0] == 1 - DROVER_ELAST,

@@ -38,9 +38,12 @@ extern "C" {
 #define DROVER_ELOST      (-20) /* the node running the task was lost */
 #define DROVER_ESYSTEM    (-21) /* a system call failed (see errno) */
 #define DROVER_EMEMLIMIT  (-22) /* the child passed its memory limit */
+#define DROVER_ESTORAGE                                                        \
+    (-23) /* the journal cannot be written: disk full
+                                   or I/O error; retry later */
 
 /*  The lowest error code; codes run from DROVER_ELAST to -1. */
-#define DROVER_ELAST DROVER_EMEMLIMIT
+#define DROVER_ELAST DROVER_ESTORAGE
 
 /*  Returns a static, human-readable description of a Drover code. Unknown
     codes give "unknown error". Never returns NULL. */

@@ -284,6 +284,12 @@ static const s_field_t s_error_fields[] = {
 static const s_field_t s_submit_fields[] = {
     F_U64 ("ref", MSG_, ref, REQ),
     F_ITEMS ("tasks", tasks, task_count, s_submit_task),
+    F_TEXT ("token", MSG_, token, DROVER_MAX_TOKEN, OPT),
+};
+static const s_field_t s_submitted_fields[] = {
+    F_U64 ("ref", MSG_, ref, REQ),
+    F_IDS ("ids", REQ),
+    F_TEXT ("token", MSG_, token, DROVER_MAX_TOKEN, OPT),
 };
 static const s_field_t s_ids_fields[] = {
     F_U64 ("ref", MSG_, ref, REQ),
@@ -353,7 +359,8 @@ s_command_schema (int command)
     static const s_schema_t bye = COMMAND ("BYE", s_bye_fields);
     static const s_schema_t error = COMMAND ("ERROR", s_error_fields);
     static const s_schema_t submit = COMMAND ("SUBMIT", s_submit_fields);
-    static const s_schema_t submitted = COMMAND ("SUBMITTED", s_ids_fields);
+    static const s_schema_t submitted =
+        COMMAND ("SUBMITTED", s_submitted_fields);
     static const s_schema_t cancel = COMMAND ("CANCEL", s_ids_fields);
     static const s_schema_t status = COMMAND ("STATUS", s_ids_fields);
     static const s_schema_t status_reply =

@@ -40,6 +40,7 @@ extern "C" {
 #define DROVER_MAX_TEXT    4096       /* octets in a free-text field */
 #define DROVER_MAX_DEPTH   16         /* nesting of arrays and maps */
 #define DROVER_MAX_CREDIT  65535      /* tasks one CREDIT may ask for */
+#define DROVER_MAX_TOKEN   64         /* octets in a SUBMIT token */
 
 /*  A retry_on set: bit N stands for code -N. */
 #define DROVER_RETRY_BIT(code) (1ull << (unsigned)-(code))
@@ -159,6 +160,8 @@ typedef struct {
     const char *endpoint;     /* HELLO(sink): where nodes reach it;
                                  WELCOME: the sink nodes and clients use */
     const char *instance;     /* WELCOME: id of this broker run */
+    const char *token;        /* SUBMIT, SUBMITTED: the client's name for
+                                 the request, unique to it (dedup) */
     uint32_t children;        /* HELLO(node): children it runs */
     uint32_t lookahead;       /* HELLO(node): extra tasks it may hold */
     uint32_t heartbeat_ms;    /* WELCOME: heartbeat interval */

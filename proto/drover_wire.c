@@ -184,6 +184,48 @@ drover_wire_send (zsock_t *sock, zframe_t *routing_id, drover_msg_t *msg,
     return 0;
 }
 
+zmsg_t *
+drover_wire_encode (drover_msg_t *msg, zframe_t **payloads)
+{
+    uint8_t *header;
+    size_t header_size;
+    if (drover_msg_encode (msg, &header, &header_size)) {
+        zsys_error ("drover: cannot encode %s: %s",
+                    drover_command_name (msg->command), drover_msg_error (msg));
+        return NULL;
+    }
+    zmsg_t *encoded = zmsg_new ();
+    uint8_t command = (uint8_t)msg->command;
+    zmsg_addmem (encoded, DROVER_SIGNATURE, DROVER_SIGNATURE_SIZE);
+    zmsg_addmem (encoded, &command, 1);
+    zmsg_addmem (encoded, header, header_size);
+    free (header);
+    size_t payload_count =
+        drover_command_has_payloads (msg->command) ? msg->task_count : 0;
+    for (size_t i = 0; i < payload_count; i++) {
+        if (payloads) {
+            zframe_t *copy = zframe_dup (payloads[i]);
+            zmsg_append (encoded, &copy);
+        }
+        else
+            zmsg_addmem (encoded, msg->tasks[i].payload.data,
+                         msg->tasks[i].payload.size);
+    }
+    return encoded;
+}
+
+int
+drover_wire_send_encoded (zsock_t *sock, zmsg_t *encoded)
+{
+    size_t count = zmsg_size (encoded), index = 0;
+    for (zframe_t *frame = zmsg_first (encoded); frame;
+         frame = zmsg_next (encoded), index++)
+        //  Only the first frame can fail: ZeroMQ takes the rest with it
+        if (s_send_frame (sock, frame, true, index + 1 < count) && index == 0)
+            return DROVER_EIO;
+    return 0;
+}
+
 int
 drover_wire_send_error (zsock_t *sock, zframe_t *routing_id, uint64_t ref,
                         int code, const char *format, ...)

@@ -64,6 +64,17 @@ zframe_t *drover_packet_take_payload (drover_packet_t *self, size_t index);
 int drover_wire_send (zsock_t *sock, zframe_t *routing_id, drover_msg_t *msg,
                       zframe_t **payloads);
 
+/*  Encodes msg into the frames it travels as (signature, command, header,
+    payloads: copies of payloads[i] when payloads is not NULL, else of
+    msg->tasks[i].payload), for a request that may have to be sent again.
+    Returns NULL (logged) if msg breaks the spec. */
+zmsg_t *drover_wire_encode (drover_msg_t *msg, zframe_t **payloads);
+
+/*  Sends the frames of an encoded message (drover_wire_encode) on a
+    DEALER socket and keeps them. Returns 0, or DROVER_EIO when the socket
+    would not take the message. Never blocks. */
+int drover_wire_send_encoded (zsock_t *sock, zmsg_t *encoded);
+
 /*  Sends an ERROR reply with code, ref and a formatted reason. */
 int drover_wire_send_error (zsock_t *sock, zframe_t *routing_id, uint64_t ref,
                             int code, const char *format, ...)

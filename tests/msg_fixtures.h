@@ -101,6 +101,7 @@ fx_sample (drover_msg_t *msg, int command)
             break;
         case DROVER_SUBMIT:
             msg->ref = 1001;
+            msg->token = "3f9a0c5e2b7d4e61:1001";
             tasks[0].handler = "resize";
             tasks[0].queue = "images";
             tasks[0].key = "user:42/avatar";
@@ -130,6 +131,8 @@ fx_sample (drover_msg_t *msg, int command)
         case DROVER_CANCEL:
         case DROVER_STATUS:
             msg->ref = 1001 + (uint64_t)command;
+            if (command == DROVER_SUBMITTED)
+                msg->token = "3f9a0c5e2b7d4e61:1001";
             ids[0] = 1;
             ids[1] = 2;
             ids[2] = 9000000000ull;
@@ -389,6 +392,7 @@ fx_msg_equal (const drover_msg_t *a, const drover_msg_t *b, char *why,
     FX_STR_ ("name", a->name, b->name);
     FX_STR_ ("endpoint", a->endpoint, b->endpoint);
     FX_STR_ ("instance", a->instance, b->instance);
+    FX_STR_ ("token", a->token, b->token);
     FX_NUM_ ("children", a->children, b->children);
     FX_NUM_ ("lookahead", a->lookahead, b->lookahead);
     FX_NUM_ ("heartbeat_ms", a->heartbeat_ms, b->heartbeat_ms);
@@ -503,7 +507,7 @@ fx_msg_owns_nothing (const drover_msg_t *msg)
 {
     return msg->arena_ == NULL && msg->role == NULL && msg->name == NULL
            && msg->endpoint == NULL && msg->instance == NULL
-           && msg->reason == NULL && msg->handlers == NULL
+           && msg->token == NULL && msg->reason == NULL && msg->handlers == NULL
            && msg->handler_count == 0 && msg->queues == NULL
            && msg->queue_count == 0 && msg->ids == NULL && msg->id_count == 0
            && msg->tasks == NULL && msg->task_count == 0

@@ -46,6 +46,10 @@ procs_teardown (void)
     for (size_t i = 0; i < s_group_count; i++)
         kill (-s_groups[i], SIGKILL);
     s_group_count = 0;
+    if (getenv ("DROVER_KEEP_LOGS")) {
+        fprintf (stderr, "logs kept in %s\n", s_dir);
+        return;
+    }
     char *command = zsys_sprintf ("rm -rf %s", s_dir);
     if (system (command) != 0)
         fprintf (stderr, "cannot remove %s\n", s_dir);

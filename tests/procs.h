@@ -15,7 +15,8 @@ const char *procs_drover (void);
 void procs_setup (const char *name);
 
 /*  Kills every process and process group still tracked and removes the
-    scratch directory. */
+    scratch directory (kept, and named on stderr, when DROVER_KEEP_LOGS is
+    set in the environment). */
 void procs_teardown (void);
 
 /*  The scratch directory. */

@@ -398,6 +398,12 @@ static const s_spec_key_t s_error_keys[] = {
 static const s_spec_key_t s_submit_keys[] = {
     {"ref", K_U64, 0, R, NULL},
     {"tasks", K_ITEMS, 0, R, &s_submit_task},
+    {"token", K_TEXT, 64, O, NULL},
+};
+static const s_spec_key_t s_submitted_keys[] = {
+    {"ref", K_U64, 0, R, NULL},
+    {"ids", K_IDS, 0, R, NULL},
+    {"token", K_TEXT, 64, O, NULL},
 };
 static const s_spec_key_t s_ids_keys[] = {
     {"ref", K_U64, 0, R, NULL},
@@ -462,6 +468,7 @@ s_spec (int command)
     static const s_spec_map_t bye = SPEC_MAP (s_bye_keys);
     static const s_spec_map_t error = SPEC_MAP (s_error_keys);
     static const s_spec_map_t submit = SPEC_MAP (s_submit_keys);
+    static const s_spec_map_t submitted = SPEC_MAP (s_submitted_keys);
     static const s_spec_map_t ids = SPEC_MAP (s_ids_keys);
     static const s_spec_map_t status_reply = SPEC_MAP (s_status_reply_keys);
     static const s_spec_map_t stats = SPEC_MAP (s_stats_keys);
@@ -483,7 +490,7 @@ s_spec (int command)
         case DROVER_BYE: return bye;
         case DROVER_ERROR: return error;
         case DROVER_SUBMIT: return submit;
-        case DROVER_SUBMITTED:
+        case DROVER_SUBMITTED: return submitted;
         case DROVER_CANCEL:
         case DROVER_STATUS: return ids;
         case DROVER_STATUS_REPLY: return status_reply;
@@ -799,7 +806,7 @@ LEAK_CHECKED_TEST (codec, strerror_and_strcode_name_every_code)
         "DROVER_EFAILED",   "DROVER_ECRASHED",   "DROVER_ECANCELLED",
         "DROVER_EDENIED",   "DROVER_ECONNECT",   "DROVER_EIO",
         "DROVER_ESHUTDOWN", "DROVER_ETIMELIMIT", "DROVER_ELOST",
-        "DROVER_ESYSTEM",   "DROVER_EMEMLIMIT",
+        "DROVER_ESYSTEM",   "DROVER_EMEMLIMIT",  "DROVER_ESTORAGE",
     };
     _Static_assert(sizeof names / sizeof names[0] == 1 - DROVER_ELAST,
                    "a name per code");

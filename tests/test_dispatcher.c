@@ -788,18 +788,45 @@ LEAK_CHECKED_TEST (dispatcher, a_dead_letter_is_not_retried_without_room)
 //  --------------------------------------------------------------------------
 //  Claims (SPEC 5.18) and resubmission (SPEC 7.6)
 
-LEAK_CHECKED_TEST (dispatcher, a_claim_of_the_current_attempt_ends_the_task)
+LEAK_CHECKED_TEST (dispatcher,
+                   a_claim_of_the_current_attempt_waits_for_the_sink_to_store)
 {
     dispatcher_t *d = s_new (1, 100);
     uint64_t id = s_submit (d, NULL, "echo");
     dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
     s_lease_one (d, node);
-    cr_assert_eq (dispatcher_claim (d, id, 1), 0);
-    cr_assert_null (dispatcher_lookup (d, id));
-    cr_assert_eq (dispatcher_node_leased (node), 0);
+    cr_assert_eq (dispatcher_claim (d, id, 1, 100), 0);
+    dispatcher_task_t *task = dispatcher_lookup (d, id);
+    cr_assert_not_null (task, "held until the sink stored the result");
+    cr_assert_eq (task->state, DROVER_STATE_REPORTING);
+    cr_assert_eq (dispatcher_node_leased (node), 0, "the lease is released");
     cr_assert_eq (dispatcher_counters (d)->done, 1);
-    cr_assert_eq (dispatcher_claim (d, id, 1), DROVER_ESTALE,
-                  "a second claim finds nothing");
+    cr_assert_eq (dispatcher_claim (d, id, 1, 200), 0,
+                  "a sink that restarted before storing is granted again");
+    cr_assert_eq (dispatcher_counters (d)->done, 1);
+    cr_assert_eq (dispatcher_claim (d, id, 2, 200), DROVER_ESTALE);
+    cr_assert_eq (dispatcher_done (d, id, 1, 0), 0);
+    cr_assert_null (dispatcher_lookup (d, id));
+    cr_assert_eq (dispatcher_counters (d)->done, 1);
+    cr_assert_eq (dispatcher_claim (d, id, 1, 300), DROVER_ESTALE,
+                  "a claim after the end finds nothing");
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, a_claim_never_confirmed_queues_the_task_again)
+{
+    dispatcher_t *d = s_new (1, 100);
+    uint64_t id = s_submit (d, NULL, "echo");
+    dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
+    s_lease_one (d, node);
+    cr_assert_eq (dispatcher_claim (d, id, 1, 100), 0);
+    cr_assert_eq (dispatcher_expire_claims (d, 100), 0, "not older than 100");
+    cr_assert_eq (dispatcher_expire_claims (d, 101), 1);
+    dispatcher_task_t *task = dispatcher_lookup (d, id);
+    cr_assert_eq (task->state, DROVER_STATE_QUEUED);
+    cr_assert_eq (dispatcher_counters (d)->done, 0);
+    dispatcher_node_credit (d, node, 1);
+    cr_assert_eq (s_lease_one (d, node)->attempt, 2, "it runs again");
     dispatcher_destroy (&d);
 }
 
@@ -813,12 +840,12 @@ LEAK_CHECKED_TEST (dispatcher, a_claim_of_a_superseded_attempt_is_stale)
     dispatcher_node_t *node = s_node (d, "n", "echo", NULL, NULL);
     dispatcher_task_t *task = s_lease_one (d, node);
     cr_assert_eq (task->attempt, 2);
-    cr_assert_eq (dispatcher_claim (d, id, 1), DROVER_ESTALE);
+    cr_assert_eq (dispatcher_claim (d, id, 1, 0), DROVER_ESTALE);
     cr_assert_eq (task->state, DROVER_STATE_LEASED, "attempt 2 goes on");
     cr_assert_eq (dispatcher_counters (d)->stale, 1);
-    cr_assert_eq (dispatcher_claim (d, id, 3), DROVER_ESTALE,
+    cr_assert_eq (dispatcher_claim (d, id, 3, 0), DROVER_ESTALE,
                   "an attempt never dispatched");
-    cr_assert_eq (dispatcher_claim (d, id, 2), 0);
+    cr_assert_eq (dispatcher_claim (d, id, 2, 0), 0);
     dispatcher_destroy (&d);
 }
 
@@ -830,9 +857,9 @@ LEAK_CHECKED_TEST (dispatcher, a_lost_attempt_may_still_deliver_its_result)
     s_lease_one (d, lost);
     dispatcher_node_remove (d, &lost);
     cr_assert_eq (dispatcher_lookup (d, id)->state, DROVER_STATE_QUEUED);
-    cr_assert_eq (dispatcher_claim (d, id, 1), 0,
+    cr_assert_eq (dispatcher_claim (d, id, 1, 0), 0,
                   "no newer attempt exists: the result is the task's");
-    cr_assert_null (dispatcher_lookup (d, id));
+    cr_assert_eq (dispatcher_lookup (d, id)->state, DROVER_STATE_REPORTING);
     dispatcher_destroy (&d);
 }
 
@@ -844,11 +871,11 @@ LEAK_CHECKED_TEST (dispatcher, a_claim_after_a_fail_or_a_final_outcome_is_stale)
     s_lease_one (d, node);
     drover_task_t outcome = {.id = id, .attempt = 1, .code = DROVER_EFAILED};
     cr_assert_eq (dispatcher_fail (d, node, &outcome, 0), 0);
-    cr_assert_eq (dispatcher_claim (d, id, 1), DROVER_ESTALE,
+    cr_assert_eq (dispatcher_claim (d, id, 1, 0), DROVER_ESTALE,
                   "attempt 1 failed: a result of it contradicts its node");
     uint64_t cancelled = s_submit (d, NULL, "echo");
     dispatcher_cancel (d, cancelled);
-    cr_assert_eq (dispatcher_claim (d, cancelled, 0), DROVER_ESTALE);
+    cr_assert_eq (dispatcher_claim (d, cancelled, 0, 0), DROVER_ESTALE);
     dispatcher_destroy (&d);
 }
 
