@@ -72,8 +72,8 @@ test_all() {
         LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp" \
         meson test -C build-asan --no-suite large --print-errorlogs || failed=1
 
-    say "codec, wire, dispatcher and broker suites under valgrind"
-    meson test -C build --setup valgrind --print-errorlogs codec wire dispatcher broker || failed=1
+    say "codec, wire, journal, dispatcher, broker and sink suites under valgrind"
+    meson test -C build --setup valgrind --print-errorlogs codec wire journal dispatcher broker sink || failed=1
 
     say "meson install into a staging directory; build the example against libdrover.pc"
     rm -rf build/staging

@@ -694,6 +694,52 @@ Test (durability, compaction_keeps_the_journal_proportional_to_live_tasks)
 }
 
 //  --------------------------------------------------------------------------
+//  Bad settings: one clear line and a non-zero exit
+
+//  Runs drover with args; asserts its exit status and that stderr is one
+//  line containing needle.
+static void
+s_assert_refused (const char *args, int status, const char *needle)
+{
+    char *errors = procs_path ("errors");
+    int rc = procs_run (10000, "%s %s < /dev/null > /dev/null 2> %s",
+                        procs_drover (), args, errors);
+    char *text = procs_read (errors, NULL);
+    cr_assert_eq (rc, status, "'drover %s' exited %d: %s", args, rc, text);
+    char *newline = strchr (text, '\n');
+    cr_assert (newline && newline[1] == 0,
+               "'drover %s': one line expected, got: %s", args, text);
+    cr_assert (strstr (text, needle), "'drover %s' said: %s", args, text);
+    free (text);
+    free (errors);
+}
+
+Test (durability, bad_data_settings_are_refused_clearly)
+{
+    s_assert_refused ("broker --data /tmp --fsync sometimes", 2,
+                      "--fsync: expected always, batch or never");
+    s_assert_refused ("sink --data /tmp --fsync 1", 2,
+                      "--fsync: expected always, batch or never");
+    //  A data directory that is a file
+    char *file = procs_path ("a-file");
+    cr_assert_eq (procs_run (5000, "touch %s", file), 0);
+    char *args = zsys_sprintf ("broker --listen tcp://127.0.0.1:%d --data %s",
+                               procs_free_port (), file);
+    s_assert_refused (args, 1, file);
+    free (args);
+    //  Two brokers on one data directory: the second says who holds it
+    s_cluster_t cluster = s_cluster_start (NULL, NULL);
+    s_wait_log ("broker: listening", 10000);
+    args = zsys_sprintf ("broker --listen tcp://127.0.0.1:%d --no-sink "
+                         "--data %s",
+                         procs_free_port (), cluster.data);
+    s_assert_refused (args, 1, "another process uses");
+    free (args);
+    free (file);
+    s_cluster_free (&cluster);
+}
+
+//  --------------------------------------------------------------------------
 //  7. (large, on demand) Recovery of a journal of 1,000,000 queued tasks:
 //     time and memory
 
