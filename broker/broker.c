@@ -31,8 +31,10 @@
 //  Least time between two attempts to mend a lost journal on SUBMIT.
 #define S_CHECKPOINT_RETRY_MS 250
 
-//  SUBMIT tokens remembered (SPEC.md 7.6).
-#define S_MAX_TOKENS 65536
+//  SUBMIT tokens remembered (SPEC.md 7.6), and the ids they hold in all
+//  (32 MiB of ids).
+#define S_MAX_TOKENS    65536
+#define S_MAX_TOKEN_IDS (4u << 20)
 
 typedef enum { ROLE_NODE, ROLE_SINK } s_role_t;
 
@@ -185,34 +187,79 @@ s_send_bye (s_broker_t *self, zframe_t *routing_id, int code,
     s_send (self, routing_id, &msg, NULL);
 }
 
-//  Sends DISPATCHes for all the credit that has tasks.
+static void s_commit (s_broker_t *self);
+
+//  One node's DISPATCH.
+static void
+s_send_dispatch (s_broker_t *self, s_peer_t *peer, dispatcher_task_t **leased,
+                 size_t count)
+{
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DISPATCH);
+    for (size_t i = 0; i < count; i++) {
+        self->scratch[i] = (drover_task_t){
+            .id = leased[i]->id,
+            .attempt = leased[i]->attempt,
+            .handler = leased[i]->handler,
+            .queue = leased[i]->queue,
+            .key = leased[i]->key,
+            .timeout_ms = leased[i]->timeout_ms,
+            .soft_timeout_ms = leased[i]->soft_timeout_ms,
+        };
+        self->frames[i] = (zframe_t *)leased[i]->payload;
+    }
+    msg.tasks = self->scratch;
+    msg.task_count = count;
+    s_send_peer (self, peer, &msg, self->frames);
+}
+
+//  Sends DISPATCHes for all the credit that has tasks. In durable mode
+//  the leases are written first: no attempt leaves before its record, so
+//  a broker restarted after a kill never hands the same attempt number
+//  out twice (SPEC.md 7.2).
 static void
 s_dispatch (s_broker_t *self)
 {
     dispatcher_node_t *node;
     dispatcher_task_t *leased[DROVER_MAX_BATCH];
     size_t count;
+    if (!self->journal) {
+        while ((count = dispatcher_next (self->dispatcher, &node, leased,
+                                         DROVER_MAX_BATCH)))
+            s_send_dispatch (self, (s_peer_t *)dispatcher_node_peer (node),
+                             leased, count);
+        return;
+    }
+    //  Every batch leased (the tasks stay put: nothing frees them before
+    //  they are sent), then one write, then the sends
+    typedef struct {
+        s_peer_t *peer;
+        dispatcher_task_t **tasks;
+        size_t count;
+    } s_batch_t;
+    s_batch_t *batches = NULL;
+    size_t batch_count = 0;
     while ((count = dispatcher_next (self->dispatcher, &node, leased,
                                      DROVER_MAX_BATCH))) {
-        s_peer_t *peer = (s_peer_t *)dispatcher_node_peer (node);
-        drover_msg_t msg;
-        drover_msg_init (&msg, DROVER_DISPATCH);
-        for (size_t i = 0; i < count; i++) {
-            self->scratch[i] = (drover_task_t){
-                .id = leased[i]->id,
-                .attempt = leased[i]->attempt,
-                .handler = leased[i]->handler,
-                .queue = leased[i]->queue,
-                .key = leased[i]->key,
-                .timeout_ms = leased[i]->timeout_ms,
-                .soft_timeout_ms = leased[i]->soft_timeout_ms,
-            };
-            self->frames[i] = (zframe_t *)leased[i]->payload;
-        }
-        msg.tasks = self->scratch;
-        msg.task_count = count;
-        s_send_peer (self, peer, &msg, self->frames);
+        batches =
+            (s_batch_t *)realloc (batches, (batch_count + 1) * sizeof *batches);
+        assert (batches);
+        s_batch_t *batch = &batches[batch_count++];
+        batch->peer = (s_peer_t *)dispatcher_node_peer (node);
+        batch->count = count;
+        batch->tasks =
+            (dispatcher_task_t **)malloc (count * sizeof (dispatcher_task_t *));
+        assert (batch->tasks);
+        memcpy (batch->tasks, leased, count * sizeof (dispatcher_task_t *));
     }
+    if (batch_count)
+        s_commit (self);
+    for (size_t b = 0; b < batch_count; b++) {
+        s_send_dispatch (self, batches[b].peer, batches[b].tasks,
+                         batches[b].count);
+        free (batches[b].tasks);
+    }
+    free (batches);
 }
 
 //  Sends the RESULT of one task that ended without a node's result to the
@@ -310,8 +357,6 @@ s_flush (s_broker_t *self)
     s_dispatch (self);
     s_arm_retry_timer (self);
 }
-
-static void s_commit (s_broker_t *self);
 
 static int
 s_handle_retry_timer (zloop_t *loop, int timer_id, void *arg)
@@ -555,6 +600,17 @@ s_submit_again (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
             msg->token, count, msg->task_count);
         return true;
     }
+    //  Its tasks are on disk, unless its first SUBMIT waits for the same
+    //  commit as this one (then both share that commit's fate)
+    bool waiting = false;
+    for (s_ack_t *ack = (s_ack_t *)zlistx_first (self->acks); ack && !waiting;
+         ack = (s_ack_t *)zlistx_next (self->acks))
+        waiting = ack->token && streq (ack->token, msg->token);
+    if (!waiting) {
+        s_send_submitted (self, routing_id, msg->ref, msg->token,
+                          (uint64_t *)known, count);
+        return true;
+    }
     uint64_t *ids = (uint64_t *)malloc (count * sizeof (uint64_t));
     assert (ids);
     memcpy (ids, known, count * sizeof (uint64_t));
@@ -609,13 +665,16 @@ s_handle_submit (s_broker_t *self, zframe_t *routing_id,
     assert (ids);
     bool *created = (bool *)calloc (msg->task_count, sizeof (bool));
     assert (created);
-    size_t accepted = 0;
+    if (self->journal)
+        task_journal_submit_begin (self->journal, msg->token);
+    size_t accepted = 0, new_tasks = 0;
     for (; accepted < msg->task_count; accepted++) {
         void *payload = drover_packet_take_payload (packet, accepted);
         ids[accepted] = dispatcher_submit (self->dispatcher,
                                            &msg->tasks[accepted], &payload);
         //  A resubmission of a task held already leaves its payload here
         created[accepted] = ids[accepted] && !payload;
+        new_tasks += created[accepted];
         s_free_frame (&payload);
         if (!ids[accepted])
             break;
@@ -625,17 +684,18 @@ s_handle_submit (s_broker_t *self, zframe_t *routing_id,
         for (size_t i = 0; i < accepted; i++)
             if (created[i])
                 dispatcher_withdraw (self->dispatcher, ids[i]);
+        if (self->journal)
+            task_journal_submit_end (self->journal, NULL, 0, 0);
         drover_wire_send_error (self->router, routing_id, msg->ref,
                                 DROVER_EFULL,
                                 "too many distinct queues and handlers");
     }
     else {
-        if (msg->token) {
+        if (msg->token)
             token_table_insert (self->tokens, msg->token, ids, msg->task_count);
-            if (self->journal)
-                task_journal_token (self->journal, msg->token, ids,
-                                    msg->task_count);
-        }
+        if (self->journal)
+            task_journal_submit_end (self->journal, ids, msg->task_count,
+                                     new_tasks);
         s_acknowledge (self, routing_id, msg->ref, msg->token, ids, created,
                        msg->task_count);
         return; //  it owns ids and created now
@@ -973,6 +1033,11 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
                 dispatcher_task_t *task =
                     dispatcher_lookup (self->dispatcher, msg->tasks[i].id);
                 int32_t code = msg->tasks[i].code;
+                //  A result claimed from the broker's previous run: the
+                //  task restored at that attempt takes the claim now
+                if (task && code == 0 && task->state != DROVER_STATE_REPORTING)
+                    dispatcher_claim (self->dispatcher, task->id,
+                                      msg->tasks[i].attempt, zclock_mono ());
                 //  EFULL: not stored, the report goes again later
                 if (task && task->state == DROVER_STATE_REPORTING
                     && task->attempt == msg->tasks[i].attempt
@@ -1256,7 +1321,7 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
     };
     self->retry_timer = -1;
     self->dispatcher = dispatcher_new (&dispatcher_config, s_free_frame);
-    self->tokens = token_table_new (S_MAX_TOKENS);
+    self->tokens = token_table_new (S_MAX_TOKENS, S_MAX_TOKEN_IDS);
     self->acks = zlistx_new ();
     assert (self->acks);
     zlistx_set_destructor (self->acks, s_ack_destroy);

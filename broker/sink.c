@@ -506,7 +506,9 @@ s_handle_node_result (s_sink_t *self, zframe_t *routing_id,
             zframe_destroy (&held->node);
             held->node = zframe_dup (routing_id);
         }
-        else if (!s_room_for (self, zframe_size (payload)))
+        //  A task that has its result already is claimed whatever the
+        //  room (the claim is what ends it at the broker): never EFULL
+        else if (!stored && !s_room_for (self, zframe_size (payload)))
             s_ack (self, routing_id, item->id, item->attempt, DROVER_EFULL);
         else {
             self->stored_octets += zframe_size (payload);

@@ -23,6 +23,10 @@
 //  Records of undecodable messages warned about, at most.
 #define S_MAX_WARNINGS 10
 
+//  Payload octets one SUBMIT record holds at most (records stay far below
+//  the journal's 4 GiB limit, and a batch's copy stays small).
+#define S_MAX_BATCH_OCTETS (64u << 20)
+
 struct task_journal_t {
     drover_journal_t *journal;
     dispatcher_t *dispatcher;
@@ -33,17 +37,26 @@ struct task_journal_t {
     drover_command_t batch_command; //  SUBMIT or STATUS_REPLY, or 0
     drover_task_t *batch;           //  its items (DROVER_MAX_BATCH)
     size_t batch_count;
+    size_t batch_octets;           //  payload octets in the batch
+    const char *submit_token;      //  the token of the SUBMIT being
+                                   //  handled (task_journal_submit_begin)
+    size_t submit_records;         //  SUBMIT records its tasks took
     task_journal_replay_t *replay; //  while replaying: what it found
     token_table_t *tokens;         //  SUBMIT tokens, filled by replay
 };
 
+//  A record that cannot be appended leaves the journal short of a change:
+//  it is lost (acknowledgements are refused) until a checkpoint.
 static void
 s_append (task_journal_t *self, drover_msg_t *msg)
 {
     int rc = drover_journal_append_msg (self->journal, msg);
-    if (rc != 0) //  the codec refuses only what the dispatcher never holds
-        zsys_error ("broker journal: cannot encode %s: %s",
-                    drover_command_name (msg->command), drover_strerror (rc));
+    if (rc != 0) {
+        zsys_error ("broker journal: cannot append %s: %s",
+                    drover_command_name (msg->command),
+                    drover_journal_error (self->journal));
+        self->lost = true;
+    }
 }
 
 static void
@@ -55,19 +68,24 @@ s_flush_batch (task_journal_t *self)
     drover_msg_init (&msg, self->batch_command);
     msg.tasks = self->batch;
     msg.task_count = self->batch_count;
+    if (self->batch_command == DROVER_SUBMIT && self->submit_token)
+        self->submit_records++;
     s_append (self, &msg);
     self->batch_count = 0;
     self->batch_command = 0;
+    self->batch_octets = 0;
 }
 
 static void
 s_batch_add (task_journal_t *self, drover_command_t command,
              const drover_task_t *item)
 {
-    if (self->batch_command != command || self->batch_count == DROVER_MAX_BATCH)
+    if (self->batch_command != command || self->batch_count == DROVER_MAX_BATCH
+        || self->batch_octets + item->payload.size > S_MAX_BATCH_OCTETS)
         s_flush_batch (self);
     self->batch_command = command;
     self->batch[self->batch_count++] = *item;
+    self->batch_octets += item->payload.size;
 }
 
 static drover_task_t
@@ -207,7 +225,8 @@ s_observe (void *arg, dispatcher_event_t event, dispatcher_task_t *task,
     }
 }
 
-//  Writes a task's whole state at the head: it is then homed there.
+//  Writes a task's whole state at the head; it is homed there once that
+//  is committed (s_rehome).
 static void
 s_snapshot (task_journal_t *self, dispatcher_task_t *task)
 {
@@ -244,22 +263,63 @@ s_snapshot (task_journal_t *self, dispatcher_task_t *task)
                                .code = task->code};
         s_append_one (self, DROVER_STATUS_REPLY, &item);
     }
-    s_home (self, task);
+}
+
+//  After the commit of snapshots written while segment was current: the
+//  tasks homed at or before oldest live there now (or later: a lower
+//  bound is what deletion needs).
+static void
+s_rehome (task_journal_t *self, uint64_t oldest, uint64_t segment)
+{
+    for (dispatcher_task_t *task = dispatcher_all_first (self->dispatcher);
+         task; task = dispatcher_all_next (self->dispatcher))
+        if (task->journal_home <= oldest)
+            task->journal_home = segment;
 }
 
 void
-task_journal_token (task_journal_t *self, const char *token, uint64_t *ids,
-                    size_t count)
+task_journal_submit_begin (task_journal_t *self, const char *token)
 {
-    if (self->lost)
-        return;
     s_flush_batch (self);
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_SUBMITTED);
-    msg.token = token;
-    msg.ids = ids;
-    msg.id_count = count;
-    s_append (self, &msg);
+    self->submit_token = token;
+    self->submit_records = 0;
+}
+
+void
+task_journal_submit_end (task_journal_t *self, uint64_t *ids, size_t count,
+                         size_t created)
+{
+    const char *token = self->submit_token;
+    if (!token || self->lost || count == 0) {
+        self->submit_token = NULL; //  no token, or the SUBMIT was refused
+        return;
+    }
+    //  The usual case: every task new, all in the batch: the token goes in
+    //  their SUBMIT record, under one checksum with them
+    if (created == count && self->submit_records == 0
+        && self->batch_command == DROVER_SUBMIT && self->batch_count == count) {
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_SUBMIT);
+        msg.tasks = self->batch;
+        msg.task_count = self->batch_count;
+        msg.token = token;
+        s_append (self, &msg);
+        self->batch_count = 0;
+        self->batch_command = 0;
+        self->batch_octets = 0;
+    }
+    else {
+        //  Some were held already, or the tasks took several records: the
+        //  token and all its ids in a record of their own, after them
+        s_flush_batch (self);
+        drover_msg_t msg;
+        drover_msg_init (&msg, DROVER_SUBMITTED);
+        msg.token = token;
+        msg.ids = ids;
+        msg.id_count = count;
+        s_append (self, &msg);
+    }
+    self->submit_token = NULL;
 }
 
 //  --------------------------------------------------------------------------
@@ -331,7 +391,16 @@ s_replay_record (const drover_frame_t *frames, size_t frame_count,
         return 0;
     }
     switch (msg.command) {
-        case DROVER_SUBMIT: s_replay_submit (self, &msg, segment); break;
+        case DROVER_SUBMIT:
+            s_replay_submit (self, &msg, segment);
+            if (msg.token) {
+                uint64_t ids[DROVER_MAX_BATCH];
+                for (size_t i = 0; i < msg.task_count; i++)
+                    ids[i] = msg.tasks[i].id;
+                token_table_insert (self->tokens, msg.token, ids,
+                                    msg.task_count);
+            }
+            break;
         case DROVER_STATUS_REPLY:
             for (size_t i = 0; i < msg.task_count; i++)
                 s_replay_state (self, &msg.tasks[i]);
@@ -436,15 +505,20 @@ s_compact (task_journal_t *self)
         || drover_journal_size (self->journal)
                <= 2 * self->live + self->segment_size)
         return;
+    uint64_t segment = drover_journal_segment (self->journal);
     for (dispatcher_task_t *task = dispatcher_all_first (self->dispatcher);
          task; task = dispatcher_all_next (self->dispatcher))
         if (task->journal_home <= oldest)
             s_snapshot (self, task);
     s_flush_batch (self);
-    if (drover_journal_commit (self->journal, true) != 0) {
-        self->lost = true;
+    //  A failed commit takes back only the snapshots: the journal still
+    //  holds everything, in the old segment, which stays
+    if (self->lost || drover_journal_commit (self->journal, true) != 0) {
+        zsys_warning ("broker journal: compaction postponed: %s",
+                      drover_journal_error (self->journal));
         return;
     }
+    s_rehome (self, oldest, segment);
     if (drover_journal_drop_before (self->journal, oldest + 1) == 0)
         self->compacted++;
     else
@@ -458,12 +532,13 @@ task_journal_commit (task_journal_t *self, bool sync)
     if (self->lost)
         return DROVER_ESTORAGE;
     s_flush_batch (self);
-    if (drover_journal_commit (self->journal, sync) != 0) {
+    if (self->lost || drover_journal_commit (self->journal, sync) != 0) {
         self->lost = true;
         return DROVER_ESTORAGE;
     }
+    //  What waited for this commit is on disk, whatever compaction does
     s_compact (self);
-    return self->lost ? DROVER_ESTORAGE : 0;
+    return 0;
 }
 
 bool
@@ -492,13 +567,16 @@ task_journal_checkpoint (task_journal_t *self)
     if (drover_journal_rotate (self->journal) != 0)
         return DROVER_ESTORAGE;
     uint64_t first = drover_journal_segment (self->journal);
+    self->lost = false; //  appends count again; a failure sets it anew
     for (dispatcher_task_t *task = dispatcher_all_first (self->dispatcher);
          task; task = dispatcher_all_next (self->dispatcher))
         s_snapshot (self, task);
     s_flush_batch (self);
-    if (drover_journal_commit (self->journal, true) != 0)
+    if (self->lost || drover_journal_commit (self->journal, true) != 0) {
+        self->lost = true;
         return DROVER_ESTORAGE;
-    self->lost = false;
+    }
+    s_rehome (self, UINT64_MAX, first);
     if (drover_journal_drop_before (self->journal, first) != 0)
         zsys_warning ("broker journal: checkpoint: %s",
                       drover_journal_error (self->journal));

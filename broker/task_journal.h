@@ -51,10 +51,14 @@ task_journal_t *task_journal_open (const drover_journal_config_t *config,
                                    token_table_t *tokens,
                                    task_journal_replay_t *replay, char **error);
 
-//  Records that the SUBMIT named token was given ids (after the records of
-//  its tasks), so that a restarted broker still knows the token.
-void task_journal_token (task_journal_t *self, const char *token, uint64_t *ids,
-                         size_t count);
+//  Brackets the handling of a SUBMIT named token (NULL: none), so that a
+//  restarted broker still knows the token: begin before its tasks are
+//  created, end with all its ids (created of them new tasks). The token
+//  lands in its tasks' SUBMIT record when it can (one checksum for both),
+//  else in a SUBMITTED record after them.
+void task_journal_submit_begin (task_journal_t *self, const char *token);
+void task_journal_submit_end (task_journal_t *self, uint64_t *ids, size_t count,
+                              size_t created);
 
 //  Stops observing the dispatcher, commits what is buffered, closes.
 void task_journal_destroy (task_journal_t **self_p);

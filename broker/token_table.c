@@ -19,6 +19,8 @@ struct token_table_t {
     zhashx_t *entries; //  token -> s_entry_t, owned
     zlistx_t *ages;    //  s_entry_t, oldest first (not owned)
     size_t max;        //  entries kept at most
+    size_t max_ids;    //  ids kept at most, in all entries
+    size_t ids;        //  ids kept now
 };
 
 static void
@@ -32,9 +34,9 @@ s_entry_destroy (void **item)
 }
 
 token_table_t *
-token_table_new (size_t max)
+token_table_new (size_t max, size_t max_ids)
 {
-    assert (max > 0);
+    assert (max > 0 && max_ids > 0);
     token_table_t *self = (token_table_t *)zmalloc (sizeof *self);
     assert (self);
     self->entries = zhashx_new ();
@@ -42,6 +44,7 @@ token_table_new (size_t max)
     assert (self->entries && self->ages);
     zhashx_set_destructor (self->entries, s_entry_destroy);
     self->max = max;
+    self->max_ids = max_ids;
     return self;
 }
 
@@ -74,6 +77,7 @@ token_table_remove (token_table_t *self, const char *token)
     if (!entry)
         return;
     zlistx_detach (self->ages, entry->handle);
+    self->ids -= entry->count;
     zhashx_delete (self->entries, token);
 }
 
@@ -82,7 +86,9 @@ token_table_insert (token_table_t *self, const char *token, const uint64_t *ids,
                     size_t count)
 {
     token_table_remove (self, token);
-    while (zlistx_size (self->ages) >= self->max) {
+    while (zlistx_size (self->ages)
+           && (zlistx_size (self->ages) >= self->max
+               || self->ids + count > self->max_ids)) {
         s_entry_t *oldest = (s_entry_t *)zlistx_first (self->ages);
         token_table_remove (self, oldest->token);
     }
@@ -93,6 +99,7 @@ token_table_insert (token_table_t *self, const char *token, const uint64_t *ids,
     assert (entry->token && entry->ids);
     memcpy (entry->ids, ids, count * sizeof (uint64_t));
     entry->count = count;
+    self->ids += count;
     entry->handle = zlistx_add_end (self->ages, entry);
     //  The table's key is the entry's own copy
     zhashx_insert (self->entries, entry->token, entry);

@@ -1,7 +1,8 @@
 /*  token_table.h - the SUBMIT tokens a broker remembers, with the ids each
     was answered with, so that a SUBMIT sent again (same token) after a
     lost reply or a broker restart creates nothing (SPEC.md 7.6). The
-    oldest token is forgotten past the table's size.
+    oldest token is forgotten past the table's size, counted in tokens and
+    in ids.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -15,8 +16,8 @@
 
 typedef struct token_table_t token_table_t;
 
-//  A table of at most max tokens.
-token_table_t *token_table_new (size_t max);
+//  A table of at most max tokens holding at most max_ids ids in all.
+token_table_t *token_table_new (size_t max, size_t max_ids);
 void token_table_destroy (token_table_t **self_p);
 
 //  The ids token was answered with (count in *count_p), or NULL.
