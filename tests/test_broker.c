@@ -1274,6 +1274,95 @@ LEAK_CHECKED_TEST (broker, a_resubmission_keeps_its_id_and_is_not_doubled)
     zactor_destroy (&broker);
 }
 
+//  SPEC 7.6: a SUBMIT sent again with its token (a lost reply, a broker
+//  restart) is answered with the ids it was given and creates nothing; a
+//  token names one request.
+LEAK_CHECKED_TEST (broker, a_submit_repeated_with_its_token_creates_nothing)
+{
+    zactor_t *broker = s_broker (1000, 1000, 1 << 20);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    drover_task_t tasks[2] = {{.handler = "echo"}, {.handler = "echo"}};
+    tasks[0].payload = (drover_bytes_t){"a", 1};
+    tasks[1].payload = (drover_bytes_t){"b", 1};
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_SUBMIT);
+    msg.tasks = tasks;
+    msg.task_count = 2;
+    msg.token = "c0ffee:1";
+    uint64_t first[2] = {0};
+    for (uint64_t ref = 1; ref <= 2; ref++) {
+        msg.ref = ref;
+        s_send (client, &msg);
+        drover_packet_t *packet = s_expect (client, DROVER_SUBMITTED);
+        drover_msg_t *reply = drover_packet_msg (packet);
+        cr_assert_eq (reply->ref, ref);
+        cr_assert_str_eq (reply->token, "c0ffee:1", "the token is echoed");
+        cr_assert_eq (reply->id_count, 2);
+        if (ref == 1)
+            memcpy (first, reply->ids, sizeof first);
+        else
+            cr_assert_arr_eq (reply->ids, first, sizeof first,
+                              "the same ids again");
+        drover_packet_destroy (&packet);
+    }
+    cr_assert_eq (s_counter (client, "held"), 2, "no second pair of tasks");
+    //  The same token on another request is refused
+    msg.ref = 3;
+    msg.task_count = 1;
+    s_send (client, &msg);
+    drover_packet_t *packet = s_expect (client, DROVER_ERROR);
+    cr_assert_eq (drover_packet_msg (packet)->code, DROVER_EINVAL);
+    cr_assert (strstr (drover_packet_msg (packet)->reason, "token"));
+    drover_packet_destroy (&packet);
+    cr_assert_eq (s_counter (client, "held"), 2);
+    zsock_destroy (&client);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
+//  SPEC 12 and 7.6: a durable broker restarted on its data directory
+//  holds its tasks and knows their SUBMIT's token: the SUBMIT sent again
+//  gets the same ids and creates nothing.
+LEAK_CHECKED_TEST (broker, a_durable_broker_remembers_tokens_across_a_restart)
+{
+    char data[] = "/tmp/drover-broker-data-XXXXXX";
+    cr_assert_not_null (mkdtemp (data));
+    drover_broker_config_t config = drover_broker_config_default ();
+    config.endpoint = "tcp://127.0.0.1:*";
+    config.sink_endpoint = "tcp://127.0.0.1:*";
+    config.liveness = 60;
+    config.data_dir = data;
+    drover_task_t task = {.handler = "echo"};
+    task.payload = (drover_bytes_t){"kept", 4};
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_SUBMIT);
+    msg.tasks = &task;
+    msg.task_count = 1;
+    msg.token = "d00d:7";
+    uint64_t ids[2] = {0};
+    for (int run = 0; run < 2; run++) {
+        char *error = NULL;
+        zactor_t *broker = drover_broker_new (&config, &error);
+        cr_assert_not_null (broker, "broker: %s", error ? error : "");
+        char *endpoint = drover_broker_endpoint (broker);
+        zsock_t *client = s_connect (endpoint);
+        msg.ref = 7;
+        s_send (client, &msg);
+        drover_packet_t *packet = s_expect (client, DROVER_SUBMITTED);
+        ids[run] = drover_packet_msg (packet)->ids[0];
+        drover_packet_destroy (&packet);
+        cr_assert_eq (s_counter (client, "held"), 1);
+        zsock_destroy (&client);
+        zstr_free (&endpoint);
+        zactor_destroy (&broker);
+    }
+    cr_assert_eq (ids[1], ids[0], "the restarted broker gave the same id");
+    char *remove = zsys_sprintf ("rm -rf %s", data);
+    cr_assert_eq (system (remove), 0);
+    zstr_free (&remove);
+}
+
 LEAK_CHECKED_TEST (broker, the_sink_tells_a_client_it_holds_no_watches_of)
 {
     zactor_t *broker = s_broker (1000, 1000, 1 << 20);
