@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(gcc clang libclang-rt-14-dev clang-format pkg-config meson ninja-build
           libzmq3-dev libczmq-dev libmsgpack-dev libsodium-dev libcriterion-dev
-          zlib1g-dev
+          zlib1g-dev python3 gnuplot-nox
           valgrind coreutils findutils)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -87,6 +87,9 @@ test_all() {
 
     say "clang-format check"
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror || failed=1
+
+    say "benchmark smoke run: drover bench and the multiprocessing.Pool comparison"
+    bench/compare.sh --smoke --drover build/cli/drover || failed=1
 
     say "decoder fuzzer, ${FUZZ_SECONDS:-60} s"
     CC=clang build build-fuzz -Dfuzzing=true -Dtests=false \

@@ -20,5 +20,6 @@ int drover_cmd_status (int argc, char **argv); //  cmd_client.c
 int drover_cmd_cancel (int argc, char **argv); //  cmd_client.c
 int drover_cmd_stats (int argc, char **argv);  //  cmd_client.c
 int drover_cmd_dead (int argc, char **argv);   //  cmd_client.c
+int drover_cmd_bench (int argc, char **argv);  //  cmd_bench.c
 
 #endif

@@ -28,6 +28,8 @@ static const s_command_t s_commands[] = {
     {"cancel", drover_cmd_cancel, "cancel tasks"},
     {"stats", drover_cmd_stats, "print queues, nodes and counters"},
     {"dead", drover_cmd_dead, "list dead letters (failed tasks) or retry them"},
+    {"bench", drover_cmd_bench,
+     "measure throughput, latency and dispatch (like redis-benchmark)"},
 };
 
 static void

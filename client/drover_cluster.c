@@ -37,6 +37,8 @@ struct drover_cluster_t {
     char *endpoint;                           //  ipc://DIR/broker
     char *sink_endpoint;                      //  ipc://DIR/sink
     s_process_t processes[CLUSTER_PROCESSES]; //  broker, worker
+    const char *const *broker_args;           //  more broker arguments
+    size_t broker_arg_count;                  //  how many
     char reason[512];                         //  why the last call failed
 };
 
@@ -272,8 +274,10 @@ drover_cluster_start (drover_cluster_t *self,
     self->sink_endpoint = s_printf ("ipc://%s/sink", self->dir);
     char jobs[16];
     snprintf (jobs, sizeof jobs, "%d", config->jobs);
-    size_t worker_count = 8 + config->worker_arg_count;
-    const char **argv = (const char **)calloc (worker_count, sizeof (char *));
+    size_t extra = config->worker_arg_count > self->broker_arg_count
+                       ? config->worker_arg_count
+                       : self->broker_arg_count;
+    const char **argv = (const char **)calloc (8 + extra, sizeof (char *));
     if (!self->endpoint || !self->sink_endpoint || !argv) {
         free (argv);
         drover_cluster_stop (self, 0);
@@ -288,6 +292,8 @@ drover_cluster_start (drover_cluster_t *self,
     argv[argc++] = self->sink_endpoint;
     if (config->verbose)
         argv[argc++] = "-v";
+    for (size_t i = 0; i < self->broker_arg_count; i++)
+        argv[argc++] = self->broker_args[i];
     argv[argc] = NULL;
     int rc = s_spawn (self, &self->processes[0], (char *const *)argv,
                       config->verbose);
@@ -315,6 +321,16 @@ drover_cluster_start (drover_cluster_t *self,
         memcpy (self->reason, reason, sizeof reason);
     }
     return rc;
+}
+
+void
+drover_cluster_set_broker_args (drover_cluster_t *self, const char *const *args,
+                                size_t count)
+{
+    assert (self);
+    assert (args || count == 0);
+    self->broker_args = args;
+    self->broker_arg_count = count;
 }
 
 //  Reaps the process if it exited; true if it has.

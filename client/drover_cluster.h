@@ -54,6 +54,11 @@ void drover_cluster_destroy (drover_cluster_t **self_p);
 int drover_cluster_start (drover_cluster_t *self,
                           const drover_cluster_config_t *config);
 
+/*  Gives the broker more arguments (`--data DIR --fsync never`...), for
+    the next drover_cluster_start; args must stay valid until then. */
+void drover_cluster_set_broker_args (drover_cluster_t *self,
+                                     const char *const *args, size_t count);
+
 /*  Waits until the broker and the sink listen (their ipc sockets exist).
     Returns 0; DROVER_ECONNECT when the broker or worker exited meanwhile;
     DROVER_ETIMEDOUT after timeout_ms or when a signal came. */

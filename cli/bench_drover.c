@@ -1,0 +1,355 @@
+/*  bench_drover.c - the Drover workloads of `drover bench`.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+*/
+#include "bench_drover.h"
+#include "drover_client.h"
+#include "drover_cluster.h"
+#include "drover_map.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CLUSTER_READY_MS 10000 //  wait for a local cluster to listen
+#define CLUSTER_STOP_MS  3000  //  wait for it to stop
+#define TICK_MS          250   //  look at the cluster and the flags
+#define STALL_MS         30000 //  no result this long: give up
+
+struct bench_drover_t {
+    drover_cluster_t *cluster; //  the local cluster, or NULL
+    drover_client_t *client;   //  connected to its broker
+    char *endpoint;            //  the broker's endpoint
+    const volatile sig_atomic_t *stop;
+    int timeout_ms;    //  wait for one result at most this long
+    char reason[1024]; //  why the last call failed
+};
+
+static int s_fail (bench_drover_t *self, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+static int
+s_fail (bench_drover_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->reason, sizeof self->reason, format, args);
+    va_end (args);
+    return -1;
+}
+
+static double
+s_now (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+//  --------------------------------------------------------------------------
+//  The cluster
+
+static int
+s_start_local (bench_drover_t *self, const bench_drover_config_t *config)
+{
+    self->cluster = drover_cluster_new ();
+    if (!self->cluster)
+        return s_fail (self, "out of memory");
+    drover_cluster_config_t cluster_config = {config->exe, config->jobs, NULL,
+                                              0, false};
+    drover_cluster_set_broker_args (self->cluster, config->broker_args,
+                                    config->broker_arg_count);
+    int rc = drover_cluster_start (self->cluster, &cluster_config);
+    if (rc == 0)
+        rc = drover_cluster_wait_ready (self->cluster, CLUSTER_READY_MS);
+    if (rc)
+        return s_fail (self, "cannot start a local cluster: %s",
+                       drover_cluster_reason (self->cluster));
+    return 0;
+}
+
+bench_drover_t *
+bench_drover_new (const bench_drover_config_t *config, char *error,
+                  size_t error_size)
+{
+    assert (config && config->stop);
+    bench_drover_t *self = (bench_drover_t *)calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (error, error_size, "out of memory");
+        return NULL;
+    }
+    self->stop = config->stop;
+    self->timeout_ms = config->timeout_ms;
+    int rc = config->endpoint ? 0 : s_start_local (self, config);
+    const char *endpoint = config->endpoint
+                               ? config->endpoint
+                               : drover_cluster_endpoint (self->cluster);
+    if (rc == 0
+        && (!(self->client = drover_client_new ())
+            || !(self->endpoint = strdup (endpoint))))
+        rc = s_fail (self, "out of memory");
+    if (rc == 0
+        && drover_client_connect (self->client, endpoint, config->timeout_ms))
+        rc = s_fail (self, "%s", drover_client_reason (self->client));
+    if (rc) {
+        snprintf (error, error_size, "%s", self->reason);
+        bench_drover_destroy (&self);
+    }
+    return self;
+}
+
+void
+bench_drover_destroy (bench_drover_t **self_p)
+{
+    assert (self_p);
+    bench_drover_t *self = *self_p;
+    if (!self)
+        return;
+    drover_client_destroy (&self->client);
+    if (self->cluster)
+        drover_cluster_stop (self->cluster, CLUSTER_STOP_MS);
+    drover_cluster_destroy (&self->cluster);
+    free (self->endpoint);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+bench_drover_endpoint (bench_drover_t *self)
+{
+    assert (self);
+    return self->endpoint;
+}
+
+uint64_t
+bench_drover_max_payload (bench_drover_t *self)
+{
+    assert (self);
+    return drover_client_max_payload (self->client);
+}
+
+const char *
+bench_drover_reason (bench_drover_t *self)
+{
+    assert (self);
+    return self->reason;
+}
+
+int
+bench_drover_children (bench_drover_t *self, long *children_p)
+{
+    assert (self);
+    drover_stats_t *stats = NULL;
+    if (drover_client_stats (self->client, &stats))
+        return s_fail (self, "cannot read the cluster's stats: %s",
+                       drover_client_reason (self->client));
+    long children = 0;
+    for (size_t i = 0; i < stats->node_count; i++)
+        children += (long)stats->nodes[i].children;
+    drover_stats_destroy (&stats);
+    *children_p = children;
+    return 0;
+}
+
+//  Returns -1 when we should give up waiting: a signal, a local cluster
+//  that died, or no result for too long.
+static int
+s_check (bench_drover_t *self, double last_result)
+{
+    if (*self->stop)
+        return s_fail (self, "interrupted");
+    if (self->cluster && drover_cluster_check (self->cluster))
+        return s_fail (self, "%s", drover_cluster_reason (self->cluster));
+    if (s_now () - last_result > STALL_MS / 1000.0)
+        return s_fail (self,
+                       "no result for %d s: is a node with the built-in "
+                       "handlers (echo, sleep) up and connected?",
+                       STALL_MS / 1000);
+    return 0;
+}
+
+//  Checks a result: success, and for echo the payload back.
+static int
+s_check_result (bench_drover_t *self, const char *handler,
+                const drover_result_t *result, size_t payload_size)
+{
+    if (result->code)
+        return s_fail (
+            self, "task %llu failed: %s: %s", (unsigned long long)result->id,
+            drover_strcode (result->code),
+            result->reason ? result->reason : drover_strerror (result->code));
+    if (strcmp (handler, "echo") == 0 && result->payload_size != payload_size)
+        return s_fail (self, "task %llu: echo gave %zu octets back, not %zu",
+                       (unsigned long long)result->id, result->payload_size,
+                       payload_size);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Throughput: drover_map
+
+typedef struct {
+    const bench_load_t *load;
+    size_t given; //  inputs handed to the map
+} s_input_t;
+
+static int
+s_next_input (void *arg, drover_payload_t *input)
+{
+    s_input_t *self = (s_input_t *)arg;
+    if (self->given == self->load->tasks)
+        return 0;
+    self->given++;
+    input->data = self->load->payload;
+    input->size = self->load->payload_size;
+    return 1;
+}
+
+//  Takes every result of the map; returns 0 or -1.
+static int
+s_drain (bench_drover_t *self, drover_map_t *map, const bench_load_t *load)
+{
+    double last_result = s_now ();
+    size_t done = 0;
+    while (true) {
+        drover_result_t *result = NULL;
+        int rc = drover_map_next (map, TICK_MS, &result);
+        if (rc == DROVER_ETIMEDOUT) {
+            if (s_check (self, last_result))
+                return -1;
+            continue;
+        }
+        if (rc)
+            return s_fail (self, "%s", drover_client_reason (self->client));
+        if (!result)
+            break;
+        last_result = s_now ();
+        rc = s_check_result (self, load->handler, result, load->payload_size);
+        drover_result_destroy (&result);
+        if (rc)
+            return -1;
+        done++;
+    }
+    if (done != load->tasks)
+        return s_fail (self, "%zu results for %zu tasks", done, load->tasks);
+    return 0;
+}
+
+int
+bench_drover_map (bench_drover_t *self, const bench_load_t *load,
+                  double *seconds_p)
+{
+    assert (self && load && seconds_p);
+    s_input_t input = {load, 0};
+    drover_map_options_t options = {.window = load->window};
+    double start = s_now ();
+    drover_map_t *map = drover_map_new (self->client, load->handler, &options,
+                                        s_next_input, &input);
+    if (!map)
+        return s_fail (self, "cannot start a map of %s", load->handler);
+    int rc = s_drain (self, map, load);
+    *seconds_p = s_now () - start;
+    if (rc && self->cluster == NULL)
+        drover_map_cancel (map, 2000); //  a remote cluster keeps running
+    drover_map_destroy (&map);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Latency: one task at a time
+
+//  Submits one echo task and waits for its result; returns 0 or -1.
+static int
+s_round_trip (bench_drover_t *self, const char *payload, size_t size)
+{
+    uint64_t id;
+    if (drover_client_submit (self->client, "echo", payload, size, NULL, &id))
+        return s_fail (self, "cannot submit: %s",
+                       drover_client_reason (self->client));
+    drover_result_t *result = NULL;
+    double sent = s_now ();
+    int rc;
+    while (true) {
+        rc = drover_client_wait (self->client, &id, 1, TICK_MS, true, &result);
+        if (rc == 0)
+            break;
+        if (rc != DROVER_ETIMEDOUT)
+            return s_fail (self, "cannot wait: %s",
+                           drover_client_reason (self->client));
+        if (s_check (self, sent))
+            return -1;
+    }
+    rc = s_check_result (self, "echo", result, size);
+    drover_result_destroy (&result);
+    return rc;
+}
+
+int
+bench_drover_latency (bench_drover_t *self, size_t warmup, size_t count,
+                      double *samples_us)
+{
+    assert (self && (samples_us || count == 0));
+    static const char payload[] = "0123456789abcdef"; //  16 octets
+    for (size_t i = 0; i < warmup + count; i++) {
+        double start = s_now ();
+        if (s_round_trip (self, payload, sizeof payload - 1))
+            return -1;
+        if (i >= warmup)
+            samples_us[i - warmup] = (s_now () - start) * 1e6;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Directories for durable brokers
+
+char *
+bench_drover_make_dir (char *error, size_t error_size)
+{
+    const char *base = getenv ("TMPDIR");
+    if (!base || !*base)
+        base = "/tmp";
+    size_t size = strlen (base) + 32;
+    char *dir = (char *)malloc (size);
+    if (!dir) {
+        snprintf (error, error_size, "out of memory");
+        return NULL;
+    }
+    snprintf (dir, size, "%s/drover-bench-data-XXXXXX", base);
+    if (!mkdtemp (dir)) {
+        snprintf (error, error_size,
+                  "cannot make a directory in %s: %s; set TMPDIR to a "
+                  "writable directory",
+                  base, strerror (errno));
+        free (dir);
+        return NULL;
+    }
+    return dir;
+}
+
+static int
+s_remove_entry (const char *path, const struct stat *info, int flag,
+                struct FTW *ftw)
+{
+    (void)info;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir (path);
+    else
+        unlink (path);
+    return 0;
+}
+
+void
+bench_drover_remove_dir (const char *path)
+{
+    if (path)
+        nftw (path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
