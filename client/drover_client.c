@@ -43,6 +43,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+static void s_hello (drover_client_t *self);
+
 //  A request waiting for its reply.
 typedef struct {
     bool to_sink;            //  sent to the sink, else to the broker
@@ -620,10 +622,16 @@ drover_client_request (drover_client_t *self, bool to_sink, drover_msg_t *msg,
         if (rc)
             return rc;
     }
-    if (to_sink && !self->sink)
+    if (to_sink && !self->sink) {
+        //  Its WELCOME names the sink once one registered: ask again (the
+        //  sink liveness check does so only while tasks are watched)
+        if (!self->session_lost
+            && zclock_mono () - self->hello_sent >= self->hello_ivl)
+            s_hello (self);
         return drover_client_fail (self, DROVER_ECONNECT,
                                    "the broker at %s names no sink yet",
                                    self->endpoint);
+    }
     s_request_t *request = (s_request_t *)calloc (1, sizeof *request);
     if (!request)
         return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
@@ -1715,6 +1723,9 @@ s_status (drover_client_t *self, drover_command_t command, const uint64_t *ids,
             unknown[unknown_count++] = ids[i];
         }
     }
+    if (unknown_count && !self->sink && !self->session_lost
+        && zclock_mono () - self->hello_sent >= self->hello_ivl)
+        s_hello (self); //  learn the sink for the next time
     if (unknown_count && self->sink) {
         rc = s_ask_ids (self, true, DROVER_STATUS, unknown, unknown_count,
                         deadline, &sink, &sink_batch);

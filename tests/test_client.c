@@ -1264,6 +1264,40 @@ s_job_status (job_t *job)
     drover_client_destroy (&client);
 }
 
+//  A question for the sink before the broker named one makes the client
+//  ask the broker again (HELLO): a map resuming a job asks the sink about
+//  its tasks before it watches anything, and would otherwise never learn
+//  the sink. (drover_client_status answers from the broker alone then.)
+CLIENT_TEST (a_sink_request_without_a_sink_asks_the_broker_again, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    fake.no_sink = true;
+    job_t job = {.timeout_ms = 5000};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_status);
+    s_handshake (&fake);
+    drover_packet_t *ask = s_expect (fake.broker, DROVER_STATUS);
+    drover_msg_t *msg = drover_packet_msg (ask);
+    drover_task_t items[3] = {{.id = 1, .state = DROVER_STATE_UNKNOWN},
+                              {.id = 2, .state = DROVER_STATE_UNKNOWN},
+                              {.id = 3, .state = DROVER_STATE_UNKNOWN}};
+    drover_msg_t reply;
+    drover_msg_init (&reply, DROVER_STATUS_REPLY);
+    reply.ref = msg->ref;
+    reply.tasks = items;
+    reply.task_count = 3;
+    s_send (fake.broker, ask, &reply);
+    drover_packet_destroy (&ask);
+    drover_packet_t *hello = s_expect (fake.broker, DROVER_HELLO);
+    drover_packet_destroy (&hello);
+    s_fake_serve (&fake, &job, 5000);
+    cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
+    cr_assert_eq (job.statuses[2].state, DROVER_TASK_UNKNOWN);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
 CLIENT_TEST (status_falls_back_to_sink, 20)
 {
     fake_t fake;
