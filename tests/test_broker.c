@@ -1352,6 +1352,11 @@ LEAK_CHECKED_TEST (broker, a_durable_broker_remembers_tokens_across_a_restart)
         drover_packet_t *packet = s_expect (client, DROVER_SUBMITTED);
         ids[run] = drover_packet_msg (packet)->ids[0];
         drover_packet_destroy (&packet);
+        //  SPEC 12: acknowledged only once written (the journal's files
+        //  hold the payload when SUBMITTED arrives)
+        char *grep = zsys_sprintf ("grep -qs kept %s/broker/*.drj", data);
+        cr_assert_eq (system (grep), 0, "SUBMITTED before the record");
+        zstr_free (&grep);
         cr_assert_eq (s_counter (client, "held"), 1);
         zsock_destroy (&client);
         zstr_free (&endpoint);
