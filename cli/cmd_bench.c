@@ -14,6 +14,7 @@
 #include "bench_zmq.h"
 #include "commands.h"
 #include "drover_json.h"
+#include "interrupt.h"
 #include "options.h"
 
 #include <czmq.h>
@@ -114,40 +115,6 @@ typedef struct {
     const char *current;          //  the scenario that runs, or NULL
     char error[1024];             //  why it failed
 } s_bench_t;
-
-//  --------------------------------------------------------------------------
-//  Signals
-
-static volatile sig_atomic_t s_interrupted;
-
-static void
-s_on_signal (int signal)
-{
-    s_interrupted = signal;
-}
-
-//  As cmd_client.c: a closed stdio fd must not become a ZeroMQ socket;
-//  CZMQ starts first, then our handlers (without SA_RESTART).
-static void
-s_catch_signals (void)
-{
-    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
-        if (fcntl (fd, F_GETFD) == -1 && errno == EBADF) {
-            int opened =
-                open ("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
-            assert (opened == -1 || opened == fd);
-        }
-    zsys_init ();
-    zsys_set_logstream (stderr);
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_on_signal;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGINT, &action, NULL);
-    sigaction (SIGTERM, &action, NULL);
-    sigaction (SIGHUP, &action, NULL);
-    signal (SIGPIPE, SIG_IGN);
-}
 
 //  --------------------------------------------------------------------------
 //  Options
@@ -475,7 +442,7 @@ s_cluster (s_bench_t *self, int jobs, const char *const *broker_args,
         .broker_args = broker_args,
         .broker_arg_count = broker_arg_count,
         .timeout_ms = (int)self->options.connect_timeout,
-        .stop = &s_interrupted};
+        .stop = &cli_interrupted};
     bench_drover_t *drover =
         bench_drover_new (&config, self->error, sizeof self->error);
     if (drover && !self->endpoint) {
@@ -721,7 +688,8 @@ s_ceiling_row (s_bench_t *self, bench_pattern_t pattern, const char *transport,
         .credits = (int)self->options.credits};
     double seconds;
     char error[512];
-    if (bench_zmq_run (&config, &s_interrupted, &seconds, error, sizeof error))
+    if (bench_zmq_run (&config, &cli_interrupted, &seconds, error,
+                       sizeof error))
         return s_fail (self, "%s over %s: %s", bench_zmq_pattern_name (pattern),
                        transport, error);
     s_row_t *row = s_add_row (self, S_CEILING);
@@ -1092,7 +1060,7 @@ drover_cmd_bench (int argc, char **argv)
         free (self);
         return rc;
     }
-    s_catch_signals ();
+    cli_catch_signals ();
     rc = s_run (self);
     if (rc == 0) {
         struct utsname uts;
@@ -1106,7 +1074,7 @@ drover_cmd_bench (int argc, char **argv)
         rc = fflush (stdout) == EOF || ferror (stdout) ? 1 : 0;
     }
     else {
-        if (!s_interrupted)
+        if (!cli_interrupted)
             fprintf (stderr, "drover bench: %s%s%s\n",
                      self->current ? self->current : "",
                      self->current ? ": " : "", self->error);
@@ -1115,5 +1083,5 @@ drover_cmd_bench (int argc, char **argv)
     bench_drover_destroy (&self->drover);
     free (self->endpoint);
     free (self);
-    return s_interrupted ? 128 + (int)s_interrupted : rc;
+    return cli_interrupted ? 128 + (int)cli_interrupted : rc;
 }

@@ -15,6 +15,7 @@
 #include "drover_json.h"
 #include "drover_map.h"
 #include "drover_msg.h"
+#include "interrupt.h"
 #include "options.h"
 
 #include <czmq.h>
@@ -121,9 +122,8 @@ typedef struct {
     }
 
 //  --------------------------------------------------------------------------
-//  Signals
+//  Signals (interrupt.h)
 
-//  The signal that asked us to stop, or 0.
 //  True when a result already ends with a newline, as command output does.
 static bool
 s_ends_line (const void *payload, size_t size)
@@ -131,46 +131,10 @@ s_ends_line (const void *payload, size_t size)
     return size > 0 && ((const char *)payload)[size - 1] == '\n';
 }
 
-static volatile sig_atomic_t s_interrupted;
-
-static void
-s_on_signal (int signal)
-{
-    s_interrupted = signal;
-}
-
-//  CZMQ installs its own SIGINT/SIGTERM handlers when it starts: start it
-//  first, then put ours in place (without SA_RESTART, so waits return).
-//  Logs go to stderr: stdout carries results.
-static void
-s_catch_signals (void)
-{
-    //  A closed stdin, stdout or stderr would be the first fd ZeroMQ
-    //  opens: we would read inputs from, or write results into, its
-    //  sockets. Put /dev/null there, opened so that using it fails as the
-    //  closed fd would have (EBADF).
-    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
-        if (fcntl (fd, F_GETFD) == -1 && errno == EBADF) {
-            int opened =
-                open ("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
-            assert (opened == -1 || opened == fd); //  the lowest free fd
-        }
-    zsys_init ();
-    zsys_set_logstream (stderr);
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_on_signal;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGINT, &action, NULL);
-    sigaction (SIGTERM, &action, NULL);
-    sigaction (SIGHUP, &action, NULL);
-    signal (SIGPIPE, SIG_IGN); //  a closed stdout is a write error
-}
-
 static int
 s_exit_status_of_signal (void)
 {
-    return 128 + (int)s_interrupted;
+    return 128 + (int)cli_interrupted;
 }
 
 //  --------------------------------------------------------------------------
@@ -221,7 +185,7 @@ s_connect (const char *command, const char *endpoint, long timeout_ms)
         return NULL;
     }
     if (drover_client_connect (client, endpoint, (int)timeout_ms)) {
-        if (s_interrupted) {
+        if (cli_interrupted) {
             drover_client_destroy (&client);
             return NULL;
         }
@@ -678,7 +642,7 @@ drover_cmd_map (int argc, char **argv)
     }
     const char *queue = flags.queue;
 
-    s_catch_signals ();
+    cli_catch_signals ();
     //  The job log (after s_catch_signals: its files must not take a
     //  closed stdout's fd): a log of another job is refused before
     //  anything starts
@@ -746,7 +710,7 @@ drover_cmd_map (int argc, char **argv)
         if (rc == 0)
             rc = drover_cluster_wait_ready (cluster, CLUSTER_READY_MS);
         if (rc) {
-            if (!s_interrupted)
+            if (!cli_interrupted)
                 fprintf (stderr,
                          "drover map: cannot start a local cluster: %s\n",
                          drover_cluster_reason (cluster));
@@ -783,7 +747,7 @@ drover_cmd_map (int argc, char **argv)
     int64_t probed_at = progress_at;      //  when we last asked why not
     bool warned = false;                  //  said that tasks are stuck
     bool finished = false;                //  every input had its result
-    while (!s_interrupted) {
+    while (!cli_interrupted) {
         //  Results go out in big writes while they flow, and at once when
         //  the map has to wait for more
         drover_result_t *result = NULL;
@@ -877,7 +841,7 @@ drover_cmd_map (int argc, char **argv)
                      job_dir, from_log, output.done, drover_map_found (map),
                      drover_map_resubmitted (map));
     }
-    if (s_interrupted) {
+    if (cli_interrupted) {
         //  A remote cluster keeps running: cancel what we started
         if (!cluster)
             drover_map_cancel (map, CANCEL_MS);
@@ -903,12 +867,12 @@ done:
     drover_job_destroy (&job);
     drover_client_destroy (&client);
     if (cluster) {
-        drover_cluster_stop (cluster, s_interrupted ? 1000 : 3000);
+        drover_cluster_stop (cluster, cli_interrupted ? 1000 : 3000);
         drover_cluster_destroy (&cluster);
     }
     free (reader.buffer);
     free ((void *)handlers.items);
-    if (s_interrupted)
+    if (cli_interrupted)
         status = s_exit_status_of_signal ();
     return status;
 }
@@ -943,7 +907,7 @@ s_read_all (int fd, size_t max, char **data_p, size_t *size_p)
         if (got == 0)
             break;
         if (got < 0) {
-            if (errno == EINTR && !s_interrupted)
+            if (errno == EINTR && !cli_interrupted)
                 continue;
             free (data);
             return DROVER_EIO;
@@ -1000,7 +964,7 @@ drover_cmd_submit (int argc, char **argv)
     rc = s_task_options (&command, &flags, &task);
     if (rc)
         return rc;
-    s_catch_signals ();
+    cli_catch_signals ();
     char *data = NULL;
     size_t size = 0;
     if (streq (payload, "-")) {
@@ -1017,12 +981,12 @@ drover_cmd_submit (int argc, char **argv)
     drover_client_t *client = s_connect ("submit", connect, connect_timeout);
     if (!client) {
         free (data);
-        return s_interrupted ? s_exit_status_of_signal () : 1;
+        return cli_interrupted ? s_exit_status_of_signal () : 1;
     }
     uint64_t id = 0;
     rc = drover_client_submit (client, handler, data ? data : payload,
                                data ? size : strlen (payload), &task, &id);
-    if (rc && s_interrupted)
+    if (rc && cli_interrupted)
         ; //  the exit status says it
     else if (rc) {
         fprintf (stderr, "drover submit: %s: ", drover_strcode (rc));
@@ -1035,7 +999,7 @@ drover_cmd_submit (int argc, char **argv)
         printf ("%" PRIu64 "\n", id);
     free (data);
     drover_client_destroy (&client);
-    if (s_interrupted)
+    if (cli_interrupted)
         return s_exit_status_of_signal ();
     return rc || fflush (stdout) == EOF || ferror (stdout) ? 1 : 0;
 }
@@ -1077,11 +1041,11 @@ s_wait_or_result (int argc, char **argv, bool print)
     rc = s_parse_ids (command, argc, argv, first_arg, &ids, &count);
     if (rc)
         return rc;
-    s_catch_signals ();
+    cli_catch_signals ();
     drover_client_t *client = s_connect (name, connect, connect_timeout);
     if (!client) {
         free (ids);
-        return s_interrupted ? s_exit_status_of_signal () : 1;
+        return cli_interrupted ? s_exit_status_of_signal () : 1;
     }
     //  Unknown ids would be waited for in vain: ask first
     drover_status_t *statuses = NULL;
@@ -1109,10 +1073,10 @@ s_wait_or_result (int argc, char **argv, bool print)
         rc = drover_client_wait (client, waiting, waiting_count,
                                  timeout ? (int)timeout * 1000 : -1, false,
                                  results);
-        if (rc == DROVER_ETIMEDOUT && !s_interrupted)
+        if (rc == DROVER_ETIMEDOUT && !cli_interrupted)
             rc = 0; //  said per task below
     }
-    if (rc == 0 && !s_interrupted) {
+    if (rc == 0 && !cli_interrupted) {
         for (size_t i = 0; i < count; i++) {
             drover_result_t *result = NULL;
             for (size_t j = 0; j < waiting_count && !result; j++)
@@ -1140,7 +1104,7 @@ s_wait_or_result (int argc, char **argv, bool print)
         if (fflush (stdout) == EOF || ferror (stdout))
             failed = true; //  a lost result is a failure
     }
-    else if (rc && !s_interrupted) {
+    else if (rc && !cli_interrupted) {
         fprintf (stderr, "drover %s: ", name);
         s_print_line (stderr, drover_client_reason (client));
         fputc ('\n', stderr);
@@ -1152,7 +1116,7 @@ s_wait_or_result (int argc, char **argv, bool print)
     drover_status_destroy (&statuses);
     drover_client_destroy (&client);
     free (ids);
-    if (s_interrupted)
+    if (cli_interrupted)
         return s_exit_status_of_signal ();
     return rc || failed ? 1 : 0;
 }
@@ -1281,12 +1245,12 @@ s_status_or_cancel (int argc, char **argv, bool cancel)
     rc = s_parse_ids (command, argc, argv, first_arg, &ids, &count);
     if (rc)
         return rc;
-    s_catch_signals ();
+    cli_catch_signals ();
     drover_client_t *client =
         s_connect (command->command, connect, connect_timeout);
     if (!client) {
         free (ids);
-        return s_interrupted ? s_exit_status_of_signal () : 1;
+        return cli_interrupted ? s_exit_status_of_signal () : 1;
     }
     drover_status_t *statuses = NULL;
     rc = cancel ? drover_client_cancel (client, ids, count, &statuses)
@@ -1297,7 +1261,7 @@ s_status_or_cancel (int argc, char **argv, bool cancel)
         s_fetch_outcomes (client, statuses, count, (int)connect_timeout,
                           outcomes);
     bool unknown = false;
-    if (rc && s_interrupted)
+    if (rc && cli_interrupted)
         ; //  the exit status says it
     else if (rc) {
         fprintf (stderr, "drover %s: ", command->command);
@@ -1313,7 +1277,7 @@ s_status_or_cancel (int argc, char **argv, bool cancel)
     drover_status_destroy (&statuses);
     drover_client_destroy (&client);
     free (ids);
-    if (s_interrupted)
+    if (cli_interrupted)
         return s_exit_status_of_signal ();
     bool lost = fflush (stdout) == EOF || ferror (stdout);
     return rc || unknown || lost ? 1 : 0;
@@ -1351,20 +1315,20 @@ drover_cmd_stats (int argc, char **argv)
     int rc = cli_parse_no_args (&command, argc, argv);
     if (rc != CLI_CONTINUE)
         return rc;
-    s_catch_signals ();
+    cli_catch_signals ();
     drover_client_t *client = s_connect ("stats", connect, connect_timeout);
     if (!client)
-        return s_interrupted ? s_exit_status_of_signal () : 1;
+        return cli_interrupted ? s_exit_status_of_signal () : 1;
     drover_stats_t *stats = NULL;
     rc = drover_client_stats (client, &stats);
     if (rc) {
-        if (!s_interrupted) {
+        if (!cli_interrupted) {
             fprintf (stderr, "drover stats: ");
             s_print_line (stderr, drover_client_reason (client));
             fputc ('\n', stderr);
         }
         drover_client_destroy (&client);
-        return s_interrupted ? s_exit_status_of_signal () : 1;
+        return cli_interrupted ? s_exit_status_of_signal () : 1;
     }
     int width = 8;
     for (size_t i = 0; i < stats->queue_count; i++)
@@ -1468,16 +1432,16 @@ s_dead_list (int argc, char **argv)
         if (rc)
             return rc;
     }
-    s_catch_signals ();
+    cli_catch_signals ();
     drover_client_t *client = s_connect ("dead list", connect, connect_timeout);
     if (!client) {
         free (ids);
-        return s_interrupted ? s_exit_status_of_signal () : 1;
+        return cli_interrupted ? s_exit_status_of_signal () : 1;
     }
     drover_dead_list_t *list = NULL;
     rc = drover_client_dead (client, ids, count, &list);
     bool missing = false, lost = false;
-    if (rc && s_interrupted)
+    if (rc && cli_interrupted)
         ; //  the exit status says it
     else if (rc) {
         fprintf (stderr, "drover dead list: %s: ", drover_strcode (rc));
@@ -1507,7 +1471,7 @@ s_dead_list (int argc, char **argv)
     drover_dead_list_destroy (&list);
     drover_client_destroy (&client);
     free (ids);
-    if (s_interrupted)
+    if (cli_interrupted)
         return s_exit_status_of_signal ();
     lost |= fflush (stdout) == EOF || ferror (stdout);
     return rc || missing || lost ? 1 : 0;
@@ -1545,17 +1509,17 @@ s_dead_retry (int argc, char **argv)
         if (rc)
             return rc;
     }
-    s_catch_signals ();
+    cli_catch_signals ();
     drover_client_t *client =
         s_connect ("dead retry", connect, connect_timeout);
     if (!client) {
         free (ids);
-        return s_interrupted ? s_exit_status_of_signal () : 1;
+        return cli_interrupted ? s_exit_status_of_signal () : 1;
     }
     uint64_t *new_ids = NULL;
     size_t new_count = 0;
     rc = drover_client_retry (client, ids, count, all, &new_ids, &new_count);
-    if (rc && s_interrupted)
+    if (rc && cli_interrupted)
         ; //  the exit status says it
     else if (rc) {
         fprintf (stderr, "drover dead retry: %s: ", drover_strcode (rc));
@@ -1568,7 +1532,7 @@ s_dead_retry (int argc, char **argv)
     free (new_ids);
     drover_client_destroy (&client);
     free (ids);
-    if (s_interrupted)
+    if (cli_interrupted)
         return s_exit_status_of_signal ();
     return rc || fflush (stdout) == EOF || ferror (stdout) ? 1 : 0;
 }
