@@ -1788,14 +1788,18 @@ node_run (node_t *self)
     zsys_info ("worker: %s starting %zu children with %zu handlers; broker %s",
                self->config->name, self->slot_count,
                self->config->handler_count, self->config->endpoint);
+    //  Children first, forked while this process has no other thread
+    //  (ZeroMQ starts its I/O threads with the first socket): a child
+    //  forked beside running threads can inherit a lock one of them held
+    //  (an ASan build's allocator lock did: the child hung on its next
+    //  allocation)
+    for (size_t i = 0; i < self->slot_count; i++)
+        s_slot_start (self, &self->slots[i]);
     rc = s_session_start (self);
-    if (rc == 0) {
-        for (size_t i = 0; i < self->slot_count; i++)
-            s_slot_start (self, &self->slots[i]);
+    if (rc == 0)
         rc = zloop_timer (self->loop, S_TICK_MS, 0, s_on_tick, self) == -1
                  ? DROVER_ESYSTEM
                  : 0;
-    }
     while (rc == 0 && !self->stopping) {
         zloop_start (self->loop);
         if (!self->stopping && zmq_errno () != EINTR) {
