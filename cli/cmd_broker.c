@@ -47,6 +47,18 @@ s_wait_for_signal (zactor_t *actor)
     zpoller_destroy (&poller);
 }
 
+//  Parses --fsync for command; false (said on stderr) when it is no mode.
+static bool
+s_fsync_parse (const char *command, const char *text, drover_fsync_t *fsync)
+{
+    if (drover_journal_fsync_parse (text, fsync) == 0)
+        return true;
+    fprintf (stderr,
+             "drover %s: --fsync: expected always, batch or never, not '%s'\n",
+             command, text);
+    return false;
+}
+
 int
 drover_cmd_broker (int argc, char **argv)
 {
@@ -152,13 +164,8 @@ drover_cmd_broker (int argc, char **argv)
     config.segment_size = (uint64_t)segment_size;
     config.result_ttl_ms = (uint64_t)result_ttl;
     config.verbose = verbose;
-    if (drover_journal_fsync_parse (fsync, &config.fsync) != 0) {
-        fprintf (stderr,
-                 "drover broker: --fsync: expected always, batch or never, "
-                 "not '%s'\n",
-                 fsync);
+    if (!s_fsync_parse ("broker", fsync, &config.fsync))
         return 2;
-    }
     char *sink_endpoint = no_sink ? NULL
                           : sink_listen
                               ? strdup (sink_listen)
@@ -233,13 +240,8 @@ drover_cmd_sink (int argc, char **argv)
     config.segment_size = (uint64_t)segment_size;
     config.result_ttl_ms = (uint64_t)result_ttl;
     config.verbose = verbose;
-    if (drover_journal_fsync_parse (fsync, &config.fsync) != 0) {
-        fprintf (stderr,
-                 "drover sink: --fsync: expected always, batch or never, "
-                 "not '%s'\n",
-                 fsync);
+    if (!s_fsync_parse ("sink", fsync, &config.fsync))
         return 2;
-    }
     char *error = NULL;
     zactor_t *sink = drover_sink_new (&config, &error);
     if (!sink) {
