@@ -125,6 +125,7 @@ typedef struct {
     bool welcomed;            //  WELCOME sent to the current session
     bool silent;              //  do not send heartbeats
     bool auto_store;          //  answer RESULTs with STORED
+    size_t result_messages;   //  RESULT messages received
     uint32_t hb_ms;           //  heartbeat interval given in WELCOME
     int64_t hb_sent_ms;       //  last heartbeat sent
     uint64_t hello_count;     //  HELLOs received
@@ -362,6 +363,17 @@ h_start_ignoring (h_t *h, bool connect, const char *const *extra,
     }
     for (size_t i = 0; s_test_handlers[i]; i++)
         argv[argc++] = s_test_handlers[i];
+    //  The tests count credit one per child unless they ask for a
+    //  lookahead (flag or environment): the later flag wins
+    bool lookahead = false;
+    for (size_t i = 0; extra && extra[i]; i++)
+        lookahead = lookahead || !strcmp (extra[i], "--lookahead");
+    for (size_t i = 0; env && env[i]; i++)
+        lookahead = lookahead || !strncmp (env[i], "DROVER_LOOKAHEAD=", 17);
+    if (!lookahead) {
+        argv[argc++] = "--lookahead";
+        argv[argc++] = "0";
+    }
     for (size_t i = 0; extra && extra[i] && argc < 63; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -435,17 +447,25 @@ h_send_broker (h_t *h, drover_msg_t *msg)
 }
 
 static void
-h_store (h_t *h, zframe_t *routing_id, uint64_t id, uint32_t attempt)
+h_store_code (h_t *h, zframe_t *routing_id, uint64_t id, uint32_t attempt,
+              int32_t code)
 {
     drover_task_t item;
     memset (&item, 0, sizeof item);
     item.id = id;
     item.attempt = attempt;
+    item.code = code;
     drover_msg_t msg;
     drover_msg_init (&msg, DROVER_STORED);
     msg.tasks = &item;
     msg.task_count = 1;
     cr_assert_eq (drover_wire_send (h->sink, routing_id, &msg, NULL), 0);
+}
+
+static void
+h_store (h_t *h, zframe_t *routing_id, uint64_t id, uint32_t attempt)
+{
+    h_store_code (h, routing_id, id, attempt, 0);
 }
 
 static void
@@ -485,6 +505,7 @@ h_on_sink (h_t *h, drover_packet_t *packet)
 {
     drover_msg_t *msg = drover_packet_msg (packet);
     if (msg->command == DROVER_RESULT) {
+        h->result_messages++;
         zframe_destroy (&h->sink_id);
         h->sink_id = zframe_dup (drover_packet_routing_id (packet));
         for (size_t i = 0; i < msg->task_count; i++) {
@@ -702,7 +723,7 @@ Test (worker, hello_then_credit_for_each_child, .timeout = 30)
                    && !strcmp (hello->name + length - strlen (suffix), suffix),
                "name '%s' is not host:pid", hello->name);
     cr_assert_eq (hello->children, 2);
-    cr_assert_eq (hello->lookahead, 0);
+    cr_assert_eq (hello->lookahead, 0, "--lookahead 0 (the tests' default)");
     cr_assert_eq (hello->queue_count, 0);
     const char *expected[] = {"echo", "sleep", "fail",    "crash", "sha256",
                               "up",   "cat",   "bad",     "ppid",  "mark",
@@ -1094,6 +1115,96 @@ Test (worker, unstored_results_are_sent_again, .timeout = 30)
     cr_assert_eq (h_result (h, 26)->receipts, receipts,
                   "still resent after STORED");
     h->auto_store = true;
+    h_destroy (&h);
+}
+
+Test (worker, a_result_refused_for_a_full_sink_is_sent_again_soon,
+      .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h->auto_store = false;
+    h_join (h, 1000, 5, 1);
+    h_dispatch_text (h, 31, "echo", "full");
+    H_EXPECT (h, 5000, h_result (h, 31), "no result");
+    int64_t refused_at = zclock_mono ();
+    h_store_code (h, h->sink_id, 31, 1, DROVER_EFULL);
+    //  Kept, and sent again after RESULTS_FULL_RETRY_MS (250 ms), long
+    //  before the resend of an unanswered result (5 s here)
+    H_EXPECT (h, 3000, h_result (h, 31)->receipts >= 2,
+              "the refused result was dropped or not resent");
+    cr_assert_lt (zclock_mono () - refused_at, 2500 * s_slow ());
+    h_store (h, h->sink_id, 31, 1);
+    h_pump (h, 100);
+    size_t receipts = h_result (h, 31)->receipts;
+    h_pump (h, 600);
+    cr_assert_eq (h_result (h, 31)->receipts, receipts,
+                  "still resent after STORED");
+    h->auto_store = true;
+    h_destroy (&h);
+}
+
+Test (worker, results_wait_for_the_one_in_flight_then_go_together,
+      .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "2", NULL};
+    h_start (h, extra);
+    h->auto_store = false;
+    h_join (h, 1000, 5, 2);
+    h_dispatch_text (h, 41, "echo", "first");
+    H_EXPECT (h, 5000, h_result (h, 41), "no result");
+    //  Nothing in flight: the first left alone, at once. While it waits
+    //  for its STORED, the next results wait too
+    cr_assert_eq (h->result_messages, 1);
+    for (uint64_t id = 42; id < 44; id++)
+        h_dispatch_text (h, id, "echo", "more");
+    h_pump (h, 500);
+    cr_assert_null (h_result (h, 42), "sent while another was in flight");
+    cr_assert_null (h_result (h, 43), "sent while another was in flight");
+    //  STORED for the first: both go, in one RESULT
+    h_store (h, h->sink_id, 41, 1);
+    H_EXPECT (h, 5000, h_result (h, 42) && h_result (h, 43),
+              "held results not sent after STORED");
+    cr_assert_eq (h->result_messages, 2, "%zu RESULT messages",
+                  h->result_messages);
+    h->auto_store = true;
+    h_destroy (&h);
+}
+
+Test (worker, automatic_lookahead_grows_with_short_tasks_not_long_ones,
+      .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", "--lookahead", "auto", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    drover_msg_t *hello = drover_packet_msg (h->hello);
+    cr_assert_eq (hello->lookahead, 64, "auto announces 64 per child");
+    //  Before any outcome: one task per child
+    h_pump (h, 200);
+    cr_assert_eq (h_open_credit (h), 1);
+    //  After a short task: room for 2 ms of them per child, at most 64
+    h_dispatch_text (h, 51, "echo", "short");
+    H_EXPECT (h, 5000, h_result (h, 51), "no result");
+    H_EXPECT (h, 5000, h_open_credit (h) > 1, "no lookahead after a short task");
+    uint64_t open = h_open_credit (h);
+    cr_assert_leq (open, 65);
+    //  Tasks of 150 ms, one at a time: the average passes 100 ms after
+    //  nine, and then the node asks for nothing while it holds credit
+    for (uint64_t id = 52; id < 62; id++) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        h_dispatch_text (h, id, "sleep", "150");
+        H_EXPECT (h, 5000, h_result (h, id), "the sleep did not finish");
+    }
+    h_pump (h, 100);
+    uint64_t credit = h->credit;
+    h_pump (h, 300);
+    cr_assert_eq (h->credit, credit, "credit asked for with long tasks");
+    cr_assert_leq (h_open_credit (h), open > 12 ? open - 10 : 2,
+                   "open credit %" PRIu64 " of %" PRIu64, h_open_credit (h),
+                   open);
     h_destroy (&h);
 }
 

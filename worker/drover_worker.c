@@ -58,6 +58,7 @@ drover_worker_new (void)
                             : cpus > DROVER_WORKER_MAX_CHILDREN
                                 ? DROVER_WORKER_MAX_CHILDREN
                                 : (uint32_t)cpus;
+    self->config.lookahead_auto = true;
     self->config.drain_timeout_ms = S_DEFAULT_DRAIN_TIMEOUT;
     self->config.kill_grace_ms = S_DEFAULT_KILL_GRACE;
     return self;
@@ -114,9 +115,12 @@ drover_worker_set_children (drover_worker_t *self, unsigned children)
 int
 drover_worker_set_lookahead (drover_worker_t *self, unsigned lookahead)
 {
-    if (!self || lookahead > DROVER_WORKER_MAX_LOOKAHEAD)
+    if (!self
+        || (lookahead > DROVER_WORKER_MAX_LOOKAHEAD
+            && lookahead != DROVER_WORKER_LOOKAHEAD_AUTO))
         return DROVER_EINVAL;
-    self->config.lookahead = lookahead;
+    self->config.lookahead_auto = lookahead == DROVER_WORKER_LOOKAHEAD_AUTO;
+    self->config.lookahead = self->config.lookahead_auto ? 0 : lookahead;
     return 0;
 }
 

@@ -68,7 +68,7 @@ typedef int (drover_handler_fn) (const void *input, size_t size,
 #define DROVER_WORKER_MAX_QUEUES    4096 /* queues one node serves */
 
 /*  Creates a node with default settings: broker tcp://127.0.0.1:5555, one
-    child per CPU, no lookahead, children never retired, name host:pid, the
+    child per CPU, automatic lookahead, children never retired, name host:pid, the
     default queue, drain deadline 60 s, kill grace 5 s, no memory limit,
     no handlers. Returns NULL when out
     of memory. */
@@ -86,7 +86,13 @@ int drover_worker_set_children (drover_worker_t *self, unsigned children);
 
 /*  Sets how many tasks the node may hold beyond one per child, 0 to
     DROVER_WORKER_MAX_LOOKAHEAD (0 is fairest: a queued task never waits
-    behind a slow one). */
+    behind a slow one), or DROVER_WORKER_LOOKAHEAD_AUTO (the default): one
+    per child while the node's recent tasks are short (a moving average
+    under DROVER_WORKER_SHORT_TASK_MS), so that no child waits for a round
+    trip to the broker between short tasks, and none while they are long,
+    where that round trip costs nothing and fairness matters. */
+#define DROVER_WORKER_LOOKAHEAD_AUTO  0xFFFFFFFFu
+#define DROVER_WORKER_SHORT_TASK_MS   100
 int drover_worker_set_lookahead (drover_worker_t *self, unsigned lookahead);
 
 /*  Replaces each child after it has run this many tasks; 0 never does

@@ -6,7 +6,9 @@
       silent broker or BYE DROVER_ESTALE ends the session: a new socket
       and HELLO again;
     * slots, one per child: the child process and the task it runs;
-    * a local queue of leased tasks waiting for an idle child (lookahead);
+    * a local queue of leased tasks waiting for an idle child (lookahead;
+      automatic: one per child while a moving average of the task run
+      times is under DROVER_WORKER_SHORT_TASK_MS, else none);
     * credit: the broker's unused credit; held tasks + credit never pass
       the live children + lookahead;
     * results waiting for STORED (results.c) and failures waiting to go to
@@ -67,6 +69,10 @@
 //  Resident memory of busy children is checked at this interval (SPEC 7.5:
 //  at least every 100 ms; the tick is S_TICK_MS)
 #define S_MEMORY_CHECK_MS 60
+//  Automatic lookahead: held tasks cover this much work per child, with
+//  at most this many per child
+#define S_LOOKAHEAD_COVER_US  2000
+#define S_LOOKAHEAD_PER_CHILD 64
 //  How long the BYE at exit may take to leave
 #define S_BYE_LINGER_MS 1000 //  to deliver BYE at exit
 
@@ -151,6 +157,9 @@ struct node_t {
     int64_t hello_sent_ms;         //  last HELLO sent
     s_slot_t *slots;               //  one per child
     size_t slot_count;             //  config->children
+    uint32_t lookahead_max;        //  the lookahead announced in HELLO
+    int64_t task_us_average;       //  moving average of run times (us);
+                                   //  -1 before the first outcome
     zlistx_t *queue;               //  s_task_t leased, waiting for a child
     uint32_t credit;               //  credit the broker has not used
     results_t *results;            //  results waiting for STORED
@@ -487,6 +496,19 @@ s_killed_reason (node_t *self, s_slot_t *slot, s_task_t *task, const char *how,
                   slot->killed_after_ms, ending);
 }
 
+//  Learns a run time for the automatic lookahead: an exponential moving
+//  average with weight 1/8, so a change of workload shows in a few tasks.
+static void
+s_learn_run_time (node_t *self, int64_t elapsed_us)
+{
+    if (elapsed_us < 0)
+        elapsed_us = 0;
+    if (self->task_us_average < 0)
+        self->task_us_average = elapsed_us;
+    else
+        self->task_us_average += (elapsed_us - self->task_us_average) / 8;
+}
+
 //  A child delivered the outcome of its task.
 static void
 s_finish (node_t *self, s_slot_t *slot, child_outcome_t *outcome)
@@ -498,6 +520,7 @@ s_finish (node_t *self, s_slot_t *slot, child_outcome_t *outcome)
     slot->backoff_ms = 0;
     slot->cpu_base_us = outcome->cpu_total_us;
     int64_t elapsed = s_now_us () - task->started_us;
+    s_learn_run_time (self, elapsed);
     uint64_t rss = outcome->max_rss_kb > slot->peak_rss_kb ? outcome->max_rss_kb
                                                            : slot->peak_rss_kb;
     if (slot->killed_for != S_KILLED_NONE) {
@@ -665,6 +688,7 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
                    s_handler_name (self, task->handler), (int)pid);
     else if (task) {
         int64_t elapsed = s_now_us () - task->started_us;
+        s_learn_run_time (self, elapsed);
         uint64_t rss = usage->ru_maxrss > 0 ? (uint64_t)usage->ru_maxrss : 0;
         if (slot->peak_rss_kb > rss)
             rss = slot->peak_rss_kb;
@@ -799,7 +823,7 @@ s_send_hello (node_t *self)
     msg.role = "node";
     msg.name = self->config->name;
     msg.children = self->config->children;
-    msg.lookahead = self->config->lookahead;
+    msg.lookahead = self->lookahead_max;
     msg.handlers = self->handler_names;
     msg.handler_count = self->config->handler_count;
     msg.queues = (const char **)self->config->queues;
@@ -1039,11 +1063,37 @@ s_send_fails (node_t *self)
     }
 }
 
+//  The lookahead in force: the configured one, or the automatic one: while
+//  tasks are short (a moving average under DROVER_WORKER_SHORT_TASK_MS),
+//  enough tasks per child to cover S_LOOKAHEAD_COVER_US of work (the round
+//  trip to the broker that brings the next ones), at least one and at most
+//  S_LOOKAHEAD_PER_CHILD; none while they are long, where that round trip
+//  costs nothing and a held task could wait behind a slow one. Before the
+//  first outcome it is none, so a node that starts on long tasks never
+//  holds more than it runs.
+static uint32_t
+s_lookahead (node_t *self)
+{
+    if (!self->config->lookahead_auto)
+        return self->config->lookahead;
+    int64_t average = self->task_us_average;
+    if (average < 0 || average >= DROVER_WORKER_SHORT_TASK_MS * 1000)
+        return 0;
+    int64_t per_child = (S_LOOKAHEAD_COVER_US + average) / (average + 1);
+    if (per_child < 1)
+        per_child = 1;
+    if (per_child > S_LOOKAHEAD_PER_CHILD)
+        per_child = S_LOOKAHEAD_PER_CHILD;
+    uint64_t lookahead = (uint64_t)per_child * self->slot_count;
+    return lookahead < self->lookahead_max ? (uint32_t)lookahead
+                                           : self->lookahead_max;
+}
+
 //  Live children plus lookahead: what the node can hold.
 static size_t
 s_capacity (node_t *self)
 {
-    size_t capacity = self->config->lookahead;
+    size_t capacity = s_lookahead (self);
     for (size_t i = 0; i < self->slot_count; i++)
         if (self->slots[i].child)
             capacity++;
@@ -1056,7 +1106,7 @@ s_send_credit (node_t *self)
     if (!self->welcomed || !self->sink || self->draining || self->stopping)
         return;
     size_t held_results = results_size (self->results);
-    size_t limit = 4 * (self->slot_count + self->config->lookahead);
+    size_t limit = 4 * (self->slot_count + self->lookahead_max);
     if (limit < S_MIN_RESULTS_HELD)
         limit = S_MIN_RESULTS_HELD;
     if (held_results >= limit
@@ -1072,6 +1122,15 @@ s_send_credit (node_t *self)
     if (used >= capacity)
         return;
     size_t want = capacity - used;
+    //  Automatic lookahead: credit in batches, when half of the lookahead
+    //  is free, or at once when a child would otherwise wait (nothing
+    //  queued here and nothing asked for), so many short tasks do not make
+    //  a CREDIT and a DISPATCH each. A fixed lookahead asks at once.
+    size_t batch = self->config->lookahead_auto ? (s_lookahead (self) + 1) / 2
+                                                : 1;
+    bool starving = zlistx_size (self->queue) == 0 && self->credit == 0;
+    if (!starving && want < batch)
+        return;
     if (want > DROVER_MAX_CREDIT)
         want = DROVER_MAX_CREDIT;
     drover_msg_t msg;
@@ -1222,7 +1281,7 @@ s_on_dispatch_task (node_t *self, drover_packet_t *packet, size_t index)
         return;
     }
     task->handler = (uint32_t)handler;
-    if (s_held (self) >= self->slot_count + self->config->lookahead) {
+    if (s_held (self) >= self->slot_count + self->lookahead_max) {
         snprintf (reason, sizeof reason,
                   "node %s is full: the broker sent more tasks than credit",
                   self->config->name);
@@ -1378,7 +1437,8 @@ s_on_sink (zloop_t *loop, zsock_t *sock, void *arg)
                             msg->task_count);
             for (size_t t = 0; t < msg->task_count; t++)
                 if (!results_stored (self->results, msg->tasks[t].id,
-                                     msg->tasks[t].attempt)
+                                     msg->tasks[t].attempt, msg->tasks[t].code,
+                                     s_now_ms ())
                     && self->config->verbose)
                     zsys_debug ("worker: STORED for task %" PRIu64 "#%" PRIu32
                                 ", which we do not hold",
@@ -1644,6 +1704,7 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
         drover_msg_init (&msg, DROVER_HEARTBEAT);
         s_send_broker (self, &msg);
     }
+    results_resend_due (self->results, now);
     s_flush (self);
     if (self->draining && self->drain_deadline_ms
         && now >= self->drain_deadline_ms && !self->stopping) {
@@ -1675,6 +1736,14 @@ node_new (const worker_config_t *config)
     self->max_payload = DROVER_MAX_PAYLOAD;
     self->max_batch = DROVER_MAX_BATCH;
     self->slot_count = config->children;
+    self->lookahead_max
+        = config->lookahead_auto
+              ? (config->children * S_LOOKAHEAD_PER_CHILD
+                         < DROVER_WORKER_MAX_LOOKAHEAD
+                     ? config->children * S_LOOKAHEAD_PER_CHILD
+                     : DROVER_WORKER_MAX_LOOKAHEAD)
+              : config->lookahead;
+    self->task_us_average = -1;
     self->handler_names =
         (const char **)zmalloc (config->handler_count * sizeof (char *));
     self->slots = (s_slot_t *)zmalloc (self->slot_count * sizeof (s_slot_t));

@@ -36,6 +36,8 @@ typedef struct {
     char *name;                   //  node name for HELLO and FAIL, host:pid
     uint32_t children;            //  children to keep running
     uint32_t lookahead;           //  tasks held beyond one per child
+    bool lookahead_auto;          //  lookahead: one per child while tasks
+                                  //  are short, else none (node.c)
     uint32_t max_tasks_per_child; //  retire a child after this many; 0: never
     uint32_t drain_timeout_ms;    //  drain deadline; 0: none
     uint32_t kill_grace_ms;       //  soft limit to SIGKILL without a hard one
