@@ -205,6 +205,7 @@ s_send_dispatch (s_broker_t *self, s_peer_t *peer, dispatcher_task_t **leased,
             .key = leased[i]->key,
             .timeout_ms = leased[i]->timeout_ms,
             .soft_timeout_ms = leased[i]->soft_timeout_ms,
+            .items = leased[i]->items,
         };
         self->frames[i] = (zframe_t *)leased[i]->payload;
     }
@@ -443,7 +444,8 @@ s_handle_hello (s_broker_t *self, zframe_t *routing_id, const char *key,
     if (role == ROLE_NODE) {
         peer->node = dispatcher_node_add (
             self->dispatcher, msg->name, msg->children, msg->handlers,
-            msg->handler_count, msg->queues, msg->queue_count, peer);
+            msg->handler_count, msg->queues, msg->queue_count, msg->chunks,
+            peer);
         zsys_info ("broker: node %s joined with %u children", msg->name,
                    msg->children);
         s_send_welcome (self, routing_id);

@@ -14,6 +14,8 @@
 struct lane_t {
     char *queue;     //  queue name
     char *handler;   //  handler name
+    bool chunked;    //  its tasks are chunks (SPEC 7.7): for nodes that
+                     //  run them
     zlistx_t *tasks; //  queued tasks, oldest first (not owned)
     uint64_t leased; //  its tasks leased to nodes
 };
@@ -36,7 +38,8 @@ struct dispatcher_t {
     payload_free_fn *free_payload;    //  frees payloads
     zhashx_t *tasks;                  //  id -> dispatcher_task_t held (owned,
                                       //  unless also a dead letter)
-    zhashx_t *lanes;                  //  "queue\x1fhandler" -> lane_t, owned
+    zhashx_t *lanes;                  //  "queue\x1fhandler" (+ "\x1fchunks")
+                                      //  -> lane_t, owned
     zlistx_t *nodes;                  //  dispatcher_node_t, owned
     zlistx_t *ready;                  //  nodes with credit, least recently
                                       //  served first (not owned)
@@ -196,17 +199,28 @@ dispatcher_destroy (dispatcher_t **self_p)
 //  --------------------------------------------------------------------------
 //  Lanes
 
-static lane_t *
-s_lane_require (dispatcher_t *self, const char *queue, const char *handler)
+//  The key of a lane: queue, handler and whether it holds chunks.
+static char *
+s_lane_key (const char *queue, const char *handler, bool chunked)
 {
-    char *key = zsys_sprintf ("%s\x1f%s", queue, handler);
+    char *key = zsys_sprintf ("%s\x1f%s%s", queue, handler,
+                              chunked ? "\x1f" "chunks" : "");
     assert (key);
+    return key;
+}
+
+static lane_t *
+s_lane_require (dispatcher_t *self, const char *queue, const char *handler,
+                bool chunked)
+{
+    char *key = s_lane_key (queue, handler, chunked);
     lane_t *lane = (lane_t *)zhashx_lookup (self->lanes, key);
     if (!lane) {
         lane = (lane_t *)zmalloc (sizeof *lane);
         assert (lane);
         lane->queue = strdup (queue);
         lane->handler = strdup (handler);
+        lane->chunked = chunked;
         lane->tasks = zlistx_new ();
         assert (lane->queue && lane->handler && lane->tasks);
         zhashx_insert (self->lanes, key, lane);
@@ -254,8 +268,8 @@ dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
         return 0;
     //  Lanes live as long as the dispatcher: bound them too
     if (zhashx_size (self->lanes) >= DISPATCHER_MAX_LANES) {
-        char *key = zsys_sprintf (
-            "%s\x1f%s", spec->queue ? spec->queue : "default", spec->handler);
+        char *key = s_lane_key (spec->queue ? spec->queue : "default",
+                                spec->handler, spec->items > 0);
         bool known = zhashx_lookup (self->lanes, key) != NULL;
         zstr_free (&key);
         if (!known)
@@ -277,7 +291,8 @@ dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
         task->id = self->next_id++;
     }
     task->lane = s_lane_require (self, spec->queue ? spec->queue : "default",
-                                 spec->handler);
+                                 spec->handler, spec->items > 0);
+    task->items = spec->items;
     task->queue = task->lane->queue;
     task->handler = task->lane->handler;
     task->key = spec->key ? strdup (spec->key) : NULL;
@@ -603,6 +618,7 @@ dispatcher_dead_retry (dispatcher_t *self, uint64_t id)
         .retry_delay_ms = dead->retry_delay_ms,
         .retry_max_delay_ms = dead->retry_max_delay_ms,
         .retry_on = dead->retry_on,
+        .items = dead->items,
     };
     //  Its lane exists, so the lane limit cannot refuse it
     uint64_t new_id = dispatcher_submit (self, &spec, &dead->payload);
@@ -799,7 +815,8 @@ dispatcher_cancel (dispatcher_t *self, uint64_t id)
 dispatcher_node_t *
 dispatcher_node_add (dispatcher_t *self, const char *name, uint32_t children,
                      const char **handlers, size_t handler_count,
-                     const char **queues, size_t queue_count, void *peer)
+                     const char **queues, size_t queue_count, bool chunks,
+                     void *peer)
 {
     static const char *default_queue = "default";
     if (queue_count == 0) {
@@ -812,18 +829,20 @@ dispatcher_node_add (dispatcher_t *self, const char *name, uint32_t children,
     node->children = children;
     node->peer = peer;
     node->leases = zlistx_new ();
-    node->lanes =
-        (lane_t **)calloc (handler_count * queue_count + 1, sizeof (lane_t *));
+    node->lanes = (lane_t **)calloc (2 * handler_count * queue_count + 1,
+                                     sizeof (lane_t *));
     assert (node->name && node->leases && node->lanes);
-    for (size_t q = 0; q < queue_count; q++)
-        for (size_t h = 0; h < handler_count; h++) {
-            lane_t *lane = s_lane_require (self, queues[q], handlers[h]);
-            bool known = false;
-            for (size_t i = 0; i < node->lane_count; i++)
-                known |= node->lanes[i] == lane;
-            if (!known)
-                node->lanes[node->lane_count++] = lane;
-        }
+    for (int chunked = 0; chunked <= (chunks ? 1 : 0); chunked++)
+        for (size_t q = 0; q < queue_count; q++)
+            for (size_t h = 0; h < handler_count; h++) {
+                lane_t *lane = s_lane_require (self, queues[q], handlers[h],
+                                               chunked);
+                bool known = false;
+                for (size_t i = 0; i < node->lane_count; i++)
+                    known |= node->lanes[i] == lane;
+                if (!known)
+                    node->lanes[node->lane_count++] = lane;
+            }
     zlistx_add_end (self->nodes, node);
     return node;
 }

@@ -89,6 +89,7 @@ typedef struct {
     uint32_t attempt;            //  attempts dispatched so far
     uint32_t failures;           //  attempts that failed (count against max)
     uint32_t losses;             //  attempts lost with their node
+    uint32_t items;              //  inputs in its chunk; 0: not a chunk
     bool failed_attempt;     //  its newest attempt FAILed: a result of it is
                              //  stale
     drover_state_t state;    //  where it is in SPEC.md section 7.1
@@ -139,12 +140,14 @@ uint64_t dispatcher_room (dispatcher_t *self);
 uint64_t dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
                             void **payload_p);
 
-//  Adds a node that serves handlers in queues (NULL/0: "default"); peer is
-//  the caller's handle for it, returned in revokes and dispatch.
+//  Adds a node that serves handlers in queues (NULL/0: "default"), and
+//  their chunks when chunks is true (SPEC 7.7); peer is the caller's
+//  handle for it, returned in revokes and dispatch.
 dispatcher_node_t *
 dispatcher_node_add (dispatcher_t *self, const char *name, uint32_t children,
                      const char **handlers, size_t handler_count,
-                     const char **queues, size_t queue_count, void *peer);
+                     const char **queues, size_t queue_count, bool chunks,
+                     void *peer);
 
 //  Removes a node: its leases are released (lost attempts, SPEC 7.4).
 void dispatcher_node_remove (dispatcher_t *self, dispatcher_node_t **node_p);

@@ -103,6 +103,7 @@ s_submit_item (const dispatcher_task_t *task)
         .retry_delay_ms = task->retry_delay_ms,
         .retry_max_delay_ms = task->retry_max_delay_ms,
         .retry_on = task->retry_on,
+        .items = task->items,
         .payload = payload ? (drover_bytes_t){zframe_data (payload),
                                               zframe_size (payload)}
                            : (drover_bytes_t){NULL, 0},

@@ -145,6 +145,7 @@ static const s_field_t s_submit_task_fields[] = {
     F_U64 ("retry_delay_ms", TASK_, retry_delay_ms, OPT),
     F_U64 ("retry_max_delay_ms", TASK_, retry_max_delay_ms, OPT),
     F_U64 ("retry_on", TASK_, retry_on, OPT),
+    F_U32 ("items", TASK_, items, DROVER_MAX_ITEMS, OPT),
 };
 static const s_field_t s_dispatch_task_fields[] = {
     F_ID ("id", TASK_, id),
@@ -154,6 +155,7 @@ static const s_field_t s_dispatch_task_fields[] = {
     F_TEXT ("key", TASK_, key, DROVER_MAX_NAME, OPT),
     F_U64 ("timeout_ms", TASK_, timeout_ms, OPT),
     F_U64 ("soft_timeout_ms", TASK_, soft_timeout_ms, OPT),
+    F_U32 ("items", TASK_, items, DROVER_MAX_ITEMS, OPT),
 };
 //  FAIL and RESULT items: the outcome of one attempt
 static const s_field_t s_outcome_task_fields[] = {
@@ -263,6 +265,7 @@ static const s_field_t s_hello_fields[] = {
     F_U32 ("lookahead", MSG_, lookahead, DROVER_MAX_CREDIT, OPT),
     F_NAMES ("handlers", handlers, handler_count, OPT),
     F_NAMES ("queues", queues, queue_count, OPT),
+    F_BOOL ("chunks", MSG_, chunks, OPT),
 };
 static const s_field_t s_welcome_fields[] = {
     F_NAME ("instance", MSG_, instance, REQ),

@@ -41,6 +41,7 @@ extern "C" {
 #define DROVER_MAX_DEPTH   16         /* nesting of arrays and maps */
 #define DROVER_MAX_CREDIT  65535      /* tasks one CREDIT may ask for */
 #define DROVER_MAX_TOKEN   64         /* octets in a SUBMIT token */
+#define DROVER_MAX_ITEMS   1048576    /* inputs in one chunk (SPEC 7.7) */
 
 /*  A retry_on set: bit N stands for code -N. */
 #define DROVER_RETRY_BIT(code) (1ull << (unsigned)-(code))
@@ -122,6 +123,8 @@ typedef struct {
     uint64_t retry_max_delay_ms; /* cap of the backoff; 0: default */
     uint64_t retry_on;           /* codes that retry: bit N for code -N; 0:
                                default (DROVER_RETRY_ON_DEFAULT) */
+    uint32_t items; /* SUBMIT, DISPATCH: the payload is a chunk of this
+                       many inputs (SPEC 7.7); 0: one input */
     drover_bytes_t payload; /* input (SUBMIT, DISPATCH) or result (RESULT) */
 } drover_task_t;
 
@@ -172,6 +175,7 @@ typedef struct {
     int32_t code;             /* ERROR, BYE: a DROVER_E* code */
     const char *reason;       /* ERROR, BYE: what happened, what to do */
     bool release;             /* WATCH: forget results once delivered */
+    bool chunks;              /* HELLO: the node runs chunks (SPEC 7.7) */
     bool all;                 /* DEAD, RETRY: every dead letter, not ids */
     const char **handlers;    /* HELLO(node): handlers it runs */
     size_t handler_count;

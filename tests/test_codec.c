@@ -15,11 +15,13 @@
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
+#include "drover_chunk.h"
 #include "drover_msg.h"
 #include "leak_check.h"
 #include "msg_fixtures.h"
 
 #include <criterion/criterion.h>
+#include <msgpack.h>
 #include <criterion/logging.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -292,6 +294,7 @@ static const s_spec_key_t s_submit_task_keys[] = {
     {"retry_delay_ms", K_U64, 0, O, NULL},
     {"retry_max_delay_ms", K_U64, 0, O, NULL},
     {"retry_on", K_U64, 0, O, NULL},
+    {"items", K_U32, 1048576, O, NULL},
 };
 static const s_spec_key_t s_dispatch_task_keys[] = {
     {"id", K_ID, 0, R, NULL},
@@ -301,6 +304,7 @@ static const s_spec_key_t s_dispatch_task_keys[] = {
     {"key", K_TEXT, 255, O, NULL},
     {"timeout_ms", K_U64, 0, O, NULL},
     {"soft_timeout_ms", K_U64, 0, O, NULL},
+    {"items", K_U32, 1048576, O, NULL},
 };
 static const s_spec_key_t s_outcome_keys[] = {
     {"id", K_ID, 0, R, NULL},          {"attempt", K_U32, UINT32_MAX, R, NULL},
@@ -376,7 +380,7 @@ static const s_spec_key_t s_hello_keys[] = {
     {"role", K_NAME, 0, R, NULL},         {"name", K_NAME, 0, R, NULL},
     {"endpoint", K_TEXT, 255, O, NULL},   {"children", K_U32, 65535, O, NULL},
     {"lookahead", K_U32, 65535, O, NULL}, {"handlers", K_NAMES, 0, O, NULL},
-    {"queues", K_NAMES, 0, O, NULL},
+    {"queues", K_NAMES, 0, O, NULL},      {"chunks", K_BOOL, 0, O, NULL},
 };
 static const s_spec_key_t s_welcome_keys[] = {
     {"instance", K_NAME, 0, R, NULL},
@@ -2816,4 +2820,162 @@ LEAK_CHECKED_TEST (codec, decoded_strings_are_copies)
     cr_assert_str_eq (msg.handlers[2], "ocr.v2");
     cr_assert_str_eq (msg.queues[1], "images");
     drover_msg_reset (&msg);
+}
+
+//  --------------------------------------------------------------------------
+//  Chunk payloads (SPEC.md 7.7)
+
+LEAK_CHECKED_TEST (codec, chunk_inputs_round_trip_as_a_msgpack_array_of_bin)
+{
+    static uint8_t big[70000];
+    memset (big, 'b', sizeof big);
+    drover_chunk_writer_t writer;
+    drover_chunk_writer_init (&writer, 0);
+    cr_assert_eq (drover_chunk_add (&writer, "one", 3), 0);
+    cr_assert_eq (drover_chunk_add (&writer, NULL, 0), 0);
+    cr_assert_eq (drover_chunk_add (&writer, big, 300), 0);
+    size_t expected = drover_chunk_size_with (&writer, sizeof big);
+    cr_assert_eq (drover_chunk_add (&writer, big, sizeof big), 0);
+    uint8_t *data;
+    size_t size;
+    cr_assert_eq (drover_chunk_finish (&writer, &data, &size), 0);
+    cr_assert_eq (size, expected);
+    //  msgpack-c reads it as an array of 4 bin
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    cr_assert_eq (msgpack_unpack_next (&unpacked, (const char *)data, size,
+                                       &offset),
+                  MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq (offset, size);
+    cr_assert_eq (unpacked.data.type, MSGPACK_OBJECT_ARRAY);
+    cr_assert_eq (unpacked.data.via.array.size, 4);
+    cr_assert_eq (unpacked.data.via.array.ptr[3].type, MSGPACK_OBJECT_BIN);
+    cr_assert_eq (unpacked.data.via.array.ptr[3].via.bin.size, sizeof big);
+    msgpack_unpacked_destroy (&unpacked);
+    //  And so does the reader, without copies
+    drover_chunk_reader_t reader;
+    cr_assert_eq (drover_chunk_open (&reader, data, size, 5), DROVER_EINVAL,
+                  "the count must match");
+    cr_assert_eq (drover_chunk_open (&reader, data, size, 4), 0);
+    const void *input;
+    size_t input_size;
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 1);
+    cr_assert_eq (input_size, 3);
+    cr_assert (!memcmp (input, "one", 3));
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 1);
+    cr_assert_eq (input_size, 0);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 1);
+    cr_assert_eq (input_size, 300);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 1);
+    cr_assert_eq (input_size, sizeof big);
+    cr_assert ((const uint8_t *)input > data && (const uint8_t *)input < data + size);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 0);
+    free (data);
+}
+
+LEAK_CHECKED_TEST (codec, chunk_outcomes_are_bin_or_code_and_reason)
+{
+    drover_chunk_writer_t writer;
+    drover_chunk_writer_init (&writer, 0);
+    cr_assert_eq (drover_chunk_add (&writer, "ok", 2), 0);
+    cr_assert_eq (drover_chunk_add_failure (&writer, DROVER_EFAILED, "bad"), 0);
+    cr_assert_eq (drover_chunk_add_failure (&writer, -300, NULL), 0);
+    uint8_t *data;
+    size_t size;
+    cr_assert_eq (drover_chunk_finish (&writer, &data, &size), 0);
+    drover_chunk_reader_t reader;
+    cr_assert_eq (drover_chunk_open (&reader, data, size, 3), 0);
+    int32_t code;
+    const void *output;
+    size_t output_size;
+    cr_assert_eq (
+        drover_chunk_next_outcome (&reader, &code, &output, &output_size), 1);
+    cr_assert_eq (code, 0);
+    cr_assert_eq (output_size, 2);
+    cr_assert_eq (
+        drover_chunk_next_outcome (&reader, &code, &output, &output_size), 1);
+    cr_assert_eq (code, DROVER_EFAILED);
+    cr_assert_eq (output_size, 3);
+    cr_assert (!memcmp (output, "bad", 3));
+    cr_assert_eq (
+        drover_chunk_next_outcome (&reader, &code, &output, &output_size), 1);
+    cr_assert_eq (code, -300);
+    cr_assert_eq (output_size, 0);
+    cr_assert_eq (
+        drover_chunk_next_outcome (&reader, &code, &output, &output_size), 0);
+    //  An input reader refuses the failure element
+    cr_assert_eq (drover_chunk_open (&reader, data, size, 3), 0);
+    const void *input;
+    size_t input_size;
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 1);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size),
+                  DROVER_EINVAL);
+    free (data);
+}
+
+LEAK_CHECKED_TEST (codec, malformed_chunks_are_refused)
+{
+    drover_chunk_reader_t reader;
+    const void *input;
+    size_t size;
+    //  Not an array; a map; empty
+    cr_assert_eq (drover_chunk_open (&reader, "\xc4\x01x", 3, 1), DROVER_EINVAL);
+    cr_assert_eq (drover_chunk_open (&reader, "\x81\xc4\x00\xc4\x00", 5, 1),
+                  DROVER_EINVAL);
+    cr_assert_eq (drover_chunk_open (&reader, NULL, 0, 0), DROVER_EINVAL);
+    //  A fixarray of 2 with one element: truncated
+    cr_assert_eq (drover_chunk_open (&reader, "\x92\xc4\x01x", 4, 2), 0);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size), 1);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size),
+                  DROVER_EINVAL);
+    //  A bin whose length passes the end
+    cr_assert_eq (drover_chunk_open (&reader, "\x91\xc5\xff\xff", 4, 1), 0);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size),
+                  DROVER_EINVAL);
+    //  Trailing octets after the last element
+    cr_assert_eq (drover_chunk_open (&reader, "\x91\xc4\x00\x00", 4, 1), 0);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size), 1);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size),
+                  DROVER_EINVAL);
+    //  A str is not an input; array16 and array32 headers are read
+    cr_assert_eq (drover_chunk_open (&reader, "\x91\xa1x", 3, 1), 0);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size),
+                  DROVER_EINVAL);
+    cr_assert_eq (drover_chunk_open (&reader, "\xdc\x00\x01\xc4\x00", 5, 1), 0);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size), 1);
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size), 0);
+    //  A failure with a positive code, or a reason over 4096 octets
+    int32_t code;
+    cr_assert_eq (drover_chunk_open (&reader, "\x91\x92\x05\xa0", 4, 1), 0);
+    cr_assert_eq (drover_chunk_next_outcome (&reader, &code, &input, &size),
+                  DROVER_EINVAL);
+    static uint8_t long_reason[6 + 4097];
+    memcpy (long_reason, "\x91\x92\xff\xda\x10\x01", 6);
+    cr_assert_eq (drover_chunk_open (&reader, long_reason, sizeof long_reason, 1),
+                  0);
+    cr_assert_eq (drover_chunk_next_outcome (&reader, &code, &input, &size),
+                  DROVER_EINVAL);
+}
+
+LEAK_CHECKED_TEST (codec, a_chunk_writer_keeps_to_its_limit)
+{
+    drover_chunk_writer_t writer;
+    drover_chunk_writer_init (&writer, 20);
+    cr_assert_eq (drover_chunk_add (&writer, "0123456789", 10), 0);
+    cr_assert_eq (drover_chunk_add (&writer, "0123456789", 10), DROVER_ETOOBIG);
+    cr_assert_eq (drover_chunk_add (&writer, "x", 1), DROVER_ETOOBIG,
+                  "nothing more after an error");
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq (drover_chunk_finish (&writer, &data, &size), DROVER_ETOOBIG);
+    cr_assert_null (data);
+    //  Empty again: an empty chunk is an array of 0
+    cr_assert_eq (drover_chunk_finish (&writer, &data, &size), 0);
+    cr_assert_eq (size, 5);
+    drover_chunk_reader_t reader;
+    cr_assert_eq (drover_chunk_open (&reader, data, size, 0), 0);
+    const void *input;
+    cr_assert_eq (drover_chunk_next_input (&reader, &input, &size), 0);
+    free (data);
 }

@@ -52,7 +52,7 @@ s_node (dispatcher_t *d, const char *name, const char *handler,
 {
     const char *handlers[] = {handler, "echo"};
     return dispatcher_node_add (d, name, 2, handlers, 2, queue ? &queue : NULL,
-                                queue ? 1 : 0, peer);
+                                queue ? 1 : 0, false, peer);
 }
 
 //  Dispatches to whichever node is next; returns the count.
@@ -98,6 +98,42 @@ LEAK_CHECKED_TEST (dispatcher, a_node_gets_no_more_than_its_credit)
     cr_assert_eq (s_next (d, &which, tasks), 1);
     cr_assert_eq (tasks[0]->id, 3);
     cr_assert_eq (dispatcher_node_leased (node), 3);
+    dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, chunks_go_only_to_nodes_that_run_chunks)
+{
+    dispatcher_t *d = s_new (1, 100);
+    drover_task_t spec = {.handler = "echo", .items = 3};
+    void *payload = strdup ("chunk");
+    uint64_t chunk = dispatcher_submit (d, &spec, &payload);
+    cr_assert (chunk);
+    cr_assert_eq (dispatcher_lookup (d, chunk)->items, 3);
+    uint64_t plain = s_submit (d, NULL, "echo");
+    const char *handlers[] = {"echo"};
+    dispatcher_node_t *old =
+        dispatcher_node_add (d, "old", 1, handlers, 1, NULL, 0, false, NULL);
+    dispatcher_node_credit (d, old, 5);
+    dispatcher_node_t *which;
+    dispatcher_task_t *tasks[64];
+    cr_assert_eq (s_next (d, &which, tasks), 1, "only the plain task");
+    cr_assert_eq (tasks[0]->id, plain);
+    cr_assert_eq (s_next (d, &which, tasks), 0, "the chunk waits");
+    dispatcher_node_t *new_node =
+        dispatcher_node_add (d, "new", 1, handlers, 1, NULL, 0, true, NULL);
+    dispatcher_node_credit (d, new_node, 1);
+    cr_assert_eq (s_next (d, &which, tasks), 1);
+    cr_assert_eq (which, new_node);
+    cr_assert_eq (tasks[0]->id, chunk);
+    cr_assert_eq (tasks[0]->items, 3);
+    //  A chunk node takes plain tasks too
+    uint64_t later = s_submit (d, NULL, "echo");
+    dispatcher_node_credit (d, new_node, 1);
+    dispatcher_node_remove (d, &old);
+    cr_assert_eq (s_next (d, &which, tasks), 1);
+    cr_assert_eq (tasks[0]->id, plain, "requeued from the removed node");
+    cr_assert_eq (which, new_node);
+    (void)later;
     dispatcher_destroy (&d);
 }
 

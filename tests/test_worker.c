@@ -15,6 +15,7 @@
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
+#include "drover_chunk.h"
 #include "drover_wire.h"
 
 #include <criterion/criterion.h>
@@ -1205,6 +1206,110 @@ Test (worker, automatic_lookahead_grows_with_short_tasks_not_long_ones,
     cr_assert_leq (h_open_credit (h), open > 12 ? open - 10 : 2,
                    "open credit %" PRIu64 " of %" PRIu64, h_open_credit (h),
                    open);
+    h_destroy (&h);
+}
+
+//  Leases one chunk of the texts to the node (SPEC.md 7.7).
+static void
+h_dispatch_chunk (h_t *h, uint64_t id, const char *handler,
+                  const char *const *texts, uint32_t count)
+{
+    drover_chunk_writer_t writer;
+    drover_chunk_writer_init (&writer, 0);
+    for (uint32_t i = 0; i < count; i++)
+        cr_assert_eq (drover_chunk_add (&writer, texts[i], strlen (texts[i])),
+                      0);
+    uint8_t *data;
+    size_t size;
+    cr_assert_eq (drover_chunk_finish (&writer, &data, &size), 0);
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = id;
+    item.attempt = 1;
+    item.handler = handler;
+    item.items = count;
+    item.payload.data = data;
+    item.payload.size = size;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DISPATCH);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    h_send_broker (h, &msg);
+    h->dispatched++;
+    free (data);
+}
+
+Test (worker, a_chunk_runs_the_handler_per_input_and_answers_one_result,
+      .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    cr_assert (drover_packet_msg (h->hello)->chunks, "HELLO without chunks");
+    const char *texts[] = {"alpha", "", "gamma"};
+    h_dispatch_chunk (h, 71, "echo", texts, 3);
+    H_EXPECT (h, 5000, h_result (h, 71), "no result");
+    //  fail: every input fails on its own, the chunk itself succeeds
+    const char *failing[] = {"no good", "worse"};
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "no credit");
+    h_dispatch_chunk (h, 72, "fail", failing, 2);
+    H_EXPECT (h, 5000, h_result (h, 72), "no result");
+    h_outcome_t *result = h_result (h, 71);
+    cr_assert_eq (result->code, 0);
+    drover_chunk_reader_t reader;
+    cr_assert_eq (drover_chunk_open (&reader, zchunk_data (result->payload),
+                                     zchunk_size (result->payload), 3),
+                  0);
+    for (size_t i = 0; i < 3; i++) {
+        int32_t code;
+        const void *output;
+        size_t size;
+        cr_assert_eq (drover_chunk_next_outcome (&reader, &code, &output, &size),
+                      1);
+        cr_assert_eq (code, 0);
+        cr_assert_eq (size, strlen (texts[i]));
+        cr_assert (!memcmp (output, texts[i], size));
+    }
+    result = h_result (h, 72);
+    cr_assert_eq (result->code, 0);
+    cr_assert_eq (drover_chunk_open (&reader, zchunk_data (result->payload),
+                                     zchunk_size (result->payload), 2),
+                  0);
+    for (size_t i = 0; i < 2; i++) {
+        int32_t code;
+        const void *reason;
+        size_t size;
+        cr_assert_eq (drover_chunk_next_outcome (&reader, &code, &reason, &size),
+                      1);
+        cr_assert_eq (code, DROVER_EFAILED);
+        cr_assert_eq (size, strlen (failing[i]));
+        cr_assert (!memcmp (reason, failing[i], size));
+    }
+    //  A payload that is no chunk of that many inputs fails the task
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = 73;
+    item.attempt = 1;
+    item.handler = "echo";
+    item.items = 2;
+    item.payload.data = "\x91\xc4\x01x";
+    item.payload.size = 4;
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "no credit");
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DISPATCH);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    h_send_broker (h, &msg);
+    h->dispatched++;
+    H_EXPECT (h, 5000, h_fail (h, 73), "a malformed chunk was not failed");
+    cr_assert_eq (h_fail (h, 73)->code, DROVER_EINVAL);
+    cr_assert (strstr (h_fail (h, 73)->reason, "2 bin inputs"), "%s",
+               h_fail (h, 73)->reason);
+    //  The child is still there
+    H_EXPECT (h, 5000, h_open_credit (h) == 1, "no credit");
+    h_dispatch_text (h, 74, "echo", "after");
+    H_EXPECT (h, 5000, h_result (h, 74), "no result after the bad chunk");
     h_destroy (&h);
 }
 

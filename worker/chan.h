@@ -33,7 +33,8 @@ typedef struct {
     uint64_t max_rss_kb;       //  outcome: peak memory of the child or command
     uint64_t max_result;       //  task: largest result the supervisor accepts
     uint32_t reason_size;      //  outcome: octets of reason after the header
-    uint32_t reserved;         //  zero
+    uint32_t items;            //  task: inputs in its chunk (SPEC.md 7.7);
+                               //  0: one input
     uint64_t cpu_us;           //  outcome: CPU time of the task, user + system,
                                //  the child's and its waited-for commands'
     uint64_t cpu_total_us;     //  outcome: CPU time of the child so far

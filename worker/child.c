@@ -8,10 +8,12 @@
 #include "child.h"
 
 #include "chan.h"
+#include "drover_chunk.h"
 #include "drover_msg.h"
 #include "exec_handler.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,14 +140,14 @@ s_cpu_us (void)
     return total;
 }
 
-//  Runs one task with its handler; fills header and output.
-static void
-s_child_run (const worker_config_t *config, chan_header_t *header,
-             const void *input, drover_output_t *output)
+//  Runs the handler over one input; fills output and, for an exec
+//  handler, status. Returns 0 or the failure's code (output's message
+//  says why).
+static int
+s_run_input (const handler_t *handler, const void *input, size_t size,
+             drover_output_t *output, exec_status_t *status)
 {
-    const handler_t *handler = &config->handlers[header->handler];
-    size_t size = (size_t)header->payload_size;
-    uint64_t cpu_before = s_cpu_us ();
+    memset (status, 0, sizeof *status);
     int code;
     if (handler->kind == HANDLER_EXEC) {
         //  The soft time limit's SIGTERM is for the command: we stay to
@@ -155,13 +157,8 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
         ignore.sa_handler = SIG_IGN;
         sigemptyset (&ignore.sa_mask);
         sigaction (SIGTERM, &ignore, &saved);
-        exec_status_t status;
-        code =
-            exec_handler_run (handler->command, input, size, output, &status);
+        code = exec_handler_run (handler->command, input, size, output, status);
         sigaction (SIGTERM, &saved, NULL);
-        header->signal = status.signal;
-        header->exit_status = status.exit_status;
-        header->max_rss_kb = status.max_rss_kb;
     }
     else {
         int rc = handler->fn (input, size, output, handler->arg);
@@ -169,9 +166,6 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
         if (rc && !output->message)
             drover_output_fail (output, "handler '%s' returned %d",
                                 handler->name, rc);
-        struct rusage usage;
-        if (getrusage (RUSAGE_SELF, &usage) == 0 && usage.ru_maxrss > 0)
-            header->max_rss_kb = (uint64_t)usage.ru_maxrss;
     }
     if (code == 0 && output->error == DROVER_ETOOBIG) {
         code = DROVER_ETOOBIG;
@@ -185,14 +179,92 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
         drover_output_fail (output, "handler '%s': out of memory",
                             handler->name);
     }
+    return code;
+}
+
+//  Runs the handler over each input of a chunk (SPEC.md 7.7) and puts
+//  their outcomes, as one chunk result, in output. Returns 0, or the
+//  chunk's failure: DROVER_EINVAL (malformed), DROVER_ETOOBIG (the
+//  result passes the limit), DROVER_ENOMEM.
+static int
+s_run_chunk (const handler_t *handler, uint32_t items, const void *chunk,
+             size_t size, drover_output_t *output)
+{
+    drover_chunk_reader_t reader;
+    drover_chunk_writer_t writer;
+    drover_chunk_writer_init (&writer, output->limit);
+    drover_output_t item_output;
+    output_init (&item_output, output->limit);
+    int rc = drover_chunk_open (&reader, chunk, size, items);
+    const void *input;
+    size_t input_size;
+    while (rc == 0
+           && (rc = drover_chunk_next_input (&reader, &input, &input_size))
+                  == 1) {
+        exec_status_t status;
+        int code = s_run_input (handler, input, input_size, &item_output,
+                                &status);
+        rc = code == 0 ? drover_chunk_add (&writer, item_output.data,
+                                           item_output.size)
+                       : drover_chunk_add_failure (&writer, code,
+                                                   item_output.message);
+        output_clear (&item_output);
+    }
+    output_reset (&item_output);
+    uint8_t *data = NULL;
+    size_t data_size = 0;
+    if (rc == 0)
+        rc = drover_chunk_finish (&writer, &data, &data_size);
+    drover_chunk_writer_reset (&writer);
+    if (rc == 0) {
+        output_reset (output);
+        output->data = data;
+        output->size = output->capacity = data_size;
+    }
+    else if (rc == DROVER_EINVAL)
+        drover_output_fail (output,
+                            "the chunk is not a msgpack array of %" PRIu32
+                            " bin inputs",
+                            items);
+    else if (rc == DROVER_ETOOBIG)
+        drover_output_fail (output,
+                            "handler '%s': the chunk's results pass the "
+                            "limit of %zu octets",
+                            handler->name, output->limit);
+    else
+        drover_output_fail (output, "handler '%s': out of memory",
+                            handler->name);
+    return rc;
+}
+
+//  Runs one task with its handler; fills header and output.
+static void
+s_child_run (const worker_config_t *config, chan_header_t *header,
+             const void *input, drover_output_t *output)
+{
+    const handler_t *handler = &config->handlers[header->handler];
+    size_t size = (size_t)header->payload_size;
+    uint64_t cpu_before = s_cpu_us ();
+    exec_status_t status;
+    memset (&status, 0, sizeof status);
+    int code = header->items
+                   ? s_run_chunk (handler, header->items, input, size, output)
+                   : s_run_input (handler, input, size, output, &status);
+    header->signal = status.signal;
+    header->exit_status = status.exit_status;
+    header->max_rss_kb = status.max_rss_kb;
+    struct rusage usage;
+    int usage_rc = getrusage (RUSAGE_SELF, &usage);
+    if (usage_rc == 0 && usage.ru_maxrss > 0) {
+        header->child_max_rss_kb = (uint64_t)usage.ru_maxrss;
+        if (handler->kind != HANDLER_EXEC || header->items)
+            header->max_rss_kb = (uint64_t)usage.ru_maxrss;
+    }
     header->code = code;
     header->cpu_total_us = s_cpu_us ();
     header->cpu_us = header->cpu_total_us > cpu_before
                          ? header->cpu_total_us - cpu_before
                          : 0;
-    struct rusage usage;
-    if (getrusage (RUSAGE_SELF, &usage) == 0 && usage.ru_maxrss > 0)
-        header->child_max_rss_kb = (uint64_t)usage.ru_maxrss;
 }
 
 //  The child's life: read a task, run it, write its outcome; leave at end
@@ -337,7 +409,8 @@ child_writing (child_t *self)
 
 int
 child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
-            uint64_t max_result, const void *payload, size_t size)
+            uint32_t items, uint64_t max_result, const void *payload,
+            size_t size)
 {
     assert (self);
     assert (!self->writing && !self->awaiting);
@@ -345,6 +418,7 @@ child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
     memset (&self->out_header, 0, sizeof self->out_header);
     self->out_header.type = CHAN_TASK;
     self->out_header.handler = handler;
+    self->out_header.items = items;
     self->out_header.id = id;
     self->out_header.attempt = attempt;
     self->out_header.max_result = max_result;

@@ -72,7 +72,8 @@ int child_wfd (child_t *self);
 //  CHILD_DONE, CHILD_AGAIN (poll child_wfd, then child_flush) or
 //  CHILD_EOF.
 int child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
-                uint64_t max_result, const void *payload, size_t size);
+                uint32_t items, uint64_t max_result, const void *payload,
+                size_t size);
 
 //  Goes on writing the task. Returns as child_send.
 int child_flush (child_t *self);

@@ -344,6 +344,16 @@ output_init (drover_output_t *self, size_t limit)
 }
 
 void
+output_clear (drover_output_t *self)
+{
+    assert (self);
+    free (self->message);
+    self->message = NULL;
+    self->size = 0;
+    self->error = 0;
+}
+
+void
 output_reset (drover_output_t *self)
 {
     assert (self);

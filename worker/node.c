@@ -81,6 +81,7 @@ typedef struct {
     uint64_t id;              //  task id
     uint32_t attempt;         //  attempt number (the fencing token)
     uint32_t handler;         //  index in the handler table
+    uint32_t items;           //  inputs in its chunk; 0: one input
     uint64_t timeout_ms;      //  hard time limit of the attempt; 0: none
     uint64_t soft_timeout_ms; //  soft time limit (SIGTERM); 0: none
     zframe_t *payload;        //  input octets
@@ -378,7 +379,7 @@ s_start_task (node_t *self, s_slot_t *slot, s_task_t *task)
     slot->peak_rss_kb = 0;
     task->started_us = s_now_us ();
     int rc = child_send (slot->child, task->id, task->attempt, task->handler,
-                         self->max_payload, zframe_data (task->payload),
+                         task->items, self->max_payload, zframe_data (task->payload),
                          zframe_size (task->payload));
     if (rc == CHILD_AGAIN) {
         zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT, 0};
@@ -828,6 +829,7 @@ s_send_hello (node_t *self)
     msg.handler_count = self->config->handler_count;
     msg.queues = (const char **)self->config->queues;
     msg.queue_count = self->config->queue_count;
+    msg.chunks = true;
     //  Until the connection is up the socket takes nothing (immediate):
     //  try again at the next tick, then every S_HELLO_IVL_MS
     if (s_send_broker (self, &msg) == 0)
@@ -1263,6 +1265,7 @@ s_on_dispatch_task (node_t *self, drover_packet_t *packet, size_t index)
     task->attempt = item->attempt;
     task->timeout_ms = item->timeout_ms;
     task->soft_timeout_ms = item->soft_timeout_ms;
+    task->items = item->items;
     task->payload = drover_packet_take_payload (packet, index);
     assert (task->payload);
 

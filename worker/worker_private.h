@@ -64,6 +64,9 @@ struct drover_output_t {
 //  Prepares an empty output that accepts up to limit octets.
 void output_init (drover_output_t *self, size_t limit);
 
+//  Empties the output but keeps its buffer, for the next input of a chunk.
+void output_clear (drover_output_t *self);
+
 //  Frees what the output holds and empties it.
 void output_reset (drover_output_t *self);
 
