@@ -11,11 +11,16 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -216,12 +221,18 @@ s_next_input (void *arg, drover_payload_t *input)
 static int
 s_drain (bench_drover_t *self, drover_map_t *map, const bench_load_t *load)
 {
+    //  Progress is looked at once per tick, not per result: the clock is
+    //  not free
     double last_result = s_now ();
-    size_t done = 0;
+    size_t done = 0, done_at_tick = 0;
     while (true) {
         drover_result_t *result = NULL;
         int rc = drover_map_next (map, TICK_MS, &result);
         if (rc == DROVER_ETIMEDOUT) {
+            if (done != done_at_tick) {
+                done_at_tick = done;
+                last_result = s_now ();
+            }
             if (s_check (self, last_result))
                 return -1;
             continue;
@@ -230,7 +241,6 @@ s_drain (bench_drover_t *self, drover_map_t *map, const bench_load_t *load)
             return s_fail (self, "%s", drover_client_reason (self->client));
         if (!result)
             break;
-        last_result = s_now ();
         rc = s_check_result (self, load->handler, result, load->payload_size);
         drover_result_destroy (&result);
         if (rc)
@@ -248,7 +258,8 @@ bench_drover_map (bench_drover_t *self, const bench_load_t *load,
 {
     assert (self && load && seconds_p);
     s_input_t input = {load, 0};
-    drover_map_options_t options = {.window = load->window};
+    drover_map_options_t options = {.window = load->window,
+                                    .chunksize = load->chunksize};
     double start = s_now ();
     drover_map_t *map = drover_map_new (self->client, load->handler, &options,
                                         s_next_input, &input);
@@ -305,6 +316,164 @@ bench_drover_latency (bench_drover_t *self, size_t warmup, size_t count,
             samples_us[i - warmup] = (s_now () - start) * 1e6;
     }
     return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Memory
+
+#define FILL_QUEUE "drover-bench-idle" //  a queue no node serves
+#define FILL_BATCH 4096                //  tasks per submit call
+
+int
+bench_drover_fill (bench_drover_t *self, size_t tasks, size_t payload_size)
+{
+    assert (self);
+    char *payload = (char *)malloc (payload_size ? payload_size : 1);
+    drover_payload_t *payloads =
+        (drover_payload_t *)calloc (FILL_BATCH, sizeof *payloads);
+    uint64_t *ids = (uint64_t *)calloc (FILL_BATCH, sizeof *ids);
+    int rc = payload && payloads && ids ? 0 : s_fail (self, "out of memory");
+    if (rc == 0)
+        memset (payload, 'q', payload_size);
+    for (size_t i = 0; i < FILL_BATCH && rc == 0; i++)
+        payloads[i] = (drover_payload_t){payload, payload_size};
+    drover_task_options_t options = {.queue = FILL_QUEUE};
+    for (size_t done = 0; done < tasks && rc == 0;) {
+        size_t count = tasks - done < FILL_BATCH ? tasks - done : FILL_BATCH;
+        if (*self->stop)
+            rc = s_fail (self, "interrupted");
+        else if (drover_client_submit_batch (self->client, "echo", payloads,
+                                             count, &options, ids))
+            rc = s_fail (self, "cannot queue task %zu: %s", done,
+                         drover_client_reason (self->client));
+        done += count;
+    }
+    free (payload);
+    free (payloads);
+    free (ids);
+    return rc;
+}
+
+long
+bench_drover_broker_rss_kb (bench_drover_t *self)
+{
+    assert (self);
+    if (!self->cluster)
+        return -1;
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/status",
+              (int)drover_cluster_pid (self->cluster, 0));
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    long rss = -1;
+    char line[256];
+    while (fgets (line, sizeof line, file))
+        if (sscanf (line, "VmRSS: %ld kB", &rss) == 1)
+            break;
+    fclose (file);
+    return rss;
+}
+
+//  Writes what is left of the numbered lines to fd without blocking;
+//  returns false on a write error other than EAGAIN.
+static bool
+s_feed (int fd, size_t lines, size_t *next, char *pending, size_t *pending_at,
+        size_t *pending_size)
+{
+    while (true) {
+        if (*pending_at == *pending_size) {
+            if (*next == lines)
+                return true;
+            //  A buffer of whole lines
+            *pending_size = 0;
+            while (*next < lines && *pending_size < 60000)
+                *pending_size += (size_t)sprintf (pending + *pending_size,
+                                                  "%zu\n", (*next)++);
+            *pending_at = 0;
+        }
+        ssize_t wrote =
+            write (fd, pending + *pending_at, *pending_size - *pending_at);
+        if (wrote < 0)
+            return errno == EAGAIN || errno == EINTR;
+        *pending_at += (size_t)wrote;
+    }
+}
+
+int
+bench_drover_map_process (bench_drover_t *self, const char *exe, size_t lines,
+                          const char *chunksize, long *peak_kb,
+                          double *seconds_p)
+{
+    assert (self && exe && chunksize && peak_kb && seconds_p);
+    int in[2], out[2];
+    if (pipe2 (in, O_CLOEXEC) || pipe2 (out, O_CLOEXEC))
+        return s_fail (self, "cannot make a pipe: %s", strerror (errno));
+    double start = s_now ();
+    pid_t pid = fork ();
+    if (pid == 0) {
+        dup2 (in[0], STDIN_FILENO);
+        dup2 (out[1], STDOUT_FILENO);
+        execl (exe, exe, "map", "--connect", self->endpoint, "--chunksize",
+               chunksize, "--quiet", "echo", (char *)NULL);
+        _exit (127);
+    }
+    close (in[0]);
+    close (out[1]);
+    if (pid < 0) {
+        close (in[1]);
+        close (out[0]);
+        return s_fail (self, "cannot fork: %s", strerror (errno));
+    }
+    fcntl (in[1], F_SETFL, O_NONBLOCK);
+    char *pending = (char *)malloc (65536);
+    char buffer[65536];
+    size_t next = 0, pending_at = 0, pending_size = 0, received = 0;
+    int rc = pending ? 0 : s_fail (self, "out of memory");
+    bool feeding = true;
+    while (rc == 0) {
+        if (feeding
+            && !s_feed (in[1], lines, &next, pending, &pending_at,
+                        &pending_size))
+            rc = s_fail (self, "cannot write to drover map: %s",
+                         strerror (errno));
+        if (feeding && next == lines && pending_at == pending_size) {
+            close (in[1]);
+            feeding = false;
+        }
+        struct pollfd fds[2] = {{out[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
+        if (poll (fds, feeding ? 2 : 1, TICK_MS) < 0 && errno != EINTR)
+            rc = s_fail (self, "poll: %s", strerror (errno));
+        if (*self->stop)
+            rc = s_fail (self, "interrupted");
+        if (rc || !(fds[0].revents & (POLLIN | POLLHUP)))
+            continue;
+        ssize_t got = read (out[0], buffer, sizeof buffer);
+        if (got <= 0)
+            break;
+        for (ssize_t i = 0; i < got; i++)
+            received += buffer[i] == '\n';
+    }
+    free (pending);
+    if (feeding)
+        close (in[1]);
+    close (out[0]);
+    if (rc)
+        kill (pid, SIGTERM);
+    int status = 0;
+    struct rusage usage;
+    memset (&usage, 0, sizeof usage);
+    while (wait4 (pid, &status, 0, &usage) < 0 && errno == EINTR)
+        ;
+    *seconds_p = s_now () - start;
+    *peak_kb = usage.ru_maxrss;
+    if (rc == 0 && (!WIFEXITED (status) || WEXITSTATUS (status)))
+        rc = s_fail (self, "drover map ended with status %d",
+                     WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+    if (rc == 0 && received != lines)
+        rc = s_fail (self, "drover map printed %zu lines for %zu inputs",
+                     received, lines);
+    return rc;
 }
 
 //  --------------------------------------------------------------------------

@@ -58,8 +58,10 @@ typedef struct {
     const char *handler; /* "echo", "sleep" */
     const void *payload; /* the input of every task */
     size_t payload_size; /* its size */
-    size_t tasks;        /* how many tasks */
+    size_t tasks;        /* how many tasks (inputs, with chunks) */
     size_t window;       /* most tasks in flight (drover_map's window) */
+    uint32_t chunksize;  /* drover_map's chunksize: 0, N or
+                            DROVER_MAP_CHUNK_AUTO */
 } bench_load_t;
 
 /*  Runs the tasks through drover_map (unordered, batched submits) and
@@ -73,6 +75,22 @@ int bench_drover_map (bench_drover_t *self, const bench_load_t *load,
     client) go to samples_us, in microseconds. Returns 0 or -1. */
 int bench_drover_latency (bench_drover_t *self, size_t warmup, size_t count,
                           double *samples_us);
+
+/*  Submits tasks echo tasks of payload_size octets to a queue no node
+    serves, so that they stay queued (for the broker's memory). Returns 0
+    or -1. */
+int bench_drover_fill (bench_drover_t *self, size_t tasks, size_t payload_size);
+
+/*  The resident memory of the local cluster's broker, in KiB; -1 when
+    there is none (--connect) or /proc cannot tell. */
+long bench_drover_broker_rss_kb (bench_drover_t *self);
+
+/*  Runs `exe map --connect ENDPOINT --chunksize CHUNKSIZE echo` on lines
+    numbered lines, checks that as many come out, and gives its peak
+    resident memory (KiB) and its time. Returns 0 or -1. */
+int bench_drover_map_process (bench_drover_t *self, const char *exe,
+                              size_t lines, const char *chunksize,
+                              long *peak_kb, double *seconds_p);
 
 /*  A new private directory for a durable broker's --data; caller frees
     it after bench_drover_remove_dir. NULL with the reason in error. */

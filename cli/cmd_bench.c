@@ -1,5 +1,6 @@
-/*  cmd_bench.c - `drover bench`: throughput, latency, dispatch efficiency,
-    payload sizes and durability of a Drover cluster, next to the ceiling
+/*  cmd_bench.c - `drover bench`: throughput (one task per input, and
+    chunked maps), latency, dispatch efficiency, payload sizes, durability
+    and memory of a Drover cluster, next to the ceiling
     of plain ZeroMQ on the same machine, as a table or as JSON.
 
     Thin: options, the order of the scenarios, and the output. The Drover
@@ -14,6 +15,7 @@
 #include "bench_zmq.h"
 #include "commands.h"
 #include "drover_json.h"
+#include "drover_map.h"
 #include "interrupt.h"
 #include "options.h"
 
@@ -27,31 +29,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
-#define MAX_ROWS      64
-#define MAX_NOTES     8
-#define MAX_SIZES     8
-#define MAX_MODES     4
-#define MIB           (1024.0 * 1024.0)
-#define WINDOW_BYTES  (64 * 1024 * 1024) //  payload octets in flight, at most
-#define WARMUP_MAX    2000               //  warm-up tasks, at most
-#define SCENARIO_LIST "throughput,latency,dispatch,payload,durable,ceiling"
+#define MAX_ROWS     64
+#define MAX_NOTES    8
+#define MAX_SIZES    8
+#define MAX_MODES    4
+#define MIB          (1024.0 * 1024.0)
+#define WINDOW_BYTES (64 * 1024 * 1024) //  payload octets in flight, at most
+#define WARMUP_MAX   2000               //  warm-up tasks, at most
+#define SCENARIO_LIST                                                          \
+    "throughput,chunked,latency,dispatch,payload,durable,memory,ceiling"
 
 //  The scenarios, in the order of the table.
 typedef enum {
     S_THROUGHPUT,
+    S_CHUNKED,
     S_LATENCY,
     S_DISPATCH,
     S_PAYLOAD,
     S_DURABLE,
+    S_MEMORY,
     S_CEILING,
     S_COUNT
 } s_scenario_t;
 
 static const char *s_scenario_names[S_COUNT] = {
-    "throughput", "latency", "dispatch", "payload", "durable", "ceiling"};
+    "throughput", "chunked", "latency", "dispatch",
+    "payload",    "durable", "memory",  "ceiling"};
 
 static const char *s_fsync_names[MAX_MODES] = {"memory", "never", "batch",
                                                "always"};
@@ -62,6 +70,10 @@ typedef struct {
     long jobs;               //  --jobs
     const char *scenarios;   //  --scenarios
     long tasks;              //  --tasks
+    long items;              //  --items
+    const char *chunksize;   //  --chunksize
+    long queued;             //  --queued
+    long map_lines;          //  --map-lines
     long window;             //  --window
     long samples;            //  --samples
     long warmup;             //  --warmup
@@ -84,6 +96,7 @@ typedef struct {
     const char *transport;   //  "ipc", "tcp", or NULL
     const char *pattern;     //  ceiling: "push-pull", "router-credit"
     const char *fsync;       //  durable: "memory", "never"...
+    const char *chunksize;   //  chunked: "auto" or a number
     size_t payload;          //  octets per task or message
     uint64_t count;          //  tasks, messages or samples
     double seconds;          //  measured time
@@ -93,6 +106,12 @@ typedef struct {
     long children;           //  dispatch: children
     long sleep_ms;           //  dispatch: per task
     double ideal_seconds;    //  dispatch: tasks x sleep / children
+    double sleep_us;         //  dispatch: what one sleep of sleep_ms
+                             //  takes in this process (the kernel's floor)
+    const char *what;        //  memory: "broker" or "map"
+    double octets_per_task;  //  memory, broker: RSS growth per queued task
+    long rss_kb;             //  memory: the broker's RSS growth, or the
+                             //  map's peak RSS
 } s_row_t;
 
 typedef struct {
@@ -215,6 +234,17 @@ s_check_options (s_bench_t *self, const cli_command_t *command)
         if (modes[i])
             self->modes[self->mode_count++] = s_fsync_names[i];
     self->local = !options->connect || !*options->connect;
+    if (strcmp (options->chunksize, "auto")) {
+        char *end = NULL;
+        long value = strtol (options->chunksize, &end, 10);
+        if (end == options->chunksize || *end || value < 1
+            || value > DROVER_MAP_MAX_CHUNKSIZE)
+            return cli_usage_error (command,
+                                    "--chunksize '%s' must be 'auto' or a "
+                                    "number from 1 to %d",
+                                    options->chunksize,
+                                    DROVER_MAP_MAX_CHUNKSIZE);
+    }
     return s_parse_sizes (self, command);
 }
 
@@ -235,6 +265,15 @@ s_parse (s_bench_t *self, int argc, char **argv)
          "echo tasks of throughput and of each durable run; also the most "
          "tasks per payload size",
          &o->tasks},
+        {"items", 0, CLI_INT, NULL, "2000000", 1, 1000000000, "N",
+         "chunked: echo inputs of 16 bytes through a chunked map", &o->items},
+        {"chunksize", 0, CLI_STRING, NULL, "auto", 0, 0, "N|auto",
+         "chunked: inputs per task", &o->chunksize},
+        {"queued", 0, CLI_INT, NULL, "1000000", 1, 100000000, "N",
+         "memory: 16-byte tasks the broker holds queued", &o->queued},
+        {"map-lines", 0, CLI_INT, NULL, "10000000", 1, 1000000000, "N",
+         "memory: input lines of a `drover map --chunksize auto` process",
+         &o->map_lines},
         {"window", 'w', CLI_INT, NULL, "1000", 1, 1000000, "N",
          "most tasks in flight in the map (fewer for big payloads: at most "
          "64 MiB in flight)",
@@ -288,6 +327,9 @@ s_parse (s_bench_t *self, int argc, char **argv)
         "  throughput  --tasks echo tasks of 16 bytes, each its own task (id, "
         "lease, result), through the map (batched submits, --window in "
         "flight): tasks/s\n"
+        "  chunked     --items echo inputs of 16 bytes through a map with "
+        "--chunksize (auto: about 10 ms of work per task), as Pool.map's "
+        "chunksize: items/s\n"
         "  latency     one echo task at a time, submit to result at the "
         "client: p50, p90, p99, p99.9 in microseconds\n"
         "  dispatch    --dispatch-tasks sleep tasks of --sleep-ms on "
@@ -298,6 +340,9 @@ s_parse (s_bench_t *self, int argc, char **argv)
         "  durable     the throughput workload on local clusters whose "
         "broker runs in memory, or with --data (a temporary directory) and "
         "--fsync never, batch or always (local only)\n"
+        "  memory      the RSS growth of a local broker holding --queued "
+        "16-byte tasks (per task), and the peak RSS of a `drover map "
+        "--chunksize auto` process over --map-lines lines (local only)\n"
         "  ceiling     the same flow through plain ZeroMQ, no Drover logic, "
         "with one worker process per child, over ipc and tcp loopback: a "
         "PUSH/PULL pipeline and a credit-based ROUTER load balancer "
@@ -468,15 +513,16 @@ s_main_cluster (s_bench_t *self)
 //  Runs tasks (after a warm-up) through the map; returns 0 or -1.
 static int
 s_measure_map (s_bench_t *self, bench_drover_t *drover, const char *handler,
-               const void *payload, size_t size, size_t tasks, double *seconds)
+               const void *payload, size_t size, size_t tasks,
+               uint32_t chunksize, double *seconds)
 {
     size_t window = (size_t)self->options.window;
     size_t most = WINDOW_BYTES / size;
     if (window > most)
         window = most < 4 ? 4 : most;
-    bench_load_t warm = {handler, payload, size, s_warmup_tasks (tasks),
-                         window};
-    bench_load_t load = {handler, payload, size, tasks, window};
+    bench_load_t warm = {handler, payload,  size, s_warmup_tasks (tasks),
+                         window,  chunksize};
+    bench_load_t load = {handler, payload, size, tasks, window, chunksize};
     double ignored;
     if (bench_drover_map (drover, &warm, &ignored)
         || bench_drover_map (drover, &load, seconds))
@@ -498,8 +544,13 @@ s_echo_row (s_bench_t *self, bench_drover_t *drover, s_scenario_t scenario,
     for (size_t i = 0; i < size; i++)
         payload[i] = (char)('a' + i % 26);
     double seconds;
-    int rc =
-        s_measure_map (self, drover, "echo", payload, size, count, &seconds);
+    uint32_t chunksize = 0;
+    if (scenario == S_CHUNKED)
+        chunksize = strcmp (self->options.chunksize, "auto")
+                        ? (uint32_t)atol (self->options.chunksize)
+                        : DROVER_MAP_CHUNK_AUTO;
+    int rc = s_measure_map (self, drover, "echo", payload, size, count,
+                            chunksize, &seconds);
     free (payload);
     if (rc)
         return rc;
@@ -507,6 +558,8 @@ s_echo_row (s_bench_t *self, bench_drover_t *drover, s_scenario_t scenario,
     row->transport = fsync ? "ipc" : self->transport;
     row->payload = size;
     row->fsync = fsync;
+    if (scenario == S_CHUNKED)
+        row->chunksize = self->options.chunksize;
     s_set_rate (row, count, seconds);
     return 0;
 }
@@ -518,6 +571,15 @@ s_throughput (s_bench_t *self)
                 self->options.tasks);
     return s_echo_row (self, self->drover, S_THROUGHPUT, 16,
                        (size_t)self->options.tasks, NULL);
+}
+
+static int
+s_chunked (s_bench_t *self)
+{
+    s_progress (self, "chunked: %ld echo inputs of 16 bytes, --chunksize %s",
+                self->options.items, self->options.chunksize);
+    return s_echo_row (self, self->drover, S_CHUNKED, 16,
+                       (size_t)self->options.items, NULL);
 }
 
 static int
@@ -580,6 +642,37 @@ s_payload (s_bench_t *self)
     return 0;
 }
 
+//  What a sleep of msecs takes here, in microseconds, as the sleep handler
+//  sleeps (an absolute deadline, the least timer slack): the floor that
+//  the kernel's timers put under the dispatch workload.
+static double
+s_sleep_floor_us (long msecs)
+{
+    enum { ROUNDS = 50 };
+    int slack = prctl (PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    prctl (PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    struct timespec start, deadline, end;
+    clock_gettime (CLOCK_MONOTONIC, &start);
+    for (int i = 0; i < ROUNDS; i++) {
+        clock_gettime (CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += msecs / 1000;
+        deadline.tv_nsec += (msecs % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        while (clock_nanosleep (CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL)
+               == EINTR)
+            ;
+    }
+    clock_gettime (CLOCK_MONOTONIC, &end);
+    if (slack > 0)
+        prctl (PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
+    return ((double)(end.tv_sec - start.tv_sec) * 1e6
+            + (double)(end.tv_nsec - start.tv_nsec) / 1e3)
+           / ROUNDS;
+}
+
 //  Dispatch on drover, which has children children.
 static int
 s_dispatch_on (s_bench_t *self, bench_drover_t *drover, long children)
@@ -587,10 +680,15 @@ s_dispatch_on (s_bench_t *self, bench_drover_t *drover, long children)
     char payload[24];
     snprintf (payload, sizeof payload, "%ld", self->options.sleep_ms);
     size_t tasks = (size_t)self->options.dispatch_tasks;
-    bench_load_t warm = {"sleep", payload, strlen (payload),
-                         (size_t)children * 4, (size_t)self->options.window};
-    bench_load_t load = {"sleep", payload, strlen (payload), tasks,
-                         (size_t)self->options.window};
+    bench_load_t warm = {"sleep",
+                         payload,
+                         strlen (payload),
+                         (size_t)children * 4,
+                         (size_t)self->options.window,
+                         0};
+    bench_load_t load = {
+        "sleep", payload, strlen (payload), tasks, (size_t)self->options.window,
+        0};
     double seconds, ignored;
     if (bench_drover_map (drover, &warm, &ignored)
         || bench_drover_map (drover, &load, &seconds))
@@ -601,6 +699,7 @@ s_dispatch_on (s_bench_t *self, bench_drover_t *drover, long children)
     row->sleep_ms = self->options.sleep_ms;
     row->ideal_seconds = (double)tasks * (double)self->options.sleep_ms / 1000.0
                          / (double)children;
+    row->sleep_us = s_sleep_floor_us (self->options.sleep_ms);
     return 0;
 }
 
@@ -650,6 +749,67 @@ s_durable_mode (s_bench_t *self, const char *mode)
     bench_drover_destroy (&drover);
     bench_drover_remove_dir (dir);
     free (dir);
+    return rc;
+}
+
+//  Memory: a broker holding --queued tasks, and a map process over
+//  --map-lines lines; each on a local cluster of its own.
+static int
+s_memory (s_bench_t *self)
+{
+    if (!self->local) {
+        s_note (self, "memory: skipped: it reads the local broker's /proc "
+                      "(run without --connect)");
+        return 0;
+    }
+    char max_queued[32];
+    snprintf (max_queued, sizeof max_queued, "%ld",
+              self->options.queued + 1000);
+    const char *args[] = {"--max-queued", max_queued};
+    s_progress (self, "memory: %ld queued tasks of 16 bytes in the broker",
+                self->options.queued);
+    bench_drover_t *drover = s_cluster (self, (int)self->options.jobs, args, 2);
+    if (!drover)
+        return -1;
+    long before = bench_drover_broker_rss_kb (drover);
+    int rc = bench_drover_fill (drover, (size_t)self->options.queued, 16);
+    long after = bench_drover_broker_rss_kb (drover);
+    if (rc == 0 && (before < 0 || after < 0))
+        rc = s_fail (self, "cannot read the broker's memory from /proc");
+    else if (rc)
+        s_fail (self, "%s", bench_drover_reason (drover));
+    if (rc == 0) {
+        s_row_t *row = s_add_row (self, S_MEMORY);
+        row->what = "broker";
+        row->count = (uint64_t)self->options.queued;
+        row->rss_kb = after - before;
+        row->octets_per_task =
+            (double)(after - before) * 1024.0 / (double)self->options.queued;
+    }
+    bench_drover_destroy (&drover);
+    if (rc)
+        return rc;
+    s_progress (self,
+                "memory: drover map --chunksize auto over %ld lines, on a "
+                "local cluster",
+                self->options.map_lines);
+    drover = s_cluster (self, (int)self->options.jobs, NULL, 0);
+    if (!drover)
+        return -1;
+    long peak_kb = 0;
+    double seconds = 0;
+    rc = bench_drover_map_process (drover, self->exe,
+                                   (size_t)self->options.map_lines, "auto",
+                                   &peak_kb, &seconds);
+    if (rc)
+        s_fail (self, "%s", bench_drover_reason (drover));
+    else {
+        s_row_t *row = s_add_row (self, S_MEMORY);
+        row->what = "map";
+        row->rss_kb = peak_kb;
+        s_set_rate (row, (uint64_t)self->options.map_lines, seconds);
+    }
+    bench_drover_destroy (&drover);
     return rc;
 }
 
@@ -759,10 +919,12 @@ s_run_drover (s_bench_t *self)
         s_fn_t *run;
     } main_scenarios[] = {
         {S_THROUGHPUT, s_throughput},
+        {S_CHUNKED, s_chunked},
         {S_LATENCY, s_latency},
         {S_PAYLOAD, s_payload},
     };
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof main_scenarios / sizeof main_scenarios[0];
+         i++) {
         if (!self->selected[main_scenarios[i].scenario])
             continue;
         self->current = s_scenario_names[main_scenarios[i].scenario];
@@ -781,7 +943,10 @@ s_run_drover (s_bench_t *self)
     if (self->local)
         bench_drover_destroy (&self->drover);
     self->current = s_scenario_names[S_DURABLE];
-    return self->selected[S_DURABLE] ? s_durable (self) : 0;
+    if (self->selected[S_DURABLE] && s_durable (self))
+        return -1;
+    self->current = s_scenario_names[S_MEMORY];
+    return self->selected[S_MEMORY] ? s_memory (self) : 0;
 }
 
 static int
@@ -859,6 +1024,22 @@ static void
 s_json_row (FILE *out, const s_row_t *row)
 {
     fprintf (out, "{\"scenario\":\"%s\"", s_scenario_names[row->scenario]);
+    if (row->scenario == S_MEMORY) {
+        s_json_key_string (out, "what", row->what);
+        if (!strcmp (row->what, "broker")) {
+            fprintf (out, ",\"queued_tasks\":%" PRIu64 ",\"rss_growth_kb\":%ld",
+                     row->count, row->rss_kb);
+            s_json_key_number (out, "octets_per_task", row->octets_per_task, 1);
+        }
+        else {
+            fprintf (out, ",\"lines\":%" PRIu64 ",\"peak_rss_kb\":%ld",
+                     row->count, row->rss_kb);
+            s_json_key_number (out, "seconds", row->seconds, 6);
+            s_json_key_number (out, "per_second", row->per_second, 1);
+        }
+        fputs ("}", out);
+        return;
+    }
     if (row->scenario == S_LATENCY) {
         const char *keys[4] = {"p50_us", "p90_us", "p99_us", "p999_us"};
         fprintf (out, ",\"samples\":%" PRIu64, row->count);
@@ -879,7 +1060,10 @@ s_json_row (FILE *out, const s_row_t *row)
     else
         fprintf (out, ",\"payload\":%zu", row->payload);
     fprintf (out, ",\"%s\":%" PRIu64,
-             row->scenario == S_CEILING ? "messages" : "tasks", row->count);
+             row->scenario == S_CEILING   ? "messages"
+             : row->scenario == S_CHUNKED ? "items"
+                                          : "tasks",
+             row->count);
     s_json_key_number (out, "seconds", row->seconds, 6);
     s_json_key_number (out, "per_second", row->per_second, 1);
     if (row->scenario == S_PAYLOAD)
@@ -890,7 +1074,10 @@ s_json_row (FILE *out, const s_row_t *row)
         s_json_key_number (
             out, "efficiency",
             row->seconds > 0 ? row->ideal_seconds / row->seconds : -1, 4);
+        s_json_key_number (out, "sleep_us", row->sleep_us, 1);
     }
+    if (row->scenario == S_CHUNKED)
+        s_json_key_string (out, "chunksize", row->chunksize);
     if (row->scenario == S_THROUGHPUT || row->scenario == S_PAYLOAD
         || row->scenario == S_DURABLE)
         s_json_key_number (out, "ceiling_fraction", row->ceiling_fraction, 4);
@@ -958,16 +1145,23 @@ s_table_heading (s_scenario_t scenario)
     static const char *headings[S_COUNT] = {
         "\nthroughput: echo, 16 B, one task per message (own id, lease and "
         "result)\n  transport      tasks    seconds      tasks/s  of ceiling\n",
+        "\nchunked: echo, 16 B inputs through a chunked map (inputs share "
+        "tasks)\n  chunksize      items    seconds      items/s\n",
         "\nlatency: echo, 16 B, one task at a time, submit to result\n"
         "    samples     p50 us     p90 us     p99 us   p99.9 us\n",
-        "\ndispatch: sleep tasks, efficiency = ideal / measured time\n"
-        "      tasks  children   sleep ms    seconds      ideal  efficiency\n",
+        "\ndispatch: sleep tasks, efficiency = ideal / measured time; the "
+        "floor is what one sleep takes here\n"
+        "      tasks  children   sleep ms    seconds      ideal  efficiency  "
+        "sleep us  of floor\n",
         "\npayload: echo, one task per message; MB = 10^6 octets of payload\n"
         "    payload      tasks    seconds      tasks/s       MB/s  of "
         "ceiling\n",
         "\ndurable: echo, 16 B, broker in memory or with --data TMPDIR "
         "--fsync MODE\n"
         "  fsync          tasks    seconds      tasks/s  of ceiling\n",
+        "\nmemory: broker RSS growth per queued 16-byte task; drover map's "
+        "peak RSS\n"
+        "  what             count     RSS MiB    per task    seconds\n",
         "\nceiling: plain ZeroMQ, no Drover logic\n"
         "  pattern        transport  payload   messages    seconds   "
         "messages/s\n"};
@@ -988,15 +1182,36 @@ s_table_row (const s_row_t *row)
                     row->scenario == S_DURABLE ? row->fsync : row->transport,
                     row->count, row->seconds, row->per_second, fraction);
             break;
+        case S_CHUNKED:
+            printf ("  %-10s %9" PRIu64 " %10.3f %12.0f\n", row->chunksize,
+                    row->count, row->seconds, row->per_second);
+            break;
         case S_LATENCY:
             printf ("  %9" PRIu64 " %10.0f %10.0f %10.0f %10.0f\n", row->count,
                     p[0], p[1], p[2], p[3]);
             break;
-        case S_DISPATCH:
-            printf ("  %9" PRIu64 " %9ld %10ld %10.3f %10.3f %11.3f\n",
+        case S_DISPATCH: {
+            double efficiency =
+                row->seconds > 0 ? row->ideal_seconds / row->seconds : 0;
+            double floor = row->sleep_us > 0
+                               ? (double)row->sleep_ms * 1000.0 / row->sleep_us
+                               : 0;
+            printf ("  %9" PRIu64 " %9ld %10ld %10.3f %10.3f %11.3f %9.0f "
+                    "%9.3f\n",
                     row->count, row->children, row->sleep_ms, row->seconds,
-                    row->ideal_seconds,
-                    row->seconds > 0 ? row->ideal_seconds / row->seconds : 0);
+                    row->ideal_seconds, efficiency, row->sleep_us,
+                    floor > 0 ? efficiency / floor : 0);
+            break;
+        }
+        case S_MEMORY:
+            if (!strcmp (row->what, "broker"))
+                printf ("  %-12s %9" PRIu64 " %11.1f %9.0f B %10s\n", "broker",
+                        row->count, (double)row->rss_kb / 1024.0,
+                        row->octets_per_task, "-");
+            else
+                printf ("  %-12s %9" PRIu64 " %11.1f %11s %10.3f\n",
+                        "drover map", row->count, (double)row->rss_kb / 1024.0,
+                        "-", row->seconds);
             break;
         case S_PAYLOAD:
             printf ("  %9s %10" PRIu64 " %10.3f %12.0f %10.1f %11s\n", size,

@@ -551,6 +551,7 @@ drover_cmd_map (int argc, char **argv)
     bool ordered = false, json = false, null = false, quiet = false,
          verbose = false, retry_failed = false;
     const char *job_dir = NULL;
+    const char *chunksize_text = NULL;
     cli_list_t handlers = {NULL, 0};
     char nproc[24];
     long cores = sysconf (_SC_NPROCESSORS_ONLN);
@@ -567,6 +568,11 @@ drover_cmd_map (int argc, char **argv)
          "inputs are separated by NUL, not newline", &null},
         {"window", 'w', CLI_INT, "DROVER_WINDOW", "1000", 1, 1000000, "N",
          "most tasks in flight (and results held back in order)", &window},
+        {"chunksize", 'c', CLI_STRING, "DROVER_CHUNKSIZE", "1", 0, 0, "N|auto",
+         "inputs per task, like Pool.map's chunksize: up to N per task, or "
+         "auto: about 10 ms of work per task, measured as results come "
+         "(inputs of a chunk share its task, attempt and retries)",
+         &chunksize_text},
         {"job", 0, CLI_STRING, "DROVER_JOB", NULL, 0, 0, "DIR",
          "job log directory (created if missing): run the same command "
          "with the same DIR after a crash or kill and it prints the logged "
@@ -633,6 +639,26 @@ drover_cmd_map (int argc, char **argv)
         rc = cli_usage_error (&command,
                               "--retry-failed goes with --job DIR: it runs "
                               "the job's failed inputs again");
+    uint32_t chunksize = 0;
+    if (rc == 0 && !strcmp (chunksize_text, "auto"))
+        chunksize = DROVER_MAP_CHUNK_AUTO;
+    else if (rc == 0) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long value = strtoul (chunksize_text, &end, 10);
+        if (errno || end == chunksize_text || *end || value < 1
+            || value > DROVER_MAP_MAX_CHUNKSIZE || chunksize_text[0] == '-')
+            rc = cli_usage_error (&command,
+                                  "--chunksize '%s' must be 'auto' or a "
+                                  "number from 1 to %d",
+                                  chunksize_text, DROVER_MAP_MAX_CHUNKSIZE);
+        chunksize = (uint32_t)value;
+    }
+    if (rc == 0 && chunksize == DROVER_MAP_CHUNK_AUTO && job_dir && *job_dir)
+        rc = cli_usage_error (&command,
+                              "--chunksize auto cannot go with --job: a "
+                              "re-run must cut the inputs into the same "
+                              "chunks; give a number");
     drover_task_options_t task_options;
     if (rc == 0)
         rc = s_task_options (&command, &flags, &task_options);
@@ -648,9 +674,9 @@ drover_cmd_map (int argc, char **argv)
     //  anything starts
     drover_job_t *job = NULL;
     if (job_dir && *job_dir) {
-        drover_job_config_t job_config = {job_dir,      handler, queue,
-                                          ordered,      null,    retry_failed,
-                                          &task_options};
+        drover_job_config_t job_config = {job_dir,       handler,  queue,
+                                          ordered,       null,     retry_failed,
+                                          &task_options, chunksize};
         bool refused = false;
         char *error = NULL;
         job = drover_job_open (&job_config, &refused, &error);
@@ -727,7 +753,8 @@ drover_cmd_map (int argc, char **argv)
     drover_map_options_t map_options = {.task = task_options,
                                         .window = (size_t)window,
                                         .ordered = ordered,
-                                        .job = job};
+                                        .job = job,
+                                        .chunksize = chunksize};
     map =
         drover_map_new (client, handler, &map_options, s_reader_next, &reader);
     if (!map) {

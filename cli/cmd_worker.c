@@ -110,8 +110,7 @@ drover_cmd_worker (int argc, char **argv)
         {"max-tasks-per-child", 0, CLI_INT, "DROVER_MAX_TASKS_PER_CHILD", "0",
          0, 1000000000, "K", "replace each child after K tasks (0: never)",
          &max_tasks},
-        {"lookahead", 0, CLI_STRING, "DROVER_LOOKAHEAD", "auto", 0, 0,
-         "N|auto",
+        {"lookahead", 0, CLI_STRING, "DROVER_LOOKAHEAD", "auto", 0, 0, "N|auto",
          "tasks to hold beyond one per child; auto: one per child while "
          "tasks take under 100 ms on average, else none",
          &lookahead},

@@ -237,6 +237,41 @@ drover_result_new_local (uint64_t id, int code, const char *reason)
     return s_result_new (&item, NULL);
 }
 
+drover_result_t *
+drover_result_new_item (const drover_result_t *chunk, int code,
+                        const void *data, size_t size)
+{
+    bool failed_input = code < 0 && data;
+    size_t reason_size = failed_input ? size + 1 : s_size (chunk->reason);
+    size_t payload_size = code == 0 ? size : 0;
+    drover_result_t *self =
+        (drover_result_t *)malloc (sizeof (drover_result_t) + reason_size
+                                   + s_size (chunk->node) + payload_size);
+    if (!self)
+        return NULL;
+    *self = *chunk;
+    self->private_frame_ = NULL;
+    self->code = code;
+    char *cursor = (char *)(self + 1);
+    if (failed_input) {
+        memcpy (cursor, data, size);
+        cursor[size] = 0;
+        self->reason = cursor;
+        cursor += size + 1;
+    }
+    else
+        self->reason = s_place (&cursor, chunk->reason);
+    self->node = s_place (&cursor, chunk->node);
+    self->payload = NULL;
+    self->payload_size = 0;
+    if (payload_size) {
+        memcpy (cursor, data, payload_size);
+        self->payload = cursor;
+        self->payload_size = payload_size;
+    }
+    return self;
+}
+
 void
 drover_result_destroy (drover_result_t **self_p)
 {

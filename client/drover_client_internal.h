@@ -80,6 +80,15 @@ int drover_client_fail (drover_client_t *self, int code, const char *format,
 drover_result_t *drover_result_new_local (uint64_t id, int code,
                                           const char *reason);
 
+/*  Makes the result of one input of a chunk (SPEC.md 7.7) from the
+    chunk's result: its id, attempt, node and times, with code and either
+    the output (code 0) or the reason (data, size; not NUL-terminated),
+    copied into the one block drover_result_destroy frees. A failed
+    chunk's result (code < 0) gives each input a copy: pass its code and
+    NULL data. Returns NULL when out of memory. */
+drover_result_t *drover_result_new_item (const drover_result_t *chunk, int code,
+                                         const void *data, size_t size);
+
 /*  True when name is a valid handler or queue name: 1-255 octets from
     0x21 to 0x7E (SPEC.md 4). */
 bool drover_name_valid (const char *name);

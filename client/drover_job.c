@@ -109,9 +109,13 @@ drover_job_digest (const void *data, size_t size)
 static void
 s_job_key (const drover_job_config_t *config, char *key, size_t size)
 {
-    snprintf (key, size, "%s ordered=%s input=%s", JOB_KEY_PREFIX,
-              config->ordered ? "yes" : "no",
-              config->nul_separated ? "nul" : "lines");
+    int length = snprintf (key, size, "%s ordered=%s input=%s", JOB_KEY_PREFIX,
+                           config->ordered ? "yes" : "no",
+                           config->nul_separated ? "nul" : "lines");
+    //  Jobs without chunks keep the key they always had
+    if (config->chunksize > 1 && length > 0 && (size_t)length < size)
+        snprintf (key + length, size - (size_t)length, " chunks=%" PRIu32,
+                  config->chunksize);
 }
 
 //  The job in words, for refusals.
@@ -121,10 +125,15 @@ s_job_describe (const char *handler, const char *queue, const char *key,
 {
     bool ordered = key && strstr (key, "ordered=yes");
     bool nul = key && strstr (key, "input=nul");
-    snprintf (text, size, "handler '%s', queue '%s', %s, %s", handler,
+    const char *chunks = key ? strstr (key, " chunks=") : NULL;
+    char chunking[32] = "one input per task";
+    if (chunks)
+        snprintf (chunking, sizeof chunking, "--chunksize %.12s", chunks + 8);
+    snprintf (text, size, "handler '%s', queue '%s', %s, %s, %s", handler,
               queue ? queue : "default",
               ordered ? "in input order (--ordered)" : "unordered",
-              nul ? "NUL-separated inputs (-0)" : "one input per line");
+              nul ? "NUL-separated inputs (-0)" : "one input per line",
+              chunking);
 }
 
 static int

@@ -49,7 +49,7 @@ extern "C" {
 typedef struct drover_job_t drover_job_t;
 
 /*  What makes a job: a log opened with other values of handler, queue,
-    ordered or nul_separated is refused. */
+    ordered, nul_separated or chunksize is refused. */
 typedef struct {
     const char *dir;                   /* the log's directory */
     const char *handler;               /* the map's handler */
@@ -59,6 +59,8 @@ typedef struct {
     bool retry_failed;                 /* logged failures run again */
     const drover_task_options_t *task; /* recorded in the first record;
                                           may differ on a re-run */
+    uint32_t chunksize;                /* inputs per task (a fixed size;
+                                          0 and 1: one) */
 } drover_job_config_t;
 
 /*  What the log held when it was opened. */

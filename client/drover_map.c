@@ -24,6 +24,14 @@
     The map refills its window only when a good part of it is free (or it
     is empty), so that SUBMITs carry many tasks rather than one each.
 
+    With a chunksize, inputs are gathered into chunks (SPEC.md 7.7): a slot
+    then holds one chunk, the window counts chunks, and when the chunk's
+    result comes it is split into one result per input, handed back in
+    order from a list of pending results. The job log and resubmission see
+    chunks as tasks like any other. Automatic chunks start at one input
+    and then follow a moving average of the time an input takes (from the
+    results' run times), to about MAP_CHUNK_TARGET_NS of work per chunk.
+
     With a job log (drover_job.h) the map asks the log about each input it
     reads: a logged result is handed back as it is; a logged task id
     without a result is asked about (STATUS, the broker first, then the
@@ -39,14 +47,20 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "drover_map.h"
+#include "drover_chunk.h"
 #include "drover_client_internal.h"
 #include "drover_job.h"
 
 #define MAP_DEFAULT_WINDOW     1000
-#define MAP_BACKOFF_MIN_MS     20    //  first wait after DROVER_EFULL
-#define MAP_BACKOFF_MAX_MS     2000  //  longest wait after DROVER_EFULL
-#define MAP_INPUT_RETRY_MS     10    //  ask a slow input again (without fd)
-#define MAP_SUBMIT_TIMEOUT_MIN 30000 //  least wait for SUBMITTED (ms)
+#define MAP_BACKOFF_MIN_MS     20       //  first wait after DROVER_EFULL
+#define MAP_BACKOFF_MAX_MS     2000     //  longest wait after DROVER_EFULL
+#define MAP_INPUT_RETRY_MS     10       //  ask a slow input again (without fd)
+#define MAP_SUBMIT_TIMEOUT_MIN 30000    //  least wait for SUBMITTED (ms)
+#define MAP_CHUNK_TARGET_NS    10000000 //  automatic chunks: work of one
+#define MAP_AUTO_CHUNK_OCTETS  16384    //  automatic chunks: most input
+
+_Static_assert(DROVER_MAP_MAX_CHUNKSIZE == DROVER_MAX_ITEMS,
+               "the public limit is the protocol's");
 
 #define ASK_BROKER 1 //  a STATUS batch to the broker
 #define ASK_SINK   2 //  a STATUS batch to the sink
@@ -65,6 +79,8 @@ struct s_slot_t {
     s_slot_t *next_free;     //  next in the free list
     uint64_t digest;         //  job: digest of the input
     uint64_t log_seq;        //  job: its result's record; 0: none
+    uint64_t first_item;     //  index of its (first) input
+    uint32_t items;          //  inputs of its chunk; 0: not a chunk
 };
 
 //  A SUBMIT: tasks sent, accepted or refused together.
@@ -126,6 +142,17 @@ struct drover_map_t {
     uint64_t *digests;             //  job scratch: digests, max_batch
     uint64_t from_log;             //  results handed back from the log
     uint64_t found;                //  logged tasks the cluster still held
+    uint32_t chunksize;            //  most inputs per chunk; 0: no chunks
+    bool chunk_auto;               //  chunk sizes follow input_ns
+    int64_t input_ns;              //  auto: moving average of the run time
+                                   //  of one input; -1 before a result
+    drover_chunk_writer_t chunk;   //  the chunk being filled
+    uint64_t chunk_first;          //  index of its first input
+    uint64_t items_in;             //  inputs read
+    uint64_t items_out;            //  results handed back, one per input
+    drover_result_t **pending;     //  results of a chunk's inputs, in order
+    size_t pending_count;          //  how many
+    size_t pending_at;             //  the next to hand back
 };
 
 //  --------------------------------------------------------------------------
@@ -330,6 +357,13 @@ s_on_result (void *arg, drover_result_t *result)
     if (slot->result) { //  cannot happen: the client unwatches on delivery
         drover_result_destroy (&result);
         return;
+    }
+    if (self->chunk_auto && slot->items && result->code == 0) {
+        int64_t input_ns = (int64_t)(result->elapsed_us * 1000 / slot->items);
+        if (self->input_ns < 0)
+            self->input_ns = input_ns;
+        else
+            self->input_ns += (input_ns - self->input_ns) / 4;
     }
     //  A cancelled task is no outcome of its input: a re-run runs it
     if (self->job && result->code != DROVER_ECANCELLED
@@ -602,7 +636,8 @@ s_batch_send (drover_map_t *self, s_batch_t *batch)
     for (size_t i = 0; i < batch->count; i++) {
         s_slot_t *slot = batch->slots[i];
         self->tasks[i] = (drover_task_t){.id = batch->again ? slot->id : 0,
-                                         .handler = self->handler};
+                                         .handler = self->handler,
+                                         .items = slot->items};
         drover_task_options_apply (&self->options, &self->tasks[i]);
         self->tasks[i].queue = self->queue;
         self->frames[i] = slot->payload;
@@ -702,6 +737,122 @@ s_send_filled (drover_map_t *self, s_batch_t **batch_p)
     s_batch_send (self, batch);
 }
 
+//  Gives a new slot its input (one input, or a finished chunk): asks the
+//  job log about it, then puts it in the batch to submit (or to ask the
+//  broker about). Returns false when the map stopped.
+static bool
+s_slot_take (drover_map_t *self, s_slot_t *slot, const drover_payload_t *input)
+{
+    int logged = self->job ? s_job_lookup (self, slot, input) : DROVER_JOB_NEW;
+    if (logged < 0)
+        return false;
+    if (logged == DROVER_JOB_DONE)
+        return true;
+    if (input->size > self->max_payload) {
+        char text[160];
+        snprintf (text, sizeof text,
+                  "the input has %zu octets; the cluster accepts at "
+                  "most %llu",
+                  input->size, (unsigned long long)self->max_payload);
+        s_slot_fail (self, slot, DROVER_ETOOBIG, text);
+        return true;
+    }
+    slot->payload = zframe_new (input->size ? input->data : NULL, input->size);
+    //  A task of the job log is asked about first; a new one submitted
+    s_batch_t **target =
+        logged == DROVER_JOB_PENDING ? &self->asking : &self->filling;
+    if (!*target)
+        *target = s_batch_new (self);
+    if (!slot->payload || !*target) {
+        s_stop (self, DROVER_ENOMEM, "out of memory");
+        return false;
+    }
+    if (logged == DROVER_JOB_PENDING)
+        (*target)->ask = ASK_BROKER;
+    (*target)->slots[(*target)->count++] = slot;
+    slot->batch = *target;
+    if ((*target)->count == self->max_batch)
+        s_send_filled (self, target);
+    return true;
+}
+
+//  Inputs the next chunk takes: the fixed size, or in automatic mode one
+//  until results came, then about MAP_CHUNK_TARGET_NS of work.
+static uint32_t
+s_chunk_items (drover_map_t *self)
+{
+    if (!self->chunk_auto)
+        return self->chunksize;
+    if (self->input_ns < 0)
+        return 1;
+    int64_t items = MAP_CHUNK_TARGET_NS / (self->input_ns + 1);
+    return items < 1                           ? 1
+           : items > DROVER_MAP_AUTO_MAX_ITEMS ? DROVER_MAP_AUTO_MAX_ITEMS
+                                               : (uint32_t)items;
+}
+
+//  Octets a chunk may have.
+static size_t
+s_chunk_octets (drover_map_t *self)
+{
+    if (self->chunk_auto && self->max_payload > MAP_AUTO_CHUNK_OCTETS)
+        return MAP_AUTO_CHUNK_OCTETS;
+    return (size_t)self->max_payload;
+}
+
+//  Makes a slot of the chunk being filled. Returns false when the map
+//  stopped.
+static bool
+s_chunk_close (drover_map_t *self)
+{
+    uint32_t items = self->chunk.count;
+    uint8_t *data;
+    size_t size;
+    if (drover_chunk_finish (&self->chunk, &data, &size)) {
+        s_stop (self, DROVER_ENOMEM, "out of memory");
+        return false;
+    }
+    s_slot_t *slot = s_slot_new (self);
+    slot->first_item = self->chunk_first;
+    slot->items = items;
+    drover_payload_t input = {data, size};
+    bool taken = s_slot_take (self, slot, &input);
+    free (data);
+    return taken;
+}
+
+//  Puts an input into the chunk being filled, closing chunks as they fill;
+//  an input too large for any chunk becomes a task of its own (which
+//  fails). Returns false when the map stopped.
+static bool
+s_chunk_add (drover_map_t *self, const drover_payload_t *input)
+{
+    size_t limit = s_chunk_octets (self);
+    if (self->chunk.count
+        && drover_chunk_size_with (&self->chunk, input->size) > limit
+        && !s_chunk_close (self))
+        return false;
+    drover_chunk_writer_t empty;
+    drover_chunk_writer_init (&empty, 0);
+    if (drover_chunk_size_with (&empty, input->size) > self->max_payload) {
+        if (self->chunk.count && !s_chunk_close (self))
+            return false;
+        s_slot_t *slot = s_slot_new (self);
+        slot->first_item = self->items_in - 1;
+        slot->items = 1;
+        return s_slot_take (self, slot, input);
+    }
+    if (self->chunk.count == 0)
+        self->chunk_first = self->items_in - 1;
+    if (drover_chunk_add (&self->chunk, input->data, input->size)) {
+        s_stop (self, DROVER_ENOMEM, "out of memory");
+        return false;
+    }
+    if (self->chunk.count >= s_chunk_items (self) || self->chunk.size >= limit)
+        return s_chunk_close (self);
+    return true;
+}
+
 //  Reads inputs while the window has room, into batches, and sends them.
 static void
 s_read_inputs (drover_map_t *self)
@@ -717,12 +868,17 @@ s_read_inputs (drover_map_t *self)
     if (self->input_later && self->input_fd < 0
         && zclock_mono () >= self->input_retry_at)
         self->input_later = false;
+    //  An input may take two slots in a chunked map: the chunk it closes
+    //  and its own (one too large for any chunk)
+    size_t room = self->chunksize ? 2 : 1;
     while (!self->input_ended && !self->input_later && !self->error
-           && s_in_flight (self) < self->window) {
+           && s_in_flight (self) + room <= self->window) {
         drover_payload_t input = {NULL, 0};
         int rc = self->input_fn (self->input_arg, &input);
         if (rc == 0) {
             self->input_ended = true;
+            if (self->chunk.count && !s_chunk_close (self))
+                break;
             if (self->job && drover_job_check_end (self->job, self->inputs))
                 s_stop (self, DROVER_EINVAL, "%s",
                         drover_job_error (self->job));
@@ -736,45 +892,27 @@ s_read_inputs (drover_map_t *self)
         if (rc != 1) {
             s_stop (self, rc < 0 ? rc : DROVER_EINVAL,
                     "reading input %llu failed: %s",
-                    (unsigned long long)self->inputs,
+                    (unsigned long long)self->items_in,
                     rc < 0 ? drover_strerror (rc)
                            : "the input callback returned a bad value");
             break;
         }
+        self->items_in++;
+        if (self->chunksize) {
+            if (!s_chunk_add (self, &input))
+                break;
+            continue;
+        }
         s_slot_t *slot = s_slot_new (self);
-        int logged =
-            self->job ? s_job_lookup (self, slot, &input) : DROVER_JOB_NEW;
-        if (logged < 0)
+        slot->first_item = self->items_in - 1;
+        if (!s_slot_take (self, slot, &input))
             break;
-        if (logged == DROVER_JOB_DONE)
-            continue;
-        if (input.size > self->max_payload) {
-            char text[160];
-            snprintf (text, sizeof text,
-                      "the input has %zu octets; the cluster accepts at "
-                      "most %llu",
-                      input.size, (unsigned long long)self->max_payload);
-            s_slot_fail (self, slot, DROVER_ETOOBIG, text);
-            continue;
-        }
-        slot->payload = zframe_new (input.size ? input.data : NULL, input.size);
-        //  A task of the job log is asked about first; a new one submitted
-        s_batch_t **target =
-            logged == DROVER_JOB_PENDING ? &self->asking : &self->filling;
-        if (!*target)
-            *target = s_batch_new (self);
-        if (!slot->payload || !*target) {
-            s_stop (self, DROVER_ENOMEM, "out of memory");
-            break;
-        }
-        if (logged == DROVER_JOB_PENDING)
-            (*target)->ask = ASK_BROKER;
-        (*target)->slots[(*target)->count++] = slot;
-        slot->batch = *target;
-        if ((*target)->count == self->max_batch)
-            s_send_filled (self, target);
     }
-    //  Nothing more to read now: send what we have
+    //  Nothing more to read now: send what we have, a part-filled chunk
+    //  too (a slow input must not hold back the inputs before it)
+    if (self->chunk.count && !self->error && s_in_flight (self) < self->window
+        && (self->input_ended || self->input_later))
+        s_chunk_close (self);
     if (self->filling && self->filling->count && !self->error)
         s_batch_send (self, self->filling);
     if (self->asking && self->asking->count && !self->error)
@@ -846,7 +984,10 @@ drover_map_new (drover_client_t *client, const char *handler,
     if (!drover_name_valid (handler)
         || (options->task.queue && !drover_name_valid (options->task.queue))
         || !drover_retry_on_valid (options->task.retry_on)
-        || drover_client_max_batch (client) == 0)
+        || drover_client_max_batch (client) == 0
+        || (options->chunksize > DROVER_MAP_MAX_CHUNKSIZE
+            && options->chunksize != DROVER_MAP_CHUNK_AUTO)
+        || (options->chunksize == DROVER_MAP_CHUNK_AUTO && options->job))
         return NULL;
     drover_map_t *self = (drover_map_t *)calloc (1, sizeof *self);
     if (!self)
@@ -858,6 +999,11 @@ drover_map_new (drover_client_t *client, const char *handler,
     self->options.queue = NULL;
     self->window = options->window ? options->window : MAP_DEFAULT_WINDOW;
     self->ordered = options->ordered;
+    self->chunksize = options->chunksize > 1 ? options->chunksize : 0;
+    self->chunk_auto = options->chunksize == DROVER_MAP_CHUNK_AUTO;
+    self->input_ns = -1;
+    if (self->chunksize && self->window < 2)
+        self->window = 2; //  room for a chunk and an input too large for one
     self->max_batch = drover_client_max_batch (client);
     self->max_payload = drover_client_max_payload (client);
     int timeout = drover_client_timeout (client);
@@ -928,6 +1074,10 @@ drover_map_destroy (drover_map_t **self_p)
         zframe_destroy (&slot->payload);
         drover_result_destroy (&slot->result);
     }
+    for (size_t i = self->pending_at; i < self->pending_count; i++)
+        drover_result_destroy (&self->pending[i]);
+    free (self->pending);
+    drover_chunk_writer_reset (&self->chunk);
     free (self->handler);
     free (self->queue);
     free (self->slots);
@@ -951,6 +1101,81 @@ drover_map_set_input_fd (drover_map_t *self, int fd)
     self->input_fd = fd;
 }
 
+//  The next pending result of a chunk's inputs, or NULL.
+static drover_result_t *
+s_pending_next (drover_map_t *self)
+{
+    if (self->pending_at == self->pending_count)
+        return NULL;
+    drover_result_t *result = self->pending[self->pending_at];
+    self->pending[self->pending_at++] = NULL;
+    self->items_out++;
+    return result;
+}
+
+//  Splits a chunk's result into one result per input, pending in order,
+//  and gives back the first; NULL when out of memory (the map stops). A
+//  failed chunk fails each input with its code and reason; a result that
+//  is no chunk result of that many inputs fails each with DROVER_EPROTO.
+static drover_result_t *
+s_unpack (drover_map_t *self, drover_result_t *chunk, uint32_t items)
+{
+    assert (self->pending_at == self->pending_count);
+    free (self->pending);
+    self->pending_count = self->pending_at = 0;
+    self->pending = (drover_result_t **)calloc (items, sizeof (void *));
+    if (!self->pending) {
+        drover_result_destroy (&chunk);
+        s_stop (self, DROVER_ENOMEM, "out of memory");
+        return NULL;
+    }
+    drover_chunk_reader_t reader;
+    bool valid = chunk->code < 0
+                 || drover_chunk_open (&reader, chunk->payload,
+                                       chunk->payload_size, items)
+                        == 0;
+    for (uint32_t i = 0; valid && i < items; i++) {
+        int32_t code = chunk->code;
+        const void *data = NULL;
+        size_t size = 0;
+        if (code == 0
+            && drover_chunk_next_outcome (&reader, &code, &data, &size) != 1)
+            valid = false;
+        else
+            self->pending[i] = drover_result_new_item (chunk, code, data, size);
+        if (valid && !self->pending[i]) {
+            s_stop (self, DROVER_ENOMEM, "out of memory");
+            break;
+        }
+    }
+    if (valid && chunk->code == 0
+        && drover_chunk_next_outcome (&reader, NULL, NULL, NULL) != 0)
+        valid = false;
+    if (!valid) {
+        //  Whatever came of the broken result is dropped
+        char reason[160];
+        snprintf (reason, sizeof reason,
+                  "the result of chunk %llu is not a chunk result of %u "
+                  "inputs",
+                  (unsigned long long)chunk->id, (unsigned)items);
+        for (uint32_t i = 0; i < items && !self->error; i++) {
+            drover_result_destroy (&self->pending[i]);
+            self->pending[i] = drover_result_new_item (chunk, DROVER_EPROTO,
+                                                       reason, strlen (reason));
+            if (!self->pending[i])
+                s_stop (self, DROVER_ENOMEM, "out of memory");
+        }
+    }
+    for (uint32_t i = 0; i < items; i++)
+        if (self->pending[i])
+            self->pending[i]->index = chunk->index + i;
+    self->pending_count = items;
+    drover_result_destroy (&chunk);
+    if (self->error)
+        return NULL;
+    return s_pending_next (self);
+}
+
 //  Hands back the due slot's result, once its record in the job log is
 //  on disk; NULL when the log cannot be written (the map stops).
 static drover_result_t *
@@ -967,11 +1192,15 @@ s_hand_back (drover_map_t *self, s_slot_t *slot)
     }
     drover_result_t *result = slot->result;
     slot->result = NULL;
-    result->index = slot->index;
+    result->index = slot->first_item;
     result->id = slot->id;
+    uint32_t items = slot->items;
     s_slot_free (self, slot);
     slot->map = NULL;
     self->outputs++;
+    if (items)
+        return s_unpack (self, result, items);
+    self->items_out++;
     return result;
 }
 
@@ -981,10 +1210,19 @@ drover_map_next (drover_map_t *self, int timeout_ms, drover_result_t **result_p)
     assert (self);
     assert (result_p);
     *result_p = NULL;
+    //  The inputs of a chunk come back without a look at the clock
+    if (!self->error) {
+        *result_p = s_pending_next (self);
+        if (*result_p)
+            return 0;
+    }
     int64_t deadline = drover_client_deadline (timeout_ms);
     while (true) {
         if (self->error)
             return s_error (self);
+        *result_p = s_pending_next (self);
+        if (*result_p)
+            return 0;
         if (drover_client_broker_restarts (self->client) != self->restarts)
             s_resubmit (self);
         s_slot_t *slot = s_slot_due (self);
@@ -1129,14 +1367,14 @@ uint64_t
 drover_map_inputs (drover_map_t *self)
 {
     assert (self);
-    return self->inputs;
+    return self->items_in;
 }
 
 uint64_t
 drover_map_outputs (drover_map_t *self)
 {
     assert (self);
-    return self->outputs;
+    return self->items_out;
 }
 
 size_t

@@ -40,6 +40,12 @@ extern "C" {
 typedef struct drover_map_t drover_map_t;
 typedef struct drover_job_t drover_job_t;
 
+/*  Chunk sizes (drover_map_options_t.chunksize): automatic, and the most
+    inputs of one chunk in automatic mode. */
+#define DROVER_MAP_CHUNK_AUTO     0xFFFFFFFFu
+#define DROVER_MAP_AUTO_MAX_ITEMS 4096
+#define DROVER_MAP_MAX_CHUNKSIZE  1048576 /* the protocol's most items */
+
 /*  Options of a map. A zeroed struct gives the defaults. */
 typedef struct {
     drover_task_options_t task; /* options of every task */
@@ -49,6 +55,19 @@ typedef struct {
                                    with a logged result are not run again
                                    (see drover_map_from_log); must outlive
                                    the map */
+    uint32_t chunksize;         /* inputs per task, like Pool.map's
+                                   chunksize (SPEC.md 7.7): 0 or 1: one
+                                   task per input; N: up to N (fewer when
+                                   the input pauses or a chunk would pass
+                                   the payload limit); DROVER_MAP_CHUNK_AUTO:
+                                   one input per task until results tell
+                                   the time an input takes, then chunks of
+                                   about 10 ms of work (at most 16 KiB of
+                                   input and DROVER_MAP_AUTO_MAX_ITEMS
+                                   inputs). An input of a chunk shares its
+                                   chunk's id, attempt and times; the chunk
+                                   is retried as a whole. A job log needs a
+                                   fixed size (the same on every run). */
 } drover_map_options_t;
 
 /*  Gives the map its next input. Fill *input and return 1; return 0 when
@@ -61,8 +80,9 @@ typedef int (drover_map_input_fn) (void *arg, drover_payload_t *input);
 
 /*  Creates a map of handler over the inputs input_fn gives, on a connected
     client, which must outlive the map. options may be NULL. Returns NULL
-    for an invalid handler or queue name or retry_on set, a client that is
-    not connected, or when out of memory. */
+    for an invalid handler or queue name or retry_on set, a chunksize over
+    DROVER_MAP_MAX_CHUNKSIZE or automatic with a job log, a client that
+    is not connected, or when out of memory. */
 drover_map_t *drover_map_new (drover_client_t *client, const char *handler,
                               const drover_map_options_t *options,
                               drover_map_input_fn *input_fn, void *arg);
@@ -93,8 +113,9 @@ int drover_map_next (drover_map_t *self, int timeout_ms,
     come through drover_map_next. */
 int drover_map_cancel (drover_map_t *self, int timeout_ms);
 
-/*  Inputs read so far, results handed back so far, and tasks in flight
-    (read and not handed back), for progress reports. */
+/*  Inputs read so far, results handed back so far (one per input, with
+    chunks too), and tasks in flight (read and not handed back), for
+    progress reports. */
 uint64_t drover_map_inputs (drover_map_t *self);
 uint64_t drover_map_outputs (drover_map_t *self);
 size_t drover_map_in_flight (drover_map_t *self);

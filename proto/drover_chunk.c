@@ -229,8 +229,7 @@ s_put_be (drover_chunk_writer_t *self, uint32_t value, size_t octets)
 }
 
 static void
-s_put_raw (drover_chunk_writer_t *self, bool str, const void *data,
-           size_t size)
+s_put_raw (drover_chunk_writer_t *self, bool str, const void *data, size_t size)
 {
     if (str && size < 32)
         self->data[self->size++] = (uint8_t)(0xa0 | size);

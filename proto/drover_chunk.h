@@ -74,8 +74,7 @@ int drover_chunk_add_failure (drover_chunk_writer_t *self, int32_t code,
                               const char *reason);
 
 /*  Octets the chunk would have with one more element of size octets. */
-size_t drover_chunk_size_with (const drover_chunk_writer_t *self,
-                               size_t size);
+size_t drover_chunk_size_with (const drover_chunk_writer_t *self, size_t size);
 
 /*  Writes the element count into the header and gives the buffer away:
     *data_p (malloc'd; caller frees) and *size_p. Returns 0, or the error

@@ -24,6 +24,19 @@ s_setup (void)
     procs_setup ("bench");
 }
 
+//  The scenarios, in the order drover bench prints them.
+enum {
+    S_THROUGHPUT,
+    S_CHUNKED,
+    S_LATENCY,
+    S_DISPATCH,
+    S_PAYLOAD,
+    S_DURABLE,
+    S_MEMORY,
+    S_CEILING,
+    S_SCENARIOS
+};
+
 TestSuite (bench, .init = s_setup, .fini = procs_teardown, .timeout = 300);
 
 //  --------------------------------------------------------------------------
@@ -319,17 +332,33 @@ static void
 s_check_row (const j_value_t *row)
 {
     const char *scenario = s_string (row, "scenario");
-    const char *positive[6][8] = {
+    if (!strcmp (scenario, "memory")) {
+        const char *what = s_string (row, "what");
+        if (!strcmp (what, "broker")) {
+            s_positive (row, "queued_tasks");
+            s_positive (row, "octets_per_task");
+            s_positive (row, "rss_growth_kb");
+        }
+        else {
+            cr_assert_str_eq (what, "map");
+            s_positive (row, "lines");
+            s_positive (row, "peak_rss_kb");
+            s_positive (row, "per_second");
+        }
+        return;
+    }
+    const char *positive[7][8] = {
         {"throughput", "payload", "tasks", "seconds", "per_second"},
+        {"chunked", "payload", "items", "seconds", "per_second"},
         {"latency", "samples", "p50_us", "p90_us", "p99_us", "p999_us"},
         {"dispatch", "tasks", "children", "sleep_ms", "seconds",
-         "ideal_seconds", "efficiency"},
+         "ideal_seconds", "efficiency", "sleep_us"},
         {"payload", "payload", "tasks", "seconds", "per_second",
          "mb_per_second"},
         {"durable", "tasks", "seconds", "per_second"},
         {"ceiling", "payload", "messages", "seconds", "per_second"}};
     bool known = false;
-    for (size_t i = 0; i < 6; i++) {
+    for (size_t i = 0; i < 7; i++) {
         if (strcmp (positive[i][0], scenario))
             continue;
         known = true;
@@ -350,12 +379,14 @@ s_check_row (const j_value_t *row)
         const char *fsync = s_string (row, "fsync");
         cr_assert (strstr ("memory never batch always", fsync));
     }
+    if (!strcmp (scenario, "chunked"))
+        s_string (row, "chunksize");
 }
 
 //  Parses the output, checks the keys every run has, and returns the
 //  document; counts[i] gets the rows of each scenario.
 static j_value_t *
-s_check_document (const char *text, size_t counts[6])
+s_check_document (const char *text, size_t counts[S_SCENARIOS])
 {
     j_value_t *document = j_parse (text);
     cr_assert_not_null (document, "not one JSON document:\n%s", text);
@@ -371,12 +402,13 @@ s_check_document (const char *text, size_t counts[6])
     cr_assert_not_null (j_get (settings, "endpoint"));
     const j_value_t *results = j_get (document, "results");
     cr_assert (results && results->type == J_ARRAY);
-    const char *names[6] = {"throughput", "latency", "dispatch",
-                            "payload",    "durable", "ceiling"};
-    memset (counts, 0, 6 * sizeof (size_t));
+    const char *names[S_SCENARIOS] = {"throughput", "chunked", "latency",
+                                      "dispatch",   "payload", "durable",
+                                      "memory",     "ceiling"};
+    memset (counts, 0, S_SCENARIOS * sizeof (size_t));
     for (size_t i = 0; i < results->count; i++) {
         s_check_row (results->items[i]);
-        for (size_t j = 0; j < 6; j++)
+        for (size_t j = 0; j < S_SCENARIOS; j++)
             counts[j] +=
                 !strcmp (s_string (results->items[i], "scenario"), names[j]);
     }
@@ -388,16 +420,19 @@ s_check_document (const char *text, size_t counts[6])
 
 Test (bench, all_scenarios_tiny)
 {
-    s_run_t run = s_bench ("-j 2 --tasks 200 --samples 50 --json");
+    s_run_t run = s_bench ("-j 2 --tasks 200 --samples 50 --items 3000 "
+                           "--queued 2000 --map-lines 3000 --json");
     cr_assert_eq (run.status, 0, "exit %d: %s", run.status, run.err);
-    size_t counts[6];
+    size_t counts[S_SCENARIOS];
     j_value_t *document = s_check_document (run.out, counts);
-    cr_assert_eq (counts[0], 1);     //  throughput
-    cr_assert_eq (counts[1], 1);     //  latency
-    cr_assert_eq (counts[2], 1);     //  dispatch
-    cr_assert_eq (counts[3], 4);     //  payload: 16 B, 1 KiB, 64 KiB, 1 MiB
-    cr_assert_eq (counts[4], 4);     //  durable: memory, never, batch, always
-    cr_assert_eq (counts[5], 4 + 3); //  ceiling: 2 x 2, and 3 payload sizes
+    cr_assert_eq (counts[S_THROUGHPUT], 1);
+    cr_assert_eq (counts[S_CHUNKED], 1);
+    cr_assert_eq (counts[S_LATENCY], 1);
+    cr_assert_eq (counts[S_DISPATCH], 1);
+    cr_assert_eq (counts[S_PAYLOAD], 4);     //  16 B, 1 KiB, 64 KiB, 1 MiB
+    cr_assert_eq (counts[S_DURABLE], 4);     //  memory, never, batch, always
+    cr_assert_eq (counts[S_MEMORY], 2);      //  the broker, a map process
+    cr_assert_eq (counts[S_CEILING], 4 + 3); //  2 x 2, and 3 payload sizes
     //  With the ceiling measured, every throughput has its fraction
     const j_value_t *results = j_get (document, "results");
     for (size_t i = 0; i < results->count; i++) {
@@ -416,9 +451,9 @@ s_one_scenario (const char *arguments, size_t index, size_t rows)
 {
     s_run_t run = s_bench (arguments);
     cr_assert_eq (run.status, 0, "exit %d: %s", run.status, run.err);
-    size_t counts[6];
+    size_t counts[S_SCENARIOS];
     j_value_t *document = s_check_document (run.out, counts);
-    for (size_t i = 0; i < 6; i++)
+    for (size_t i = 0; i < S_SCENARIOS; i++)
         cr_assert_eq (counts[i], i == index ? rows : 0, "%s: scenario %zu",
                       arguments, i);
     j_destroy (document);
@@ -427,38 +462,53 @@ s_one_scenario (const char *arguments, size_t index, size_t rows)
 
 Test (bench, throughput_alone)
 {
-    s_one_scenario ("-j 2 --json -q -s throughput --tasks 100", 0, 1);
+    s_one_scenario ("-j 2 --json -q -s throughput --tasks 100", S_THROUGHPUT,
+                    1);
+}
+
+Test (bench, chunked_alone)
+{
+    s_one_scenario ("-j 2 --json -q -s chunked --items 5000", S_CHUNKED, 1);
+    s_one_scenario ("-j 2 --json -q -s chunked --items 500 --chunksize 7",
+                    S_CHUNKED, 1);
+}
+
+Test (bench, memory_alone)
+{
+    s_one_scenario ("-j 2 --json -q -s memory --queued 5000 --map-lines 2000",
+                    S_MEMORY, 2);
 }
 
 Test (bench, latency_alone)
 {
-    s_one_scenario ("-j 2 --json -q -s latency --samples 20 --warmup 5", 1, 1);
+    s_one_scenario ("-j 2 --json -q -s latency --samples 20 --warmup 5",
+                    S_LATENCY, 1);
 }
 
 Test (bench, dispatch_alone)
 {
     s_one_scenario ("-j 2 --json -q -s dispatch --dispatch-tasks 40 "
                     "--dispatch-children 2",
-                    2, 1);
+                    S_DISPATCH, 1);
 }
 
 Test (bench, payload_alone)
 {
     s_one_scenario ("-j 2 --json -q -s payload --tasks 20 --payload-sizes "
                     "16,1K,1M --payload-mb 2",
-                    3, 3);
+                    S_PAYLOAD, 3);
 }
 
 Test (bench, durable_alone)
 {
     s_one_scenario ("-j 2 --json -q -s durable --tasks 50 --fsync-modes "
                     "memory,always",
-                    4, 2);
+                    S_DURABLE, 2);
 }
 
 Test (bench, ceiling_alone)
 {
-    s_one_scenario ("-j 2 --json -q -s ceiling --messages 100", 5, 4);
+    s_one_scenario ("-j 2 --json -q -s ceiling --messages 100", S_CEILING, 4);
 }
 
 Test (bench, table)
@@ -478,9 +528,11 @@ Test (bench, help_names_every_scenario)
 {
     s_run_t run = s_bench ("--help");
     cr_assert_eq (run.status, 0);
-    const char *words[] = {"throughput", "latency",   "dispatch",   "payload",
-                           "durable",    "ceiling",   "--connect",  "--json",
-                           "--tasks",    "--samples", "--scenarios"};
+    const char *words[] = {
+        "throughput",  "chunked",     "latency",  "dispatch",
+        "payload",     "durable",     "memory",   "ceiling",
+        "--connect",   "--json",      "--tasks",  "--samples",
+        "--scenarios", "--chunksize", "--queued", "--map-lines"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         cr_assert (strstr (run.out, words[i]), "--help lacks %s", words[i]);
     s_run_free (&run);
@@ -493,6 +545,8 @@ Test (bench, usage_errors_exit_2_with_one_line)
                          "--tasks 0",
                          "--payload-sizes 1G",
                          "--fsync-modes sometimes",
+                         "--chunksize 0",
+                         "--chunksize lots",
                          "extra-argument"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         s_run_t run = s_bench (bad[i]);

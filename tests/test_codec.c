@@ -21,8 +21,8 @@
 #include "msg_fixtures.h"
 
 #include <criterion/criterion.h>
-#include <msgpack.h>
 #include <criterion/logging.h>
+#include <msgpack.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2844,9 +2844,9 @@ LEAK_CHECKED_TEST (codec, chunk_inputs_round_trip_as_a_msgpack_array_of_bin)
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     size_t offset = 0;
-    cr_assert_eq (msgpack_unpack_next (&unpacked, (const char *)data, size,
-                                       &offset),
-                  MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq (
+        msgpack_unpack_next (&unpacked, (const char *)data, size, &offset),
+        MSGPACK_UNPACK_SUCCESS);
     cr_assert_eq (offset, size);
     cr_assert_eq (unpacked.data.type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq (unpacked.data.via.array.size, 4);
@@ -2869,7 +2869,8 @@ LEAK_CHECKED_TEST (codec, chunk_inputs_round_trip_as_a_msgpack_array_of_bin)
     cr_assert_eq (input_size, 300);
     cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 1);
     cr_assert_eq (input_size, sizeof big);
-    cr_assert ((const uint8_t *)input > data && (const uint8_t *)input < data + size);
+    cr_assert ((const uint8_t *)input > data
+               && (const uint8_t *)input < data + size);
     cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 0);
     free (data);
 }
@@ -2920,7 +2921,8 @@ LEAK_CHECKED_TEST (codec, malformed_chunks_are_refused)
     const void *input;
     size_t size;
     //  Not an array; a map; empty
-    cr_assert_eq (drover_chunk_open (&reader, "\xc4\x01x", 3, 1), DROVER_EINVAL);
+    cr_assert_eq (drover_chunk_open (&reader, "\xc4\x01x", 3, 1),
+                  DROVER_EINVAL);
     cr_assert_eq (drover_chunk_open (&reader, "\x81\xc4\x00\xc4\x00", 5, 1),
                   DROVER_EINVAL);
     cr_assert_eq (drover_chunk_open (&reader, NULL, 0, 0), DROVER_EINVAL);
@@ -2952,8 +2954,8 @@ LEAK_CHECKED_TEST (codec, malformed_chunks_are_refused)
                   DROVER_EINVAL);
     static uint8_t long_reason[6 + 4097];
     memcpy (long_reason, "\x91\x92\xff\xda\x10\x01", 6);
-    cr_assert_eq (drover_chunk_open (&reader, long_reason, sizeof long_reason, 1),
-                  0);
+    cr_assert_eq (
+        drover_chunk_open (&reader, long_reason, sizeof long_reason, 1), 0);
     cr_assert_eq (drover_chunk_next_outcome (&reader, &code, &input, &size),
                   DROVER_EINVAL);
 }

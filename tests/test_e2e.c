@@ -256,6 +256,99 @@ Test (e2e, fail_and_crash_are_reported_and_the_rest_completes)
     free (endpoint);
 }
 
+Test (e2e, chunked_maps_return_every_input_in_order_and_fail_per_input)
+{
+    char *endpoint = s_start_broker ();
+    s_start_worker (endpoint, 2,
+                    "--handler 'mixed=exec:read x; case $x in "
+                    "fail*) echo \"failing $x\" >&2; exit 1;; "
+                    "*) echo \"$x\";; esac'");
+    char *input = procs_path ("input"), *output = procs_path ("output"),
+         *errors = procs_path ("errors");
+    const char *sizes[] = {"7", "auto"};
+    for (size_t i = 0; i < 2; i++) {
+        s_write_lines (input, 20000, "chunked line %zu");
+        int rc = procs_run (60000,
+                            "%s map --connect %s --ordered --chunksize %s "
+                            "echo < %s > %s",
+                            procs_drover (), endpoint, sizes[i], input, output);
+        cr_assert_eq (rc, 0, "--chunksize %s: exit %d", sizes[i], rc);
+        char *expected = procs_read (input, NULL),
+             *got = procs_read (output, NULL);
+        cr_assert (strcmp (expected, got) == 0,
+                   "--chunksize %s: the output differs from the input",
+                   sizes[i]);
+        free (expected);
+        free (got);
+    }
+    //  One input of a chunk fails: only it, with its own index and reason
+    FILE *file = fopen (input, "w");
+    for (int i = 0; i < 12; i++)
+        fprintf (file, "%s %d\n", i == 5 ? "fail" : "ok", i);
+    fclose (file);
+    int rc = procs_run (60000,
+                        "%s map --connect %s --ordered --chunksize 4 mixed "
+                        "< %s > %s 2> %s",
+                        procs_drover (), endpoint, input, output, errors);
+    cr_assert_eq (rc, 1, "a failed input makes map exit 1");
+    char *text = procs_read (errors, NULL);
+    cr_assert (strstr (text, "input 5") && strstr (text, "failing fail 5"),
+               "%s", text);
+    cr_assert_null (strstr (text, "input 4"), "%s", text);
+    cr_assert_null (strstr (text, "input 6"), "%s", text);
+    free (text);
+    char *got = procs_read (output, NULL);
+    cr_assert_str_eq (got, "ok 0\nok 1\nok 2\nok 3\nok 4\n\nok 6\nok 7\nok 8\n"
+                           "ok 9\nok 10\nok 11\n");
+    free (got);
+    free (input);
+    free (output);
+    free (errors);
+    free (endpoint);
+}
+
+Test (e2e, a_chunk_whose_child_crashed_runs_again_as_a_whole)
+{
+    char *endpoint = s_start_broker ();
+    //  Records every run; kills its child the first time it sees "boom 3"
+    char *handler =
+        zsys_sprintf ("--handler 'flaky=exec:read x; echo \"$x\" >> %s/runs; "
+                      "if [ \"$x\" = \"boom 3\" ] && [ ! -e %s/mark ]; then "
+                      "touch %s/mark; kill -9 $PPID; sleep 5; fi; echo \"$x\"'",
+                      procs_dir (), procs_dir (), procs_dir ());
+    s_start_worker (endpoint, 1, handler);
+    char *input = procs_path ("input"), *output = procs_path ("output");
+    s_write_lines (input, 8, "boom %zu");
+    int rc = procs_run (60000,
+                        "%s map --connect %s --ordered --chunksize 4 --retries "
+                        "1 flaky < %s > %s",
+                        procs_drover (), endpoint, input, output);
+    cr_assert_eq (rc, 0, "exit %d", rc);
+    char *expected = procs_read (input, NULL), *got = procs_read (output, NULL);
+    cr_assert_str_eq (got, expected);
+    //  The first chunk (inputs 0-3) ran twice, the second once
+    char *runs_path = procs_path ("runs");
+    char *runs = procs_read (runs_path, NULL);
+    size_t counts[8] = {0};
+    for (char *line = strtok (runs, "\n"); line; line = strtok (NULL, "\n")) {
+        unsigned n;
+        cr_assert_eq (sscanf (line, "boom %u", &n), 1, "%s", line);
+        cr_assert_lt (n, 8);
+        counts[n]++;
+    }
+    for (size_t i = 0; i < 8; i++)
+        cr_assert_eq (counts[i], i < 4 ? 2 : 1, "input %zu ran %zu times", i,
+                      counts[i]);
+    free (runs);
+    free (runs_path);
+    free (expected);
+    free (got);
+    free (input);
+    free (output);
+    free (handler);
+    free (endpoint);
+}
+
 Test (e2e, a_slow_task_does_not_delay_what_an_idle_child_can_run)
 {
     char *endpoint = s_start_broker ();
@@ -362,6 +455,8 @@ Test (e2e, bad_command_lines_say_what_to_do_and_exit_2)
         "worker --handler nonsense", //  bad handler spec
         "map",                       //  missing handler
         "map --window",              //  missing value
+        "map --chunksize 0 echo",    //  out of range
+        "worker --lookahead some",   //  neither a number nor auto
         "submit",                    //  missing handler
         "wait",                      //  missing ids
         "status notanumber",         //  bad id

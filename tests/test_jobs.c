@@ -169,10 +169,11 @@ s_assert_printed_ran_once (const char *first_output, const size_t *runs)
 //  Runs a map in the background, kills it with SIGKILL once it printed
 //  half of the inputs (and the broker too, restarted without the tasks it
 //  held, when restart_broker), and runs it again to the end: the second
-//  run must print every input exactly once, in order.
+//  run must print every input exactly once, in order. The map's tasks
+//  hold chunk inputs each (1: one).
 static void
 s_kill_and_resume (const char *map_command, const char *endpoint,
-                   bool restart_broker)
+                   bool restart_broker, size_t chunk)
 {
     char *input = procs_path ("input"), *first = procs_path ("first"),
          *second = procs_path ("second"), *errors = procs_path ("errors");
@@ -209,9 +210,10 @@ s_kill_and_resume (const char *map_command, const char *endpoint,
     size_t printed = s_assert_printed_ran_once (first, runs);
     cr_assert_geq (printed, INPUTS / 2);
     //  Only tasks in flight at the kill may have run twice
-    cr_assert_leq (total, INPUTS + WINDOW,
-                   "%zu executions for %d inputs with a window of %d", total,
-                   INPUTS, WINDOW);
+    cr_assert_leq (total, INPUTS + WINDOW * chunk,
+                   "%zu executions for %d inputs with a window of %d tasks "
+                   "of %zu",
+                   total, INPUTS, WINDOW, chunk);
     fprintf (stderr,
              "jobs: killed after %zu of %d printed; %zu executions in all\n",
              printed_at_kill, INPUTS, total);
@@ -257,7 +259,7 @@ Test (jobs, killed_map_resumes_with_every_result_once_and_no_rerun)
     char *command =
         zsys_sprintf ("%s map --connect %s --ordered -w %d --job %s/job rec",
                       procs_drover (), endpoint, WINDOW, procs_dir ());
-    s_kill_and_resume (command, endpoint, false);
+    s_kill_and_resume (command, endpoint, false, 1);
     free (command);
     free (endpoint);
 }
@@ -268,7 +270,7 @@ Test (jobs, map_and_broker_killed_resume_on_the_restarted_broker)
     char *command =
         zsys_sprintf ("%s map --connect %s --ordered -w %d --job %s/job rec",
                       procs_drover (), endpoint, WINDOW, procs_dir ());
-    s_kill_and_resume (command, endpoint, true);
+    s_kill_and_resume (command, endpoint, true, 1);
     free (command);
     free (endpoint);
 }
@@ -280,9 +282,21 @@ Test (jobs, killed_local_mode_map_resumes_on_a_new_cluster)
         zsys_sprintf ("env DROVER_CONNECT= %s map -j 2 --ordered "
                       "-w %d --job %s/job --handler %s rec",
                       procs_drover (), WINDOW, procs_dir (), handler);
-    s_kill_and_resume (command, NULL, false);
+    s_kill_and_resume (command, NULL, false, 1);
     free (command);
     free (handler);
+}
+
+Test (jobs, killed_chunked_map_resumes_with_every_result_once)
+{
+    char *endpoint = s_start_cluster ();
+    char *command =
+        zsys_sprintf ("%s map --connect %s --ordered -w %d "
+                      "--chunksize 5 --job %s/job rec",
+                      procs_drover (), endpoint, WINDOW, procs_dir ());
+    s_kill_and_resume (command, endpoint, false, 5);
+    free (command);
+    free (endpoint);
 }
 
 Test (jobs, complete_job_run_again_runs_nothing_and_prints_the_same)
@@ -383,6 +397,29 @@ Test (jobs, rerun_with_another_input_or_handler_is_refused)
     cr_assert (strstr (text, "unordered"), "%s", text);
     free (text);
 
+    //  Another chunk size cuts the inputs into other tasks: refused; and
+    //  automatic chunks cannot make a job
+    rc = procs_run (60000,
+                    "DROVER_CONNECT= %s map -j 2 --ordered --chunksize 3 --job "
+                    "%s/job echo < %s > %s 2> %s",
+                    procs_drover (), procs_dir (), input, output, errors);
+    text = procs_read (errors, NULL);
+    cr_assert_eq (rc, 2, "exit %d: %s", rc, text);
+    cr_assert (strstr (text, "--chunksize 3")
+                   && strstr (text, "one input per "
+                                    "task"),
+               "%s", text);
+    free (text);
+    rc = procs_run (60000,
+                    "DROVER_CONNECT= %s map -j 2 --ordered --chunksize auto "
+                    "--job %s/job echo < %s > %s 2> %s",
+                    procs_drover (), procs_dir (), input, output, errors);
+    text = procs_read (errors, NULL);
+    cr_assert_eq (rc, 2, "exit %d: %s", rc, text);
+    cr_assert (strstr (text, "--chunksize auto cannot go with --job"), "%s",
+               text);
+    free (text);
+
     //  The job itself is intact: the same command still resumes it
     rc = procs_run (60000,
                     "DROVER_CONNECT= %s map -j 2 --ordered --job %s/job "
@@ -443,7 +480,8 @@ Test (jobs, job_log_gives_back_ids_and_results_after_a_reopen)
 {
     char *dir = procs_path ("job");
     drover_task_options_t task = {.timeout_ms = 5000};
-    drover_job_config_t config = {dir, "echo", NULL, true, false, false, &task};
+    drover_job_config_t config = {dir,   "echo", NULL,  true,
+                                  false, false,  &task, 0};
     bool refused = true;
     char *error = NULL;
     drover_job_t *job = drover_job_open (&config, &refused, &error);

@@ -1189,7 +1189,8 @@ Test (worker, automatic_lookahead_grows_with_short_tasks_not_long_ones,
     //  After a short task: room for 2 ms of them per child, at most 64
     h_dispatch_text (h, 51, "echo", "short");
     H_EXPECT (h, 5000, h_result (h, 51), "no result");
-    H_EXPECT (h, 5000, h_open_credit (h) > 1, "no lookahead after a short task");
+    H_EXPECT (h, 5000, h_open_credit (h) > 1,
+              "no lookahead after a short task");
     uint64_t open = h_open_credit (h);
     cr_assert_leq (open, 65);
     //  Tasks of 150 ms, one at a time: the average passes 100 ms after
@@ -1265,8 +1266,8 @@ Test (worker, a_chunk_runs_the_handler_per_input_and_answers_one_result,
         int32_t code;
         const void *output;
         size_t size;
-        cr_assert_eq (drover_chunk_next_outcome (&reader, &code, &output, &size),
-                      1);
+        cr_assert_eq (
+            drover_chunk_next_outcome (&reader, &code, &output, &size), 1);
         cr_assert_eq (code, 0);
         cr_assert_eq (size, strlen (texts[i]));
         cr_assert (!memcmp (output, texts[i], size));
@@ -1280,8 +1281,8 @@ Test (worker, a_chunk_runs_the_handler_per_input_and_answers_one_result,
         int32_t code;
         const void *reason;
         size_t size;
-        cr_assert_eq (drover_chunk_next_outcome (&reader, &code, &reason, &size),
-                      1);
+        cr_assert_eq (
+            drover_chunk_next_outcome (&reader, &code, &reason, &size), 1);
         cr_assert_eq (code, DROVER_EFAILED);
         cr_assert_eq (size, strlen (failing[i]));
         cr_assert (!memcmp (reason, failing[i], size));

@@ -202,12 +202,12 @@ s_run_chunk (const handler_t *handler, uint32_t items, const void *chunk,
            && (rc = drover_chunk_next_input (&reader, &input, &input_size))
                   == 1) {
         exec_status_t status;
-        int code = s_run_input (handler, input, input_size, &item_output,
-                                &status);
-        rc = code == 0 ? drover_chunk_add (&writer, item_output.data,
-                                           item_output.size)
-                       : drover_chunk_add_failure (&writer, code,
-                                                   item_output.message);
+        int code =
+            s_run_input (handler, input, input_size, &item_output, &status);
+        rc =
+            code == 0
+                ? drover_chunk_add (&writer, item_output.data, item_output.size)
+                : drover_chunk_add_failure (&writer, code, item_output.message);
         output_clear (&item_output);
     }
     output_reset (&item_output);

@@ -91,8 +91,8 @@ int drover_worker_set_children (drover_worker_t *self, unsigned children);
     under DROVER_WORKER_SHORT_TASK_MS), so that no child waits for a round
     trip to the broker between short tasks, and none while they are long,
     where that round trip costs nothing and fairness matters. */
-#define DROVER_WORKER_LOOKAHEAD_AUTO  0xFFFFFFFFu
-#define DROVER_WORKER_SHORT_TASK_MS   100
+#define DROVER_WORKER_LOOKAHEAD_AUTO 0xFFFFFFFFu
+#define DROVER_WORKER_SHORT_TASK_MS  100
 int drover_worker_set_lookahead (drover_worker_t *self, unsigned lookahead);
 
 /*  Replaces each child after it has run this many tasks; 0 never does

@@ -378,9 +378,10 @@ s_start_task (node_t *self, s_slot_t *slot, s_task_t *task)
     slot->task = task;
     slot->peak_rss_kb = 0;
     task->started_us = s_now_us ();
-    int rc = child_send (slot->child, task->id, task->attempt, task->handler,
-                         task->items, self->max_payload, zframe_data (task->payload),
-                         zframe_size (task->payload));
+    int rc =
+        child_send (slot->child, task->id, task->attempt, task->handler,
+                    task->items, self->max_payload, zframe_data (task->payload),
+                    zframe_size (task->payload));
     if (rc == CHILD_AGAIN) {
         zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT, 0};
         rc = zloop_poller (self->loop, &item, s_on_child_write, slot);
@@ -1128,8 +1129,8 @@ s_send_credit (node_t *self)
     //  is free, or at once when a child would otherwise wait (nothing
     //  queued here and nothing asked for), so many short tasks do not make
     //  a CREDIT and a DISPATCH each. A fixed lookahead asks at once.
-    size_t batch = self->config->lookahead_auto ? (s_lookahead (self) + 1) / 2
-                                                : 1;
+    size_t batch =
+        self->config->lookahead_auto ? (s_lookahead (self) + 1) / 2 : 1;
     bool starving = zlistx_size (self->queue) == 0 && self->credit == 0;
     if (!starving && want < batch)
         return;
@@ -1739,13 +1740,12 @@ node_new (const worker_config_t *config)
     self->max_payload = DROVER_MAX_PAYLOAD;
     self->max_batch = DROVER_MAX_BATCH;
     self->slot_count = config->children;
-    self->lookahead_max
-        = config->lookahead_auto
-              ? (config->children * S_LOOKAHEAD_PER_CHILD
-                         < DROVER_WORKER_MAX_LOOKAHEAD
-                     ? config->children * S_LOOKAHEAD_PER_CHILD
-                     : DROVER_WORKER_MAX_LOOKAHEAD)
-              : config->lookahead;
+    self->lookahead_max = config->lookahead_auto
+                              ? (config->children * S_LOOKAHEAD_PER_CHILD
+                                         < DROVER_WORKER_MAX_LOOKAHEAD
+                                     ? config->children * S_LOOKAHEAD_PER_CHILD
+                                     : DROVER_WORKER_MAX_LOOKAHEAD)
+                              : config->lookahead;
     self->task_us_average = -1;
     self->handler_names =
         (const char **)zmalloc (config->handler_count * sizeof (char *));
