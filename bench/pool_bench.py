@@ -9,7 +9,8 @@ Runs with Debian's system interpreter and its standard library only:
 Scenarios (all items are 16-byte bytes objects unless stated; the worker
 function returns its argument, like Drover's `echo` handler):
 
-  map          Pool.map over --tasks items with its default chunksize (items/s);
+  map          Pool.map over --items items (default: --tasks) with its default
+               chunksize (items/s);
                the call is repeated until --map-min-seconds (0.25) have passed
   imap         Pool.imap_unordered over --tasks items, chunksize=1 (items/s)
   latency      Pool.apply_async(...).get() one at a time, --samples round trips
@@ -272,6 +273,9 @@ def parse_args(argv):
                         help="sleep tasks in the dispatch scenario (default 2000)")
     parser.add_argument("--dispatch-processes", type=int, default=8,
                         help="processes in the dispatch scenario (default 8)")
+    parser.add_argument("--items", type=int, default=None,
+                        help="items of the map scenario, as drover bench's "
+                             "chunked map (default: --tasks)")
     parser.add_argument("--map-min-seconds", type=float, default=0.25,
                         help="repeat the Pool.map call until this much time "
                              "has passed (default 0.25)")
@@ -298,6 +302,8 @@ def parse_args(argv):
         parser.error("--payload-sizes takes comma-separated integers")
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
+    if args.items is not None and args.items < 1:
+        parser.error("--items must be at least 1")
     for name in ("processes", "tasks", "samples", "dispatch_tasks",
                  "dispatch_processes", "payload_budget"):
         if getattr(args, name) < 1:
@@ -324,7 +330,8 @@ def main(argv):
     results = report["results"]
     for key in args.scenarios:
         if key == "map":
-            results.append(bench_map(args.processes, args.tasks, args.map_min_seconds))
+            results.append(bench_map(args.processes, args.items or args.tasks,
+                                     args.map_min_seconds))
         elif key == "imap":
             results.append(bench_imap(args.processes, args.tasks))
         elif key == "latency":
