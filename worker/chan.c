@@ -7,6 +7,7 @@
 #include "chan.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +23,36 @@ chan_read_all (int fd, void *data, size_t size)
             return -1;
         cursor += got;
         size -= (size_t)got;
+    }
+    return 0;
+}
+
+int
+chan_writev_all (int fd, struct iovec *parts, size_t count)
+{
+    while (count > 0) {
+        struct msghdr message;
+        memset (&message, 0, sizeof message);
+        message.msg_iov = parts;
+        message.msg_iovlen = count;
+        //  MSG_NOSIGNAL: as chan_write_all
+        ssize_t put = sendmsg (fd, &message, MSG_NOSIGNAL);
+        if (put < 0 && errno == EINTR)
+            continue;
+        if (put < 0)
+            return -1;
+        size_t left = (size_t)put;
+        while (count > 0 && left >= parts->iov_len) {
+            left -= parts->iov_len;
+            parts++;
+            count--;
+        }
+        if (count > 0) {
+            parts->iov_base = (char *)parts->iov_base + left;
+            parts->iov_len -= left;
+        }
+        if (put == 0 && count > 0 && parts->iov_len > 0)
+            return -1;
     }
     return 0;
 }

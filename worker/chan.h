@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 //  Internal to libdrover: not exported from the shared library
 #pragma GCC visibility push(hidden)
@@ -48,6 +49,11 @@ int chan_read_all (int fd, void *data, size_t size);
 
 //  Writes exactly size octets to a blocking fd. Returns 0 or -1.
 int chan_write_all (int fd, const void *data, size_t size);
+
+//  Writes the count parts (their iov_base may be NULL when iov_len is 0)
+//  to a blocking fd, in one system call when the socket takes them all;
+//  the parts are consumed. Returns 0 or -1.
+int chan_writev_all (int fd, struct iovec *parts, size_t count);
 
 #pragma GCC visibility pop
 

@@ -122,22 +122,35 @@ s_child_setup (int channel, pid_t supervisor)
     close_range (S_CHILD_FD + 1, ~0U, 0);
 }
 
-//  CPU time, user + system, of this process and of the children it has
-//  waited for, in microseconds.
+//  User + system CPU time in a rusage, in microseconds.
 static uint64_t
-s_cpu_us (void)
+s_usage_us (const struct rusage *usage)
 {
-    uint64_t total = 0;
-    int whos[] = {RUSAGE_SELF, RUSAGE_CHILDREN};
-    for (size_t i = 0; i < 2; i++) {
-        struct rusage usage;
-        if (getrusage (whos[i], &usage) == 0)
-            total += (uint64_t)usage.ru_utime.tv_sec * 1000000
-                     + (uint64_t)usage.ru_utime.tv_usec
-                     + (uint64_t)usage.ru_stime.tv_sec * 1000000
-                     + (uint64_t)usage.ru_stime.tv_usec;
+    return (uint64_t)usage->ru_utime.tv_sec * 1000000
+           + (uint64_t)usage->ru_utime.tv_usec
+           + (uint64_t)usage->ru_stime.tv_sec * 1000000
+           + (uint64_t)usage->ru_stime.tv_usec;
+}
+
+//  CPU time, user + system, of this process and of the children it has
+//  waited for, in microseconds; *max_rss_kb_p (if not NULL) gets our peak
+//  memory. The children's part changes only when a command ran: it is
+//  asked again only when children_ran (a system call less per task for
+//  in-process handlers, which matters for tiny tasks).
+static uint64_t
+s_cpu_us (bool children_ran, uint64_t *max_rss_kb_p)
+{
+    static uint64_t children_us;
+    struct rusage usage;
+    if (children_ran && getrusage (RUSAGE_CHILDREN, &usage) == 0)
+        children_us = s_usage_us (&usage);
+    uint64_t self_us = 0;
+    if (getrusage (RUSAGE_SELF, &usage) == 0) {
+        self_us = s_usage_us (&usage);
+        if (max_rss_kb_p && usage.ru_maxrss > 0)
+            *max_rss_kb_p = (uint64_t)usage.ru_maxrss;
     }
-    return total;
+    return self_us + children_us;
 }
 
 //  Runs the handler over one input; fills output and, for an exec
@@ -244,7 +257,8 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
 {
     const handler_t *handler = &config->handlers[header->handler];
     size_t size = (size_t)header->payload_size;
-    uint64_t cpu_before = s_cpu_us ();
+    bool exec = handler->kind == HANDLER_EXEC;
+    uint64_t cpu_before = s_cpu_us (exec, NULL);
     exec_status_t status;
     memset (&status, 0, sizeof status);
     int code = header->items
@@ -252,16 +266,12 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
                    : s_run_input (handler, input, size, output, &status);
     header->signal = status.signal;
     header->exit_status = status.exit_status;
-    header->max_rss_kb = status.max_rss_kb;
-    struct rusage usage;
-    int usage_rc = getrusage (RUSAGE_SELF, &usage);
-    if (usage_rc == 0 && usage.ru_maxrss > 0) {
-        header->child_max_rss_kb = (uint64_t)usage.ru_maxrss;
-        if (handler->kind != HANDLER_EXEC || header->items)
-            header->max_rss_kb = (uint64_t)usage.ru_maxrss;
-    }
     header->code = code;
-    header->cpu_total_us = s_cpu_us ();
+    uint64_t max_rss_kb = 0;
+    header->cpu_total_us = s_cpu_us (exec, &max_rss_kb);
+    header->child_max_rss_kb = max_rss_kb;
+    header->max_rss_kb =
+        exec && !header->items ? status.max_rss_kb : max_rss_kb;
     header->cpu_us = header->cpu_total_us > cpu_before
                          ? header->cpu_total_us - cpu_before
                          : 0;
@@ -305,10 +315,10 @@ s_child_main (const worker_config_t *config, int channel, pid_t supervisor)
         }
         header.reason_size = (uint32_t)reason_size;
         header.payload_size = header.code == 0 ? output.size : 0;
-        if (chan_write_all (S_CHILD_FD, &header, sizeof header)
-            || chan_write_all (S_CHILD_FD, output.message, reason_size)
-            || chan_write_all (S_CHILD_FD, output.data,
-                               (size_t)header.payload_size))
+        struct iovec parts[3] = {{&header, sizeof header},
+                                 {output.message, reason_size},
+                                 {output.data, (size_t)header.payload_size}};
+        if (chan_writev_all (S_CHILD_FD, parts, 3))
             s_child_exit (0);
         output_reset (&output);
         tasks++;
