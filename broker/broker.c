@@ -19,6 +19,7 @@
 #include "drover_sink.h"
 #include "drover_wire.h"
 #include "task_journal.h"
+#include "task_payload.h"
 #include "token_table.h"
 
 #include <sys/random.h>
@@ -109,9 +110,9 @@ s_peer_destroy (void **item)
 }
 
 static void
-s_free_frame (void **payload)
+s_free_payload (void **payload)
 {
-    zframe_destroy ((zframe_t **)payload);
+    task_payload_destroy ((task_payload_t **)payload);
 }
 
 drover_broker_config_t
@@ -200,18 +201,22 @@ s_send_dispatch (s_broker_t *self, s_peer_t *peer, dispatcher_task_t **leased,
         self->scratch[i] = (drover_task_t){
             .id = leased[i]->id,
             .attempt = leased[i]->attempt,
-            .handler = leased[i]->handler,
-            .queue = leased[i]->queue,
+            .handler = dispatcher_task_handler (leased[i]),
+            .queue = dispatcher_task_queue (leased[i]),
             .key = leased[i]->key,
             .timeout_ms = leased[i]->timeout_ms,
             .soft_timeout_ms = leased[i]->soft_timeout_ms,
             .items = leased[i]->items,
         };
-        self->frames[i] = (zframe_t *)leased[i]->payload;
+        self->frames[i] =
+            task_payload_lend ((task_payload_t *)leased[i]->payload);
     }
     msg.tasks = self->scratch;
     msg.task_count = count;
     s_send_peer (self, peer, &msg, self->frames);
+    for (size_t i = 0; i < count; i++)
+        task_payload_unlend ((task_payload_t *)leased[i]->payload,
+                             &self->frames[i]);
 }
 
 //  Sends DISPATCHes for all the credit that has tasks. In durable mode
@@ -269,13 +274,15 @@ static void
 s_report_one (s_broker_t *self, dispatcher_task_t *task, size_t *count)
 {
     if (task) {
-        task->reported_at = zclock_mono ();
+        //  Only failed and cancelled tasks report: they have their trouble
+        dispatcher_trouble_t *trouble = task->trouble;
+        trouble->reported_at = zclock_mono ();
         drover_task_t *item = &self->scratch[*count];
-        *item = task->outcome;
+        *item = trouble->outcome;
         item->id = task->id;
         item->attempt = task->attempt;
         item->code = task->code;
-        item->reason = task->reason;
+        item->reason = trouble->reason;
         item->node = task->last_node;
         item->payload = (drover_bytes_t){NULL, 0};
         self->frames[(*count)++] = self->empty;
@@ -304,13 +311,14 @@ s_report (s_broker_t *self, int64_t min_age)
         for (dispatcher_task_t *task =
                  dispatcher_report_first (self->dispatcher);
              task; task = dispatcher_report_next (self->dispatcher))
-            if (!task->reported_at || now - task->reported_at >= min_age)
+            if (!task->trouble->reported_at
+                || now - task->trouble->reported_at >= min_age)
                 s_report_one (self, task, &count);
     }
     else
         for (dispatcher_task_t *task =
                  dispatcher_report_last (self->dispatcher);
-             task && !task->reported_at;
+             task && !task->trouble->reported_at;
              task = dispatcher_report_prev (self->dispatcher))
             s_report_one (self, task, &count);
     s_report_one (self, NULL, &count);
@@ -442,10 +450,10 @@ s_handle_hello (s_broker_t *self, zframe_t *routing_id, const char *key,
     zhashx_insert (self->peers, key, peer);
 
     if (role == ROLE_NODE) {
-        peer->node = dispatcher_node_add (
-            self->dispatcher, msg->name, msg->children, msg->handlers,
-            msg->handler_count, msg->queues, msg->queue_count, msg->chunks,
-            peer);
+        peer->node =
+            dispatcher_node_add (self->dispatcher, msg->name, msg->children,
+                                 msg->handlers, msg->handler_count, msg->queues,
+                                 msg->queue_count, msg->chunks, peer);
         zsys_info ("broker: node %s joined with %u children", msg->name,
                    msg->children);
         s_send_welcome (self, routing_id);
@@ -671,13 +679,14 @@ s_handle_submit (s_broker_t *self, zframe_t *routing_id,
         task_journal_submit_begin (self->journal, msg->token);
     size_t accepted = 0, new_tasks = 0;
     for (; accepted < msg->task_count; accepted++) {
-        void *payload = drover_packet_take_payload (packet, accepted);
+        zframe_t *frame = drover_packet_take_payload (packet, accepted);
+        void *payload = task_payload_take (&frame);
         ids[accepted] = dispatcher_submit (self->dispatcher,
                                            &msg->tasks[accepted], &payload);
         //  A resubmission of a task held already leaves its payload here
         created[accepted] = ids[accepted] && !payload;
         new_tasks += created[accepted];
-        s_free_frame (&payload);
+        s_free_payload (&payload);
         if (!ids[accepted])
             break;
     }
@@ -724,11 +733,11 @@ s_handle_status (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
         item->state = task->state;
         item->attempt = task->attempt;
         item->max_attempts = task->max_attempts;
-        item->handler = task->handler;
-        item->queue = task->queue;
+        item->handler = dispatcher_task_handler (task);
+        item->queue = dispatcher_task_queue (task);
         item->node = task->last_node;
         item->code = task->code;
-        item->reason = task->reason;
+        item->reason = dispatcher_task_reason (task);
     }
     drover_msg_t reply;
     drover_msg_init (&reply, DROVER_STATUS_REPLY);
@@ -800,18 +809,20 @@ static bool
 s_dead_items (s_broker_t *self, dispatcher_task_t *dead, size_t *count,
               size_t *octets)
 {
-    size_t kept = dispatcher_history_size (dead->history);
+    const dispatcher_history_t *history = dispatcher_task_history (dead);
+    const char *handler = dispatcher_task_handler (dead);
+    const char *queue = dispatcher_task_queue (dead);
+    const char *reason = dispatcher_task_reason (dead);
+    size_t kept = dispatcher_history_size (history);
     if (*count + (kept ? kept : 1) > DROVER_MAX_BATCH)
         return false;
-    size_t size = S_DEAD_ITEM_OCTETS + strlen (dead->handler)
-                  + strlen (dead->queue)
-                  + (dead->reason ? strlen (dead->reason) : 0)
+    size_t size = S_DEAD_ITEM_OCTETS + strlen (handler) + strlen (queue)
+                  + (reason ? strlen (reason) : 0)
                   + (dead->last_node ? strlen (dead->last_node) : 0);
     for (size_t i = 0; i < kept; i++) {
         const dispatcher_attempt_t *attempt =
-            dispatcher_history_get (dead->history, i);
-        size += S_DEAD_ITEM_OCTETS + strlen (dead->handler)
-                + strlen (dead->queue)
+            dispatcher_history_get (history, i);
+        size += S_DEAD_ITEM_OCTETS + strlen (handler) + strlen (queue)
                 + (attempt->reason ? strlen (attempt->reason) : 0)
                 + (attempt->node ? strlen (attempt->node) : 0);
     }
@@ -822,17 +833,17 @@ s_dead_items (s_broker_t *self, dispatcher_task_t *dead, size_t *count,
         .id = dead->id,
         .attempt = dead->attempt,
         .code = dead->code,
-        .handler = dead->handler,
-        .queue = dead->queue,
+        .handler = handler,
+        .queue = queue,
         .max_attempts = dead->max_attempts,
-        .reason = dead->reason,
+        .reason = reason,
         .node = dead->last_node,
     };
     if (kept == 0) //  never happens: every way to die records an attempt
         self->scratch[(*count)++] = common;
     for (size_t i = 0; i < kept; i++) {
         const dispatcher_attempt_t *attempt =
-            dispatcher_history_get (dead->history, i);
+            dispatcher_history_get (history, i);
         drover_task_t *item = &self->scratch[(*count)++];
         *item = common;
         item->attempt = attempt->attempt;
@@ -1012,15 +1023,16 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
                                     (unsigned long long)task->id,
                                     outcome->attempt, peer->name,
                                     drover_strcode (task->code),
-                                    (long long)(task->due_ms - now));
+                                    (long long)(task->trouble->due_ms - now));
                 }
                 else
                     zsys_info ("broker: task %llu failed for good on %s after "
                                "attempt %u: %s%s",
                                (unsigned long long)task->id, peer->name,
                                outcome->attempt, drover_strcode (task->code),
-                               task->dead_handle ? "; kept as a dead letter"
-                                                 : "");
+                               task->trouble->dead_handle
+                                   ? "; kept as a dead letter"
+                                   : "");
             }
             break;
         case DROVER_DONE:
@@ -1322,7 +1334,7 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
         .first_id = ((uint64_t)zclock_time () << 20) + 1,
     };
     self->retry_timer = -1;
-    self->dispatcher = dispatcher_new (&dispatcher_config, s_free_frame);
+    self->dispatcher = dispatcher_new (&dispatcher_config, s_free_payload);
     self->tokens = token_table_new (S_MAX_TOKENS, S_MAX_TOKEN_IDS);
     self->acks = zlistx_new ();
     assert (self->acks);

@@ -5,19 +5,20 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "dispatcher.h"
-#include "id_table.h"
+#include "id_index.h"
+#include "task_list.h"
 
 #include <czmq.h>
 
 //  A lane holds the queued tasks of one (queue, handler) pair, oldest
 //  first. Lanes live as long as the dispatcher.
 struct lane_t {
-    char *queue;     //  queue name
-    char *handler;   //  handler name
-    bool chunked;    //  its tasks are chunks (SPEC 7.7): for nodes that
-                     //  run them
-    zlistx_t *tasks; //  queued tasks, oldest first (not owned)
-    uint64_t leased; //  its tasks leased to nodes
+    char *queue;       //  queue name
+    char *handler;     //  handler name
+    bool chunked;      //  its tasks are chunks (SPEC 7.7): for nodes that
+                       //  run them
+    task_list_t tasks; //  queued tasks, oldest first (not owned)
+    uint64_t leased;   //  its tasks leased to nodes
 };
 
 struct dispatcher_node_t {
@@ -28,7 +29,7 @@ struct dispatcher_node_t {
     bool draining;      //  it takes no more tasks
     lane_t **lanes;     //  the lanes it serves
     size_t lane_count;  //  how many
-    zlistx_t *leases;   //  tasks leased to it (not owned)
+    task_list_t leases; //  tasks leased to it (not owned)
     void *peer;         //  the broker's handle for it
     void *ready_handle; //  place in the dispatcher's ready list
 };
@@ -36,15 +37,16 @@ struct dispatcher_node_t {
 struct dispatcher_t {
     dispatcher_config_t config;       //  limits and policy
     payload_free_fn *free_payload;    //  frees payloads
-    zhashx_t *tasks;                  //  id -> dispatcher_task_t held (owned,
+    id_index_t *tasks;                //  dispatcher_task_t held, by id (owned,
                                       //  unless also a dead letter)
     zhashx_t *lanes;                  //  "queue\x1fhandler" (+ "\x1fchunks")
                                       //  -> lane_t, owned
     zlistx_t *nodes;                  //  dispatcher_node_t, owned
     zlistx_t *ready;                  //  nodes with credit, least recently
                                       //  served first (not owned)
-    zlistx_t *reports;                //  tasks in REPORTING (not owned)
-    zlistx_t *claims;                 //  claimed tasks, oldest claim first
+    task_list_t reports;              //  tasks in REPORTING (not owned)
+    dispatcher_task_t *report_cursor; //  report_first/next/last/prev
+    task_list_t claims;               //  claimed tasks, oldest claim first
                                       //  (not owned)
     zlistx_t *revokes;                //  dispatcher_revoke_t, owned
     dispatcher_task_t **retries;      //  retrying tasks, a min-heap on
@@ -53,7 +55,7 @@ struct dispatcher_t {
     size_t retry_alloc;               //  slots allocated
     zlistx_t *dead;                   //  dead letters, oldest first (owned,
                                       //  with the task table)
-    zhashx_t *dead_index;             //  id -> dead letter (not owned)
+    id_index_t *dead_index;           //  dead letters by id (not owned)
     uint64_t rng;                     //  state of the jitter generator
     uint64_t next_id;                 //  id of the next task
     dispatcher_counters_t counters;   //  statistics
@@ -84,6 +86,25 @@ s_history_destroy (dispatcher_history_t **history_p)
     *history_p = NULL;
 }
 
+//  The task's trouble record, allocated when first needed.
+static dispatcher_trouble_t *
+s_trouble (dispatcher_task_t *task)
+{
+    if (!task->trouble) {
+        task->trouble =
+            (dispatcher_trouble_t *)zmalloc (sizeof (dispatcher_trouble_t));
+        assert (task->trouble);
+        task->trouble->retry_index = SIZE_MAX;
+    }
+    return task->trouble;
+}
+
+static bool
+s_is_dead (const dispatcher_task_t *task)
+{
+    return task->trouble && task->trouble->dead_handle;
+}
+
 //  Frees a task and what it owns: neither the task table nor the dead-letter
 //  list may hold it any more.
 static void
@@ -93,9 +114,12 @@ s_task_destroy (dispatcher_t *self, dispatcher_task_t **task_p)
     s_notify (self, DISPATCHER_EVENT_FREE, task, 0);
     if (task->payload && self->free_payload)
         self->free_payload (&task->payload);
-    s_history_destroy (&task->history);
+    if (task->trouble) {
+        s_history_destroy (&task->trouble->history);
+        free (task->trouble->reason);
+        free (task->trouble);
+    }
     free (task->key);
-    free (task->reason);
     free (task->last_node);
     free (task);
     *task_p = NULL;
@@ -106,7 +130,6 @@ s_lane_destroy (void **item)
 {
     lane_t *lane = (lane_t *)*item;
     *item = NULL;
-    zlistx_destroy (&lane->tasks);
     free (lane->queue);
     free (lane->handler);
     free (lane);
@@ -124,7 +147,6 @@ s_node_destroy (void **item)
 {
     dispatcher_node_t *node = (dispatcher_node_t *)*item;
     *item = NULL;
-    zlistx_destroy (&node->leases);
     free (node->lanes);
     free (node->name);
     free (node);
@@ -140,9 +162,9 @@ dispatcher_new (const dispatcher_config_t *config,
     assert (self);
     self->config = *config;
     self->free_payload = free_payload;
-    self->tasks = id_table_new ();
+    self->tasks = id_index_new (offsetof (dispatcher_task_t, id));
     self->dead = zlistx_new ();
-    self->dead_index = id_table_new ();
+    self->dead_index = id_index_new (offsetof (dispatcher_task_t, id));
     assert (self->dead);
     if (!self->config.retry_delay_ms)
         self->config.retry_delay_ms = 1000;
@@ -156,8 +178,6 @@ dispatcher_new (const dispatcher_config_t *config,
     self->nodes = zlistx_new ();
     zlistx_set_destructor (self->nodes, s_node_destroy);
     self->ready = zlistx_new ();
-    self->reports = zlistx_new ();
-    self->claims = zlistx_new ();
     self->revokes = zlistx_new ();
     zlistx_set_destructor (self->revokes, s_revoke_destroy);
     self->next_id = config->first_id ? config->first_id : 1;
@@ -175,22 +195,20 @@ dispatcher_destroy (dispatcher_t **self_p)
         return;
     //  Dead letters are freed with the list, held tasks with the table
     for (dispatcher_task_t *task =
-             (dispatcher_task_t *)zhashx_first (self->tasks);
-         task; task = (dispatcher_task_t *)zhashx_next (self->tasks))
-        if (!task->dead_handle)
+             (dispatcher_task_t *)id_index_first (self->tasks);
+         task; task = (dispatcher_task_t *)id_index_next (self->tasks))
+        if (!s_is_dead (task))
             s_task_destroy (self, &task);
     dispatcher_task_t *task;
     while ((task = (dispatcher_task_t *)zlistx_detach (self->dead, NULL)))
         s_task_destroy (self, &task);
     zlistx_destroy (&self->dead);
-    zhashx_destroy (&self->dead_index);
+    id_index_destroy (&self->dead_index);
     free (self->retries);
     zlistx_destroy (&self->revokes);
-    zlistx_destroy (&self->reports);
-    zlistx_destroy (&self->claims);
     zlistx_destroy (&self->ready);
     zlistx_destroy (&self->nodes);
-    zhashx_destroy (&self->tasks);
+    id_index_destroy (&self->tasks);
     zhashx_destroy (&self->lanes);
     free (self);
     *self_p = NULL;
@@ -204,7 +222,9 @@ static char *
 s_lane_key (const char *queue, const char *handler, bool chunked)
 {
     char *key = zsys_sprintf ("%s\x1f%s%s", queue, handler,
-                              chunked ? "\x1f" "chunks" : "");
+                              chunked ? "\x1f"
+                                        "chunks"
+                                      : "");
     assert (key);
     return key;
 }
@@ -221,8 +241,7 @@ s_lane_require (dispatcher_t *self, const char *queue, const char *handler,
         lane->queue = strdup (queue);
         lane->handler = strdup (handler);
         lane->chunked = chunked;
-        lane->tasks = zlistx_new ();
-        assert (lane->queue && lane->handler && lane->tasks);
+        assert (lane->queue && lane->handler);
         zhashx_insert (self->lanes, key, lane);
     }
     zstr_free (&key);
@@ -236,16 +255,17 @@ s_enqueue (dispatcher_task_t *task, bool at_head)
 {
     task->state = DROVER_STATE_QUEUED;
     task->node = NULL;
-    task->queue_handle = at_head ? zlistx_add_start (task->lane->tasks, task)
-                                 : zlistx_add_end (task->lane->tasks, task);
+    if (at_head)
+        task_list_add_start (&task->lane->tasks, task);
+    else
+        task_list_add_end (&task->lane->tasks, task);
 }
 
 static void
 s_dequeue (dispatcher_task_t *task)
 {
     assert (task->state == DROVER_STATE_QUEUED);
-    zlistx_detach (task->lane->tasks, task->queue_handle);
-    task->queue_handle = NULL;
+    task_list_remove (&task->lane->tasks, task);
 }
 
 //  --------------------------------------------------------------------------
@@ -254,8 +274,18 @@ s_dequeue (dispatcher_task_t *task)
 uint64_t
 dispatcher_room (dispatcher_t *self)
 {
-    uint64_t held = zhashx_size (self->tasks);
+    uint64_t held = id_index_size (self->tasks);
     return held >= self->config.max_queued ? 0 : self->config.max_queued - held;
+}
+
+//  A backoff as a task keeps it: waits are cut to DISPATCHER_MAX_DELAY_MS
+//  anyway (s_backoff), so a longer one means the same.
+static uint32_t
+s_delay (uint64_t delay_ms)
+{
+    return (uint32_t)(delay_ms < DISPATCHER_MAX_DELAY_MS
+                          ? delay_ms
+                          : DISPATCHER_MAX_DELAY_MS);
 }
 
 uint64_t
@@ -293,24 +323,22 @@ dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
     task->lane = s_lane_require (self, spec->queue ? spec->queue : "default",
                                  spec->handler, spec->items > 0);
     task->items = spec->items;
-    task->queue = task->lane->queue;
-    task->handler = task->lane->handler;
     task->key = spec->key ? strdup (spec->key) : NULL;
     task->timeout_ms = spec->timeout_ms;
     task->soft_timeout_ms = spec->soft_timeout_ms;
-    task->retry_delay_ms = spec->retry_delay_ms ? spec->retry_delay_ms
-                                                : self->config.retry_delay_ms;
-    task->retry_max_delay_ms = spec->retry_max_delay_ms
-                                   ? spec->retry_max_delay_ms
-                                   : self->config.retry_max_delay_ms;
+    task->retry_delay_ms =
+        s_delay (spec->retry_delay_ms ? spec->retry_delay_ms
+                                      : self->config.retry_delay_ms);
+    task->retry_max_delay_ms =
+        s_delay (spec->retry_max_delay_ms ? spec->retry_max_delay_ms
+                                          : self->config.retry_max_delay_ms);
     task->retry_on = spec->retry_on ? spec->retry_on : DROVER_RETRY_ON_DEFAULT;
     task->max_attempts =
         spec->max_attempts ? spec->max_attempts : self->config.max_attempts;
-    task->retry_index = SIZE_MAX;
     task->payload = payload_p ? *payload_p : NULL;
     if (payload_p)
         *payload_p = NULL;
-    zhashx_insert (self->tasks, &task->id, task);
+    id_index_insert (self->tasks, task);
     s_enqueue (task, false);
     self->counters.submitted++;
     s_notify (self, DISPATCHER_EVENT_SUBMIT, task, 0);
@@ -320,16 +348,38 @@ dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
 dispatcher_task_t *
 dispatcher_lookup (dispatcher_t *self, uint64_t id)
 {
-    return (dispatcher_task_t *)zhashx_lookup (self->tasks, &id);
+    return (dispatcher_task_t *)id_index_lookup (self->tasks, id);
+}
+
+const char *
+dispatcher_task_queue (const dispatcher_task_t *task)
+{
+    return task->lane->queue;
+}
+
+const char *
+dispatcher_task_handler (const dispatcher_task_t *task)
+{
+    return task->lane->handler;
+}
+
+const char *
+dispatcher_task_reason (const dispatcher_task_t *task)
+{
+    return task->trouble ? task->trouble->reason : NULL;
+}
+
+const dispatcher_history_t *
+dispatcher_task_history (const dispatcher_task_t *task)
+{
+    return task->trouble ? task->trouble->history : NULL;
 }
 
 static void
 s_release_lease (dispatcher_task_t *task)
 {
     assert (task->state == DROVER_STATE_LEASED);
-    dispatcher_node_t *node = task->node;
-    zlistx_detach (node->leases, task->lease_handle);
-    task->lease_handle = NULL;
+    task_list_remove (&task->node->leases, task);
     task->lane->leased--;
     task->node = NULL;
 }
@@ -340,8 +390,8 @@ s_report (dispatcher_t *self, dispatcher_task_t *task, int32_t code)
 {
     task->state = DROVER_STATE_REPORTING;
     task->code = code;
-    task->reported_at = 0;
-    task->report_handle = zlistx_add_end (self->reports, task);
+    s_trouble (task)->reported_at = 0;
+    task_list_add_end (&self->reports, task);
     s_notify (self, DISPATCHER_EVENT_REPORT, task, code);
 }
 
@@ -359,14 +409,15 @@ s_set_text (char **field, const char *text)
 static bool
 s_due_before (const dispatcher_task_t *a, const dispatcher_task_t *b)
 {
-    return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->id < b->id);
+    int64_t a_due = a->trouble->due_ms, b_due = b->trouble->due_ms;
+    return a_due < b_due || (a_due == b_due && a->id < b->id);
 }
 
 static void
 s_heap_place (dispatcher_t *self, size_t index, dispatcher_task_t *task)
 {
     self->retries[index] = task;
-    task->retry_index = index;
+    task->trouble->retry_index = index;
 }
 
 static void
@@ -411,25 +462,27 @@ s_retry_add (dispatcher_t *self, dispatcher_task_t *task, int64_t due_ms)
             self->retries, self->retry_alloc * sizeof (dispatcher_task_t *));
         assert (self->retries);
     }
+    //  Only a failed task retries: it has its trouble record
+    assert (task->trouble);
     task->state = DROVER_STATE_RETRY;
-    task->due_ms = due_ms;
+    task->trouble->due_ms = due_ms;
     s_heap_place (self, self->retry_count++, task);
-    s_heap_up (self, task->retry_index);
+    s_heap_up (self, task->trouble->retry_index);
 }
 
 static void
 s_retry_remove (dispatcher_t *self, dispatcher_task_t *task)
 {
     assert (task->state == DROVER_STATE_RETRY);
-    size_t index = task->retry_index;
+    size_t index = task->trouble->retry_index;
     assert (index < self->retry_count && self->retries[index] == task);
     dispatcher_task_t *last = self->retries[--self->retry_count];
     if (index < self->retry_count) {
         s_heap_place (self, index, last);
         s_heap_up (self, index);
-        s_heap_down (self, last->retry_index);
+        s_heap_down (self, last->trouble->retry_index);
     }
-    task->retry_index = SIZE_MAX;
+    task->trouble->retry_index = SIZE_MAX;
 }
 
 //  A random number in [0, bound], from a xorshift64* generator.
@@ -452,7 +505,8 @@ s_backoff (dispatcher_t *self, dispatcher_task_t *task)
     if (max > DISPATCHER_MAX_DELAY_MS)
         max = DISPATCHER_MAX_DELAY_MS;
     uint64_t base = task->retry_delay_ms;
-    uint32_t shift = task->failures > 0 ? task->failures - 1 : 0;
+    uint32_t failures = task->trouble->failures;
+    uint32_t shift = failures > 0 ? failures - 1 : 0;
     uint64_t delay = max;
     if (shift < 63 && base <= (max >> shift))
         delay = base << shift;
@@ -464,7 +518,8 @@ size_t
 dispatcher_tick (dispatcher_t *self, int64_t now_ms)
 {
     size_t requeued = 0;
-    while (self->retry_count > 0 && self->retries[0]->due_ms <= now_ms) {
+    while (self->retry_count > 0
+           && self->retries[0]->trouble->due_ms <= now_ms) {
         dispatcher_task_t *task = self->retries[0];
         s_retry_remove (self, task);
         s_enqueue (task, false);
@@ -476,7 +531,7 @@ dispatcher_tick (dispatcher_t *self, int64_t now_ms)
 int64_t
 dispatcher_next_due (dispatcher_t *self)
 {
-    return self->retry_count > 0 ? self->retries[0]->due_ms : -1;
+    return self->retry_count > 0 ? self->retries[0]->trouble->due_ms : -1;
 }
 
 size_t
@@ -492,13 +547,15 @@ static void
 s_record (dispatcher_task_t *task, const drover_task_t *outcome,
           const char *node)
 {
-    if (!task->history) {
-        task->history =
+    dispatcher_trouble_t *trouble = s_trouble (task);
+    if (!trouble->history) {
+        trouble->history =
             (dispatcher_history_t *)zmalloc (sizeof (dispatcher_history_t));
-        assert (task->history);
+        assert (trouble->history);
     }
+    dispatcher_history_t *history = trouble->history;
     dispatcher_attempt_t *slot =
-        &task->history->ring[task->history->recorded % DISPATCHER_HISTORY];
+        &history->ring[history->recorded % DISPATCHER_HISTORY];
     free (slot->reason);
     free (slot->node);
     *slot = (dispatcher_attempt_t){
@@ -512,7 +569,7 @@ s_record (dispatcher_task_t *task, const drover_task_t *outcome,
         .exit_status = outcome->exit_status,
         .max_rss_kb = outcome->max_rss_kb,
     };
-    task->history->recorded++;
+    history->recorded++;
 }
 
 size_t
@@ -539,10 +596,10 @@ dispatcher_history_get (const dispatcher_history_t *history, size_t index)
 static void
 s_dead_unlink (dispatcher_t *self, dispatcher_task_t *task)
 {
-    assert (task->dead_handle);
-    zlistx_detach (self->dead, task->dead_handle);
-    task->dead_handle = NULL;
-    zhashx_delete (self->dead_index, &task->id);
+    assert (s_is_dead (task));
+    zlistx_detach (self->dead, task->trouble->dead_handle);
+    task->trouble->dead_handle = NULL;
+    id_index_remove (self->dead_index, task->id);
 }
 
 //  Takes a dead letter out of the list; frees it unless the table holds it.
@@ -574,14 +631,14 @@ s_fail_for_good (dispatcher_t *self, dispatcher_task_t *task, int32_t code)
         s_dead_drop (self, (dispatcher_task_t *)zlistx_first (self->dead));
         self->counters.dead_dropped++;
     }
-    task->dead_handle = zlistx_add_end (self->dead, task);
-    zhashx_insert (self->dead_index, &task->id, task);
+    task->trouble->dead_handle = zlistx_add_end (self->dead, task);
+    id_index_insert (self->dead_index, task);
 }
 
 dispatcher_task_t *
 dispatcher_dead_lookup (dispatcher_t *self, uint64_t id)
 {
-    return (dispatcher_task_t *)zhashx_lookup (self->dead_index, &id);
+    return (dispatcher_task_t *)id_index_lookup (self->dead_index, id);
 }
 
 dispatcher_task_t *
@@ -609,8 +666,8 @@ dispatcher_dead_retry (dispatcher_t *self, uint64_t id)
     if (!dead || dispatcher_room (self) == 0)
         return 0;
     drover_task_t spec = {
-        .handler = dead->handler,
-        .queue = dead->queue,
+        .handler = dead->lane->handler,
+        .queue = dead->lane->queue,
         .key = dead->key,
         .timeout_ms = dead->timeout_ms,
         .soft_timeout_ms = dead->soft_timeout_ms,
@@ -639,13 +696,14 @@ s_remove (dispatcher_t *self, dispatcher_task_t *task)
         s_release_lease (task);
     else if (task->state == DROVER_STATE_RETRY)
         s_retry_remove (self, task);
-    else if (task->claim_handle)
-        zlistx_detach (self->claims, task->claim_handle);
+    else if (task->claimed) {
+        task_list_remove (&self->claims, task);
+        task->claimed = false;
+    }
     else if (task->state == DROVER_STATE_REPORTING)
-        zlistx_detach (self->reports, task->report_handle);
-    task->report_handle = task->claim_handle = NULL;
-    zhashx_delete (self->tasks, &task->id);
-    if (task->dead_handle)
+        task_list_remove (&self->reports, task);
+    id_index_remove (self->tasks, task->id);
+    if (s_is_dead (task))
         task->state = DROVER_STATE_FAILED; //  the dead-letter list keeps it
     else
         s_task_destroy (self, &task);
@@ -663,25 +721,26 @@ dispatcher_fail (dispatcher_t *self, dispatcher_node_t *node,
     }
     s_release_lease (task);
     node->done++;
-    task->failures++;
+    dispatcher_trouble_t *trouble = s_trouble (task);
+    trouble->failures++;
     task->failed_attempt = true;
-    task->outcome = *outcome;
-    if (task->outcome.code >= 0) //  a failure needs a failure's code
-        task->outcome.code = DROVER_EFAILED;
-    task->outcome.handler = task->outcome.queue = task->outcome.key = NULL;
-    task->outcome.reason = NULL;
-    task->outcome.node = NULL;
-    task->outcome.payload = (drover_bytes_t){NULL, 0};
-    int32_t code = task->outcome.code;
+    trouble->outcome = *outcome;
+    if (trouble->outcome.code >= 0) //  a failure needs a failure's code
+        trouble->outcome.code = DROVER_EFAILED;
+    trouble->outcome.handler = trouble->outcome.queue = NULL;
+    trouble->outcome.key = trouble->outcome.reason = NULL;
+    trouble->outcome.node = NULL;
+    trouble->outcome.payload = (drover_bytes_t){NULL, 0};
+    int32_t code = trouble->outcome.code;
     task->code = code;
-    s_set_text (&task->reason, outcome->reason);
-    drover_task_t recorded = task->outcome;
+    s_set_text (&trouble->reason, outcome->reason);
+    drover_task_t recorded = trouble->outcome;
     recorded.reason = outcome->reason;
     s_record (task, &recorded, outcome->node ? outcome->node : node->name);
     s_notify (self, DISPATCHER_EVENT_FAILURE, task, code);
 
     bool retryable = code >= -63 && (task->retry_on & DROVER_RETRY_BIT (code));
-    if (retryable && task->failures < task->max_attempts) {
+    if (retryable && trouble->failures < task->max_attempts) {
         self->counters.retried++;
         s_retry_add (self, task, now_ms + (int64_t)s_backoff (self, task));
     }
@@ -711,7 +770,7 @@ dispatcher_done (dispatcher_t *self, uint64_t id, uint32_t attempt,
     }
     if (task->state != DROVER_STATE_REPORTING)
         self->counters.done++;
-    if (code == 0 && task->dead_handle)
+    if (code == 0 && s_is_dead (task))
         //  A superseded attempt's success won at the sink: not dead
         s_dead_drop (self, task);
     s_notify (self, DISPATCHER_EVENT_END, task, code);
@@ -734,10 +793,10 @@ dispatcher_claim (dispatcher_t *self, uint64_t id, uint32_t attempt,
                   int64_t now_ms)
 {
     dispatcher_task_t *task = dispatcher_lookup (self, id);
-    if (task && task->claim_handle && task->attempt == attempt) {
+    if (task && task->claimed && task->attempt == attempt) {
         //  The sink asks again (it restarted before storing): still yes
         task->claimed_at = now_ms;
-        zlistx_move_end (self->claims, task->claim_handle);
+        task_list_move_end (&self->claims, task);
         return 0;
     }
     if (!task || task->attempt != attempt || attempt == 0
@@ -759,8 +818,9 @@ dispatcher_claim (dispatcher_t *self, uint64_t id, uint32_t attempt,
     self->counters.done++;
     task->state = DROVER_STATE_REPORTING;
     task->code = 0;
+    task->claimed = true;
     task->claimed_at = now_ms;
-    task->claim_handle = zlistx_add_end (self->claims, task);
+    task_list_add_end (&self->claims, task);
     return 0;
 }
 
@@ -769,10 +829,9 @@ dispatcher_expire_claims (dispatcher_t *self, int64_t before_ms)
 {
     size_t count = 0;
     dispatcher_task_t *task;
-    while ((task = (dispatcher_task_t *)zlistx_first (self->claims))
-           && task->claimed_at < before_ms) {
-        zlistx_detach (self->claims, task->claim_handle);
-        task->claim_handle = NULL;
+    while ((task = self->claims.head) && task->claimed_at < before_ms) {
+        task_list_remove (&self->claims, task);
+        task->claimed = false;
         self->counters.done--;
         s_enqueue (task, true);
         count++;
@@ -802,7 +861,7 @@ dispatcher_cancel (dispatcher_t *self, uint64_t id)
     else
         return task->state;
     self->counters.cancelled++;
-    s_set_text (&task->reason, "cancelled by a client");
+    s_set_text (&s_trouble (task)->reason, "cancelled by a client");
     s_report (self, task, DROVER_ECANCELLED);
     if (task->payload && self->free_payload)
         self->free_payload (&task->payload);
@@ -828,15 +887,14 @@ dispatcher_node_add (dispatcher_t *self, const char *name, uint32_t children,
     node->name = strdup (name);
     node->children = children;
     node->peer = peer;
-    node->leases = zlistx_new ();
     node->lanes = (lane_t **)calloc (2 * handler_count * queue_count + 1,
                                      sizeof (lane_t *));
-    assert (node->name && node->leases && node->lanes);
+    assert (node->name && node->lanes);
     for (int chunked = 0; chunked <= (chunks ? 1 : 0); chunked++)
         for (size_t q = 0; q < queue_count; q++)
             for (size_t h = 0; h < handler_count; h++) {
-                lane_t *lane = s_lane_require (self, queues[q], handlers[h],
-                                               chunked);
+                lane_t *lane =
+                    s_lane_require (self, queues[q], handlers[h], chunked);
                 bool known = false;
                 for (size_t i = 0; i < node->lane_count; i++)
                     known |= node->lanes[i] == lane;
@@ -855,9 +913,9 @@ dispatcher_node_remove (dispatcher_t *self, dispatcher_node_t **node_p)
         return;
     dispatcher_task_t *task;
     //  Tasks go back to the head of their lanes, in lease order
-    while ((task = (dispatcher_task_t *)zlistx_last (node->leases))) {
+    while ((task = node->leases.tail)) {
         s_release_lease (task);
-        task->losses++;
+        s_trouble (task)->losses++;
         self->counters.lost++;
         drover_task_t lost = {.id = task->id,
                               .attempt = task->attempt,
@@ -865,10 +923,11 @@ dispatcher_node_remove (dispatcher_t *self, dispatcher_node_t **node_p)
                               .reason = "the node running it was lost"};
         s_record (task, &lost, node->name);
         s_notify (self, DISPATCHER_EVENT_FAILURE, task, DROVER_ELOST);
-        if (task->losses > self->config.max_losses) {
-            s_set_text (&task->reason,
+        dispatcher_trouble_t *trouble = task->trouble;
+        if (trouble->losses > self->config.max_losses) {
+            s_set_text (&trouble->reason,
                         "the nodes running this task were lost too often");
-            task->outcome = (drover_task_t){.code = DROVER_ELOST};
+            trouble->outcome = (drover_task_t){.code = DROVER_ELOST};
             s_fail_for_good (self, task, DROVER_ELOST);
         }
         else
@@ -919,7 +978,7 @@ dispatcher_node_name (dispatcher_node_t *node)
 uint64_t
 dispatcher_node_leased (dispatcher_node_t *node)
 {
-    return zlistx_size (node->leases);
+    return node->leases.size;
 }
 
 //  The node's lane whose head task is the oldest, or NULL.
@@ -929,8 +988,7 @@ s_oldest_lane (dispatcher_node_t *node)
     lane_t *oldest = NULL;
     uint64_t oldest_id = UINT64_MAX;
     for (size_t i = 0; i < node->lane_count; i++) {
-        dispatcher_task_t *head =
-            (dispatcher_task_t *)zlistx_head (node->lanes[i]->tasks);
+        dispatcher_task_t *head = node->lanes[i]->tasks.head;
         if (head && head->id < oldest_id) {
             oldest = node->lanes[i];
             oldest_id = head->id;
@@ -951,14 +1009,13 @@ dispatcher_next (dispatcher_t *self, dispatcher_node_t **node_p,
         lane_t *lane;
         while (count < max && node->credit > 0
                && (lane = s_oldest_lane (node))) {
-            dispatcher_task_t *task =
-                (dispatcher_task_t *)zlistx_head (lane->tasks);
+            dispatcher_task_t *task = lane->tasks.head;
             s_dequeue (task);
             task->state = DROVER_STATE_LEASED;
             task->node = node;
             task->attempt++;
             task->failed_attempt = false;
-            task->lease_handle = zlistx_add_end (node->leases, task);
+            task_list_add_end (&node->leases, task);
             s_set_text (&task->last_node, node->name);
             lane->leased++;
             node->credit--;
@@ -984,25 +1041,31 @@ dispatcher_next (dispatcher_t *self, dispatcher_node_t **node_p,
 dispatcher_task_t *
 dispatcher_report_first (dispatcher_t *self)
 {
-    return (dispatcher_task_t *)zlistx_first (self->reports);
+    self->report_cursor = self->reports.head;
+    return self->report_cursor;
 }
 
 dispatcher_task_t *
 dispatcher_report_next (dispatcher_t *self)
 {
-    return (dispatcher_task_t *)zlistx_next (self->reports);
+    if (self->report_cursor)
+        self->report_cursor = self->report_cursor->next;
+    return self->report_cursor;
 }
 
 dispatcher_task_t *
 dispatcher_report_last (dispatcher_t *self)
 {
-    return (dispatcher_task_t *)zlistx_last (self->reports);
+    self->report_cursor = self->reports.tail;
+    return self->report_cursor;
 }
 
 dispatcher_task_t *
 dispatcher_report_prev (dispatcher_t *self)
 {
-    return (dispatcher_task_t *)zlistx_prev (self->reports);
+    if (self->report_cursor)
+        self->report_cursor = self->report_cursor->prev;
+    return self->report_cursor;
 }
 
 bool
@@ -1026,7 +1089,7 @@ dispatcher_counters (dispatcher_t *self)
 uint64_t
 dispatcher_task_count (dispatcher_t *self)
 {
-    return zhashx_size (self->tasks);
+    return id_index_size (self->tasks);
 }
 
 size_t
@@ -1044,7 +1107,7 @@ dispatcher_queue_infos (dispatcher_t *self, drover_queue_info_t *infos,
                 continue;
             infos[count++] = (drover_queue_info_t){lane->queue, 0, 0};
         }
-        infos[i].queued += zlistx_size (lane->tasks);
+        infos[i].queued += lane->tasks.size;
         infos[i].leased += lane->leased;
     }
     return count;
@@ -1061,7 +1124,7 @@ dispatcher_node_infos (dispatcher_t *self, drover_node_info_t *infos,
          node = (dispatcher_node_t *)zlistx_next (self->nodes))
         infos[count++] =
             (drover_node_info_t){node->name, node->children, node->credit,
-                                 zlistx_size (node->leases), node->done};
+                                 node->leases.size, node->done};
     return count;
 }
 
@@ -1080,7 +1143,7 @@ dispatcher_task_t *
 dispatcher_all_first (dispatcher_t *self)
 {
     self->all_dead = false;
-    dispatcher_task_t *task = (dispatcher_task_t *)zhashx_first (self->tasks);
+    dispatcher_task_t *task = (dispatcher_task_t *)id_index_first (self->tasks);
     return task ? task : dispatcher_all_next (self);
 }
 
@@ -1089,7 +1152,7 @@ dispatcher_all_next (dispatcher_t *self)
 {
     dispatcher_task_t *task;
     if (!self->all_dead) {
-        if ((task = (dispatcher_task_t *)zhashx_next (self->tasks)))
+        if ((task = (dispatcher_task_t *)id_index_next (self->tasks)))
             return task;
         self->all_dead = true;
         task = (dispatcher_task_t *)zlistx_first (self->dead);
@@ -1113,7 +1176,7 @@ dispatcher_restore_lookup (dispatcher_t *self, uint64_t id)
 static void
 s_forget (dispatcher_t *self, dispatcher_task_t *task)
 {
-    if (task->dead_handle)
+    if (s_is_dead (task))
         s_dead_unlink (self, task);
     if (dispatcher_lookup (self, task->id) == task)
         s_remove (self, task);
@@ -1163,19 +1226,21 @@ dispatcher_restore_failure (dispatcher_t *self, dispatcher_task_t *task,
     if (task->attempt < outcome->attempt)
         task->attempt = outcome->attempt;
     s_record (task, outcome, outcome->node);
+    dispatcher_trouble_t *trouble = task->trouble;
     if (outcome->code == DROVER_ELOST)
-        task->losses++;
+        trouble->losses++;
     else {
-        task->failures++;
+        trouble->failures++;
         task->failed_attempt = true;
     }
     task->code = outcome->code;
-    s_set_text (&task->reason, outcome->reason);
+    s_set_text (&trouble->reason, outcome->reason);
     s_set_text (&task->last_node, outcome->node);
-    task->outcome = *outcome;
-    task->outcome.handler = task->outcome.queue = task->outcome.key = NULL;
-    task->outcome.reason = task->outcome.node = NULL;
-    task->outcome.payload = (drover_bytes_t){NULL, 0};
+    trouble->outcome = *outcome;
+    trouble->outcome.handler = trouble->outcome.queue = NULL;
+    trouble->outcome.key = trouble->outcome.reason = NULL;
+    trouble->outcome.node = NULL;
+    trouble->outcome.payload = (drover_bytes_t){NULL, 0};
 }
 
 void
@@ -1185,14 +1250,14 @@ dispatcher_restore_report (dispatcher_t *self, dispatcher_task_t *task,
     if (task->state != DROVER_STATE_QUEUED)
         return; //  reported already, or a dead letter no longer held
     s_dequeue (task);
-    s_set_text (&task->reason, reason);
+    s_set_text (&s_trouble (task)->reason, reason);
     if (code == DROVER_ECANCELLED) {
         s_report (self, task, code);
         if (task->payload && self->free_payload)
             self->free_payload (&task->payload);
     }
     else {
-        task->outcome.code = code;
+        task->trouble->outcome.code = code;
         s_fail_for_good (self, task, code);
         self->counters.failed--;
     }
@@ -1204,7 +1269,7 @@ dispatcher_restore_end (dispatcher_t *self, dispatcher_task_t *task,
 {
     if (dispatcher_lookup (self, task->id) != task)
         return; //  a dead letter that left the table already
-    if (code == 0 && task->dead_handle)
+    if (code == 0 && s_is_dead (task))
         s_dead_drop (self, task);
     s_remove (self, task);
 }
@@ -1218,6 +1283,6 @@ dispatcher_restore_withdraw (dispatcher_t *self, dispatcher_task_t *task)
 void
 dispatcher_restore_undead (dispatcher_t *self, dispatcher_task_t *task)
 {
-    if (task->dead_handle)
+    if (s_is_dead (task))
         s_dead_drop (self, task);
 }

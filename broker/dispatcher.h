@@ -73,47 +73,69 @@ typedef struct {
     uint32_t recorded; //  attempts recorded in all, kept or not
 } dispatcher_history_t;
 
-//  One task. Read-only outside dispatcher.c.
+//  What a task keeps once something went wrong with it: an attempt failed
+//  or was lost, or it was cancelled. Most tasks never need it, so it is
+//  allocated only then (it is larger than a whole queued task).
 typedef struct {
-    uint64_t id;                 //  assigned by the dispatcher, from 1
-    lane_t *lane;                //  its (queue, handler)
-    const char *queue;           //  queue name (the lane's)
-    const char *handler;         //  handler name (the lane's)
-    char *key;                   //  user key, or NULL
-    uint64_t timeout_ms;         //  time limit of one attempt, 0: none
-    uint64_t soft_timeout_ms;    //  soft time limit of one attempt, 0: none
-    uint64_t retry_delay_ms;     //  backoff before the first retry
-    uint64_t retry_max_delay_ms; //  cap of the backoff
-    uint64_t retry_on;           //  codes that retry: bit N for code -N
+    uint32_t failures;             //  attempts that failed (count against max)
+    uint32_t losses;               //  attempts lost with their node
+    char *reason;                  //  why it last failed or ended, or NULL
+    drover_task_t outcome;         //  details of the last failed attempt
+    dispatcher_history_t *history; //  failed attempts, or NULL if none
+    int64_t due_ms;                //  while retrying: when it is queued again
+    size_t retry_index;  //  while retrying: its place in the retry heap
+    int64_t reported_at; //  when its RESULT last went to the sink (ms;
+                         //  the broker sets it)
+    void *dead_handle;   //  its place in the dead-letter list, or NULL
+} dispatcher_trouble_t;
+
+//  One task, kept small: a broker holds a million queued tasks in some 200
+//  octets each (this struct, its payload, its slot in the task index).
+//  Read-only outside dispatcher.c, but for the fields the broker sets.
+typedef struct dispatcher_task_t dispatcher_task_t;
+struct dispatcher_task_t {
+    uint64_t id;              //  assigned by the dispatcher, from 1
+    lane_t *lane;             //  its (queue, handler)
+    char *key;                //  user key, or NULL
+    void *payload;            //  the input, owned; NULL once not needed
+    uint64_t timeout_ms;      //  time limit of one attempt, 0: none
+    uint64_t soft_timeout_ms; //  soft time limit of one attempt, 0: none
+    uint64_t retry_on;        //  codes that retry: bit N for code -N
+    //  Backoffs are cut to DISPATCHER_MAX_DELAY_MS, which fits 32 bits
+    uint32_t retry_delay_ms;     //  backoff before the first retry
+    uint32_t retry_max_delay_ms; //  cap of the backoff
     uint32_t max_attempts;       //  attempts allowed for failures
     uint32_t attempt;            //  attempts dispatched so far
-    uint32_t failures;           //  attempts that failed (count against max)
-    uint32_t losses;             //  attempts lost with their node
     uint32_t items;              //  inputs in its chunk; 0: not a chunk
+    int32_t code;                //  last failure's code, or final outcome
+    drover_state_t state;        //  where it is in SPEC.md section 7.1
     bool failed_attempt;     //  its newest attempt FAILed: a result of it is
                              //  stale
-    drover_state_t state;    //  where it is in SPEC.md section 7.1
+    bool claimed;            //  its result waits to be stored (REPORTING, code
+                             //  0): it is in the claims list
     dispatcher_node_t *node; //  lease holder while leased, else NULL
-    void *queue_handle;      //  its place in the lane while queued
-    void *lease_handle;      //  its place in the node's leases while leased
-    void *report_handle;     //  its place in the outbox while reporting
-    int32_t code;            //  last failure's code, or final outcome
-    char *reason;            //  last failure's reason, or NULL
     char *last_node;         //  name of the node of the last attempt
-    drover_task_t outcome;   //  details of the last failed attempt
-    void *payload;           //  the input, owned; NULL once not needed
-    int64_t reported_at;     //  when its RESULT last went to the sink (ms)
-    int64_t due_ms;          //  while retrying: when it is queued again
-    size_t retry_index;      //  its place in the retry heap while retrying
-    dispatcher_history_t *history; //  failed attempts, or NULL if none
-    void *dead_handle;      //  its place in the dead-letter list, or NULL
-    void *claim_handle;     //  while its result waits to be stored: its place
-                            //  in the claims list (state REPORTING, code 0)
-    int64_t claimed_at;     //  when that claim was last granted (ms)
+    //  Its neighbours in the one list it is in: its lane's queue while
+    //  queued, its node's leases while leased, the reports or the claims
+    //  while reporting (task_list.h)
+    dispatcher_task_t *prev, *next;
+    int64_t claimed_at;            //  when its claim was last granted (ms)
+    dispatcher_trouble_t *trouble; //  NULL until something went wrong
     uint64_t journal_home;  //  the journal segment holding its newest full
                             //  record (the broker's journal sets it)
     uint64_t journal_bytes; //  octets the journal counts as live for it
-} dispatcher_task_t;
+};
+
+//  Its queue and handler names.
+const char *dispatcher_task_queue (const dispatcher_task_t *task);
+const char *dispatcher_task_handler (const dispatcher_task_t *task);
+
+//  The reason of its last failure or of its outcome, or NULL.
+const char *dispatcher_task_reason (const dispatcher_task_t *task);
+
+//  Its failed attempts, or NULL if none.
+const dispatcher_history_t *
+dispatcher_task_history (const dispatcher_task_t *task);
 
 //  A REVOKE to send.
 typedef struct {
@@ -143,11 +165,12 @@ uint64_t dispatcher_submit (dispatcher_t *self, const drover_task_t *spec,
 //  Adds a node that serves handlers in queues (NULL/0: "default"), and
 //  their chunks when chunks is true (SPEC 7.7); peer is the caller's
 //  handle for it, returned in revokes and dispatch.
-dispatcher_node_t *
-dispatcher_node_add (dispatcher_t *self, const char *name, uint32_t children,
-                     const char **handlers, size_t handler_count,
-                     const char **queues, size_t queue_count, bool chunks,
-                     void *peer);
+dispatcher_node_t *dispatcher_node_add (dispatcher_t *self, const char *name,
+                                        uint32_t children,
+                                        const char **handlers,
+                                        size_t handler_count,
+                                        const char **queues, size_t queue_count,
+                                        bool chunks, void *peer);
 
 //  Removes a node: its leases are released (lost attempts, SPEC 7.4).
 void dispatcher_node_remove (dispatcher_t *self, dispatcher_node_t **node_p);
@@ -285,9 +308,9 @@ typedef enum {
     DISPATCHER_EVENT_SUBMIT,   //  a task was created, queued
     DISPATCHER_EVENT_LEASE,    //  a task was leased: task->attempt is new
     DISPATCHER_EVENT_FAILURE,  //  an attempt failed or its node was lost:
-                               //  the newest entry of task->history
+                               //  the newest entry of its history
     DISPATCHER_EVENT_REPORT,   //  a task has its final outcome (task->code,
-                               //  task->reason) and is REPORTING
+                               //  its reason) and is REPORTING
     DISPATCHER_EVENT_END,      //  a task left the task table with code (its
                                //  result was claimed or its outcome stored)
     DISPATCHER_EVENT_WITHDRAW, //  a task was removed as if never submitted

@@ -13,6 +13,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "task_journal.h"
+#include "task_payload.h"
 
 #include <czmq.h>
 
@@ -91,11 +92,11 @@ s_batch_add (task_journal_t *self, drover_command_t command,
 static drover_task_t
 s_submit_item (const dispatcher_task_t *task)
 {
-    zframe_t *payload = (zframe_t *)task->payload;
+    task_payload_t *payload = (task_payload_t *)task->payload;
     return (drover_task_t){
         .id = task->id,
-        .handler = task->handler,
-        .queue = task->queue,
+        .handler = dispatcher_task_handler (task),
+        .queue = dispatcher_task_queue (task),
         .key = task->key,
         .timeout_ms = task->timeout_ms,
         .soft_timeout_ms = task->soft_timeout_ms,
@@ -104,8 +105,8 @@ s_submit_item (const dispatcher_task_t *task)
         .retry_max_delay_ms = task->retry_max_delay_ms,
         .retry_on = task->retry_on,
         .items = task->items,
-        .payload = payload ? (drover_bytes_t){zframe_data (payload),
-                                              zframe_size (payload)}
+        .payload = payload ? (drover_bytes_t){task_payload_data (payload),
+                                              task_payload_size (payload)}
                            : (drover_bytes_t){NULL, 0},
     };
 }
@@ -155,7 +156,7 @@ s_append_report (task_journal_t *self, const dispatcher_task_t *task)
                           .state = DROVER_STATE_REPORTING,
                           .attempt = task->attempt,
                           .code = task->code,
-                          .reason = task->reason};
+                          .reason = dispatcher_task_reason (task)};
     s_append_one (self, DROVER_STATUS_REPLY, &item);
 }
 
@@ -177,9 +178,9 @@ s_observe (void *arg, dispatcher_event_t event, dispatcher_task_t *task,
         return;
     }
     if (event == DISPATCHER_EVENT_SUBMIT) {
-        zframe_t *payload = (zframe_t *)task->payload;
+        task_payload_t *payload = (task_payload_t *)task->payload;
         task->journal_bytes =
-            (payload ? zframe_size (payload) : 0) + S_TASK_OVERHEAD;
+            (payload ? task_payload_size (payload) : 0) + S_TASK_OVERHEAD;
         self->live += task->journal_bytes;
         s_home (self, task);
     }
@@ -205,10 +206,12 @@ s_observe (void *arg, dispatcher_event_t event, dispatcher_task_t *task,
             s_batch_add (self, DROVER_STATUS_REPLY, &item);
             break;
         case DISPATCHER_EVENT_FAILURE: {
-            size_t kept = dispatcher_history_size (task->history);
+            const dispatcher_history_t *history =
+                dispatcher_task_history (task);
+            size_t kept = dispatcher_history_size (history);
             assert (kept > 0);
-            item = s_failure_item (
-                task->id, dispatcher_history_get (task->history, kept - 1));
+            item = s_failure_item (task->id,
+                                   dispatcher_history_get (history, kept - 1));
             s_append_one (self, DROVER_FAIL, &item);
             break;
         }
@@ -233,12 +236,13 @@ s_snapshot (task_journal_t *self, dispatcher_task_t *task)
 {
     drover_task_t item = s_submit_item (task);
     s_append_one (self, DROVER_SUBMIT, &item);
-    size_t kept = dispatcher_history_size (task->history);
+    const dispatcher_history_t *history = dispatcher_task_history (task);
+    size_t kept = dispatcher_history_size (history);
     if (kept > 0) {
         drover_task_t items[DISPATCHER_HISTORY];
         for (size_t i = 0; i < kept; i++)
-            items[i] = s_failure_item (
-                task->id, dispatcher_history_get (task->history, i));
+            items[i] =
+                s_failure_item (task->id, dispatcher_history_get (history, i));
         drover_msg_t msg;
         drover_msg_init (&msg, DROVER_FAIL);
         msg.tasks = items;
@@ -253,7 +257,7 @@ s_snapshot (task_journal_t *self, dispatcher_task_t *task)
         s_append_one (self, DROVER_STATUS_REPLY, &item);
     }
     //  A claimed task is a lease whose result the sink is storing
-    if (!task->claim_handle
+    if (!task->claimed
         && (task->state == DROVER_STATE_REPORTING
             || task->state == DROVER_STATE_FAILED))
         s_append_report (self, task);
@@ -335,7 +339,8 @@ s_replay_submit (task_journal_t *self, drover_msg_t *msg, uint64_t segment)
             self->replay->undecodable++;
             continue;
         }
-        void *payload = zframe_new (spec->payload.data, spec->payload.size);
+        void *payload =
+            task_payload_new (spec->payload.data, spec->payload.size);
         dispatcher_task_t *task =
             dispatcher_restore_task (self->dispatcher, spec, &payload);
         if (task) {
@@ -346,7 +351,7 @@ s_replay_submit (task_journal_t *self, drover_msg_t *msg, uint64_t segment)
             zsys_warning ("broker journal: task %llu needs a lane over the "
                           "limit: not restored",
                           (unsigned long long)spec->id);
-        zframe_destroy ((zframe_t **)&payload);
+        task_payload_destroy ((task_payload_t **)&payload);
     }
 }
 

@@ -2,6 +2,9 @@
     sockets (SPEC.md section 7).
 */
 #include "dispatcher.h"
+#include "id_index.h"
+#include "task_list.h"
+#include "task_payload.h"
 
 #include "leak_check.h"
 
@@ -70,7 +73,7 @@ LEAK_CHECKED_TEST (dispatcher, ids_are_sequential_and_tasks_queued)
     dispatcher_task_t *task = dispatcher_lookup (d, 2);
     cr_assert_not_null (task);
     cr_assert_eq (task->state, DROVER_STATE_QUEUED);
-    cr_assert_str_eq (task->queue, "default");
+    cr_assert_str_eq (dispatcher_task_queue (task), "default");
     cr_assert_eq (dispatcher_room (d), 98);
     cr_assert_null (dispatcher_lookup (d, 3));
     dispatcher_destroy (&d);
@@ -229,8 +232,8 @@ LEAK_CHECKED_TEST (dispatcher, failures_retry_until_max_attempts_then_report)
     cr_assert_eq (task->state, DROVER_STATE_REPORTING);
     cr_assert_eq (dispatcher_report_first (d), task);
     cr_assert_eq (task->code, DROVER_ECRASHED);
-    cr_assert_str_eq (task->reason, "second");
-    cr_assert_eq (task->outcome.signal, 6);
+    cr_assert_str_eq (dispatcher_task_reason (task), "second");
+    cr_assert_eq (task->trouble->outcome.signal, 6);
     cr_assert_not_null (task->payload, "a dead letter keeps its payload");
     cr_assert_eq (dispatcher_counters (d)->retried, 1);
     cr_assert_eq (dispatcher_counters (d)->failed, 1);
@@ -271,7 +274,7 @@ LEAK_CHECKED_TEST (dispatcher, stale_failures_are_fenced_off)
     cr_assert_eq (dispatcher_fail (d, a, &outcome, 0), DROVER_ESTALE,
                   "unknown task");
     cr_assert_eq (task->state, DROVER_STATE_LEASED);
-    cr_assert_eq (task->failures, 0);
+    cr_assert_null (task->trouble, "a stale FAIL leaves no trace");
     cr_assert_eq (dispatcher_counters (d)->stale, 3);
     dispatcher_destroy (&d);
 }
@@ -294,7 +297,9 @@ LEAK_CHECKED_TEST (dispatcher, a_lost_node_gives_its_tasks_back_in_order)
     for (uint64_t i = 0; i < 4; i++)
         cr_assert_eq (tasks[i]->id, i + 1, "lost tasks keep their place");
     cr_assert_eq (tasks[0]->attempt, 2);
-    cr_assert_eq (tasks[0]->failures, 0, "a loss is not a failure");
+    cr_assert_eq (tasks[0]->trouble->losses, 1);
+    cr_assert_eq (tasks[0]->trouble->failures, 0, "a loss is not a failure");
+    cr_assert_null (tasks[2]->trouble, "a task that never failed is small");
     cr_assert_eq (tasks[2]->attempt, 1);
     dispatcher_destroy (&d);
 }
@@ -313,10 +318,10 @@ LEAK_CHECKED_TEST (dispatcher,
     cr_assert_eq (task->state, DROVER_STATE_REPORTING);
     cr_assert_eq (task->code, DROVER_ELOST);
     cr_assert_eq (dispatcher_dead_lookup (d, id), task, "a dead letter");
-    cr_assert_eq (dispatcher_history_size (task->history), 3,
+    cr_assert_eq (dispatcher_history_size (dispatcher_task_history (task)), 3,
                   "each loss is in the history");
     const dispatcher_attempt_t *last =
-        dispatcher_history_get (task->history, 2);
+        dispatcher_history_get (dispatcher_task_history (task), 2);
     cr_assert_eq (last->attempt, 3);
     cr_assert_eq (last->code, DROVER_ELOST);
     cr_assert_str_eq (last->node, "n");
@@ -482,16 +487,16 @@ LEAK_CHECKED_TEST (dispatcher, backoff_doubles_with_jitter_up_to_its_cap)
         uint64_t d_ms = 100ull << (n - 1);
         if (d_ms > 3000)
             d_ms = 3000;
-        int64_t delay = task->due_ms - now;
+        int64_t delay = task->trouble->due_ms - now;
         cr_assert (delay >= (int64_t)(d_ms / 2) && delay <= (int64_t)d_ms,
                    "failure %u: delay %lld not in [%llu, %llu]", n,
                    (long long)delay, (unsigned long long)d_ms / 2,
                    (unsigned long long)d_ms);
-        cr_assert_eq (dispatcher_next_due (d), task->due_ms);
-        cr_assert_eq (dispatcher_tick (d, task->due_ms - 1), 0,
+        cr_assert_eq (dispatcher_next_due (d), task->trouble->due_ms);
+        cr_assert_eq (dispatcher_tick (d, task->trouble->due_ms - 1), 0,
                       "failure %u: requeued early", n);
         cr_assert_eq (task->state, DROVER_STATE_RETRY);
-        now = task->due_ms;
+        now = task->trouble->due_ms;
         cr_assert_eq (dispatcher_tick (d, now), 1);
         cr_assert_eq (task->state, DROVER_STATE_QUEUED);
         cr_assert_eq (dispatcher_next_due (d), -1);
@@ -515,7 +520,7 @@ LEAK_CHECKED_TEST (dispatcher, jitter_spreads_retries_within_half_to_full_delay)
             d, (drover_task_t){.retry_delay_ms = 100, .max_attempts = 2});
         dispatcher_task_t *task =
             s_lease_and_fail (d, node, id, DROVER_ECRASHED, 5000);
-        int64_t delay = task->due_ms - 5000;
+        int64_t delay = task->trouble->due_ms - 5000;
         cr_assert (delay >= 50 && delay <= 100, "delay %lld", (long long)delay);
         distinct += !seen[delay];
         seen[delay] = true;
@@ -543,10 +548,11 @@ LEAK_CHECKED_TEST (dispatcher, zero_retry_options_take_the_configured_defaults)
     for (int n = 1; n <= 3; n++) {
         s_lease_and_fail (d, node, id, DROVER_ETIMELIMIT, now);
         int64_t cap = n == 1 ? 40 : 60;
-        cr_assert (task->due_ms - now >= cap / 2 && task->due_ms - now <= cap,
+        cr_assert (task->trouble->due_ms - now >= cap / 2
+                       && task->trouble->due_ms - now <= cap,
                    "failure %d: delay %lld", n,
-                   (long long)(task->due_ms - now));
-        now = task->due_ms;
+                   (long long)(task->trouble->due_ms - now));
+        now = task->trouble->due_ms;
         dispatcher_tick (d, now);
     }
     dispatcher_destroy (&d);
@@ -602,7 +608,8 @@ LEAK_CHECKED_TEST (dispatcher, due_retries_requeue_earliest_first)
     cr_assert_eq (dispatcher_retrying (d), 99);
     int64_t last_due = -1;
     size_t requeued = 0;
-    for (int64_t now = 0; now <= 1000; now += 7) {
+    //  Ticks up to 1001 ms: backoffs reach 1000 ms
+    for (int64_t now = 0; now <= 1000 + 7; now += 7) {
         int64_t due = dispatcher_next_due (d);
         if (due >= 0)
             cr_assert (due >= last_due, "due times go forward");
@@ -634,12 +641,12 @@ LEAK_CHECKED_TEST (dispatcher, the_history_keeps_every_attempts_details)
     s_lease_and_fail (d, a, id, DROVER_EMEMLIMIT, 200);
     cr_assert_eq (task->state, DROVER_STATE_REPORTING);
     cr_assert_eq (task->code, DROVER_EMEMLIMIT);
-    cr_assert_eq (dispatcher_history_size (task->history), 3);
+    cr_assert_eq (dispatcher_history_size (dispatcher_task_history (task)), 3);
     const int32_t codes[] = {DROVER_EFAILED, DROVER_ECRASHED, DROVER_EMEMLIMIT};
     const char *nodes[] = {"a", "b", "a"};
     for (size_t i = 0; i < 3; i++) {
         const dispatcher_attempt_t *attempt =
-            dispatcher_history_get (task->history, i);
+            dispatcher_history_get (dispatcher_task_history (task), i);
         cr_assert_eq (attempt->attempt, i + 1);
         cr_assert_eq (attempt->code, codes[i]);
         cr_assert_str_eq (attempt->node, nodes[i]);
@@ -665,11 +672,13 @@ LEAK_CHECKED_TEST (dispatcher, the_history_keeps_the_last_16_attempts)
         dispatcher_tick (d, now * 10 + 5);
     }
     cr_assert_eq (task->state, DROVER_STATE_REPORTING);
-    cr_assert_eq (task->history->recorded, 20);
-    cr_assert_eq (dispatcher_history_size (task->history), DISPATCHER_HISTORY);
+    cr_assert_eq (dispatcher_task_history (task)->recorded, 20);
+    cr_assert_eq (dispatcher_history_size (dispatcher_task_history (task)),
+                  DISPATCHER_HISTORY);
     for (size_t i = 0; i < DISPATCHER_HISTORY; i++)
-        cr_assert_eq (dispatcher_history_get (task->history, i)->attempt,
-                      20 - DISPATCHER_HISTORY + 1 + i);
+        cr_assert_eq (
+            dispatcher_history_get (dispatcher_task_history (task), i)->attempt,
+            20 - DISPATCHER_HISTORY + 1 + i);
     dispatcher_destroy (&d);
 }
 
@@ -774,8 +783,8 @@ LEAK_CHECKED_TEST (dispatcher, retrying_a_dead_letter_submits_a_new_task)
     cr_assert_not_null (task);
     cr_assert_eq (task->state, DROVER_STATE_QUEUED);
     cr_assert_eq (task->payload, payload, "the same payload, not a copy");
-    cr_assert_str_eq (task->handler, "sleep");
-    cr_assert_str_eq (task->queue, "slow");
+    cr_assert_str_eq (dispatcher_task_handler (task), "sleep");
+    cr_assert_str_eq (dispatcher_task_queue (task), "slow");
     cr_assert_str_eq (task->key, "k1");
     cr_assert_eq (task->timeout_ms, 500);
     cr_assert_eq (task->soft_timeout_ms, 400);
@@ -784,7 +793,8 @@ LEAK_CHECKED_TEST (dispatcher, retrying_a_dead_letter_submits_a_new_task)
     cr_assert_eq (task->retry_max_delay_ms, 80);
     cr_assert_eq (task->retry_on, DROVER_RETRY_BIT (DROVER_ECRASHED));
     cr_assert_eq (task->attempt, 0);
-    cr_assert_null (task->history, "a new task, a new history");
+    cr_assert_null (dispatcher_task_history (task),
+                    "a new task, a new history");
     dispatcher_task_t *tasks[64];
     dispatcher_node_credit (d, node, 1);
     cr_assert_eq (s_next (d, &which, tasks), 1);
@@ -940,4 +950,230 @@ LEAK_CHECKED_TEST (dispatcher, resubmissions_keep_their_id_and_are_deduplicated)
     cr_assert_null (dispatcher_lookup (d, 1002));
     cr_assert_eq (dispatcher_counters (d)->submitted, 2);
     dispatcher_destroy (&d);
+}
+
+LEAK_CHECKED_TEST (dispatcher, reports_are_walked_both_ways)
+{
+    dispatcher_t *d = s_new (1, 100);
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        ids[i] = s_submit (d, NULL, "echo");
+        dispatcher_cancel (d, ids[i]);
+    }
+    int i = 0;
+    for (dispatcher_task_t *task = dispatcher_report_first (d); task;
+         task = dispatcher_report_next (d))
+        cr_assert_eq (task->id, ids[i++], "oldest first");
+    cr_assert_eq (i, 3);
+    for (dispatcher_task_t *task = dispatcher_report_last (d); task;
+         task = dispatcher_report_prev (d))
+        cr_assert_eq (task->id, ids[--i], "newest first");
+    cr_assert_eq (i, 0);
+    cr_assert_null (dispatcher_report_next (d), "the walk stays ended");
+    dispatcher_destroy (&d);
+}
+
+//  --------------------------------------------------------------------------
+//  The memory of a queued task (issue 6: a million queued tasks at most 256
+//  octets each, payload holder and index slots included)
+
+Test (dispatcher, a_queued_task_stays_small)
+{
+    //  With malloc's 8-octet head: its 160-octet chunk class
+    cr_assert_leq (sizeof (dispatcher_task_t), 152,
+                   "dispatcher_task_t grew to %zu octets: move what a "
+                   "queued task does not need to dispatcher_trouble_t",
+                   sizeof (dispatcher_task_t));
+}
+
+//  --------------------------------------------------------------------------
+//  id_index: items by the id they hold
+
+typedef struct {
+    char other[3]; //  the id need not come first
+    uint64_t id;
+} s_item_t;
+
+//  Every item of items[0, count) that is indexed (present[i]) is found,
+//  and no other.
+static void
+s_assert_index (id_index_t *index, s_item_t *items, bool *present, size_t count)
+{
+    size_t held = 0;
+    for (size_t i = 0; i < count; i++) {
+        void *found = id_index_lookup (index, items[i].id);
+        cr_assert_eq (found, present[i] ? &items[i] : NULL, "id %llu",
+                      (unsigned long long)items[i].id);
+        held += present[i];
+    }
+    cr_assert_eq (id_index_size (index), held);
+}
+
+LEAK_CHECKED_TEST (dispatcher, id_index_finds_what_it_holds)
+{
+    enum { COUNT = 2000 };
+    s_item_t *items = (s_item_t *)calloc (COUNT, sizeof (s_item_t));
+    bool *present = (bool *)calloc (COUNT, sizeof (bool));
+    cr_assert (items && present);
+    id_index_t *index = id_index_new (offsetof (s_item_t, id));
+    cr_assert_null (id_index_first (index), "empty");
+    cr_assert_null (id_index_remove (index, 1));
+    //  Sequential ids (as tasks have), then scattered ones
+    for (size_t i = 0; i < COUNT; i++) {
+        items[i].id = i < COUNT / 2 ? 1000 + i : (i * 0x9e3779b97f4a7c15ULL);
+        id_index_insert (index, &items[i]);
+        present[i] = true;
+    }
+    s_assert_index (index, items, present, COUNT);
+    //  Iteration sees each item once
+    size_t seen = 0;
+    for (s_item_t *item = (s_item_t *)id_index_first (index); item;
+         item = (s_item_t *)id_index_next (index)) {
+        size_t i = (size_t)(item - items);
+        cr_assert (i < COUNT && present[i]);
+        present[i] = false;
+        seen++;
+    }
+    cr_assert_eq (seen, COUNT);
+    //  Removal in a scrambled order keeps every other item reachable (items
+    //  move back into the holes), and the index shrinks as it empties
+    for (size_t i = 0; i < COUNT; i++)
+        present[i] = true;
+    for (size_t step = 0; step < COUNT; step++) {
+        size_t i = (step * 769) % COUNT;
+        cr_assert_eq (id_index_remove (index, items[i].id), &items[i]);
+        cr_assert_null (id_index_remove (index, items[i].id), "gone");
+        present[i] = false;
+        if (step % 97 == 0)
+            s_assert_index (index, items, present, COUNT);
+    }
+    s_assert_index (index, items, present, COUNT);
+    //  Empty again, it still works
+    id_index_insert (index, &items[7]);
+    cr_assert_eq (id_index_lookup (index, items[7].id), &items[7]);
+    id_index_destroy (&index);
+    cr_assert_null (index);
+    free (present);
+    free (items);
+}
+
+//  --------------------------------------------------------------------------
+//  task_list: tasks threaded through themselves
+
+//  The list holds exactly ids[0, count), in order, linked both ways.
+static void
+s_assert_list (task_list_t *list, const uint64_t *ids, size_t count)
+{
+    cr_assert_eq (list->size, count);
+    size_t i = 0;
+    dispatcher_task_t *before = NULL;
+    for (dispatcher_task_t *task = list->head; task; task = task->next) {
+        cr_assert (i < count);
+        cr_assert_eq (task->id, ids[i], "at %zu", i);
+        cr_assert_eq (task->prev, before, "at %zu", i);
+        before = task;
+        i++;
+    }
+    cr_assert_eq (i, count);
+    cr_assert_eq (list->tail, before);
+    for (dispatcher_task_t *task = list->tail; task; task = task->prev)
+        cr_assert_eq (task->id, ids[--i]);
+}
+
+LEAK_CHECKED_TEST (dispatcher, task_list_keeps_its_order)
+{
+    dispatcher_task_t tasks[5] = {{.id = 0}};
+    for (uint64_t i = 0; i < 5; i++)
+        tasks[i].id = i;
+    task_list_t list = {0};
+    s_assert_list (&list, NULL, 0);
+    task_list_add_end (&list, &tasks[1]);
+    task_list_add_end (&list, &tasks[2]);
+    task_list_add_start (&list, &tasks[0]);
+    task_list_add_end (&list, &tasks[3]);
+    s_assert_list (&list, (uint64_t[]){0, 1, 2, 3}, 4);
+    task_list_remove (&list, &tasks[2]);
+    s_assert_list (&list, (uint64_t[]){0, 1, 3}, 3);
+    cr_assert (!tasks[2].prev && !tasks[2].next, "out of the list");
+    task_list_move_end (&list, &tasks[0]);
+    s_assert_list (&list, (uint64_t[]){1, 3, 0}, 3);
+    task_list_move_end (&list, &tasks[0]);
+    s_assert_list (&list, (uint64_t[]){1, 3, 0}, 3);
+    task_list_remove (&list, &tasks[0]);
+    task_list_remove (&list, &tasks[1]);
+    s_assert_list (&list, (uint64_t[]){3}, 1);
+    task_list_remove (&list, &tasks[3]);
+    s_assert_list (&list, NULL, 0);
+    cr_assert_null (list.tail);
+    task_list_add_start (&list, &tasks[4]);
+    s_assert_list (&list, (uint64_t[]){4}, 1);
+}
+
+//  --------------------------------------------------------------------------
+//  task_payload: small payloads copied, large ones kept in their frame
+
+LEAK_CHECKED_TEST (dispatcher, small_payloads_leave_their_frame)
+{
+    zframe_t *frame = zframe_new ("sixteen octets!!", 16);
+    task_payload_t *payload = task_payload_take (&frame);
+    cr_assert_null (frame, "taken, and destroyed");
+    cr_assert_eq (task_payload_size (payload), 16);
+    cr_assert (!memcmp (task_payload_data (payload), "sixteen octets!!", 16));
+    //  Sent in a frame of its own, each time
+    zframe_t *sent = task_payload_lend (payload);
+    cr_assert (zframe_streq (sent, "sixteen octets!!"));
+    zframe_t *again = task_payload_lend (payload);
+    cr_assert_neq (again, sent);
+    task_payload_unlend (payload, &sent);
+    task_payload_unlend (payload, &again);
+    cr_assert_null (sent);
+    task_payload_destroy (&payload);
+    cr_assert_null (payload);
+    //  Empty, and at the limit
+    payload = task_payload_new (NULL, 0);
+    cr_assert_eq (task_payload_size (payload), 0);
+    sent = task_payload_lend (payload);
+    cr_assert_eq (zframe_size (sent), 0);
+    task_payload_unlend (payload, &sent);
+    task_payload_destroy (&payload);
+    char *octets = (char *)malloc (TASK_PAYLOAD_COPY_MAX + 1);
+    cr_assert_not_null (octets);
+    memset (octets, 'x', TASK_PAYLOAD_COPY_MAX + 1);
+    payload = task_payload_new (octets, TASK_PAYLOAD_COPY_MAX);
+    cr_assert_eq (task_payload_size (payload), TASK_PAYLOAD_COPY_MAX);
+    sent = task_payload_lend (payload);
+    cr_assert_eq (zframe_size (sent), TASK_PAYLOAD_COPY_MAX);
+    task_payload_unlend (payload, &sent);
+    task_payload_destroy (&payload);
+    free (octets);
+}
+
+LEAK_CHECKED_TEST (dispatcher, large_payloads_keep_their_frame)
+{
+    size_t size = TASK_PAYLOAD_COPY_MAX + 1;
+    zframe_t *frame = zframe_new (NULL, size);
+    memset (zframe_data (frame), 'y', size);
+    zframe_t *received = frame;
+    task_payload_t *payload = task_payload_take (&frame);
+    cr_assert_null (frame, "taken");
+    cr_assert_eq (task_payload_size (payload), size);
+    cr_assert_eq (task_payload_data (payload), zframe_data (received),
+                  "not copied");
+    //  Sent in the frame it came in: ZeroMQ shares its buffer
+    zframe_t *sent = task_payload_lend (payload);
+    cr_assert_eq (sent, received);
+    task_payload_unlend (payload, &sent);
+    cr_assert_null (sent);
+    cr_assert_eq (task_payload_data (payload), zframe_data (received),
+                  "still the payload's");
+    task_payload_destroy (&payload);
+    //  One made from octets (a journal's) holds a frame too
+    char *octets = (char *)calloc (1, size);
+    cr_assert_not_null (octets);
+    payload = task_payload_new (octets, size);
+    sent = task_payload_lend (payload);
+    cr_assert_eq (task_payload_lend (payload), sent, "the same frame");
+    task_payload_unlend (payload, &sent);
+    task_payload_destroy (&payload);
+    free (octets);
 }
