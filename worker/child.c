@@ -35,15 +35,18 @@ struct child_t {
     const uint8_t *out_payload; //  its payload; the caller keeps it alive
     size_t out_done;            //  octets of header + payload written
     bool writing;               //  a task is partly written
-    bool awaiting;              //  a task was sent, no outcome yet
-    uint64_t task_id;           //  id of the task sent
-    uint32_t task_attempt;      //  attempt of the task sent
-    uint64_t max_result;        //  largest result accepted for it
-    chan_header_t in_header;    //  header of the outcome being read
-    size_t in_header_got;       //  octets of in_header read
-    char *in_reason;            //  its reason, reason_size + 1 octets
-    zframe_t *in_payload;       //  its result
-    size_t in_body_got;         //  octets of reason + result read
+    struct {
+        uint64_t id;         //  task id
+        uint32_t attempt;    //  attempt
+        uint64_t max_result; //  largest result accepted for it
+    } sent[CHILD_MAX_TASKS]; //  tasks sent whose outcome has not come,
+                             //  in order (the child runs them in order)
+    size_t sent_count;       //  how many
+    chan_header_t in_header; //  header of the outcome being read
+    size_t in_header_got;    //  octets of in_header read
+    char *in_reason;         //  its reason, reason_size + 1 octets
+    zframe_t *in_payload;    //  its result
+    size_t in_body_got;      //  octets of reason + result read
 };
 
 //  --------------------------------------------------------------------------
@@ -417,13 +420,20 @@ child_writing (child_t *self)
     return self->writing;
 }
 
+size_t
+child_sent (child_t *self)
+{
+    assert (self);
+    return self->sent_count;
+}
+
 int
 child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
             uint32_t items, uint64_t max_result, const void *payload,
             size_t size)
 {
     assert (self);
-    assert (!self->writing && !self->awaiting);
+    assert (!self->writing && self->sent_count < CHILD_MAX_TASKS);
     assert (payload || size == 0);
     memset (&self->out_header, 0, sizeof self->out_header);
     self->out_header.type = CHAN_TASK;
@@ -436,10 +446,10 @@ child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
     self->out_payload = (const uint8_t *)payload;
     self->out_done = 0;
     self->writing = true;
-    self->awaiting = true;
-    self->task_id = id;
-    self->task_attempt = attempt;
-    self->max_result = max_result;
+    self->sent[self->sent_count].id = id;
+    self->sent[self->sent_count].attempt = attempt;
+    self->sent[self->sent_count].max_result = max_result;
+    self->sent_count++;
     return child_flush (self);
 }
 
@@ -492,12 +502,14 @@ static int
 s_accept_header (child_t *self)
 {
     chan_header_t *header = &self->in_header;
-    //  An outcome before the whole task is written is not one: accepting it
-    //  would free the payload child_flush still reads
-    if (header->type != CHAN_OUTCOME || !self->awaiting || self->writing
-        || header->id != self->task_id || header->attempt != self->task_attempt
+    //  The outcome of the oldest task sent, and never of one being written
+    //  (accepting it would free the payload child_flush still reads)
+    size_t written = self->sent_count - (self->writing ? 1 : 0);
+    if (header->type != CHAN_OUTCOME || self->sent_count == 0 || written == 0
+        || header->id != self->sent[0].id
+        || header->attempt != self->sent[0].attempt
         || header->reason_size > DROVER_MAX_TEXT
-        || header->payload_size > self->max_result
+        || header->payload_size > self->sent[0].max_result
         || header->payload_size > DROVER_MAX_PAYLOAD || header->code > 0
         || header->code < DROVER_ELAST
         || (header->code && header->payload_size))
@@ -579,7 +591,9 @@ child_receive (child_t *self, child_outcome_t *outcome)
                 self->in_payload = NULL;
                 self->in_header_got = 0;
                 self->in_body_got = 0;
-                self->awaiting = false;
+                self->sent_count--;
+                memmove (&self->sent[0], &self->sent[1],
+                         self->sent_count * sizeof self->sent[0]);
                 return CHILD_OUTCOME;
             }
         }

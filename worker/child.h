@@ -67,10 +67,16 @@ int child_fd (child_t *self);
 //  child_writing is true (a separate fd so the two pollers stay apart).
 int child_wfd (child_t *self);
 
+//  Tasks a child may have been sent without their outcomes: the one it
+//  runs and one waiting in its channel (the supervisor pipelines short
+//  tasks).
+#define CHILD_MAX_TASKS 2
+
 //  Starts writing a task to the child: header (type CHAN_TASK) and
-//  payload, which must stay valid until the write completes. Returns
-//  CHILD_DONE, CHILD_AGAIN (poll child_wfd, then child_flush) or
-//  CHILD_EOF.
+//  payload, which must stay valid until the write completes. No other
+//  task may be being written, and fewer than CHILD_MAX_TASKS may wait for
+//  their outcomes (the child runs them in order). Returns CHILD_DONE,
+//  CHILD_AGAIN (poll child_wfd, then child_flush) or CHILD_EOF.
 int child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
                 uint32_t items, uint64_t max_result, const void *payload,
                 size_t size);
@@ -80,6 +86,9 @@ int child_flush (child_t *self);
 
 //  True while a task is partly written.
 bool child_writing (child_t *self);
+
+//  Tasks sent whose outcome has not come.
+size_t child_sent (child_t *self);
 
 //  Reads what the channel has. Returns CHILD_OUTCOME with *outcome filled
 //  (free it with child_outcome_reset), CHILD_AGAIN, CHILD_EOF, or

@@ -6,6 +6,11 @@
       silent broker or BYE DROVER_ESTALE ends the session: a new socket
       and HELLO again;
     * slots, one per child: the child process and the task it runs;
+    * pipelining: while tasks are tiny (automatic lookahead, a moving
+      average under S_PIPELINE_TASK_US), a busy child is sent its next
+      task before it finishes the one it runs, so it never waits for the
+      supervisor between two; that task keeps its input and goes back to
+      the local queue if the child is killed or dies before starting it;
     * a local queue of leased tasks waiting for an idle child (lookahead;
       automatic: one per child while a moving average of the task run
       times is under DROVER_WORKER_SHORT_TASK_MS, else none);
@@ -73,6 +78,9 @@
 //  at most this many per child
 #define S_LOOKAHEAD_COVER_US  2000
 #define S_LOOKAHEAD_PER_CHILD 64
+//  Automatic lookahead: a busy child gets its next task early while tasks
+//  take less than this on average
+#define S_PIPELINE_TASK_US 1000
 //  How long the BYE at exit may take to leave
 #define S_BYE_LINGER_MS 1000 //  to deliver BYE at exit
 
@@ -86,6 +94,8 @@ typedef struct {
     uint64_t soft_timeout_ms; //  soft time limit (SIGTERM); 0: none
     zframe_t *payload;        //  input octets
     int64_t started_us;       //  when a child got it
+    bool revoked;             //  revoked while it waited in a child's
+                              //  channel: killed when it starts
 } s_task_t;
 
 //  A failed attempt waiting to go to the broker in a FAIL.
@@ -114,6 +124,8 @@ typedef struct {
     struct node_t *node;       //  the node it belongs to
     child_t *child;            //  the process, or NULL while none runs
     s_task_t *task;            //  the task it runs, or NULL when idle
+    s_task_t *next;            //  the task sent to run after it, or NULL
+    s_task_t *writing;         //  the task whose input is being written
     uint64_t tasks_run;        //  outcomes it delivered
     int64_t started_ms;        //  when it was forked
     int64_t restart_at_ms;     //  when to fork again; 0: not waiting
@@ -249,11 +261,15 @@ s_running (node_t *self)
     return running;
 }
 
-//  Tasks this node holds: running and waiting.
+//  Tasks this node holds: running, sent to run next, and waiting.
 static size_t
 s_held (node_t *self)
 {
-    return s_running (self) + zlistx_size (self->queue);
+    size_t held = s_running (self) + zlistx_size (self->queue);
+    for (size_t i = 0; i < self->slot_count; i++)
+        if (self->slots[i].next)
+            held++;
+    return held;
 }
 
 static bool
@@ -371,13 +387,12 @@ s_slot_start (node_t *self, s_slot_t *slot)
 
 static void s_assign (node_t *self);
 
-//  Gives a task to an idle child.
+//  Writes a task to a slot's child; a task written at once that starts
+//  now no longer needs its input. A task sent to run next keeps it until
+//  it starts (it goes back to the queue if the child dies first).
 static void
-s_start_task (node_t *self, s_slot_t *slot, s_task_t *task)
+s_send_task (node_t *self, s_slot_t *slot, s_task_t *task, bool starts)
 {
-    slot->task = task;
-    slot->peak_rss_kb = 0;
-    task->started_us = s_now_us ();
     int rc =
         child_send (slot->child, task->id, task->attempt, task->handler,
                     task->items, self->max_payload, zframe_data (task->payload),
@@ -388,19 +403,87 @@ s_start_task (node_t *self, s_slot_t *slot, s_task_t *task)
         assert (rc == 0);
         zloop_poller_set_tolerant (self->loop, &item);
         slot->polling_write = true;
+        slot->writing = task;
     }
-    else
+    else if (starts)
         //  Written (or the child is dying, and its reaping reports the
         //  task): the input is not needed any more
         zframe_destroy (&task->payload);
     if (self->config->verbose)
-        zsys_debug ("worker: task %" PRIu64 "#%" PRIu32 " (%s) -> child %d",
+        zsys_debug ("worker: task %" PRIu64 "#%" PRIu32 " (%s) -> child %d%s",
                     task->id, task->attempt,
                     s_handler_name (self, task->handler),
-                    (int)child_pid (slot->child));
+                    (int)child_pid (slot->child), starts ? "" : ", next");
 }
 
-//  Runs waiting tasks on idle children, oldest first.
+//  Gives a task to an idle child.
+static void
+s_start_task (node_t *self, s_slot_t *slot, s_task_t *task)
+{
+    slot->task = task;
+    slot->peak_rss_kb = 0;
+    task->started_us = s_now_us ();
+    s_send_task (self, slot, task, true);
+}
+
+//  SIGTERM to the group of the slot's child for a revoked task, SIGKILL
+//  after the grace period.
+static void
+s_revoke_running (node_t *self, s_slot_t *slot)
+{
+    zsys_info ("worker: broker revoked task %" PRIu64 "#%" PRIu32
+               "; SIGTERM to child %d and its process group",
+               slot->task->id, slot->task->attempt,
+               (int)child_pid (slot->child));
+    slot->revoked = true;
+    slot->revoke_kill_us =
+        s_now_us () + (int64_t)self->config->kill_grace_ms * 1000;
+    child_terminate (slot->child);
+}
+
+//  True while the slot's child may take tasks.
+static bool
+s_slot_healthy (node_t *self, s_slot_t *slot)
+{
+    return slot->child && !slot->eof && !slot->exited
+           && slot->killed_for == S_KILLED_NONE && !slot->recycling
+           && !slot->revoked && !s_slot_retiring (self, slot);
+}
+
+//  The running task ended: the task sent to run next starts, or, when the
+//  child will not run it (killed, dying, retiring), goes back to the head
+//  of the queue with its input.
+static void
+s_start_next (node_t *self, s_slot_t *slot)
+{
+    s_task_t *next = slot->next;
+    if (!next)
+        return;
+    slot->next = NULL;
+    if (!s_slot_healthy (self, slot)) {
+        if (slot->writing == next) {
+            //  The dying child's write is abandoned with it
+            zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT,
+                                   0};
+            zloop_poller_end (self->loop, &item);
+            slot->polling_write = false;
+            slot->writing = NULL;
+        }
+        next->revoked = false; //  a revoked task is not queued again
+        zlistx_add_start (self->queue, next);
+        return;
+    }
+    slot->task = next;
+    slot->peak_rss_kb = 0;
+    next->started_us = s_now_us ();
+    if (slot->writing != next)
+        zframe_destroy (&next->payload);
+    if (next->revoked)
+        s_revoke_running (self, slot);
+}
+
+//  Runs waiting tasks on idle children, oldest first; while tasks are
+//  tiny, sends busy children their next task.
 static void
 s_assign (node_t *self)
 {
@@ -409,6 +492,20 @@ s_assign (node_t *self)
         if (s_slot_idle (self, slot)) {
             s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
             s_start_task (self, slot, task);
+        }
+    }
+    bool tiny = self->config->lookahead_auto && self->task_us_average >= 0
+                && self->task_us_average < S_PIPELINE_TASK_US;
+    for (size_t i = 0;
+         tiny && i < self->slot_count && zlistx_size (self->queue); i++) {
+        s_slot_t *slot = &self->slots[i];
+        uint32_t limit = self->config->max_tasks_per_child;
+        if (slot->task && !slot->next && s_slot_healthy (self, slot)
+            && !child_writing (slot->child)
+            && child_sent (slot->child) < CHILD_MAX_TASKS
+            && (!limit || slot->tasks_run + 1 < limit)) {
+            slot->next = (s_task_t *)zlistx_detach (self->queue, NULL);
+            s_send_task (self, slot, slot->next, false);
         }
     }
 }
@@ -583,6 +680,7 @@ s_finish (node_t *self, s_slot_t *slot, child_outcome_t *outcome)
         child_kill (slot->child);
     }
     s_task_destroy (&task);
+    s_start_next (self, slot);
     s_assign (self);
     s_schedule_flush (self);
 }
@@ -639,8 +737,12 @@ s_on_child_write (zloop_t *loop, zmq_pollitem_t *item, void *arg)
                                      0};
         zloop_poller_end (loop, &write_item);
         slot->polling_write = false;
-        if (slot->task)
-            zframe_destroy (&slot->task->payload);
+        //  A running task's input is not needed any more; one sent to run
+        //  next keeps it until it starts
+        if (slot->writing && slot->writing == slot->task)
+            zframe_destroy (&slot->writing->payload);
+        slot->writing = NULL;
+        s_assign (slot->node);
     }
     return slot->node->stopping ? -1 : 0;
 }
@@ -756,7 +858,9 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
         }
     }
     s_task_destroy (&task);
+    s_start_next (self, slot); //  the child is gone: back to the queue
     s_slot_stop_polling (self, slot);
+    slot->writing = NULL;
     child_destroy (&slot->child);
     if (self->stopping)
         return;
@@ -802,9 +906,11 @@ s_kill_children (node_t *self)
                    && errno == EINTR)
                 ;
             s_slot_stop_polling (self, slot);
+            slot->writing = NULL;
             child_destroy (&slot->child);
         }
         s_task_destroy (&slot->task);
+        s_task_destroy (&slot->next);
     }
     //  Orphans we adopted
     while (waitpid (-1, NULL, WNOHANG) > 0)
@@ -1327,18 +1433,18 @@ s_on_revoke (node_t *self, drover_msg_t *msg)
             if (slot->task && slot->task->id == id
                 && slot->task->attempt == attempt) {
                 found = true;
-                if (!slot->revoked) {
-                    //  SIGTERM first, SIGKILL after the grace period
-                    zsys_info ("worker: broker revoked task %" PRIu64
-                               "#%" PRIu32 "; SIGTERM to child %d and its "
-                               "process group",
-                               id, attempt, (int)child_pid (slot->child));
-                    slot->revoked = true;
-                    slot->revoke_kill_us =
-                        s_now_us ()
-                        + (int64_t)self->config->kill_grace_ms * 1000;
-                    child_terminate (slot->child);
-                }
+                if (!slot->revoked)
+                    s_revoke_running (self, slot);
+            }
+            else if (slot->next && slot->next->id == id
+                     && slot->next->attempt == attempt) {
+                //  It is in the child's channel: the child is killed when
+                //  it starts it
+                found = true;
+                slot->next->revoked = true;
+                zsys_info ("worker: broker revoked task %" PRIu64 "#%" PRIu32
+                           ", sent to child %d to run next",
+                           id, attempt, (int)child_pid (slot->child));
             }
         }
         for (s_task_t *task = (s_task_t *)zlistx_first (self->queue);
@@ -1785,6 +1891,7 @@ node_destroy (node_t **self_p)
     for (size_t i = 0; self->slots && i < self->slot_count; i++) {
         assert (!self->slots[i].child);
         s_task_destroy (&self->slots[i].task);
+        s_task_destroy (&self->slots[i].next);
     }
     free (self->slots);
     free (self->handler_names);
