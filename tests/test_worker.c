@@ -1314,6 +1314,91 @@ Test (worker, a_chunk_runs_the_handler_per_input_and_answers_one_result,
     h_destroy (&h);
 }
 
+//  Leases several tasks in one DISPATCH: ids from first, one handler and
+//  text each.
+static void
+h_dispatch_many (h_t *h, uint64_t first, const char *const *handlers,
+                 const char *const *texts, size_t count)
+{
+    drover_task_t items[8];
+    cr_assert_leq (count, 8);
+    memset (items, 0, sizeof items);
+    for (size_t i = 0; i < count; i++) {
+        items[i].id = first + i;
+        items[i].attempt = 1;
+        items[i].handler = handlers[i];
+        items[i].payload.data = texts[i];
+        items[i].payload.size = strlen (texts[i]);
+    }
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DISPATCH);
+    msg.tasks = items;
+    msg.task_count = count;
+    h_send_broker (h, &msg);
+    h->dispatched += count;
+}
+
+//  Starts a node of one child with the automatic lookahead and runs echo
+//  tasks until their run times make it pipeline.
+static h_t *
+h_new_pipelining (void)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", "--lookahead", "auto", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    for (uint64_t id = 1; id <= 20; id++) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        h_dispatch_text (h, id, "echo", "warm");
+        H_EXPECT (h, 5000, h_result (h, id), "no result");
+    }
+    H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
+    return h;
+}
+
+Test (worker, a_task_sent_behind_one_that_crashes_its_child_runs_again,
+      .timeout = 30)
+{
+    h_t *h = h_new_pipelining ();
+    //  The echo is sent to the child behind the crash, which kills it
+    const char *handlers[] = {"crash", "echo"};
+    const char *texts[] = {"boom", "behind"};
+    h_dispatch_many (h, 101, handlers, texts, 2);
+    H_EXPECT (h, 5000, h_fail (h, 101), "the crash was not reported");
+    cr_assert_eq (h_fail (h, 101)->code, DROVER_ECRASHED);
+    H_EXPECT (h, 5000, h_result (h, 102), "the task behind it never ran");
+    cr_assert_eq (h_result (h, 102)->code, 0);
+    cr_assert_null (h_fail (h, 102), "the task behind the crash failed");
+    cr_assert_eq (zchunk_size (h_result (h, 102)->payload), 6);
+    h_destroy (&h);
+}
+
+Test (worker, a_revoked_task_sent_behind_another_never_reports,
+      .timeout = 30)
+{
+    h_t *h = h_new_pipelining ();
+    const char *handlers[] = {"sleep", "echo", "echo"};
+    const char *texts[] = {"400", "revoked", "later"};
+    h_dispatch_many (h, 201, handlers, texts, 3);
+    h_pump (h, 100);
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = 202;
+    item.attempt = 1;
+    item.code = DROVER_ECANCELLED;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_REVOKE);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    h_send_broker (h, &msg);
+    H_EXPECT (h, 5000, h_result (h, 201), "the sleep did not finish");
+    H_EXPECT (h, 5000, h_result (h, 203), "the task after it did not run");
+    h_pump (h, 300);
+    cr_assert_null (h_result (h, 202), "a revoked task reported a result");
+    cr_assert_null (h_fail (h, 202), "a revoked task reported a failure");
+    h_destroy (&h);
+}
+
 Test (worker, revoke_kills_the_task_silently, .timeout = 30)
 {
     h_t *h = h_new ();
