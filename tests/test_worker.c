@@ -1373,8 +1373,7 @@ Test (worker, a_task_sent_behind_one_that_crashes_its_child_runs_again,
     h_destroy (&h);
 }
 
-Test (worker, a_revoked_task_sent_behind_another_never_reports,
-      .timeout = 30)
+Test (worker, a_revoked_task_sent_behind_another_never_reports, .timeout = 30)
 {
     h_t *h = h_new_pipelining ();
     const char *handlers[] = {"sleep", "echo", "echo"};
