@@ -6,7 +6,7 @@
       silent broker or BYE DROVER_ESTALE ends the session: a new socket
       and HELLO again;
     * slots, one per child: the child process and the task it runs;
-    * pipelining: while tasks are tiny (automatic lookahead, a moving
+    * pipelining: while tasks are short (automatic lookahead, a moving
       average under S_PIPELINE_TASK_US), a busy child is sent its next
       task before it finishes the one it runs, so it never waits for the
       supervisor between two; that task keeps its input and goes back to
@@ -79,8 +79,10 @@
 #define S_LOOKAHEAD_COVER_US  2000
 #define S_LOOKAHEAD_PER_CHILD 64
 //  Automatic lookahead: a busy child gets its next task early while tasks
-//  take less than this on average
-#define S_PIPELINE_TASK_US 1000
+//  take less than this on average (so a task sent early waits at most
+//  about this long behind the one before it, while the supervisor's round
+//  trip it saves, some 50 to 100 us, is 2 % or more of such a task)
+#define S_PIPELINE_TASK_US 5000
 //  How long the BYE at exit may take to leave
 #define S_BYE_LINGER_MS 1000 //  to deliver BYE at exit
 
@@ -483,7 +485,7 @@ s_start_next (node_t *self, s_slot_t *slot)
 }
 
 //  Runs waiting tasks on idle children, oldest first; while tasks are
-//  tiny, sends busy children their next task.
+//  short, sends busy children their next task.
 static void
 s_assign (node_t *self)
 {
@@ -494,10 +496,12 @@ s_assign (node_t *self)
             s_start_task (self, slot, task);
         }
     }
-    bool tiny = self->config->lookahead_auto && self->task_us_average >= 0
-                && self->task_us_average < S_PIPELINE_TASK_US;
+    bool short_tasks = self->config->lookahead_auto
+                       && self->task_us_average >= 0
+                       && self->task_us_average < S_PIPELINE_TASK_US;
     for (size_t i = 0;
-         tiny && i < self->slot_count && zlistx_size (self->queue); i++) {
+         short_tasks && i < self->slot_count && zlistx_size (self->queue);
+         i++) {
         s_slot_t *slot = &self->slots[i];
         uint32_t limit = self->config->max_tasks_per_child;
         if (slot->task && !slot->next && s_slot_healthy (self, slot)
