@@ -1373,6 +1373,35 @@ Test (worker, a_task_sent_behind_one_that_crashes_its_child_runs_again,
     h_destroy (&h);
 }
 
+Test (worker, a_task_sent_behind_a_long_one_moves_to_an_idle_child,
+      .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "2", "--lookahead", "auto", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 2);
+    for (uint64_t id = 1; id <= 20; id++) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        h_dispatch_text (h, id, "echo", "warm");
+        H_EXPECT (h, 5000, h_result (h, id), "no result");
+    }
+    H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
+    //  A long task on the first child, a short one on the second, and an
+    //  echo sent to the first to run after its long task
+    const char *handlers[] = {"sleep", "sleep", "echo"};
+    const char *texts[] = {"1500", "1", "moved"};
+    int64_t start = zclock_mono ();
+    h_dispatch_many (h, 301, handlers, texts, 3);
+    H_EXPECT (h, 5000, h_result (h, 303), "the echo never ran");
+    cr_assert_lt (zclock_mono () - start, 1000,
+                  "the echo waited for the long task");
+    H_EXPECT (h, 5000, h_result (h, 301), "the long task did not finish");
+    h_pump (h, 300);
+    cr_assert_eq (h_result (h, 303)->receipts, 1, "the echo reported twice");
+    cr_assert_null (h_fail (h, 303));
+    h_destroy (&h);
+}
+
 Test (worker, a_revoked_task_sent_behind_another_never_reports, .timeout = 30)
 {
     h_t *h = h_new_pipelining ();

@@ -3,8 +3,10 @@
     binary on the same machine, so the header is a native C struct.
 
     Supervisor to child: a CHAN_TASK header, then payload_size octets of
-    input. Child to supervisor: a CHAN_OUTCOME header, then reason_size
-    octets of failure message, then payload_size octets of result.
+    input; or a CHAN_SKIP header alone (do not start that task if you have
+    not). Child to supervisor: a CHAN_OUTCOME header, then reason_size
+    octets of failure message, then payload_size octets of result; or a
+    CHAN_SKIPPED header alone (that task was not started).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -22,9 +24,11 @@
 
 #define CHAN_TASK    0x5441534bu //  "TASK": run this
 #define CHAN_OUTCOME 0x4f555443u //  "OUTC": this is how it went
+#define CHAN_SKIP    0x534b4950u //  "SKIP": do not start that one
+#define CHAN_SKIPPED 0x534b4944u //  "SKID": it was not started
 
 typedef struct {
-    uint32_t type;             //  CHAN_TASK or CHAN_OUTCOME
+    uint32_t type;             //  CHAN_TASK, CHAN_OUTCOME, CHAN_SKIP...
     uint32_t handler;          //  task: index in the handler table
     uint64_t id;               //  task id
     uint32_t attempt;          //  attempt number

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,9 @@ struct child_t {
     chan_header_t out_header;   //  header of the task being written
     const uint8_t *out_payload; //  its payload; the caller keeps it alive
     size_t out_done;            //  octets of header + payload written
-    bool writing;               //  a task is partly written
+    bool writing;               //  a task or a skip is partly written
+    bool writing_task;          //  what is written is a task (the newest
+                                //  of sent)
     struct {
         uint64_t id;         //  task id
         uint32_t attempt;    //  attempt
@@ -280,6 +283,49 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
                          : 0;
 }
 
+//  A header the child read ahead while it looked for a CHAN_SKIP.
+static chan_header_t s_read_ahead;
+static bool s_read_ahead_valid;
+
+//  Reads the next task header, dropping CHAN_SKIPs of tasks already run.
+//  Returns false at end of file.
+static bool
+s_read_task_header (chan_header_t *header)
+{
+    while (true) {
+        if (s_read_ahead_valid) {
+            *header = s_read_ahead;
+            s_read_ahead_valid = false;
+        }
+        else if (chan_read_all (S_CHILD_FD, header, sizeof *header))
+            return false;
+        if (header->type != CHAN_SKIP)
+            return true;
+    }
+}
+
+//  True when the supervisor asked, before we started it, that the task
+//  just read be skipped: a CHAN_SKIP already waiting in the channel (one
+//  poll, no wait). Anything else read on the way is kept for later.
+static bool
+s_skip_asked (const chan_header_t *task)
+{
+    struct pollfd ready = {S_CHILD_FD, POLLIN, 0};
+    if (s_read_ahead_valid || poll (&ready, 1, 0) != 1)
+        return false;
+    chan_header_t next;
+    if (chan_read_all (S_CHILD_FD, &next, sizeof next))
+        return false; //  end of file: the next read sees it
+    if (next.type == CHAN_SKIP && next.id == task->id
+        && next.attempt == task->attempt)
+        return true;
+    if (next.type != CHAN_SKIP) {
+        s_read_ahead = next;
+        s_read_ahead_valid = true;
+    }
+    return false;
+}
+
 //  The child's life: read a task, run it, write its outcome; leave at end
 //  of file or after max_tasks_per_child tasks.
 static void __attribute__ ((noreturn))
@@ -289,7 +335,7 @@ s_child_main (const worker_config_t *config, int channel, pid_t supervisor)
     uint64_t tasks = 0;
     while (true) {
         chan_header_t header;
-        if (chan_read_all (S_CHILD_FD, &header, sizeof header))
+        if (!s_read_task_header (&header))
             s_child_exit (0); //  the supervisor closed the channel
         if (header.type != CHAN_TASK || header.handler >= config->handler_count
             || header.payload_size > DROVER_MAX_PAYLOAD)
@@ -300,6 +346,15 @@ s_child_main (const worker_config_t *config, int channel, pid_t supervisor)
             s_child_exit (72);
         if (chan_read_all (S_CHILD_FD, input, size))
             s_child_exit (0);
+        if (s_skip_asked (&header)) {
+            free (input);
+            header.type = CHAN_SKIPPED;
+            header.reason_size = 0;
+            header.payload_size = 0;
+            if (chan_write_all (S_CHILD_FD, &header, sizeof header))
+                s_child_exit (0);
+            continue;
+        }
         drover_output_t output;
         uint64_t limit = header.max_result < DROVER_MAX_PAYLOAD
                              ? header.max_result
@@ -420,6 +475,22 @@ child_writing (child_t *self)
     return self->writing;
 }
 
+int
+child_skip (child_t *self, uint64_t id, uint32_t attempt)
+{
+    assert (self);
+    assert (!self->writing);
+    memset (&self->out_header, 0, sizeof self->out_header);
+    self->out_header.type = CHAN_SKIP;
+    self->out_header.id = id;
+    self->out_header.attempt = attempt;
+    self->out_payload = NULL;
+    self->out_done = 0;
+    self->writing = true;
+    self->writing_task = false;
+    return child_flush (self);
+}
+
 size_t
 child_sent (child_t *self)
 {
@@ -446,6 +517,7 @@ child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
     self->out_payload = (const uint8_t *)payload;
     self->out_done = 0;
     self->writing = true;
+    self->writing_task = true;
     self->sent[self->sent_count].id = id;
     self->sent[self->sent_count].attempt = attempt;
     self->sent[self->sent_count].max_result = max_result;
@@ -484,27 +556,43 @@ child_flush (child_t *self)
         if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return CHILD_AGAIN;
         if (put < 0) {
-            self->writing = false;
+            self->writing = self->writing_task = false;
             self->out_payload = NULL;
             return CHILD_EOF;
         }
         self->out_done += (size_t)put;
         if (self->out_done == total) {
-            self->writing = false;
+            self->writing = self->writing_task = false;
             self->out_payload = NULL;
         }
     }
     return CHILD_DONE;
 }
 
-//  Checks a complete outcome header and prepares its body buffers.
+//  Forgets the oldest task sent: its outcome came.
+static void
+s_pop_sent (child_t *self)
+{
+    self->sent_count--;
+    memmove (&self->sent[0], &self->sent[1],
+             self->sent_count * sizeof self->sent[0]);
+}
+
+//  Checks a complete outcome header and prepares its body buffers;
+//  CHILD_SKIPPED for a valid CHAN_SKIPPED.
 static int
 s_accept_header (child_t *self)
 {
     chan_header_t *header = &self->in_header;
     //  The outcome of the oldest task sent, and never of one being written
     //  (accepting it would free the payload child_flush still reads)
-    size_t written = self->sent_count - (self->writing ? 1 : 0);
+    size_t written = self->sent_count - (self->writing_task ? 1 : 0);
+    if (header->type == CHAN_SKIPPED)
+        return self->sent_count && written && header->id == self->sent[0].id
+                       && header->attempt == self->sent[0].attempt
+                       && header->reason_size == 0 && header->payload_size == 0
+                   ? CHILD_SKIPPED
+                   : CHILD_EPROTO;
     if (header->type != CHAN_OUTCOME || self->sent_count == 0 || written == 0
         || header->id != self->sent[0].id
         || header->attempt != self->sent[0].attempt
@@ -536,8 +624,18 @@ child_receive (child_t *self, child_outcome_t *outcome)
                       header_size - self->in_header_got);
             if (got > 0) {
                 self->in_header_got += (size_t)got;
-                if (self->in_header_got == header_size
-                    && s_accept_header (self) != CHILD_DONE)
+                int accepted = self->in_header_got == header_size
+                                   ? s_accept_header (self)
+                                   : CHILD_DONE;
+                if (accepted == CHILD_SKIPPED) {
+                    memset (outcome, 0, sizeof *outcome);
+                    outcome->id = self->in_header.id;
+                    outcome->attempt = self->in_header.attempt;
+                    self->in_header_got = 0;
+                    s_pop_sent (self);
+                    return CHILD_SKIPPED;
+                }
+                if (accepted != CHILD_DONE)
                     return CHILD_EPROTO;
             }
         }
@@ -591,9 +689,7 @@ child_receive (child_t *self, child_outcome_t *outcome)
                 self->in_payload = NULL;
                 self->in_header_got = 0;
                 self->in_body_got = 0;
-                self->sent_count--;
-                memmove (&self->sent[0], &self->sent[1],
-                         self->sent_count * sizeof self->sent[0]);
+                s_pop_sent (self);
                 return CHILD_OUTCOME;
             }
         }

@@ -29,6 +29,7 @@ typedef enum {
     CHILD_OUTCOME,  //  an outcome was read
     CHILD_EOF,      //  the channel is closed: the child is dead or dying
     CHILD_EPROTO,   //  the child sent something malformed
+    CHILD_SKIPPED,  //  the child did not start the task (child_skip)
 } child_status_t;
 
 //  The outcome of one task, as the child reports it.
@@ -89,6 +90,12 @@ bool child_writing (child_t *self);
 
 //  Tasks sent whose outcome has not come.
 size_t child_sent (child_t *self);
+
+//  Asks the child not to start task (id, attempt), sent after the one it
+//  runs, if it has not started it yet: child_receive then gives either
+//  CHILD_SKIPPED or its outcome. Nothing may be being written. Returns as
+//  child_send.
+int child_skip (child_t *self, uint64_t id, uint32_t attempt);
 
 //  Reads what the channel has. Returns CHILD_OUTCOME with *outcome filled
 //  (free it with child_outcome_reset), CHILD_AGAIN, CHILD_EOF, or

@@ -11,6 +11,11 @@
       task before it finishes the one it runs, so it never waits for the
       supervisor between two; that task keeps its input and goes back to
       the local queue if the child is killed or dies before starting it;
+      when another child is idle while the one before it has run longer
+      than S_PIPELINE_TASK_US, a copy of it goes back to the local queue
+      and the child is asked to skip its own (now a ghost: never reported,
+      dropped when the child skips it, runs it anyway or dies), so a
+      short task never waits long behind a long one;
     * a local queue of leased tasks waiting for an idle child (lookahead;
       automatic: one per child while a moving average of the task run
       times is under DROVER_WORKER_SHORT_TASK_MS, else none);
@@ -98,6 +103,8 @@ typedef struct {
     int64_t started_us;       //  when a child got it
     bool revoked;             //  revoked while it waited in a child's
                               //  channel: killed when it starts
+    bool skip_asked;          //  a ghost: the child was asked not to start
+                              //  it, and a copy went back to the queue
 } s_task_t;
 
 //  A failed attempt waiting to go to the broker in a FAIL.
@@ -462,6 +469,10 @@ s_start_next (node_t *self, s_slot_t *slot)
     if (!next)
         return;
     slot->next = NULL;
+    if (next->skip_asked && !s_slot_healthy (self, slot)) {
+        s_task_destroy (&next); //  a ghost: its copy runs elsewhere
+        return;
+    }
     if (!s_slot_healthy (self, slot)) {
         if (slot->writing == next) {
             //  The dying child's write is abandoned with it
@@ -484,6 +495,52 @@ s_start_next (node_t *self, s_slot_t *slot)
         s_revoke_running (self, slot);
 }
 
+//  A task sent to a child to run next must not wait long behind a long
+//  one while another child idles: when a child is idle and nothing waits
+//  here, each child whose task has run longer than S_PIPELINE_TASK_US is
+//  asked to skip its next one, and a copy of that task goes back to the
+//  queue for the idle child. The child's own becomes a ghost, never
+//  reported: skipped, or (if the child had just started it) run for
+//  nothing, which execution at least once allows.
+static void
+s_unblock (node_t *self)
+{
+    if (zlistx_size (self->queue))
+        return;
+    size_t idle = 0;
+    for (size_t i = 0; i < self->slot_count; i++)
+        idle += s_slot_idle (self, &self->slots[i]);
+    int64_t now_us = s_now_us ();
+    for (size_t i = 0; i < self->slot_count && idle > 0; i++) {
+        s_slot_t *slot = &self->slots[i];
+        s_task_t *next = slot->next;
+        if (!slot->task || !next || next->skip_asked
+            || now_us - slot->task->started_us < S_PIPELINE_TASK_US
+            || !s_slot_healthy (self, slot) || child_writing (slot->child))
+            continue;
+        s_task_t *copy = (s_task_t *)malloc (sizeof *copy);
+        assert (copy);
+        *copy = *next;
+        next->payload = NULL; //  written to the child: the copy takes it
+        int rc = child_skip (slot->child, next->id, next->attempt);
+        next->skip_asked = true;
+        if (rc == CHILD_AGAIN) {
+            zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT,
+                                   0};
+            rc = zloop_poller (self->loop, &item, s_on_child_write, slot);
+            assert (rc == 0);
+            zloop_poller_set_tolerant (self->loop, &item);
+            slot->polling_write = true;
+        }
+        zlistx_add_start (self->queue, copy);
+        idle--;
+        zsys_info ("worker: task %" PRIu64 "#%" PRIu32
+                   " waited behind a long one on child %d: it runs on an "
+                   "idle child instead",
+                   copy->id, copy->attempt, (int)child_pid (slot->child));
+    }
+}
+
 //  Runs waiting tasks on idle children, oldest first; while tasks are
 //  short, sends busy children their next task.
 static void
@@ -504,13 +561,22 @@ s_assign (node_t *self)
          i++) {
         s_slot_t *slot = &self->slots[i];
         uint32_t limit = self->config->max_tasks_per_child;
-        if (slot->task && !slot->next && s_slot_healthy (self, slot)
-            && !child_writing (slot->child)
+        if (slot->task && !slot->next && !slot->task->skip_asked
+            && s_slot_healthy (self, slot) && !child_writing (slot->child)
             && child_sent (slot->child) < CHILD_MAX_TASKS
             && (!limit || slot->tasks_run + 1 < limit)) {
             slot->next = (s_task_t *)zlistx_detach (self->queue, NULL);
             s_send_task (self, slot, slot->next, false);
         }
+    }
+    if (zlistx_size (self->queue) == 0) {
+        s_unblock (self);
+        for (size_t i = 0; i < self->slot_count && zlistx_size (self->queue);
+             i++)
+            if (s_slot_idle (self, &self->slots[i])) {
+                s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
+                s_start_task (self, &self->slots[i], task);
+            }
     }
 }
 
@@ -697,7 +763,17 @@ s_child_read (node_t *self, s_slot_t *slot)
         child_outcome_t outcome;
         int rc = child_receive (slot->child, &outcome);
         if (rc == CHILD_OUTCOME) {
-            if (slot->task && !slot->revoked)
+            if (slot->task && slot->task->skip_asked) {
+                //  A ghost the child had started: its copy reports
+                s_task_t *ghost = slot->task;
+                slot->task = NULL;
+                slot->tasks_run++;
+                slot->cpu_base_us = outcome.cpu_total_us;
+                s_task_destroy (&ghost);
+                s_start_next (self, slot);
+                s_assign (self);
+            }
+            else if (slot->task && !slot->revoked)
                 s_finish (self, slot, &outcome);
             else if (slot->task && slot->revoke_kill_us) {
                 //  A revoked task ended after its SIGTERM: its outcome is
@@ -706,6 +782,19 @@ s_child_read (node_t *self, s_slot_t *slot)
                 child_kill (slot->child);
             }
             child_outcome_reset (&outcome);
+            continue;
+        }
+        if (rc == CHILD_SKIPPED) {
+            //  The ghost was not started: its copy runs elsewhere
+            s_task_t *task = slot->task;
+            if (task && task->skip_asked && task->id == outcome.id
+                && task->attempt == outcome.attempt) {
+                slot->task = NULL;
+                s_task_destroy (&task);
+                s_start_next (self, slot);
+                s_assign (self);
+                s_schedule_flush (self);
+            }
             continue;
         }
         if (rc == CHILD_AGAIN)
@@ -789,6 +878,8 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
     int64_t now = s_now_ms ();
     s_task_t *task = slot->task;
     slot->task = NULL;
+    if (task && task->skip_asked)
+        s_task_destroy (&task); //  a ghost: its copy reports
     if (task && slot->revoked)
         zsys_info ("worker: task %" PRIu64 "#%" PRIu32
                    " (%s) revoked; child %d killed",
@@ -1434,13 +1525,15 @@ s_on_revoke (node_t *self, drover_msg_t *msg)
         bool found = false;
         for (size_t s = 0; s < self->slot_count && !found; s++) {
             s_slot_t *slot = &self->slots[s];
-            if (slot->task && slot->task->id == id
+            //  Ghosts are not the task: their copies are
+            if (slot->task && !slot->task->skip_asked && slot->task->id == id
                 && slot->task->attempt == attempt) {
                 found = true;
                 if (!slot->revoked)
                     s_revoke_running (self, slot);
             }
-            else if (slot->next && slot->next->id == id
+            else if (slot->next && !slot->next->skip_asked
+                     && slot->next->id == id
                      && slot->next->attempt == attempt) {
                 //  It is in the child's channel: the child is killed when
                 //  it starts it
@@ -1819,6 +1912,8 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
         s_send_broker (self, &msg);
     }
     results_resend_due (self->results, now);
+    if (zlistx_size (self->queue) == 0)
+        s_assign (self); //  a task that waits behind a long one moves
     s_flush (self);
     if (self->draining && self->drain_deadline_ms
         && now >= self->drain_deadline_ms && !self->stopping) {
