@@ -13,6 +13,7 @@
 */
 #include "checker.h"
 #include "drover_client.h"
+#include "drover_map.h"
 #include "procs.h"
 
 #include <criterion/criterion.h>
@@ -284,6 +285,65 @@ Test (durability, queued_tasks_survive_kill_9_of_the_broker)
     drover_client_destroy (&client);
     checker_destroy (&checker);
     free (ids);
+    s_cluster_free (&cluster);
+}
+
+static uint64_t s_counter (drover_client_t *client, const char *name);
+
+//  --------------------------------------------------------------------------
+//  1b. Queued chunks survive as chunks: fail answers per input with the
+//      input as its reason, which only a chunk run gives
+
+#define CHUNK_INPUTS 40
+
+static int
+s_next_chunk_input (void *arg, drover_payload_t *input)
+{
+    size_t *next = (size_t *)arg;
+    static char text[32];
+    if (*next == CHUNK_INPUTS)
+        return 0;
+    input->data = text;
+    input->size = s_payload (text, sizeof text, (*next)++);
+    return 1;
+}
+
+Test (durability, queued_chunks_survive_kill_9_of_the_broker_as_chunks)
+{
+    s_cluster_t cluster = s_cluster_start (NULL, NULL);
+    drover_client_t *client = s_client (&cluster);
+    size_t next = 0;
+    drover_map_options_t options = {.ordered = true, .chunksize = 4};
+    drover_map_t *map =
+        drover_map_new (client, "fail", &options, s_next_chunk_input, &next);
+    cr_assert_not_null (map);
+    //  No node: the ten chunks wait in the broker once it took them
+    int64_t deadline = zclock_mono () + 10000;
+    while (zclock_mono () < deadline
+           && s_counter (client, "submitted") < CHUNK_INPUTS / 4) {
+        drover_result_t *result = NULL;
+        cr_assert_eq (drover_map_next (map, 50, &result), DROVER_ETIMEDOUT);
+    }
+    cr_assert_eq (s_counter (client, "submitted"), CHUNK_INPUTS / 4);
+    s_broker_restart (&cluster);
+    s_wait_log ("10 tasks and 0 dead letters restored", 20000);
+    s_start_node (&cluster, "A", 2);
+    for (size_t i = 0; i < CHUNK_INPUTS; i++) {
+        drover_result_t *result = NULL;
+        int rc = drover_map_next (map, 30000, &result);
+        cr_assert_eq (rc, 0, "input %zu: %s", i, drover_client_reason (client));
+        cr_assert_not_null (result);
+        char expected[32];
+        s_payload (expected, sizeof expected, i);
+        cr_assert_eq (result->index, i);
+        cr_assert_eq (result->code, DROVER_EFAILED, "input %zu: %s", i,
+                      drover_strcode (result->code));
+        cr_assert_str_eq (result->reason, expected,
+                          "input %zu did not run on its own", i);
+        drover_result_destroy (&result);
+    }
+    drover_map_destroy (&map);
+    drover_client_destroy (&client);
     s_cluster_free (&cluster);
 }
 
