@@ -142,6 +142,11 @@ full=(--payload-mb "$([ "$MODE" = smoke ] && echo 4 || echo 256)" "${common[@]}"
 run "drover-j$JOBS" "$DROVER" bench -j "$JOBS" --items "$ITEMS" --queued "$QUEUED" \
     --map-lines "$MAP_LINES" "${full[@]}"
 run "pool-p$JOBS" "$PY" bench/pool_bench.py --processes "$JOBS" --items "$ITEMS" "${full[@]}"
+# The ceiling again with as many credits per worker as a Drover node's
+# automatic lookahead holds for tiny tasks (64 per child): the same flow
+# as Drover's, where one credit per worker is that of a node without one.
+run "ceiling64-j$JOBS" "$DROVER" bench -j "$JOBS" --scenarios ceiling --credits 64 \
+    --messages "$([ "$MODE" = smoke ] && echo 2000 || echo 400000)" --json
 
 if [ "$MODE" = write ]; then
     for j in "${SWEEP[@]}"; do
@@ -202,6 +207,7 @@ def load(name, tool):
 
 
 drover = load(f"drover-j{jobs}", "drover bench")
+ceiling64 = load(f"ceiling64-j{jobs}", "drover bench")
 pool = load(f"pool-p{jobs}", "pool_bench")
 facts = dict(line.rstrip("\n").split("=", 1)
              for line in open(os.path.join(work, "facts.txt")) if "=" in line)
@@ -327,6 +333,13 @@ def targets():
         r = num(pm.get("ceiling_fraction"))
     rows.append((f"one task per message vs ZeroMQ router-credit ceiling ({transport or '?'})",
                  fmt_rate(rate_of(pm)), fmt_rate(rate_of(ceil)),
+                 "-" if r is None else f"{r:.2f}", ">= 0.40", verdict(r, lambda x: x >= 0.40)))
+
+    ceil64 = ceiling(ceiling64, "router-credit", transport)
+    r = ratio(rate_of(pm), rate_of(ceil64))
+    rows.append((f"one task per message vs the same ceiling with 64 credits per worker "
+                 f"(the lookahead of a Drover node for tiny tasks; {transport or '?'})",
+                 fmt_rate(rate_of(pm)), fmt_rate(rate_of(ceil64)),
                  "-" if r is None else f"{r:.2f}", ">= 0.40", verdict(r, lambda x: x >= 0.40)))
 
     lat = pick(drover["results"], "latency")
@@ -553,9 +566,15 @@ if ch:
                      f"{ch.get('items', 0):,} items)", "ipc", fmt_rate(rate_of(ch)), "-"))
 for r in drover["results"]:
     if r.get("scenario") == "ceiling" and r.get("payload", 16) == 16:
-        thr_rows.append((f"plain ZeroMQ, {r.get('pattern')}", r.get("transport", "-"),
-                         fmt_rate(rate_of(r)),
+        thr_rows.append((f"plain ZeroMQ, {r.get('pattern')}"
+                         + (", 1 credit per worker" if r.get("pattern") == "router-credit" else ""),
+                         r.get("transport", "-"), fmt_rate(rate_of(r)),
                          "(the reference)" if r.get("pattern") == "router-credit" else "-"))
+for r in ceiling64["results"]:
+    if r.get("scenario") == "ceiling" and r.get("pattern") == "router-credit" \
+            and r.get("payload", 16) == 16:
+        thr_rows.append(("plain ZeroMQ, router-credit, 64 credits per worker",
+                         r.get("transport", "-"), fmt_rate(rate_of(r)), "-"))
 for name, label in (("map_default_chunksize", "Pool.map (default chunksize {})"),
                     ("imap_unordered_chunksize_1", "Pool.imap_unordered (chunksize {})")):
     r = pick(pool["results"], name)
