@@ -123,8 +123,8 @@ typedef struct {
     uint64_t retry_max_delay_ms; /* cap of the backoff; 0: default */
     uint64_t retry_on;           /* codes that retry: bit N for code -N; 0:
                                default (DROVER_RETRY_ON_DEFAULT) */
-    uint32_t items;         /* SUBMIT, DISPATCH: the payload is a chunk of this
-                       many inputs (SPEC 7.7); 0: one input */
+    uint32_t items;              /* SUBMIT, DISPATCH: inputs in the payload's
+                               chunk (SPEC 7.7); 0: one input */
     drover_bytes_t payload; /* input (SUBMIT, DISPATCH) or result (RESULT) */
 } drover_task_t;
 
