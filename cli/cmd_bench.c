@@ -71,7 +71,7 @@ typedef struct {
     const char *scenarios;   //  --scenarios
     long tasks;              //  --tasks
     long items;              //  --items
-    const char *chunksize;   //  --chunksize
+    long chunksize;          //  --chunksize, CLI_AUTO for auto
     long queued;             //  --queued
     long map_lines;          //  --map-lines
     long window;             //  --window
@@ -117,6 +117,7 @@ typedef struct {
 typedef struct {
     s_options_t options;
     bool selected[S_COUNT];       //  scenarios to run
+    char chunksize[24];           //  --chunksize in words: "auto" or N
     size_t sizes[MAX_SIZES];      //  payload sizes
     size_t size_count;            //  how many
     const char *modes[MAX_MODES]; //  durable modes
@@ -234,17 +235,11 @@ s_check_options (s_bench_t *self, const cli_command_t *command)
         if (modes[i])
             self->modes[self->mode_count++] = s_fsync_names[i];
     self->local = !options->connect || !*options->connect;
-    if (strcmp (options->chunksize, "auto")) {
-        char *end = NULL;
-        long value = strtol (options->chunksize, &end, 10);
-        if (end == options->chunksize || *end || value < 1
-            || value > DROVER_MAP_MAX_CHUNKSIZE)
-            return cli_usage_error (command,
-                                    "--chunksize '%s' must be 'auto' or a "
-                                    "number from 1 to %d",
-                                    options->chunksize,
-                                    DROVER_MAP_MAX_CHUNKSIZE);
-    }
+    if (options->chunksize == CLI_AUTO)
+        snprintf (self->chunksize, sizeof self->chunksize, "auto");
+    else
+        snprintf (self->chunksize, sizeof self->chunksize, "%ld",
+                  options->chunksize);
     return s_parse_sizes (self, command);
 }
 
@@ -267,8 +262,8 @@ s_parse (s_bench_t *self, int argc, char **argv)
          &o->tasks},
         {"items", 0, CLI_INT, NULL, "2000000", 1, 1000000000, "N",
          "chunked: echo inputs of 16 bytes through a chunked map", &o->items},
-        {"chunksize", 0, CLI_STRING, NULL, "auto", 0, 0, "N|auto",
-         "chunked: inputs per task", &o->chunksize},
+        {"chunksize", 0, CLI_COUNT, NULL, "auto", 1, DROVER_MAP_MAX_CHUNKSIZE,
+         "N|auto", "chunked: inputs per task", &o->chunksize},
         {"queued", 0, CLI_INT, NULL, "1000000", 1, 100000000, "N",
          "memory: 16-byte tasks the broker holds queued", &o->queued},
         {"map-lines", 0, CLI_INT, NULL, "10000000", 1, 1000000000, "N",
@@ -546,9 +541,9 @@ s_echo_row (s_bench_t *self, bench_drover_t *drover, s_scenario_t scenario,
     double seconds;
     uint32_t chunksize = 0;
     if (scenario == S_CHUNKED)
-        chunksize = strcmp (self->options.chunksize, "auto")
-                        ? (uint32_t)atol (self->options.chunksize)
-                        : DROVER_MAP_CHUNK_AUTO;
+        chunksize = self->options.chunksize == CLI_AUTO
+                        ? DROVER_MAP_CHUNK_AUTO
+                        : (uint32_t)self->options.chunksize;
     int rc = s_measure_map (self, drover, "echo", payload, size, count,
                             chunksize, &seconds);
     free (payload);
@@ -559,7 +554,7 @@ s_echo_row (s_bench_t *self, bench_drover_t *drover, s_scenario_t scenario,
     row->payload = size;
     row->fsync = fsync;
     if (scenario == S_CHUNKED)
-        row->chunksize = self->options.chunksize;
+        row->chunksize = self->chunksize;
     s_set_rate (row, count, seconds);
     return 0;
 }
@@ -577,7 +572,7 @@ static int
 s_chunked (s_bench_t *self)
 {
     s_progress (self, "chunked: %ld echo inputs of 16 bytes, --chunksize %s",
-                self->options.items, self->options.chunksize);
+                self->options.items, self->chunksize);
     return s_echo_row (self, self->drover, S_CHUNKED, 16,
                        (size_t)self->options.items, NULL);
 }

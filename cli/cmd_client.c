@@ -551,7 +551,7 @@ drover_cmd_map (int argc, char **argv)
     bool ordered = false, json = false, null = false, quiet = false,
          verbose = false, retry_failed = false;
     const char *job_dir = NULL;
-    const char *chunksize_text = NULL;
+    long chunksize_option = 1;
     cli_list_t handlers = {NULL, 0};
     char nproc[24];
     long cores = sysconf (_SC_NPROCESSORS_ONLN);
@@ -568,11 +568,12 @@ drover_cmd_map (int argc, char **argv)
          "inputs are separated by NUL, not newline", &null},
         {"window", 'w', CLI_INT, "DROVER_WINDOW", "1000", 1, 1000000, "N",
          "most tasks in flight (and results held back in order)", &window},
-        {"chunksize", 'c', CLI_STRING, "DROVER_CHUNKSIZE", "1", 0, 0, "N|auto",
+        {"chunksize", 'c', CLI_COUNT, "DROVER_CHUNKSIZE", "1", 1,
+         DROVER_MAP_MAX_CHUNKSIZE, "N|auto",
          "inputs per task, like Pool.map's chunksize: up to N per task, or "
          "auto: about 10 ms of work per task, measured as results come "
          "(inputs of a chunk share its task, attempt and retries)",
-         &chunksize_text},
+         &chunksize_option},
         {"job", 0, CLI_STRING, "DROVER_JOB", NULL, 0, 0, "DIR",
          "job log directory (created if missing): run the same command "
          "with the same DIR after a crash or kill and it prints the logged "
@@ -639,21 +640,9 @@ drover_cmd_map (int argc, char **argv)
         rc = cli_usage_error (&command,
                               "--retry-failed goes with --job DIR: it runs "
                               "the job's failed inputs again");
-    uint32_t chunksize = 0;
-    if (rc == 0 && !strcmp (chunksize_text, "auto"))
-        chunksize = DROVER_MAP_CHUNK_AUTO;
-    else if (rc == 0) {
-        char *end = NULL;
-        errno = 0;
-        unsigned long value = strtoul (chunksize_text, &end, 10);
-        if (errno || end == chunksize_text || *end || value < 1
-            || value > DROVER_MAP_MAX_CHUNKSIZE || chunksize_text[0] == '-')
-            rc = cli_usage_error (&command,
-                                  "--chunksize '%s' must be 'auto' or a "
-                                  "number from 1 to %d",
-                                  chunksize_text, DROVER_MAP_MAX_CHUNKSIZE);
-        chunksize = (uint32_t)value;
-    }
+    uint32_t chunksize = chunksize_option == CLI_AUTO
+                             ? DROVER_MAP_CHUNK_AUTO
+                             : (uint32_t)chunksize_option;
     if (rc == 0 && chunksize == DROVER_MAP_CHUNK_AUTO && job_dir && *job_dir)
         rc = cli_usage_error (&command,
                               "--chunksize auto cannot go with --job: a "

@@ -77,7 +77,7 @@ drover_cmd_worker (int argc, char **argv)
     cli_list_t *handlers = &s_handlers;
     bool no_builtins = false;
     long max_tasks = 0;
-    const char *lookahead = NULL;
+    long lookahead = CLI_AUTO;
     const char *name = NULL;
     cli_list_t *queues = &s_queues;
     long drain_timeout = 60000;
@@ -110,9 +110,11 @@ drover_cmd_worker (int argc, char **argv)
         {"max-tasks-per-child", 0, CLI_INT, "DROVER_MAX_TASKS_PER_CHILD", "0",
          0, 1000000000, "K", "replace each child after K tasks (0: never)",
          &max_tasks},
-        {"lookahead", 0, CLI_STRING, "DROVER_LOOKAHEAD", "auto", 0, 0, "N|auto",
-         "tasks to hold beyond one per child; auto: one per child while "
-         "tasks take under 100 ms on average, else none",
+        {"lookahead", 0, CLI_COUNT, "DROVER_LOOKAHEAD", "auto", 0,
+         DROVER_WORKER_MAX_LOOKAHEAD, "N|auto",
+         "tasks to hold beyond one per child; auto: about 2 ms of work "
+         "per child (1 to 64) while tasks take under 100 ms on average, "
+         "else none",
          &lookahead},
         {"name", 0, CLI_STRING, "DROVER_NAME", NULL, 0, 0, "NAME",
          "the node's name in the broker's logs (default: host:pid)", &name},
@@ -184,26 +186,15 @@ drover_cmd_worker (int argc, char **argv)
         rc = s_add_handler (&command, worker, handlers->items[i]);
     if (rc == 0 && !no_builtins)
         drover_worker_add_builtins (worker);
-    unsigned lookahead_value = DROVER_WORKER_LOOKAHEAD_AUTO;
-    if (rc == 0 && strcmp (lookahead, "auto")) {
-        char *end = NULL;
-        errno = 0;
-        unsigned long value = strtoul (lookahead, &end, 10);
-        if (errno || end == lookahead || *end || lookahead[0] == '-'
-            || value > DROVER_WORKER_MAX_LOOKAHEAD)
-            rc = cli_usage_error (&command,
-                                  "--lookahead '%s' must be 'auto' or a "
-                                  "number from 0 to %d",
-                                  lookahead, DROVER_WORKER_MAX_LOOKAHEAD);
-        lookahead_value = (unsigned)value;
-    }
     if (rc == 0 && no_builtins && handlers->count == 0)
         rc = cli_usage_error (&command,
                               "--no-builtins leaves no handler; add one "
                               "with --handler NAME=exec:CMD");
     if (rc == 0) {
         drover_worker_set_children (worker, (unsigned)jobs);
-        drover_worker_set_lookahead (worker, lookahead_value);
+        drover_worker_set_lookahead (worker, lookahead == CLI_AUTO
+                                                 ? DROVER_WORKER_LOOKAHEAD_AUTO
+                                                 : (unsigned)lookahead);
         drover_worker_set_max_tasks_per_child (worker, (unsigned)max_tasks);
         drover_worker_set_drain_timeout (worker, (unsigned)drain_timeout);
         drover_worker_set_kill_grace (worker, (unsigned)kill_grace);

@@ -62,7 +62,13 @@ s_set (const cli_command_t *command, cli_option_t *option, const char *text,
                 return cli_usage_error (command, "%s must be 1 or 0, not '%s'",
                                         source, text);
             return 0;
-        case CLI_INT: {
+        case CLI_INT:
+        case CLI_COUNT: {
+            bool count = option->kind == CLI_COUNT;
+            if (count && !strcmp (text, "auto")) {
+                *(long *)option->target = CLI_AUTO;
+                return 0;
+            }
             char *end;
             errno = 0;
             long value = strtol (text, &end, 10);
@@ -70,8 +76,9 @@ s_set (const cli_command_t *command, cli_option_t *option, const char *text,
                 || value > option->max)
                 return cli_usage_error (
                     command,
-                    "%s takes a whole number from %ld to %ld, not '%s'", source,
-                    option->min, option->max, text);
+                    "%s takes %sa whole number from %ld to %ld, not '%s'",
+                    source, count ? "'auto' or " : "", option->min, option->max,
+                    text);
             *(long *)option->target = value;
             return 0;
         }

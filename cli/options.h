@@ -16,7 +16,11 @@ typedef enum {
     CLI_INT,    //  target: long *, within [min, max]
     CLI_FLAG,   //  target: bool *; env value 1/true/yes or 0/false/no
     CLI_LIST,   //  target: cli_list_t *; repeatable; env: newline-separated
+    CLI_COUNT,  //  target: long *: "auto" (CLI_AUTO) or within [min, max]
 } cli_kind_t;
+
+//  What a CLI_COUNT holds for "auto".
+#define CLI_AUTO (-1L)
 
 typedef struct {
     const char **items; //  the values, in order given
