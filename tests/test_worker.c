@@ -605,6 +605,18 @@ h_join (h_t *h, uint32_t heartbeat_ms, uint32_t liveness, uint64_t credit)
 }
 
 //  Leases one task to the node, with a hard and a soft time limit (0:
+
+//  Leases items to the node in one DISPATCH, and counts them.
+static void
+h_send_dispatch (h_t *h, drover_task_t *items, size_t count)
+{
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_DISPATCH);
+    msg.tasks = items;
+    msg.task_count = count;
+    h_send_broker (h, &msg);
+    h->dispatched += count;
+}
 //  none).
 static void
 h_dispatch_limits (h_t *h, uint64_t id, const char *handler,
@@ -620,12 +632,7 @@ h_dispatch_limits (h_t *h, uint64_t id, const char *handler,
     item.soft_timeout_ms = soft_timeout_ms;
     item.payload.data = payload;
     item.payload.size = size;
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_DISPATCH);
-    msg.tasks = &item;
-    msg.task_count = 1;
-    h_send_broker (h, &msg);
-    h->dispatched++;
+    h_send_dispatch (h, &item, 1);
 }
 
 //  Leases one task to the node, with a hard time limit (0: none).
@@ -828,12 +835,7 @@ Test (worker, several_tasks_in_one_dispatch, .timeout = 30)
         items[i].payload.data = texts[i];
         items[i].payload.size = strlen (texts[i]);
     }
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_DISPATCH);
-    msg.tasks = items;
-    msg.task_count = 6;
-    h_send_broker (h, &msg);
-    h->dispatched += 6;
+    h_send_dispatch (h, items, 6);
     H_EXPECT (h, 5000, zhashx_size (h->results) == 6, "%zu results of 6",
               zhashx_size (h->results));
     for (int i = 0; i < 6; i++) {
@@ -1231,12 +1233,7 @@ h_dispatch_chunk (h_t *h, uint64_t id, const char *handler,
     item.items = count;
     item.payload.data = data;
     item.payload.size = size;
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_DISPATCH);
-    msg.tasks = &item;
-    msg.task_count = 1;
-    h_send_broker (h, &msg);
-    h->dispatched++;
+    h_send_dispatch (h, &item, 1);
     free (data);
 }
 
@@ -1297,12 +1294,7 @@ Test (worker, a_chunk_runs_the_handler_per_input_and_answers_one_result,
     item.payload.data = "\x91\xc4\x01x";
     item.payload.size = 4;
     H_EXPECT (h, 5000, h_open_credit (h) == 1, "no credit");
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_DISPATCH);
-    msg.tasks = &item;
-    msg.task_count = 1;
-    h_send_broker (h, &msg);
-    h->dispatched++;
+    h_send_dispatch (h, &item, 1);
     H_EXPECT (h, 5000, h_fail (h, 73), "a malformed chunk was not failed");
     cr_assert_eq (h_fail (h, 73)->code, DROVER_EINVAL);
     cr_assert (strstr (h_fail (h, 73)->reason, "2 bin inputs"), "%s",
@@ -1330,12 +1322,7 @@ h_dispatch_many (h_t *h, uint64_t first, const char *const *handlers,
         items[i].payload.data = texts[i];
         items[i].payload.size = strlen (texts[i]);
     }
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_DISPATCH);
-    msg.tasks = items;
-    msg.task_count = count;
-    h_send_broker (h, &msg);
-    h->dispatched += count;
+    h_send_dispatch (h, items, count);
 }
 
 //  Starts a node of one child with the automatic lookahead and runs echo
