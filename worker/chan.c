@@ -27,6 +27,66 @@ chan_read_all (int fd, void *data, size_t size)
     return 0;
 }
 
+//  Moves what is buffered to the front, to make room at the end.
+static void
+s_compact (chan_reader_t *self)
+{
+    if (self->start == 0)
+        return;
+    memmove (self->data, self->data + self->start, self->end - self->start);
+    self->end -= self->start;
+    self->start = 0;
+}
+
+//  One read into the free room; flags as for recv. Returns its result.
+static ssize_t
+s_fill (chan_reader_t *self, int flags)
+{
+    s_compact (self);
+    ssize_t got;
+    do
+        got = recv (self->fd, self->data + self->end,
+                    sizeof self->data - self->end, flags);
+    while (got < 0 && errno == EINTR);
+    if (got > 0)
+        self->end += (size_t)got;
+    return got;
+}
+
+int
+chan_reader_read (chan_reader_t *self, void *data, size_t size)
+{
+    uint8_t *cursor = (uint8_t *)data;
+    while (size > 0) {
+        size_t buffered = self->end - self->start;
+        if (buffered == 0 && size >= sizeof self->data)
+            //  Large inputs go straight to their place
+            return chan_read_all (self->fd, cursor, size);
+        if (buffered == 0) {
+            if (s_fill (self, 0) <= 0)
+                return -1;
+            continue;
+        }
+        size_t take = buffered < size ? buffered : size;
+        memcpy (cursor, self->data + self->start, take);
+        self->start += take;
+        cursor += take;
+        size -= take;
+    }
+    return 0;
+}
+
+bool
+chan_reader_peek (chan_reader_t *self, size_t size, const void **peek_p)
+{
+    if (self->end - self->start < size)
+        s_fill (self, MSG_DONTWAIT);
+    if (self->end - self->start < size)
+        return false;
+    *peek_p = self->data + self->start;
+    return true;
+}
+
 int
 chan_writev_all (int fd, struct iovec *parts, size_t count)
 {

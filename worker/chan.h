@@ -15,6 +15,7 @@
 #ifndef DROVER_CHAN_H_INCLUDED
 #define DROVER_CHAN_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -50,6 +51,25 @@ typedef struct {
 //  Reads exactly size octets from a blocking fd. Returns 0, or -1 at end
 //  of file or on an error.
 int chan_read_all (int fd, void *data, size_t size);
+
+//  A buffered reader of a blocking fd, for the child: one system call
+//  brings a task's header, its input and often the next task's header,
+//  so a stream of tiny tasks costs about one read each.
+#define CHAN_READER_BUFFER 65536
+typedef struct {
+    int fd;                           //  the channel
+    size_t start;                     //  first octet not consumed
+    size_t end;                       //  one past the last octet read
+    uint8_t data[CHAN_READER_BUFFER]; //  what was read
+} chan_reader_t;
+
+//  Reads exactly size octets, waiting for them. Returns 0, or -1 at end
+//  of file or on an error.
+int chan_reader_read (chan_reader_t *self, void *data, size_t size);
+
+//  True when size octets are buffered, after at most one read that does
+//  not wait; *peek_p then points at them (they stay unread).
+bool chan_reader_peek (chan_reader_t *self, size_t size, const void **peek_p);
 
 //  Writes exactly size octets to a blocking fd. Returns 0 or -1.
 int chan_write_all (int fd, const void *data, size_t size);

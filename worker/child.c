@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,47 +282,36 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
                          : 0;
 }
 
-//  A header the child read ahead while it looked for a CHAN_SKIP.
-static chan_header_t s_read_ahead;
-static bool s_read_ahead_valid;
+//  The child's end of its channel, buffered.
+static chan_reader_t s_reader = {.fd = S_CHILD_FD};
 
 //  Reads the next task header, dropping CHAN_SKIPs of tasks already run.
 //  Returns false at end of file.
 static bool
 s_read_task_header (chan_header_t *header)
 {
-    while (true) {
-        if (s_read_ahead_valid) {
-            *header = s_read_ahead;
-            s_read_ahead_valid = false;
-        }
-        else if (chan_read_all (S_CHILD_FD, header, sizeof *header))
+    do
+        if (chan_reader_read (&s_reader, header, sizeof *header))
             return false;
-        if (header->type != CHAN_SKIP)
-            return true;
-    }
+    while (header->type == CHAN_SKIP);
+    return true;
 }
 
 //  True when the supervisor asked, before we started it, that the task
-//  just read be skipped: a CHAN_SKIP already waiting in the channel (one
-//  poll, no wait). Anything else read on the way is kept for later.
+//  just read be skipped: a CHAN_SKIP already in the channel (looked at
+//  without waiting). A task header that follows stays for the next read.
 static bool
 s_skip_asked (const chan_header_t *task)
 {
-    struct pollfd ready = {S_CHILD_FD, POLLIN, 0};
-    if (s_read_ahead_valid || poll (&ready, 1, 0) != 1)
-        return false;
+    const void *peek;
     chan_header_t next;
-    if (chan_read_all (S_CHILD_FD, &next, sizeof next))
-        return false; //  end of file: the next read sees it
-    if (next.type == CHAN_SKIP && next.id == task->id
-        && next.attempt == task->attempt)
-        return true;
-    if (next.type != CHAN_SKIP) {
-        s_read_ahead = next;
-        s_read_ahead_valid = true;
-    }
-    return false;
+    if (!chan_reader_peek (&s_reader, sizeof next, &peek))
+        return false;
+    memcpy (&next, peek, sizeof next);
+    if (next.type != CHAN_SKIP || next.id != task->id
+        || next.attempt != task->attempt)
+        return false;
+    return chan_reader_read (&s_reader, &next, sizeof next) == 0;
 }
 
 //  The child's life: read a task, run it, write its outcome; leave at end
@@ -344,7 +332,7 @@ s_child_main (const worker_config_t *config, int channel, pid_t supervisor)
         void *input = malloc (size ? size : 1);
         if (!input)
             s_child_exit (72);
-        if (chan_read_all (S_CHILD_FD, input, size))
+        if (chan_reader_read (&s_reader, input, size))
             s_child_exit (0);
         if (s_skip_asked (&header)) {
             free (input);
