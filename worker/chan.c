@@ -7,8 +7,9 @@
 #include "chan.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int
@@ -38,19 +39,26 @@ s_compact (chan_reader_t *self)
     self->start = 0;
 }
 
-//  One read into the free room; flags as for recv. Returns its result.
+//  One read into the free room (the fd is non-blocking), waiting for
+//  something to read or not. Returns its result.
 static ssize_t
-s_fill (chan_reader_t *self, int flags)
+s_fill (chan_reader_t *self, bool wait)
 {
     s_compact (self);
-    ssize_t got;
-    do
-        got = recv (self->fd, self->data + self->end,
-                    sizeof self->data - self->end, flags);
-    while (got < 0 && errno == EINTR);
-    if (got > 0)
-        self->end += (size_t)got;
-    return got;
+    while (true) {
+        ssize_t got = read (self->fd, self->data + self->end,
+                            sizeof self->data - self->end);
+        if (got > 0)
+            self->end += (size_t)got;
+        if (got >= 0 || (errno != EINTR && errno != EAGAIN))
+            return got;
+        if (errno == EAGAIN) {
+            if (!wait)
+                return -1;
+            struct pollfd ready = {self->fd, POLLIN, 0};
+            poll (&ready, 1, -1);
+        }
+    }
 }
 
 int
@@ -59,11 +67,8 @@ chan_reader_read (chan_reader_t *self, void *data, size_t size)
     uint8_t *cursor = (uint8_t *)data;
     while (size > 0) {
         size_t buffered = self->end - self->start;
-        if (buffered == 0 && size >= sizeof self->data)
-            //  Large inputs go straight to their place
-            return chan_read_all (self->fd, cursor, size);
         if (buffered == 0) {
-            if (s_fill (self, 0) <= 0)
+            if (s_fill (self, true) <= 0)
                 return -1;
             continue;
         }
@@ -80,7 +85,7 @@ bool
 chan_reader_peek (chan_reader_t *self, size_t size, const void **peek_p)
 {
     if (self->end - self->start < size)
-        s_fill (self, MSG_DONTWAIT);
+        s_fill (self, false);
     if (self->end - self->start < size)
         return false;
     *peek_p = self->data + self->start;
@@ -91,12 +96,7 @@ int
 chan_writev_all (int fd, struct iovec *parts, size_t count)
 {
     while (count > 0) {
-        struct msghdr message;
-        memset (&message, 0, sizeof message);
-        message.msg_iov = parts;
-        message.msg_iovlen = count;
-        //  MSG_NOSIGNAL: as chan_write_all
-        ssize_t put = sendmsg (fd, &message, MSG_NOSIGNAL);
+        ssize_t put = writev (fd, parts, (int)count);
         if (put < 0 && errno == EINTR)
             continue;
         if (put < 0)
@@ -122,9 +122,7 @@ chan_write_all (int fd, const void *data, size_t size)
 {
     const char *cursor = (const char *)data;
     while (size > 0) {
-        //  MSG_NOSIGNAL: a dead supervisor must not kill us with SIGPIPE
-        //  before PDEATHSIG does
-        ssize_t put = send (fd, cursor, size, MSG_NOSIGNAL);
+        ssize_t put = write (fd, cursor, size);
         if (put < 0 && errno == EINTR)
             continue;
         if (put <= 0)

@@ -1,6 +1,7 @@
-/*  chan.h - the framing on the socketpair between the node's supervisor
-    and one of its children. Private to worker/: both ends are the same
-    binary on the same machine, so the header is a native C struct.
+/*  chan.h - the framing on the two pipes between the node's supervisor
+    and one of its children (tasks in, outcomes out). Private to worker/:
+    both ends are the same binary on the same machine, so the header is a
+    native C struct.
 
     Supervisor to child: a CHAN_TASK header, then payload_size octets of
     input; or a CHAN_SKIP header alone (do not start that task if you have
@@ -52,7 +53,7 @@ typedef struct {
 //  of file or on an error.
 int chan_read_all (int fd, void *data, size_t size);
 
-//  A buffered reader of a blocking fd, for the child: one system call
+//  A buffered reader of a non-blocking fd, for the child: one system call
 //  brings a task's header, its input and often the next task's header,
 //  so a stream of tiny tasks costs about one read each.
 #define CHAN_READER_BUFFER 65536

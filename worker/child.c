@@ -20,12 +20,12 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 //  The child's end of the channel, after it has tidied its fds.
-#define S_CHILD_FD 3
+#define S_CHILD_FD     3 //  tasks come in on this pipe
+#define S_CHILD_OUT_FD 4 //  outcomes go out on this one
 
 struct child_t {
     pid_t pid;                  //  the process, and its process group
@@ -82,11 +82,21 @@ s_on_supervisor_death (int signal)
     _exit (137);
 }
 
+//  SIGPIPE, when the supervisor is gone, must not kill the child before
+//  the death signal does: a write to the closed pipe fails instead. A
+//  handler, not SIG_IGN: exec resets it for the commands the child runs.
+static void
+s_on_sigpipe (int signal)
+{
+    (void)signal;
+}
+
 //  Makes the forked process a clean child: own process group, default
 //  signals, dies with the supervisor and takes its process group along,
-//  stdin from /dev/null, the channel on fd 3 and no other inherited fd.
+//  stdin from /dev/null, the channel's pipes on fds 3 (tasks in) and 4
+//  (outcomes out) and no other inherited fd.
 static void
-s_child_setup (int channel, pid_t supervisor)
+s_child_setup (int tasks_in, int outcomes_out, pid_t supervisor)
 {
     //  The group first: the death handler kills the group it leads, which
     //  must never be the supervisor's
@@ -104,6 +114,11 @@ s_child_setup (int channel, pid_t supervisor)
     death.sa_handler = s_on_supervisor_death;
     sigfillset (&death.sa_mask);
     sigaction (S_DEATH_SIGNAL, &death, NULL);
+    struct sigaction pipe_closed;
+    memset (&pipe_closed, 0, sizeof pipe_closed);
+    pipe_closed.sa_handler = s_on_sigpipe;
+    sigemptyset (&pipe_closed.sa_mask);
+    sigaction (SIGPIPE, &pipe_closed, NULL);
     sigset_t none;
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);
@@ -113,18 +128,24 @@ s_child_setup (int channel, pid_t supervisor)
     if (getppid () != supervisor)
         s_on_supervisor_death (S_DEATH_SIGNAL);
 
-    int high = fcntl (channel, F_DUPFD, 10);
+    //  Out of the way of 0 to 4 first, then into place
+    int high_in = fcntl (tasks_in, F_DUPFD, 10);
+    int high_out = fcntl (outcomes_out, F_DUPFD, 10);
     int null = open ("/dev/null", O_RDWR);
-    if (high < 0 || null < 0)
+    if (high_in < 0 || high_out < 0 || null < 0)
         s_child_exit (70);
     dup2 (null, 0);
     for (int fd = 1; fd <= 2; fd++)
         if (fcntl (fd, F_GETFD) < 0)
             dup2 (null, fd);
-    dup2 (high, S_CHILD_FD);
-    //  Commands run by exec handlers do not inherit the channel
+    dup2 (high_in, S_CHILD_FD);
+    dup2 (high_out, S_CHILD_OUT_FD);
+    //  Commands run by exec handlers do not inherit the channel; the
+    //  buffered reader reads without waiting when it only looks
     fcntl (S_CHILD_FD, F_SETFD, FD_CLOEXEC);
-    close_range (S_CHILD_FD + 1, ~0U, 0);
+    fcntl (S_CHILD_OUT_FD, F_SETFD, FD_CLOEXEC);
+    fcntl (S_CHILD_FD, F_SETFL, O_NONBLOCK);
+    close_range (S_CHILD_OUT_FD + 1, ~0U, 0);
 }
 
 //  User + system CPU time in a rusage, in microseconds.
@@ -317,9 +338,10 @@ s_skip_asked (const chan_header_t *task)
 //  The child's life: read a task, run it, write its outcome; leave at end
 //  of file or after max_tasks_per_child tasks.
 static void __attribute__ ((noreturn))
-s_child_main (const worker_config_t *config, int channel, pid_t supervisor)
+s_child_main (const worker_config_t *config, int tasks_in, int outcomes_out,
+              pid_t supervisor)
 {
-    s_child_setup (channel, supervisor);
+    s_child_setup (tasks_in, outcomes_out, supervisor);
     uint64_t tasks = 0;
     while (true) {
         chan_header_t header;
@@ -339,7 +361,7 @@ s_child_main (const worker_config_t *config, int channel, pid_t supervisor)
             header.type = CHAN_SKIPPED;
             header.reason_size = 0;
             header.payload_size = 0;
-            if (chan_write_all (S_CHILD_FD, &header, sizeof header))
+            if (chan_write_all (S_CHILD_OUT_FD, &header, sizeof header))
                 s_child_exit (0);
             continue;
         }
@@ -364,7 +386,7 @@ s_child_main (const worker_config_t *config, int channel, pid_t supervisor)
         struct iovec parts[3] = {{&header, sizeof header},
                                  {output.message, reason_size},
                                  {output.data, (size_t)header.payload_size}};
-        if (chan_writev_all (S_CHILD_FD, parts, 3))
+        if (chan_writev_all (S_CHILD_OUT_FD, parts, 3))
             s_child_exit (0);
         output_reset (&output);
         tasks++;
@@ -380,34 +402,37 @@ child_t *
 child_new (const worker_config_t *config)
 {
     assert (config);
-    int pair[2];
-    if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair)) {
+    //  Two pipes, not one socketpair: reading from a socket wakes whoever
+    //  waits on its peer, so every outcome the supervisor read woke the
+    //  child that waited for its next task, for nothing
+    int tasks[2], outcomes[2];
+    if (pipe2 (tasks, O_CLOEXEC)) {
         zsys_error ("worker: cannot create a channel for a child: %s",
                     strerror (errno));
         return NULL;
     }
-    child_t *self = (child_t *)zmalloc (sizeof *self);
-    assert (self);
-    self->wfd = fcntl (pair[0], F_DUPFD_CLOEXEC, 0);
-    if (self->wfd < 0) {
-        zsys_error ("worker: cannot dup a channel fd: %s", strerror (errno));
-        close (pair[0]);
-        close (pair[1]);
-        free (self);
+    if (pipe2 (outcomes, O_CLOEXEC)) {
+        zsys_error ("worker: cannot create a channel for a child: %s",
+                    strerror (errno));
+        close (tasks[0]);
+        close (tasks[1]);
         return NULL;
     }
+    child_t *self = (child_t *)zmalloc (sizeof *self);
+    assert (self);
     //  Whatever we buffered must not be written twice
     fflush (stdout);
     fflush (stderr);
     pid_t supervisor = getpid ();
     pid_t pid = fork ();
     if (pid == 0)
-        s_child_main (config, pair[1], supervisor);
-    close (pair[1]);
+        s_child_main (config, tasks[0], outcomes[1], supervisor);
+    close (tasks[0]);
+    close (outcomes[1]);
     if (pid < 0) {
         zsys_error ("worker: cannot fork a child: %s", strerror (errno));
-        close (pair[0]);
-        close (self->wfd);
+        close (tasks[1]);
+        close (outcomes[0]);
         free (self);
         return NULL;
     }
@@ -415,8 +440,10 @@ child_new (const worker_config_t *config)
     //  anyone signals it
     setpgid (pid, pid);
     self->pid = pid;
-    self->fd = pair[0];
+    self->fd = outcomes[0];
+    self->wfd = tasks[1];
     fcntl (self->fd, F_SETFL, O_NONBLOCK);
+    fcntl (self->wfd, F_SETFL, O_NONBLOCK);
     return self;
 }
 
@@ -534,11 +561,9 @@ child_flush (child_t *self)
             iov[count++] = (struct iovec){(void *)(self->out_payload + done),
                                           self->out_header.payload_size - done};
         }
-        struct msghdr message;
-        memset (&message, 0, sizeof message);
-        message.msg_iov = iov;
-        message.msg_iovlen = (size_t)count;
-        ssize_t put = sendmsg (self->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+        //  SIGPIPE is blocked in the supervisor (node.c): a dead child's
+        //  pipe gives EPIPE
+        ssize_t put = writev (self->wfd, iov, count);
         if (put < 0 && errno == EINTR)
             continue;
         if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

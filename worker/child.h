@@ -51,7 +51,7 @@ typedef struct {
 //  outlive it. The child leads its own process group, has default signal
 //  dispositions, and when the supervisor dies (PR_SET_PDEATHSIG) it kills
 //  its whole group: itself and the commands it runs. Returns NULL (and
-//  logs why) when fork or socketpair fails.
+//  logs why) when fork or pipe fails.
 child_t *child_new (const worker_config_t *config);
 
 //  Closes the supervisor's end of the channel and frees the object. The
@@ -64,8 +64,8 @@ pid_t child_pid (child_t *self);
 //  The fd to poll for input (outcomes, end of file).
 int child_fd (child_t *self);
 
-//  A second fd on the same channel, to poll for output while
-//  child_writing is true (a separate fd so the two pollers stay apart).
+//  The fd tasks are written to (the child's task pipe), to poll for
+//  output while child_writing is true.
 int child_wfd (child_t *self);
 
 //  Tasks a child may have been sent without their outcomes: the one it

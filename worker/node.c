@@ -2009,7 +2009,11 @@ s_signals_open (node_t *self)
     sigaddset (&handled, SIGCHLD);
     sigaddset (&handled, SIGTERM);
     sigaddset (&handled, SIGINT);
-    if (pthread_sigmask (SIG_BLOCK, &handled, &self->saved_mask))
+    //  Blocked too, not handled: a write to the pipe of a child that died
+    //  fails with EPIPE instead of killing the node
+    sigset_t blocked = handled;
+    sigaddset (&blocked, SIGPIPE);
+    if (pthread_sigmask (SIG_BLOCK, &blocked, &self->saved_mask))
         return DROVER_ESYSTEM;
     //  An ignored SIGCHLD (or SA_NOCLDWAIT), which a parent can pass on
     //  through exec, makes the kernel reap children itself and send no
@@ -2036,6 +2040,13 @@ s_signals_close (node_t *self)
         close (self->signal_fd);
         self->signal_fd = -1;
         sigaction (SIGCHLD, &self->saved_chld, NULL);
+        //  A SIGPIPE of ours still pending must not strike once unblocked
+        sigset_t pipe_signal;
+        sigemptyset (&pipe_signal);
+        sigaddset (&pipe_signal, SIGPIPE);
+        struct timespec now = {0, 0};
+        while (sigtimedwait (&pipe_signal, NULL, &now) == SIGPIPE)
+            ;
         pthread_sigmask (SIG_SETMASK, &self->saved_mask, NULL);
     }
 }
