@@ -1360,6 +1360,37 @@ Test (worker, a_task_sent_behind_one_that_crashes_its_child_runs_again,
     h_destroy (&h);
 }
 
+Test (worker, a_revoked_task_sent_behind_another_never_runs_when_the_child_dies,
+      .timeout = 30)
+{
+    h_t *h = h_new_pipelining ();
+    char path[128], payload[160];
+    snprintf (path, sizeof path, "%s/pid", h->tmp);
+    snprintf (payload, sizeof payload, "%s 30\n", path);
+    const char *handlers[] = {"mark", "echo"};
+    const char *texts[] = {payload, "revoked"};
+    h_dispatch_many (h, 401, handlers, texts, 2);
+    H_EXPECT (h, 5000, s_read_pid (path) > 0, "the first task did not start");
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = 402;
+    item.attempt = 1;
+    item.code = DROVER_ECANCELLED;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_REVOKE);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    h_send_broker (h, &msg);
+    h_pump (h, 100);
+    //  The child dies before it starts the revoked task
+    kill (s_read_pid (path), SIGKILL);
+    H_EXPECT (h, 5000, h_fail (h, 401), "the crash was not reported");
+    h_pump (h, 500);
+    cr_assert_null (h_result (h, 402), "a revoked task ran elsewhere");
+    cr_assert_null (h_fail (h, 402), "a revoked task was reported");
+    h_destroy (&h);
+}
+
 Test (worker, a_task_sent_behind_a_long_one_moves_to_an_idle_child,
       .timeout = 30)
 {

@@ -469,10 +469,6 @@ s_start_next (node_t *self, s_slot_t *slot)
     if (!next)
         return;
     slot->next = NULL;
-    if (next->skip_asked && !s_slot_healthy (self, slot)) {
-        s_task_destroy (&next); //  a ghost: its copy runs elsewhere
-        return;
-    }
     if (!s_slot_healthy (self, slot)) {
         if (slot->writing == next) {
             //  The dying child's write is abandoned with it
@@ -482,8 +478,12 @@ s_start_next (node_t *self, s_slot_t *slot)
             slot->polling_write = false;
             slot->writing = NULL;
         }
-        next->revoked = false; //  a revoked task is not queued again
-        zlistx_add_start (self->queue, next);
+        if (next->skip_asked || next->revoked)
+            //  A ghost (its copy runs elsewhere), or revoked: it must not
+            //  run, and is not reported
+            s_task_destroy (&next);
+        else
+            zlistx_add_start (self->queue, next);
         return;
     }
     slot->task = next;
@@ -514,7 +514,8 @@ s_unblock (node_t *self)
     for (size_t i = 0; i < self->slot_count && idle > 0; i++) {
         s_slot_t *slot = &self->slots[i];
         s_task_t *next = slot->next;
-        if (!slot->task || !next || next->skip_asked
+        //  A revoked one stays: its child is killed when it starts it
+        if (!slot->task || !next || next->skip_asked || next->revoked
             || now_us - slot->task->started_us < S_PIPELINE_TASK_US
             || !s_slot_healthy (self, slot) || child_writing (slot->child))
             continue;
