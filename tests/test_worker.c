@@ -1099,6 +1099,19 @@ Test (worker, heartbeats_flow_while_a_long_task_runs, .timeout = 30)
     h_destroy (&h);
 }
 
+//  Stores (id, 1) at the sink and checks that the node stops sending its
+//  result.
+static void
+h_store_and_expect_quiet (h_t *h, uint64_t id)
+{
+    h_store (h, h->sink_id, id, 1);
+    h_pump (h, 100);
+    size_t receipts = h_result (h, id)->receipts;
+    h_pump (h, 600);
+    cr_assert_eq (h_result (h, id)->receipts, receipts,
+                  "still resent after STORED");
+}
+
 Test (worker, unstored_results_are_sent_again, .timeout = 30)
 {
     h_t *h = h_new ();
@@ -1111,12 +1124,7 @@ Test (worker, unstored_results_are_sent_again, .timeout = 30)
     //  Not STORED: it comes again after heartbeat_ms * liveness
     H_EXPECT (h, 5000, h_result (h, 26)->receipts >= 2, "never resent");
     //  Stored: it stops
-    h_store (h, h->sink_id, 26, 1);
-    h_pump (h, 100);
-    size_t receipts = h_result (h, 26)->receipts;
-    h_pump (h, 800);
-    cr_assert_eq (h_result (h, 26)->receipts, receipts,
-                  "still resent after STORED");
+    h_store_and_expect_quiet (h, 26);
     h->auto_store = true;
     h_destroy (&h);
 }
@@ -1138,12 +1146,7 @@ Test (worker, a_result_refused_for_a_full_sink_is_sent_again_soon,
     H_EXPECT (h, 3000, h_result (h, 31)->receipts >= 2,
               "the refused result was dropped or not resent");
     cr_assert_lt (zclock_mono () - refused_at, 2500 * s_slow ());
-    h_store (h, h->sink_id, 31, 1);
-    h_pump (h, 100);
-    size_t receipts = h_result (h, 31)->receipts;
-    h_pump (h, 600);
-    cr_assert_eq (h_result (h, 31)->receipts, receipts,
-                  "still resent after STORED");
+    h_store_and_expect_quiet (h, 31);
     h->auto_store = true;
     h_destroy (&h);
 }
