@@ -568,7 +568,7 @@ drover_cmd_map (int argc, char **argv)
          "inputs are separated by NUL, not newline", &null},
         {"window", 'w', CLI_INT, "DROVER_WINDOW", "1000", 1, 1000000, "N",
          "most tasks in flight (and results held back in order)", &window},
-        {"chunksize", 'c', CLI_COUNT, "DROVER_CHUNKSIZE", "1", 1,
+        {"chunksize", 0, CLI_COUNT, "DROVER_CHUNKSIZE", "1", 1,
          DROVER_MAP_MAX_CHUNKSIZE, "N|auto",
          "inputs per task, like Pool.map's chunksize: up to N per task, or "
          "auto: about 10 ms of work per task, measured as results come "

@@ -140,6 +140,8 @@ cli_parse (const cli_command_t *command, int argc, char **argv, int *first_arg)
             option->kind == CLI_FLAG ? no_argument : required_argument, NULL,
             256 + (int)i};
         if (option->short_name) {
+            //  Two options with one letter: the table is wrong
+            assert (!strchr (shortopts, option->short_name));
             shortopts[shortlen++] = option->short_name;
             if (option->kind != CLI_FLAG)
                 shortopts[shortlen++] = ':';

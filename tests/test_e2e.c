@@ -153,7 +153,8 @@ Test (e2e, exec_handlers_report_success_exit_status_and_stderr)
     FILE *file = fopen (input, "w");
     fprintf (file, "hello\nworld\n");
     fclose (file);
-    int rc = procs_run (60000, "%s map --connect %s --ordered upper < %s > %s",
+    //  -c is --connect (and only --connect) in every command
+    int rc = procs_run (60000, "%s map -c %s --ordered upper < %s > %s",
                         procs_drover (), endpoint, input, output);
     cr_assert_eq (rc, 0);
     char *got = procs_read (output, NULL);
