@@ -23,6 +23,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+//  The supervisor reads outcomes through a buffer of this size: one read
+//  brings every outcome a stream of tiny tasks left in the channel
+#define S_IN_BUFFER 16384
+
 //  The child's end of the channel, after it has tidied its fds.
 #define S_CHILD_FD     3 //  tasks come in on this pipe
 #define S_CHILD_OUT_FD 4 //  outcomes go out on this one
@@ -44,6 +48,10 @@ struct child_t {
     } sent[CHILD_MAX_TASKS]; //  tasks sent whose outcome has not come,
                              //  in order (the child runs them in order)
     size_t sent_count;       //  how many
+    uint8_t *in_buffer;      //  what one read brought, S_IN_BUFFER octets:
+                             //  often several outcomes
+    size_t in_start;         //  first octet of it not taken
+    size_t in_end;           //  one past the last octet read
     chan_header_t in_header; //  header of the outcome being read
     size_t in_header_got;    //  octets of in_header read
     char *in_reason;         //  its reason, reason_size + 1 octets
@@ -284,7 +292,11 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
     const handler_t *handler = &config->handlers[header->handler];
     size_t size = (size_t)header->payload_size;
     bool exec = handler->kind == HANDLER_EXEC;
-    uint64_t cpu_before = s_cpu_us (exec, NULL);
+    //  The CPU time at the end of the task before (a system call less
+    //  per task): reading this task's input counts as this task's
+    static bool known;
+    static uint64_t cpu_total_us;
+    uint64_t cpu_before = known ? cpu_total_us : s_cpu_us (false, NULL);
     exec_status_t status;
     memset (&status, 0, sizeof status);
     int code = header->items
@@ -294,7 +306,8 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
     header->exit_status = status.exit_status;
     header->code = code;
     uint64_t max_rss_kb = 0;
-    header->cpu_total_us = s_cpu_us (exec, &max_rss_kb);
+    header->cpu_total_us = cpu_total_us = s_cpu_us (exec, &max_rss_kb);
+    known = true;
     header->child_max_rss_kb = max_rss_kb;
     header->max_rss_kb =
         exec && !header->items ? status.max_rss_kb : max_rss_kb;
@@ -420,6 +433,8 @@ child_new (const worker_config_t *config)
     }
     child_t *self = (child_t *)zmalloc (sizeof *self);
     assert (self);
+    self->in_buffer = (uint8_t *)malloc (S_IN_BUFFER);
+    assert (self->in_buffer);
     //  Whatever we buffered must not be written twice
     fflush (stdout);
     fflush (stderr);
@@ -433,6 +448,7 @@ child_new (const worker_config_t *config)
         zsys_error ("worker: cannot fork a child: %s", strerror (errno));
         close (tasks[1]);
         close (outcomes[0]);
+        free (self->in_buffer);
         free (self);
         return NULL;
     }
@@ -458,6 +474,7 @@ child_destroy (child_t **self_p)
     close (self->wfd);
     free (self->in_reason);
     zframe_destroy (&self->in_payload);
+    free (self->in_buffer);
     free (self);
     *self_p = NULL;
 }
@@ -623,6 +640,29 @@ s_accept_header (child_t *self)
     return CHILD_DONE;
 }
 
+//  Moves up to size octets of what the channel has to data: from the
+//  buffer, else after one read (into the buffer, or for a large result
+//  straight into data). Returns the octets moved, 0 at end of file, or -1
+//  with errno set.
+static ssize_t
+s_take (child_t *self, void *data, size_t size)
+{
+    if (self->in_start == self->in_end) {
+        if (size >= S_IN_BUFFER)
+            return read (self->fd, data, size);
+        ssize_t got = read (self->fd, self->in_buffer, S_IN_BUFFER);
+        if (got <= 0)
+            return got;
+        self->in_start = 0;
+        self->in_end = (size_t)got;
+    }
+    size_t buffered = self->in_end - self->in_start;
+    size_t moved = buffered < size ? buffered : size;
+    memcpy (data, self->in_buffer + self->in_start, moved);
+    self->in_start += moved;
+    return (ssize_t)moved;
+}
+
 int
 child_receive (child_t *self, child_outcome_t *outcome)
 {
@@ -632,9 +672,8 @@ child_receive (child_t *self, child_outcome_t *outcome)
     while (true) {
         ssize_t got;
         if (self->in_header_got < header_size) {
-            got =
-                read (self->fd, (char *)&self->in_header + self->in_header_got,
-                      header_size - self->in_header_got);
+            got = s_take (self, (char *)&self->in_header + self->in_header_got,
+                          header_size - self->in_header_got);
             if (got > 0) {
                 self->in_header_got += (size_t)got;
                 int accepted = self->in_header_got == header_size
@@ -655,28 +694,18 @@ child_receive (child_t *self, child_outcome_t *outcome)
         else {
             size_t reason_size = self->in_header.reason_size;
             size_t payload_size = (size_t)self->in_header.payload_size;
-            if (self->in_body_got < reason_size + payload_size) {
-                struct iovec iov[2];
-                int count = 0;
-                if (self->in_body_got < reason_size) {
-                    iov[count++] =
-                        (struct iovec){self->in_reason + self->in_body_got,
-                                       reason_size - self->in_body_got};
-                    iov[count++] = (struct iovec){
-                        zframe_data (self->in_payload), payload_size};
-                }
-                else {
-                    size_t done = self->in_body_got - reason_size;
-                    iov[count++] =
-                        (struct iovec){zframe_data (self->in_payload) + done,
-                                       payload_size - done};
-                }
-                got = readv (self->fd, iov, count);
-                if (got > 0)
-                    self->in_body_got += (size_t)got;
+            if (self->in_body_got < reason_size)
+                got = s_take (self, self->in_reason + self->in_body_got,
+                              reason_size - self->in_body_got);
+            else if (self->in_body_got < reason_size + payload_size) {
+                size_t done = self->in_body_got - reason_size;
+                got = s_take (self, zframe_data (self->in_payload) + done,
+                              payload_size - done);
             }
             else
                 got = 1; //  nothing left to read: complete
+            if (got > 0 && self->in_body_got < reason_size + payload_size)
+                self->in_body_got += (size_t)got;
             if (got > 0 && self->in_body_got == reason_size + payload_size) {
                 memset (outcome, 0, sizeof *outcome);
                 outcome->id = self->in_header.id;
