@@ -1350,16 +1350,18 @@ Test (worker, a_task_sent_behind_one_that_crashes_its_child_runs_again,
       .timeout = 30)
 {
     h_t *h = h_new_pipelining ();
-    //  The echo is sent to the child behind the crash, which kills it
-    const char *handlers[] = {"crash", "echo"};
-    const char *texts[] = {"boom", "behind"};
-    h_dispatch_many (h, 101, handlers, texts, 2);
+    //  The echoes are sent to the child behind the crash, which kills it
+    const char *handlers[] = {"crash", "echo", "echo", "echo", "echo"};
+    const char *texts[] = {"boom", "behind", "behind", "behind", "behind"};
+    h_dispatch_many (h, 101, handlers, texts, 5);
     H_EXPECT (h, 5000, h_fail (h, 101), "the crash was not reported");
     cr_assert_eq (h_fail (h, 101)->code, DROVER_ECRASHED);
-    H_EXPECT (h, 5000, h_result (h, 102), "the task behind it never ran");
-    cr_assert_eq (h_result (h, 102)->code, 0);
-    cr_assert_null (h_fail (h, 102), "the task behind the crash failed");
-    cr_assert_eq (zchunk_size (h_result (h, 102)->payload), 6);
+    for (uint64_t id = 102; id <= 105; id++) {
+        H_EXPECT (h, 5000, h_result (h, id), "task %" PRIu64 " never ran", id);
+        cr_assert_eq (h_result (h, id)->code, 0);
+        cr_assert_null (h_fail (h, id), "task %" PRIu64 " failed", id);
+        cr_assert_eq (zchunk_size (h_result (h, id)->payload), 6);
+    }
     h_destroy (&h);
 }
 
@@ -1370,13 +1372,14 @@ Test (worker, a_revoked_task_sent_behind_another_never_runs_when_the_child_dies,
     char path[128], payload[160];
     snprintf (path, sizeof path, "%s/pid", h->tmp);
     snprintf (payload, sizeof payload, "%s 30\n", path);
-    const char *handlers[] = {"mark", "echo"};
-    const char *texts[] = {payload, "revoked"};
-    h_dispatch_many (h, 401, handlers, texts, 2);
+    //  The second of three tasks sent behind the first is revoked
+    const char *handlers[] = {"mark", "echo", "echo", "echo"};
+    const char *texts[] = {payload, "runs", "revoked", "runs"};
+    h_dispatch_many (h, 401, handlers, texts, 4);
     H_EXPECT (h, 5000, s_read_pid (path) > 0, "the first task did not start");
     drover_task_t item;
     memset (&item, 0, sizeof item);
-    item.id = 402;
+    item.id = 403;
     item.attempt = 1;
     item.code = DROVER_ECANCELLED;
     drover_msg_t msg;
@@ -1385,12 +1388,16 @@ Test (worker, a_revoked_task_sent_behind_another_never_runs_when_the_child_dies,
     msg.task_count = 1;
     h_send_broker (h, &msg);
     h_pump (h, 100);
-    //  The child dies before it starts the revoked task
+    //  The child dies before it starts the tasks behind the first
     kill (s_read_pid (path), SIGKILL);
     H_EXPECT (h, 5000, h_fail (h, 401), "the crash was not reported");
-    h_pump (h, 500);
-    cr_assert_null (h_result (h, 402), "a revoked task ran elsewhere");
-    cr_assert_null (h_fail (h, 402), "a revoked task was reported");
+    H_EXPECT (h, 5000, h_result (h, 402) && h_result (h, 404),
+              "the tasks that were not revoked did not run again");
+    h_pump (h, 300);
+    cr_assert_null (h_fail (h, 402));
+    cr_assert_null (h_fail (h, 404));
+    cr_assert_null (h_result (h, 403), "a revoked task ran elsewhere");
+    cr_assert_null (h_fail (h, 403), "a revoked task was reported");
     h_destroy (&h);
 }
 
@@ -1407,32 +1414,37 @@ Test (worker, a_task_sent_behind_a_long_one_moves_to_an_idle_child,
         H_EXPECT (h, 5000, h_result (h, id), "no result");
     }
     H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
-    //  A long task on the first child, a short one on the second, and an
-    //  echo sent to the first to run after its long task
-    const char *handlers[] = {"sleep", "sleep", "echo"};
-    const char *texts[] = {"1500", "1", "moved"};
+    //  A long task on the first child, a short one on the second, and
+    //  echoes sent to both to run after theirs: 303 and 305 to the first
+    const char *handlers[] = {"sleep", "sleep", "echo", "echo", "echo"};
+    const char *texts[] = {"1500", "1", "moved", "moved", "moved"};
     int64_t start = zclock_mono ();
-    h_dispatch_many (h, 301, handlers, texts, 3);
-    H_EXPECT (h, 5000, h_result (h, 303), "the echo never ran");
+    h_dispatch_many (h, 301, handlers, texts, 5);
+    for (uint64_t id = 303; id <= 305; id++)
+        H_EXPECT (h, 5000, h_result (h, id), "echo %" PRIu64 " never ran", id);
     cr_assert_lt (zclock_mono () - start, 1000,
-                  "the echo waited for the long task");
+                  "an echo waited for the long task");
     H_EXPECT (h, 5000, h_result (h, 301), "the long task did not finish");
     h_pump (h, 300);
-    cr_assert_eq (h_result (h, 303)->receipts, 1, "the echo reported twice");
-    cr_assert_null (h_fail (h, 303));
+    for (uint64_t id = 303; id <= 305; id++) {
+        cr_assert_eq (h_result (h, id)->receipts, 1,
+                      "echo %" PRIu64 " reported twice", id);
+        cr_assert_null (h_fail (h, id));
+    }
     h_destroy (&h);
 }
 
 Test (worker, a_revoked_task_sent_behind_another_never_reports, .timeout = 30)
 {
     h_t *h = h_new_pipelining ();
-    const char *handlers[] = {"sleep", "echo", "echo"};
-    const char *texts[] = {"400", "revoked", "later"};
-    h_dispatch_many (h, 201, handlers, texts, 3);
+    //  Three tasks sent behind a sleep; the middle one is revoked
+    const char *handlers[] = {"sleep", "echo", "echo", "echo"};
+    const char *texts[] = {"400", "before", "revoked", "later"};
+    h_dispatch_many (h, 201, handlers, texts, 4);
     h_pump (h, 100);
     drover_task_t item;
     memset (&item, 0, sizeof item);
-    item.id = 202;
+    item.id = 203;
     item.attempt = 1;
     item.code = DROVER_ECANCELLED;
     drover_msg_t msg;
@@ -1441,10 +1453,11 @@ Test (worker, a_revoked_task_sent_behind_another_never_reports, .timeout = 30)
     msg.task_count = 1;
     h_send_broker (h, &msg);
     H_EXPECT (h, 5000, h_result (h, 201), "the sleep did not finish");
-    H_EXPECT (h, 5000, h_result (h, 203), "the task after it did not run");
+    H_EXPECT (h, 5000, h_result (h, 202), "the task before it did not run");
+    H_EXPECT (h, 5000, h_result (h, 204), "the task after it did not run");
     h_pump (h, 300);
-    cr_assert_null (h_result (h, 202), "a revoked task reported a result");
-    cr_assert_null (h_fail (h, 202), "a revoked task reported a failure");
+    cr_assert_null (h_result (h, 203), "a revoked task reported a result");
+    cr_assert_null (h_fail (h, 203), "a revoked task reported a failure");
     h_destroy (&h);
 }
 

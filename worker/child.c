@@ -319,36 +319,69 @@ s_child_run (const worker_config_t *config, chan_header_t *header,
 //  The child's end of its channel, buffered.
 static chan_reader_t s_reader = {.fd = S_CHILD_FD};
 
-//  Reads the next task header, dropping CHAN_SKIPs of tasks already run.
-//  Returns false at end of file.
-static bool
-s_read_task_header (chan_header_t *header)
-{
-    do
-        if (chan_reader_read (&s_reader, header, sizeof *header))
-            return false;
-    while (header->type == CHAN_SKIP);
-    return true;
-}
+//  Tasks read from the channel that wait their turn, oldest first: the
+//  supervisor may send several ahead (CHILD_MAX_TASKS at most).
+typedef struct {
+    chan_header_t header; //  the task
+    void *input;          //  its input, header.payload_size octets
+    bool skip;            //  the supervisor asked that it not be started
+} s_pending_t;
+static s_pending_t s_pending[CHILD_MAX_TASKS];
+static size_t s_pending_count;
 
-//  True when the supervisor asked, before we started it, that the task
-//  just read be skipped: a CHAN_SKIP already in the channel (looked at
-//  without waiting). A task header that follows stays for the next read.
-static bool
-s_skip_asked (const chan_header_t *task)
+//  Takes one message from the channel: a task joins the pending ones; a
+//  CHAN_SKIP marks its pending task (one already run is past skipping).
+//  Without wait, only a message whose header is already there (after at
+//  most one read that does not wait). Returns 1 for a message, 0 for none
+//  without waiting; leaves at end of file or on a malformed message.
+static int
+s_take_message (const worker_config_t *config, bool wait)
 {
+    chan_header_t header;
     const void *peek;
-    chan_header_t next;
-    if (!chan_reader_peek (&s_reader, sizeof next, &peek))
-        return false;
-    memcpy (&next, peek, sizeof next);
-    if (next.type != CHAN_SKIP || next.id != task->id
-        || next.attempt != task->attempt)
-        return false;
-    return chan_reader_read (&s_reader, &next, sizeof next) == 0;
+    if (!wait && !chan_reader_peek (&s_reader, sizeof header, &peek))
+        return 0;
+    if (chan_reader_read (&s_reader, &header, sizeof header))
+        s_child_exit (0); //  the supervisor closed the channel
+    if (header.type == CHAN_SKIP) {
+        for (size_t i = 0; i < s_pending_count; i++)
+            if (s_pending[i].header.id == header.id
+                && s_pending[i].header.attempt == header.attempt)
+                s_pending[i].skip = true;
+        return 1;
+    }
+    if (header.type != CHAN_TASK || header.handler >= config->handler_count
+        || header.payload_size > DROVER_MAX_PAYLOAD
+        || s_pending_count == CHILD_MAX_TASKS)
+        s_child_exit (71);
+    size_t size = (size_t)header.payload_size;
+    void *input = malloc (size ? size : 1);
+    if (!input)
+        s_child_exit (72);
+    //  The rest of a task whose header came is on its way
+    if (chan_reader_read (&s_reader, input, size))
+        s_child_exit (0);
+    s_pending[s_pending_count++] = (s_pending_t){header, input, false};
+    return 1;
 }
 
-//  The child's life: read a task, run it, write its outcome; leave at end
+//  The next task to run or to skip, with what the channel holds taken
+//  first (so a CHAN_SKIP sent after it is seen); waits for one.
+static s_pending_t
+s_next_task (const worker_config_t *config)
+{
+    while (s_pending_count == 0)
+        s_take_message (config, true);
+    while (s_take_message (config, false))
+        ;
+    s_pending_t next = s_pending[0];
+    s_pending_count--;
+    memmove (&s_pending[0], &s_pending[1],
+             s_pending_count * sizeof s_pending[0]);
+    return next;
+}
+
+//  The child's life: take a task, run it, write its outcome; leave at end
 //  of file or after max_tasks_per_child tasks.
 static void __attribute__ ((noreturn))
 s_child_main (const worker_config_t *config, int tasks_in, int outcomes_out,
@@ -357,19 +390,10 @@ s_child_main (const worker_config_t *config, int tasks_in, int outcomes_out,
     s_child_setup (tasks_in, outcomes_out, supervisor);
     uint64_t tasks = 0;
     while (true) {
-        chan_header_t header;
-        if (!s_read_task_header (&header))
-            s_child_exit (0); //  the supervisor closed the channel
-        if (header.type != CHAN_TASK || header.handler >= config->handler_count
-            || header.payload_size > DROVER_MAX_PAYLOAD)
-            s_child_exit (71);
-        size_t size = (size_t)header.payload_size;
-        void *input = malloc (size ? size : 1);
-        if (!input)
-            s_child_exit (72);
-        if (chan_reader_read (&s_reader, input, size))
-            s_child_exit (0);
-        if (s_skip_asked (&header)) {
+        s_pending_t next = s_next_task (config);
+        chan_header_t header = next.header;
+        void *input = next.input;
+        if (next.skip) {
             free (input);
             header.type = CHAN_SKIPPED;
             header.reason_size = 0;

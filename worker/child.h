@@ -69,9 +69,9 @@ int child_fd (child_t *self);
 int child_wfd (child_t *self);
 
 //  Tasks a child may have been sent without their outcomes: the one it
-//  runs and one waiting in its channel (the supervisor pipelines short
+//  runs and those waiting in its channel (the supervisor pipelines short
 //  tasks).
-#define CHILD_MAX_TASKS 2
+#define CHILD_MAX_TASKS 8
 
 //  Starts writing a task to the child: header (type CHAN_TASK) and
 //  payload, which must stay valid until the write completes. No other
@@ -92,7 +92,7 @@ bool child_writing (child_t *self);
 size_t child_sent (child_t *self);
 
 //  Asks the child not to start task (id, attempt), sent after the one it
-//  runs, if it has not started it yet: child_receive then gives either
+//  runs (any of those waiting), if it has not started it yet: child_receive then gives either
 //  CHILD_SKIPPED or its outcome. Nothing may be being written. Returns as
 //  child_send.
 int child_skip (child_t *self, uint64_t id, uint32_t attempt);

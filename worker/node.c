@@ -7,15 +7,16 @@
       and HELLO again;
     * slots, one per child: the child process and the task it runs;
     * pipelining: while tasks are short (automatic lookahead, a moving
-      average under S_PIPELINE_TASK_US), a busy child is sent its next
-      task before it finishes the one it runs, so it never waits for the
-      supervisor between two; that task keeps its input and goes back to
-      the local queue if the child is killed or dies before starting it;
-      when another child is idle while the one before it has run longer
-      than S_PIPELINE_TASK_US, a copy of it goes back to the local queue
-      and the child is asked to skip its own (now a ghost: never reported,
-      dropped when the child skips it, runs it anyway or dies), so a
-      short task never waits long behind a long one;
+      average under S_PIPELINE_TASK_US), a busy child is sent the tasks
+      to run after the one it runs (about S_PIPELINE_COVER_US of them),
+      so it never waits for the supervisor between two; they keep their
+      inputs and go back to the local queue if the child is killed or
+      dies before starting them; when another child is idle while the
+      one before them has run longer than S_PIPELINE_TASK_US, a copy of
+      each goes back to the local queue and the child is asked to skip
+      its own (now ghosts: never reported, dropped when the child skips
+      them, runs them anyway or dies), so a short task never waits long
+      behind a long one;
     * a local queue of leased tasks waiting for an idle child (lookahead;
       automatic: one per child while a moving average of the task run
       times is under DROVER_WORKER_SHORT_TASK_MS, else none);
@@ -88,6 +89,11 @@
 //  about this long behind the one before it, while the supervisor's round
 //  trip it saves, some 50 to 100 us, is 2 % or more of such a task)
 #define S_PIPELINE_TASK_US 5000
+//  ... and sends it as many tasks ahead as take about this long, at most
+//  CHILD_MAX_TASKS - 1: a child that runs tiny tasks then finds its next
+//  ones in its channel even when the supervisor was slow to come back
+#define S_PIPELINE_COVER_US 1000
+#define S_PIPELINE_MAX      (CHILD_MAX_TASKS - 1)
 //  How long the BYE at exit may take to leave
 #define S_BYE_LINGER_MS 1000 //  to deliver BYE at exit
 
@@ -130,16 +136,18 @@ typedef enum {
 
 //  One child and what it does.
 typedef struct {
-    struct node_t *node;       //  the node it belongs to
-    child_t *child;            //  the process, or NULL while none runs
-    s_task_t *task;            //  the task it runs, or NULL when idle
-    s_task_t *next;            //  the task sent to run after it, or NULL
-    s_task_t *writing;         //  the task whose input is being written
-    uint64_t tasks_run;        //  outcomes it delivered
-    int64_t started_ms;        //  when it was forked
-    int64_t restart_at_ms;     //  when to fork again; 0: not waiting
-    uint32_t backoff_ms;       //  delay of the next quick restart
-    bool polling_write;        //  its wfd is registered with the loop
+    struct node_t *node;              //  the node it belongs to
+    child_t *child;                   //  the process, or NULL while none runs
+    s_task_t *task;                   //  the task it runs, or NULL when idle
+    s_task_t *queued[S_PIPELINE_MAX]; //  tasks sent to run after it, in
+                                      //  order
+    size_t queued_count;              //  how many
+    s_task_t *writing;                //  the task whose input is being written
+    uint64_t tasks_run;               //  outcomes it delivered
+    int64_t started_ms;               //  when it was forked
+    int64_t restart_at_ms;            //  when to fork again; 0: not waiting
+    uint32_t backoff_ms;              //  delay of the next quick restart
+    bool polling_write;               //  its wfd is registered with the loop
     bool eof;                  //  its channel is closed; SIGCHLD will come
     bool exited;               //  reaped
     s_killed_for_t killed_for; //  signalled for a limit of its task
@@ -276,8 +284,7 @@ s_held (node_t *self)
 {
     size_t held = s_running (self) + zlistx_size (self->queue);
     for (size_t i = 0; i < self->slot_count; i++)
-        if (self->slots[i].next)
-            held++;
+        held += self->slots[i].queued_count;
     return held;
 }
 
@@ -459,33 +466,46 @@ s_slot_healthy (node_t *self, s_slot_t *slot)
            && !slot->revoked && !s_slot_retiring (self, slot);
 }
 
-//  The running task ended: the task sent to run next starts, or, when the
-//  child will not run it (killed, dying, retiring), goes back to the head
-//  of the queue with its input.
+//  Ends the poll of a slot's child for writing, whose write (of a task
+//  that will not run there) is abandoned.
+static void
+s_slot_abandon_write (node_t *self, s_slot_t *slot)
+{
+    if (slot->polling_write) {
+        zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT, 0};
+        zloop_poller_end (self->loop, &item);
+        slot->polling_write = false;
+    }
+    slot->writing = NULL;
+}
+
+//  The running task ended: the first task sent to run after it starts,
+//  or, when the child will not run them (killed, dying, retiring), all of
+//  them go back to the head of the queue, in order, with their inputs.
 static void
 s_start_next (node_t *self, s_slot_t *slot)
 {
-    s_task_t *next = slot->next;
-    if (!next)
+    if (slot->queued_count == 0)
         return;
-    slot->next = NULL;
     if (!s_slot_healthy (self, slot)) {
-        if (slot->writing == next) {
-            //  The dying child's write is abandoned with it
-            zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT,
-                                   0};
-            zloop_poller_end (self->loop, &item);
-            slot->polling_write = false;
-            slot->writing = NULL;
+        for (size_t i = slot->queued_count; i-- > 0;) {
+            s_task_t *task = slot->queued[i];
+            if (slot->writing == task)
+                s_slot_abandon_write (self, slot);
+            if (task->skip_asked || task->revoked)
+                //  A ghost (its copy runs elsewhere), or revoked: it must
+                //  not run, and is not reported
+                s_task_destroy (&task);
+            else
+                zlistx_add_start (self->queue, task);
         }
-        if (next->skip_asked || next->revoked)
-            //  A ghost (its copy runs elsewhere), or revoked: it must not
-            //  run, and is not reported
-            s_task_destroy (&next);
-        else
-            zlistx_add_start (self->queue, next);
+        slot->queued_count = 0;
         return;
     }
+    s_task_t *next = slot->queued[0];
+    slot->queued_count--;
+    memmove (&slot->queued[0], &slot->queued[1],
+             slot->queued_count * sizeof slot->queued[0]);
     slot->task = next;
     slot->peak_rss_kb = 0;
     next->started_us = s_now_us ();
@@ -495,12 +515,12 @@ s_start_next (node_t *self, s_slot_t *slot)
         s_revoke_running (self, slot);
 }
 
-//  A task sent to a child to run next must not wait long behind a long
+//  Tasks sent to a child to run next must not wait long behind a long
 //  one while another child idles: when a child is idle and nothing waits
 //  here, each child whose task has run longer than S_PIPELINE_TASK_US is
-//  asked to skip its next one, and a copy of that task goes back to the
-//  queue for the idle child. The child's own becomes a ghost, never
-//  reported: skipped, or (if the child had just started it) run for
+//  asked to skip those sent after it, and a copy of each goes back to the
+//  queue for the idle children. The child's own become ghosts, never
+//  reported: skipped, or (if the child had just started one) run for
 //  nothing, which execution at least once allows.
 static void
 s_unblock (node_t *self)
@@ -513,37 +533,56 @@ s_unblock (node_t *self)
     int64_t now_us = s_now_us ();
     for (size_t i = 0; i < self->slot_count && idle > 0; i++) {
         s_slot_t *slot = &self->slots[i];
-        s_task_t *next = slot->next;
-        //  A revoked one stays: its child is killed when it starts it
-        if (!slot->task || !next || next->skip_asked || next->revoked
-            || now_us - slot->task->started_us < S_PIPELINE_TASK_US
-            || !s_slot_healthy (self, slot) || child_writing (slot->child))
+        if (!slot->task || now_us - slot->task->started_us < S_PIPELINE_TASK_US
+            || !s_slot_healthy (self, slot))
             continue;
-        s_task_t *copy = (s_task_t *)malloc (sizeof *copy);
-        assert (copy);
-        *copy = *next;
-        next->payload = NULL; //  written to the child: the copy takes it
-        int rc = child_skip (slot->child, next->id, next->attempt);
-        next->skip_asked = true;
-        if (rc == CHILD_AGAIN) {
-            zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT,
-                                   0};
-            rc = zloop_poller (self->loop, &item, s_on_child_write, slot);
-            assert (rc == 0);
-            zloop_poller_set_tolerant (self->loop, &item);
-            slot->polling_write = true;
+        for (size_t q = 0; q < slot->queued_count && idle > 0; q++) {
+            s_task_t *next = slot->queued[q];
+            //  A revoked one stays: its child is killed when it starts it
+            if (next->skip_asked || next->revoked
+                || child_writing (slot->child))
+                continue;
+            s_task_t *copy = (s_task_t *)malloc (sizeof *copy);
+            assert (copy);
+            *copy = *next;
+            next->payload = NULL; //  written to the child: the copy takes it
+            int rc = child_skip (slot->child, next->id, next->attempt);
+            next->skip_asked = true;
+            if (rc == CHILD_AGAIN) {
+                zmq_pollitem_t item = {NULL, child_wfd (slot->child),
+                                       ZMQ_POLLOUT, 0};
+                rc = zloop_poller (self->loop, &item, s_on_child_write, slot);
+                assert (rc == 0);
+                zloop_poller_set_tolerant (self->loop, &item);
+                slot->polling_write = true;
+            }
+            zlistx_add_end (self->queue, copy);
+            idle--;
+            zsys_info ("worker: task %" PRIu64 "#%" PRIu32
+                       " waited behind a long one on child %d: it runs on an "
+                       "idle child instead",
+                       copy->id, copy->attempt, (int)child_pid (slot->child));
         }
-        zlistx_add_start (self->queue, copy);
-        idle--;
-        zsys_info ("worker: task %" PRIu64 "#%" PRIu32
-                   " waited behind a long one on child %d: it runs on an "
-                   "idle child instead",
-                   copy->id, copy->attempt, (int)child_pid (slot->child));
     }
 }
 
+//  How many tasks a busy child is sent ahead: none while tasks are long
+//  (or the lookahead is not automatic), else about S_PIPELINE_COVER_US of
+//  them, at least one.
+static size_t
+s_pipeline_depth (node_t *self)
+{
+    if (!self->config->lookahead_auto || self->task_us_average < 0
+        || self->task_us_average >= S_PIPELINE_TASK_US)
+        return 0;
+    int64_t depth = S_PIPELINE_COVER_US / (self->task_us_average + 1);
+    return depth < 1                ? 1
+           : depth > S_PIPELINE_MAX ? S_PIPELINE_MAX
+                                    : (size_t)depth;
+}
+
 //  Runs waiting tasks on idle children, oldest first; while tasks are
-//  short, sends busy children their next task.
+//  short, sends busy children the tasks to run after theirs.
 static void
 s_assign (node_t *self)
 {
@@ -554,20 +593,25 @@ s_assign (node_t *self)
             s_start_task (self, slot, task);
         }
     }
-    bool short_tasks = self->config->lookahead_auto
-                       && self->task_us_average >= 0
-                       && self->task_us_average < S_PIPELINE_TASK_US;
-    for (size_t i = 0;
-         short_tasks && i < self->slot_count && zlistx_size (self->queue);
-         i++) {
-        s_slot_t *slot = &self->slots[i];
-        uint32_t limit = self->config->max_tasks_per_child;
-        if (slot->task && !slot->next && !slot->task->skip_asked
-            && s_slot_healthy (self, slot) && !child_writing (slot->child)
-            && child_sent (slot->child) < CHILD_MAX_TASKS
-            && (!limit || slot->tasks_run + 1 < limit)) {
-            slot->next = (s_task_t *)zlistx_detach (self->queue, NULL);
-            s_send_task (self, slot, slot->next, false);
+    size_t depth = s_pipeline_depth (self);
+    uint32_t limit = self->config->max_tasks_per_child;
+    //  One task ahead per child per round, so that they share the queue
+    for (bool sent = true; sent && depth && zlistx_size (self->queue);) {
+        sent = false;
+        for (size_t i = 0; i < self->slot_count && zlistx_size (self->queue);
+             i++) {
+            s_slot_t *slot = &self->slots[i];
+            size_t queued = slot->queued_count;
+            if (slot->task && queued < depth && !slot->task->skip_asked
+                && (queued == 0 || !slot->queued[queued - 1]->skip_asked)
+                && s_slot_healthy (self, slot) && !child_writing (slot->child)
+                && child_sent (slot->child) < CHILD_MAX_TASKS
+                && (!limit || slot->tasks_run + 1 + queued < limit)) {
+                s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
+                slot->queued[slot->queued_count++] = task;
+                s_send_task (self, slot, task, false);
+                sent = true;
+            }
         }
     }
     if (zlistx_size (self->queue) == 0) {
@@ -1006,7 +1050,8 @@ s_kill_children (node_t *self)
             child_destroy (&slot->child);
         }
         s_task_destroy (&slot->task);
-        s_task_destroy (&slot->next);
+        while (slot->queued_count)
+            s_task_destroy (&slot->queued[--slot->queued_count]);
     }
     //  Orphans we adopted
     while (waitpid (-1, NULL, WNOHANG) > 0)
@@ -1533,13 +1578,15 @@ s_on_revoke (node_t *self, drover_msg_t *msg)
                 if (!slot->revoked)
                     s_revoke_running (self, slot);
             }
-            else if (slot->next && !slot->next->skip_asked
-                     && slot->next->id == id
-                     && slot->next->attempt == attempt) {
+            for (size_t q = 0; q < slot->queued_count && !found; q++) {
+                s_task_t *next = slot->queued[q];
+                if (next->skip_asked || next->id != id
+                    || next->attempt != attempt)
+                    continue;
                 //  It is in the child's channel: the child is killed when
                 //  it starts it
                 found = true;
-                slot->next->revoked = true;
+                next->revoked = true;
                 zsys_info ("worker: broker revoked task %" PRIu64 "#%" PRIu32
                            ", sent to child %d to run next",
                            id, attempt, (int)child_pid (slot->child));
@@ -1991,7 +2038,9 @@ node_destroy (node_t **self_p)
     for (size_t i = 0; self->slots && i < self->slot_count; i++) {
         assert (!self->slots[i].child);
         s_task_destroy (&self->slots[i].task);
-        s_task_destroy (&self->slots[i].next);
+        while (self->slots[i].queued_count)
+            s_task_destroy (
+                &self->slots[i].queued[--self->slots[i].queued_count]);
     }
     free (self->slots);
     free (self->handler_names);
