@@ -31,23 +31,28 @@
 #define S_CHILD_FD     3 //  tasks come in on this pipe
 #define S_CHILD_OUT_FD 4 //  outcomes go out on this one
 
+//  A task sent to the child whose outcome has not come.
+typedef struct {
+    uint64_t id;         //  task id
+    uint32_t attempt;    //  attempt
+    uint64_t max_result; //  largest result accepted for it
+} s_sent_t;
+
 struct child_t {
-    pid_t pid;                  //  the process, and its process group
-    int fd;                     //  our end of the channel (non-blocking)
-    int wfd;                    //  dup of fd, polled for output
-    chan_header_t out_header;   //  header of the task being written
-    const uint8_t *out_payload; //  its payload; the caller keeps it alive
-    size_t out_done;            //  octets of header + payload written
-    bool writing;               //  a task or a skip is partly written
-    bool writing_task;          //  what is written is a task (the newest
-                                //  of sent)
-    struct {
-        uint64_t id;         //  task id
-        uint32_t attempt;    //  attempt
-        uint64_t max_result; //  largest result accepted for it
-    } sent[CHILD_MAX_TASKS]; //  tasks sent whose outcome has not come,
-                             //  in order (the child runs them in order)
-    size_t sent_count;       //  how many
+    pid_t pid;                      //  the process, and its process group
+    int fd;                         //  our end of the channel (non-blocking)
+    int wfd;                        //  dup of fd, polled for output
+    chan_header_t out_header;       //  header of the task being written
+    const uint8_t *out_payload;     //  its payload; the caller keeps it alive
+    size_t out_done;                //  octets of header + payload written
+    bool writing;                   //  a task or a skip is partly written
+    bool writing_task;              //  what is written is a task (the newest
+                                    //  of sent)
+    s_sent_t sent[CHILD_MAX_TASKS]; //  tasks sent whose outcome has not come,
+                                    //  in order (the child runs them in order),
+                                    //  a ring from sent_first
+    size_t sent_first;              //  the oldest
+    size_t sent_count;              //  how many
     uint8_t *in_buffer;      //  what one read brought, S_IN_BUFFER octets:
                              //  often several outcomes
     size_t in_start;         //  first octet of it not taken
@@ -326,7 +331,8 @@ typedef struct {
     void *input;          //  its input, header.payload_size octets
     bool skip;            //  the supervisor asked that it not be started
 } s_pending_t;
-static s_pending_t s_pending[CHILD_MAX_TASKS];
+static s_pending_t s_pending[CHILD_MAX_TASKS]; //  a ring from s_pending_first
+static size_t s_pending_first;
 static size_t s_pending_count;
 
 //  Takes one message from the channel: a task joins the pending ones; a
@@ -344,10 +350,13 @@ s_take_message (const worker_config_t *config, bool wait)
     if (chan_reader_read (&s_reader, &header, sizeof header))
         s_child_exit (0); //  the supervisor closed the channel
     if (header.type == CHAN_SKIP) {
-        for (size_t i = 0; i < s_pending_count; i++)
-            if (s_pending[i].header.id == header.id
-                && s_pending[i].header.attempt == header.attempt)
-                s_pending[i].skip = true;
+        for (size_t i = 0; i < s_pending_count; i++) {
+            s_pending_t *task =
+                &s_pending[(s_pending_first + i) % CHILD_MAX_TASKS];
+            if (task->header.id == header.id
+                && task->header.attempt == header.attempt)
+                task->skip = true;
+        }
         return 1;
     }
     if (header.type != CHAN_TASK || header.handler >= config->handler_count
@@ -361,7 +370,8 @@ s_take_message (const worker_config_t *config, bool wait)
     //  The rest of a task whose header came is on its way
     if (chan_reader_read (&s_reader, input, size))
         s_child_exit (0);
-    s_pending[s_pending_count++] = (s_pending_t){header, input, false};
+    s_pending[(s_pending_first + s_pending_count++) % CHILD_MAX_TASKS] =
+        (s_pending_t){header, input, false};
     return 1;
 }
 
@@ -374,10 +384,9 @@ s_next_task (const worker_config_t *config)
         s_take_message (config, true);
     while (s_take_message (config, false))
         ;
-    s_pending_t next = s_pending[0];
+    s_pending_t next = s_pending[s_pending_first];
+    s_pending_first = (s_pending_first + 1) % CHILD_MAX_TASKS;
     s_pending_count--;
-    memmove (&s_pending[0], &s_pending[1],
-             s_pending_count * sizeof s_pending[0]);
     return next;
 }
 
@@ -574,9 +583,10 @@ child_send (child_t *self, uint64_t id, uint32_t attempt, uint32_t handler,
     self->out_done = 0;
     self->writing = true;
     self->writing_task = true;
-    self->sent[self->sent_count].id = id;
-    self->sent[self->sent_count].attempt = attempt;
-    self->sent[self->sent_count].max_result = max_result;
+    size_t last = (self->sent_first + self->sent_count) % CHILD_MAX_TASKS;
+    self->sent[last].id = id;
+    self->sent[last].attempt = attempt;
+    self->sent[last].max_result = max_result;
     self->sent_count++;
     return child_flush (self);
 }
@@ -628,8 +638,7 @@ static void
 s_pop_sent (child_t *self)
 {
     self->sent_count--;
-    memmove (&self->sent[0], &self->sent[1],
-             self->sent_count * sizeof self->sent[0]);
+    self->sent_first = (self->sent_first + 1) % CHILD_MAX_TASKS;
 }
 
 //  Checks a complete outcome header and prepares its body buffers;
@@ -638,20 +647,20 @@ static int
 s_accept_header (child_t *self)
 {
     chan_header_t *header = &self->in_header;
+    const s_sent_t *oldest = &self->sent[self->sent_first];
     //  The outcome of the oldest task sent, and never of one being written
     //  (accepting it would free the payload child_flush still reads)
     size_t written = self->sent_count - (self->writing_task ? 1 : 0);
     if (header->type == CHAN_SKIPPED)
-        return self->sent_count && written && header->id == self->sent[0].id
-                       && header->attempt == self->sent[0].attempt
+        return self->sent_count && written && header->id == oldest->id
+                       && header->attempt == oldest->attempt
                        && header->reason_size == 0 && header->payload_size == 0
                    ? CHILD_SKIPPED
                    : CHILD_EPROTO;
     if (header->type != CHAN_OUTCOME || self->sent_count == 0 || written == 0
-        || header->id != self->sent[0].id
-        || header->attempt != self->sent[0].attempt
+        || header->id != oldest->id || header->attempt != oldest->attempt
         || header->reason_size > DROVER_MAX_TEXT
-        || header->payload_size > self->sent[0].max_result
+        || header->payload_size > oldest->max_result
         || header->payload_size > DROVER_MAX_PAYLOAD || header->code > 0
         || header->code < DROVER_ELAST
         || (header->code && header->payload_size))

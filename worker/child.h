@@ -71,7 +71,7 @@ int child_wfd (child_t *self);
 //  Tasks a child may have been sent without their outcomes: the one it
 //  runs and those waiting in its channel (the supervisor pipelines short
 //  tasks).
-#define CHILD_MAX_TASKS 8
+#define CHILD_MAX_TASKS 64
 
 //  Starts writing a task to the child: header (type CHAN_TASK) and
 //  payload, which must stay valid until the write completes. No other
