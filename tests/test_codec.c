@@ -1462,7 +1462,7 @@ s_fill_arrays (drover_msg_t *msg, size_t count, drover_task_t *tasks,
                uint64_t *ids, const char **names, drover_queue_info_t *queues,
                drover_node_info_t *nodes, drover_counter_t *counters)
 {
-    static char name_store[DROVER_MAX_BATCH + 1][16];
+    static char name_store[DROVER_MAX_BATCH + 1][24]; //  "n" + a size_t
     for (size_t i = 0; i < count; i++)
         snprintf (name_store[i], sizeof name_store[i], "n%zu", i);
     if (msg->task_count) {
