@@ -1365,6 +1365,46 @@ Test (worker, a_task_sent_behind_one_that_crashes_its_child_runs_again,
     h_destroy (&h);
 }
 
+Test (worker, tasks_sent_ahead_to_a_retiring_child_run_on_its_successor,
+      .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {
+        "-j", "1", "--lookahead", "auto", "--max-tasks-per-child", "5", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    for (uint64_t id = 1; id <= 20; id++) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        h_dispatch_text (h, id, "echo", "warm");
+        H_EXPECT (h, 5000, h_result (h, id), "no result");
+    }
+    H_EXPECT (h, 5000, h_open_credit (h) >= 16, "no lookahead");
+    //  Sixteen at once, while tasks look tiny: they are sent ahead
+    const char *handlers[8], *texts[8];
+    for (size_t i = 0; i < 8; i++) {
+        handlers[i] = "ppid";
+        texts[i] = "";
+    }
+    h_dispatch_many (h, 101, handlers, texts, 8);
+    h_dispatch_many (h, 109, handlers, texts, 8);
+    zhashx_t *runs = zhashx_new (); //  pid -> tasks it ran
+    for (uint64_t id = 101; id <= 116; id++) {
+        H_EXPECT (h, 10000, h_result (h, id), "task %" PRIu64 " never ran", id);
+        cr_assert_null (h_fail (h, id), "task %" PRIu64 " failed", id);
+        char pid[32] = "";
+        size_t size = zchunk_size (h_result (h, id)->payload);
+        cr_assert (size > 0 && size < sizeof pid);
+        memcpy (pid, zchunk_data (h_result (h, id)->payload), size);
+        size_t count = (size_t)zhashx_lookup (runs, pid) + 1;
+        cr_assert_leq (count, 5, "child %s ran more than 5 tasks", pid);
+        zhashx_update (runs, pid, (void *)count);
+    }
+    cr_assert_geq (zhashx_size (runs), 4, "16 tasks on %zu children",
+                   zhashx_size (runs));
+    zhashx_destroy (&runs);
+    h_destroy (&h);
+}
+
 Test (worker, a_revoked_task_sent_behind_another_never_runs_when_the_child_dies,
       .timeout = 30)
 {
