@@ -18,48 +18,79 @@
 #include "actor_start.h"
 #include "drover_sink.h"
 #include "drover_wire.h"
-#include "id_table.h"
+#include "id_map.h"
+#include "name_table.h"
+#include "routing_table.h"
 #include "sink_journal.h"
 
 #include <stddef.h>
 
+typedef struct s_peer_t s_peer_t;
+typedef struct s_result_t s_result_t;
+
 //  One outcome: stored, or held while the broker decides a claim.
+struct s_result_t {
+    drover_task_t item;     //  id, attempt, code and details; reason owned,
+                            //  node held in the sink's names
+    zframe_t *payload;      //  the result octets
+    s_peer_t *node;         //  claims, and results not yet journaled: the
+                            //  node to answer STORED (held); NULL: the broker
+    s_result_t *next_claim; //  claims: the next claim of the same id
+    s_result_t *older;      //  ages: the result stored before, or NULL
+    s_result_t *newer;      //  ages: the result stored after, or NULL
+    int64_t claimed_at;     //  claims: when the claim last went out (ms)
+    int64_t stored_at;      //  when it was stored, or read back (ms)
+    bool claimed;           //  a node's result, claimed from the broker: the
+                            //  broker hears STORED too once it is stored
+    bool journaled;         //  stored: its record is committed (or there is
+                            //  no journal), so it is acknowledged and served
+    bool delivered;         //  sent to a watcher at least once
+    bool aged;              //  result_ttl_ms has passed since stored_at
+    bool aging;             //  in the sink's ages
+    sink_home_t home;       //  its journal record
+};
+
+//  One STORED item: the fields it has of a drover_task_t.
 typedef struct {
-    drover_task_t item; //  id, attempt, code and details; strings owned
-    zframe_t *payload;  //  the result octets
-    zframe_t *node;     //  claims, and results not yet journaled: the node
-                        //  to answer STORED; NULL: the broker
-    int64_t claimed_at; //  claims: when the claim last went out (ms)
-    int64_t stored_at;  //  when it was stored, or read back (ms)
-    bool claimed;       //  a node's result, claimed from the broker: the
-                        //  broker hears STORED too once it is stored
-    bool journaled;     //  stored: its record is committed (or there is
-                        //  no journal), so it is acknowledged and served
-    bool delivered;     //  sent to a watcher at least once
-    bool aged;          //  result_ttl_ms has passed since stored_at
-    void *age_handle;   //  its place in the sink's ages, or NULL
-    sink_home_t home;   //  its journal record
-} s_result_t;
+    uint64_t id;
+    uint32_t attempt;
+    int32_t code;
+} s_stored_t;
 
 //  STORED items waiting to go to one peer.
-typedef struct {
-    zframe_t *to;         //  the node's routing id; NULL: the broker
-    drover_task_t *items; //  the acknowledgements
-    size_t count;         //  how many
-    size_t max;           //  room in items
-} s_acks_t;
+typedef struct s_acks_t s_acks_t;
+struct s_acks_t {
+    zframe_t *to;      //  the node's routing id (not owned); NULL: the
+                       //  broker
+    s_stored_t *items; //  the acknowledgements
+    size_t count;      //  how many
+    size_t max;        //  room in items
+    s_acks_t *next;    //  the next peer with items to send, or NULL
+};
 
 //  A client that watches tasks.
 typedef struct {
-    char *key;            //  routing id in hex
-    zframe_t *routing_id; //  where to send
+    zframe_t *routing_id; //  where to send (its peer's)
     size_t watching;      //  ids it waits for
     bool release;         //  forget results once delivered
-    int64_t last_recv;    //  when it last sent anything (ms)
     drover_task_t *batch; //  RESULT items waiting to be sent
     zframe_t **frames;    //  their payloads (not owned)
     size_t batch_count;   //  how many
 } s_client_t;
+
+//  A peer on the router that sent RESULT or WATCH: a node, a client, or
+//  both, found with one lookup per message. It goes once it has been
+//  silent for heartbeat_ms * liveness (a client's watches go then) and no
+//  result waits to answer it.
+struct s_peer_t {
+    routing_key_t key;    //  the table key: its routing id's octets
+    zframe_t *routing_id; //  where to send
+    int64_t last_recv;    //  when it last sent anything (ms)
+    size_t holds;         //  results that answer it STORED once decided
+    s_acks_t acks;        //  STORED items waiting to go to it
+    const char *name;     //  node name of its last result (held), or NULL
+    s_client_t *client;   //  its watches, or NULL: it watches nothing
+};
 
 typedef struct {
     drover_sink_config_t config; //  settings (strings not owned)
@@ -69,11 +100,13 @@ typedef struct {
     zsock_t *router;             //  nodes and clients
     zsock_t *broker;             //  session with the broker, or NULL
     zloop_t *loop;               //  reactor
-    zhashx_t *results;           //  id -> s_result_t, owned
-    zhashx_t *claims;            //  (id, attempt) -> s_result_t held for
-                                 //  the broker's verdict, owned
-    zhashx_t *watchers;          //  id -> s_client_t (one per id)
-    zhashx_t *clients;           //  routing id hex -> s_client_t, owned
+    id_map_t *results;           //  id -> s_result_t stored, owned
+    id_map_t *claims;            //  id -> s_result_t held for the broker's
+                                 //  verdict (other attempts of the id
+                                 //  chained from it), owned
+    id_map_t *watchers;          //  id -> s_client_t (one per id)
+    zhashx_t *peers;             //  routing id -> s_peer_t, owned
+    name_table_t *names;         //  node names of results
     zlistx_t *pending;           //  clients with a batch to send
     uint64_t stored_octets;      //  payload octets held
     uint32_t heartbeat_ms;       //  from the broker's WELCOME
@@ -84,13 +117,18 @@ typedef struct {
     int64_t hello_sent;          //  when we last sent HELLO (ms)
     drover_task_t *dones;        //  DONE items waiting to be sent
     size_t done_count;           //  how many
+    drover_task_t *replies;      //  room for the items of one STORED
     uint64_t stored, stale, full, malformed; //  counters
     uint64_t expired;           //  results forgotten by result_ttl_ms
     uint64_t restored;          //  results read back from the journal
     uint64_t unjournaled;       //  accepted results waiting for their record
     unsigned broker_generation; //  bumped on each new broker socket
-    zhashx_t *acks;             //  peer key -> s_acks_t, STORED items to send
-    zlistx_t *ages;             //  stored results by stored_at (result_ttl_ms)
+    int64_t now;                //  the time of this turn (ms); 0: not read
+    s_acks_t broker_acks;       //  STORED items to send the broker
+    s_acks_t *acking;           //  first of the peers with STORED items to
+    s_acks_t *acking_last;      //  send, and the last
+    s_result_t *oldest;         //  ages: stored results by stored_at
+    s_result_t *newest;         //  (result_ttl_ms), oldest first
     sink_journal_t *journal;    //  the durable store, or NULL
     char *data_dir;             //  config.data_dir, our copy
 } s_sink_t;
@@ -101,67 +139,96 @@ typedef struct {
 //  Most results aged per tick.
 #define SINK_EXPIRE_MAX 100000
 
-//  Claims are keyed by (id, attempt): a pointer to the result's item.
-static size_t
-s_claim_hash (const void *key)
-{
-    const drover_task_t *item = (const drover_task_t *)key;
-    uint64_t both = item->id ^ ((uint64_t)item->attempt << 47);
-    return id_table_hash (both);
-}
-
-static int
-s_claim_compare (const void *a, const void *b)
-{
-    const drover_task_t *x = (const drover_task_t *)a,
-                        *y = (const drover_task_t *)b;
-    if (x->id != y->id)
-        return x->id < y->id ? -1 : 1;
-    return x->attempt < y->attempt ? -1 : x->attempt > y->attempt;
-}
+//  Most STORED items a peer keeps room for between turns.
+#define SINK_ACKS_KEPT DROVER_MAX_BATCH
 
 //  Most tasks one client may watch at once.
 #define SINK_MAX_WATCHED 1000000
 
-static void
-s_free_key (void **key)
+//  The time of the turn (ms): the clock is read once per turn, not once or
+//  twice per result.
+static int64_t
+s_now (s_sink_t *self)
 {
-    free (*key);
-    *key = NULL;
+    if (self->now == 0)
+        self->now = zclock_mono ();
+    return self->now;
+}
+
+//  Time has passed (a reactor event, or a commit that may have waited for
+//  the disk): s_now reads the clock again.
+static void
+s_clock_stale (s_sink_t *self)
+{
+    self->now = 0;
 }
 
 static void
-s_result_destroy (void **item)
+s_client_destroy (s_client_t **client_p)
 {
-    s_result_t *result = (s_result_t *)*item;
-    *item = NULL;
-    zframe_destroy (&result->payload);
-    zframe_destroy (&result->node);
-    free ((char *)result->item.reason);
-    free ((char *)result->item.node);
-    free (result);
-}
-
-static void
-s_client_destroy (void **item)
-{
-    s_client_t *client = (s_client_t *)*item;
-    *item = NULL;
-    zframe_destroy (&client->routing_id);
+    s_client_t *client = *client_p;
+    if (!client)
+        return;
     free (client->batch);
     free (client->frames);
-    free (client->key);
     free (client);
+    *client_p = NULL;
+}
+
+//  A peer that sent its first RESULT or WATCH.
+static s_peer_t *
+s_peer_new (s_sink_t *self, zframe_t *routing_id)
+{
+    s_peer_t *peer = (s_peer_t *)zmalloc (sizeof *peer);
+    assert (peer);
+    peer->routing_id = zframe_dup (routing_id);
+    peer->key = routing_key (peer->routing_id);
+    peer->acks.to = peer->routing_id;
+    peer->last_recv = s_now (self);
+    zhashx_insert (self->peers, &peer->key, peer);
+    return peer;
 }
 
 static void
-s_acks_destroy (void **item)
+s_peer_destroy (s_sink_t *self, s_peer_t **peer_p)
 {
-    s_acks_t *acks = (s_acks_t *)*item;
-    *item = NULL;
-    zframe_destroy (&acks->to);
-    free (acks->items);
-    free (acks);
+    s_peer_t *peer = *peer_p;
+    s_client_destroy (&peer->client);
+    name_table_release (self->names, peer->name);
+    free (peer->acks.items);
+    zframe_destroy (&peer->routing_id);
+    free (peer);
+    *peer_p = NULL;
+}
+
+//  A result holds its node until it answers it.
+static s_peer_t *
+s_peer_hold (s_peer_t *peer)
+{
+    peer->holds++;
+    return peer;
+}
+
+static void
+s_peer_release (s_peer_t **peer_p)
+{
+    if (*peer_p) {
+        assert ((*peer_p)->holds > 0);
+        (*peer_p)->holds--;
+        *peer_p = NULL;
+    }
+}
+
+static void
+s_result_destroy (s_sink_t *self, s_result_t **result_p)
+{
+    s_result_t *result = *result_p;
+    zframe_destroy (&result->payload);
+    s_peer_release (&result->node);
+    free ((char *)result->item.reason);
+    name_table_release (self->names, result->item.node);
+    free (result);
+    *result_p = NULL;
 }
 
 //  --------------------------------------------------------------------------
@@ -234,35 +301,117 @@ s_broker_connect (s_sink_t *self)
 //  --------------------------------------------------------------------------
 //  Results
 
-static s_client_t *
-s_client_require (s_sink_t *self, zframe_t *routing_id, const char *key)
+//  The ages: stored results in the order their retention started, a list
+//  threaded through them (older, newer), so that aging allocates nothing.
+static void
+s_ages_add (s_sink_t *self, s_result_t *result)
 {
-    s_client_t *client = (s_client_t *)zhashx_lookup (self->clients, key);
-    if (!client) {
-        client = (s_client_t *)zmalloc (sizeof *client);
+    assert (!result->aging);
+    result->aging = true;
+    result->older = self->newest;
+    result->newer = NULL;
+    if (self->newest)
+        self->newest->newer = result;
+    else
+        self->oldest = result;
+    self->newest = result;
+}
+
+static void
+s_ages_remove (s_sink_t *self, s_result_t *result)
+{
+    if (!result->aging)
+        return;
+    if (result->older)
+        result->older->newer = result->newer;
+    else
+        self->oldest = result->newer;
+    if (result->newer)
+        result->newer->older = result->older;
+    else
+        self->newest = result->older;
+    result->older = result->newer = NULL;
+    result->aging = false;
+}
+
+//  The claim held for (id, attempt), or NULL.
+static s_result_t *
+s_claim_find (s_sink_t *self, uint64_t id, uint32_t attempt)
+{
+    s_result_t *claim = (s_result_t *)id_map_lookup (self->claims, id);
+    while (claim && claim->item.attempt != attempt)
+        claim = claim->next_claim;
+    return claim;
+}
+
+//  Holds a claim, for an (id, attempt) the sink holds none for.
+static void
+s_claim_hold (s_sink_t *self, s_result_t *result)
+{
+    s_result_t *first =
+        (s_result_t *)id_map_lookup (self->claims, result->item.id);
+    if (first) {
+        result->next_claim = first->next_claim;
+        first->next_claim = result;
+    }
+    else
+        id_map_set (self->claims, result->item.id, result);
+}
+
+//  Takes the claim of (id, attempt) out of those held: returns it, or
+//  NULL if the sink holds none.
+static s_result_t *
+s_claim_take (s_sink_t *self, uint64_t id, uint32_t attempt)
+{
+    s_result_t *first = (s_result_t *)id_map_lookup (self->claims, id);
+    if (!first)
+        return NULL;
+    s_result_t *claim = first;
+    if (first->item.attempt == attempt) {
+        if (first->next_claim)
+            id_map_set (self->claims, id, first->next_claim);
+        else
+            id_map_remove (self->claims, id);
+    }
+    else {
+        s_result_t *before = first;
+        while (before->next_claim
+               && before->next_claim->item.attempt != attempt)
+            before = before->next_claim;
+        claim = before->next_claim;
+        if (!claim)
+            return NULL;
+        before->next_claim = claim->next_claim;
+    }
+    claim->next_claim = NULL;
+    return claim;
+}
+
+//  The peer's watches, made at its first WATCH.
+static s_client_t *
+s_client_require (s_peer_t *peer)
+{
+    if (!peer->client) {
+        s_client_t *client = (s_client_t *)zmalloc (sizeof *client);
         assert (client);
-        client->key = strdup (key);
-        client->routing_id = zframe_dup (routing_id);
+        client->routing_id = peer->routing_id;
         client->batch =
             (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
         client->frames =
             (zframe_t **)calloc (DROVER_MAX_BATCH, sizeof (zframe_t *));
         assert (client->batch && client->frames);
-        zhashx_insert (self->clients, key, client);
+        peer->client = client;
     }
-    client->last_recv = zclock_mono ();
-    return client;
+    return peer->client;
 }
+
 //  Forgets a stored result: released, or past its retention. With a
 //  journal, a forget record says so (record false: replay, which needs
 //  none).
 static void
 s_forget (s_sink_t *self, s_result_t *result, bool record)
 {
-    if (result->age_handle) {
-        zlistx_delete (self->ages, result->age_handle);
-        result->age_handle = NULL;
-    }
+    s_ages_remove (self, result);
     self->stored_octets -= zframe_size (result->payload);
     if (self->journal) {
         if (record)
@@ -270,7 +419,8 @@ s_forget (s_sink_t *self, s_result_t *result, bool record)
         else
             sink_journal_unlink (self->journal, &result->home);
     }
-    zhashx_delete (self->results, &result->item.id);
+    id_map_remove (self->results, result->item.id);
+    s_result_destroy (self, &result);
 }
 
 static void
@@ -288,15 +438,17 @@ s_client_flush (s_sink_t *self, s_client_t *client)
     if (rc) {
         //  The client is gone or not reading: keep the results, it will
         //  WATCH them again (or expire)
+        char *key = zframe_strhex (client->routing_id);
         zsys_warning ("sink: cannot deliver %zu results to client %s",
-                      msg.task_count, client->key);
+                      msg.task_count, key);
+        zstr_free (&key);
         return;
     }
     //  Released results go only now: their frames were in the batch. So do
     //  results past their retention, now that they reached a watcher.
     for (size_t i = 0; i < msg.task_count; i++) {
         s_result_t *result =
-            (s_result_t *)zhashx_lookup (self->results, &client->batch[i].id);
+            (s_result_t *)id_map_lookup (self->results, client->batch[i].id);
         if (!result)
             continue;
         result->delivered = true;
@@ -328,16 +480,33 @@ s_flush_pending (s_sink_t *self)
         s_client_flush (self, client);
 }
 
-//  Makes a result of an item, taking its payload.
+//  The node name of a result from peer, held: the name of its last result
+//  (no lookup) when it is the same.
+static const char *
+s_node_name (s_sink_t *self, s_peer_t *peer, const char *name)
+{
+    if (!name)
+        return NULL;
+    if (!peer->name || strcmp (peer->name, name) != 0) {
+        name_table_release (self->names, peer->name);
+        peer->name = name_table_hold (self->names, name);
+    }
+    return name_table_hold_again (peer->name);
+}
+
+//  Makes a result of an item from peer (NULL: the broker, or the journal),
+//  taking its payload.
 static s_result_t *
-s_result_new (const drover_task_t *item, zframe_t **payload_p)
+s_result_new (s_sink_t *self, const drover_task_t *item, zframe_t **payload_p,
+              s_peer_t *peer)
 {
     s_result_t *result = (s_result_t *)zmalloc (sizeof *result);
     assert (result);
     result->item = *item;
     result->item.payload = (drover_bytes_t){NULL, 0};
     result->item.reason = item->reason ? strdup (item->reason) : NULL;
-    result->item.node = item->node ? strdup (item->node) : NULL;
+    result->item.node = peer ? s_node_name (self, peer, item->node)
+                             : name_table_hold (self->names, item->node);
     //  Only the fields of a RESULT item: the others pointed into a message
     result->item.handler = NULL;
     result->item.queue = NULL;
@@ -359,48 +528,57 @@ s_room_for (s_sink_t *self, size_t size)
     return false;
 }
 
-//  Queues one STORED item for a node (to) or the broker (to NULL); sent at
-//  the end of the turn, batched per peer.
+//  Queues one STORED item for a node (its acks) or the broker (the sink's
+//  broker_acks); sent at the end of the turn, batched per peer.
 static void
-s_ack (s_sink_t *self, zframe_t *to, uint64_t id, uint32_t attempt, int code)
+s_ack (s_sink_t *self, s_acks_t *acks, uint64_t id, uint32_t attempt, int code)
 {
-    char *key = to ? zframe_strhex (to) : strdup ("broker");
-    s_acks_t *acks = (s_acks_t *)zhashx_lookup (self->acks, key);
-    if (!acks) {
-        acks = (s_acks_t *)zmalloc (sizeof *acks);
-        assert (acks);
-        acks->to = to ? zframe_dup (to) : NULL;
-        zhashx_insert (self->acks, key, acks);
+    if (acks->count == 0) {
+        if (self->acking_last)
+            self->acking_last->next = acks;
+        else
+            self->acking = acks;
+        self->acking_last = acks;
     }
-    free (key);
     if (acks->count == acks->max) {
         acks->max = acks->max ? 2 * acks->max : 16;
-        acks->items = (drover_task_t *)realloc (
-            acks->items, acks->max * sizeof (drover_task_t));
+        acks->items = (s_stored_t *)realloc (acks->items,
+                                             acks->max * sizeof (s_stored_t));
         assert (acks->items);
     }
-    acks->items[acks->count++] =
-        (drover_task_t){.id = id, .attempt = attempt, .code = code};
+    acks->items[acks->count++] = (s_stored_t){id, attempt, code};
     if (self->config.verbose || code == DROVER_ESTALE)
         zsys_debug ("sink: task %llu attempt %u: STORED %s",
                     (unsigned long long)id, attempt, drover_strcode (code));
+}
+
+//  Where the STORED of a result goes: its node, or the broker.
+static s_acks_t *
+s_acks_of (s_sink_t *self, s_peer_t *node)
+{
+    return node ? &node->acks : &self->broker_acks;
 }
 
 //  Sends the queued STORED items.
 static void
 s_flush_acks (s_sink_t *self)
 {
-    if (zhashx_size (self->acks) == 0)
-        return;
-    for (s_acks_t *acks = (s_acks_t *)zhashx_first (self->acks); acks;
-         acks = (s_acks_t *)zhashx_next (self->acks))
+    s_acks_t *acks = self->acking;
+    self->acking = self->acking_last = NULL;
+    while (acks) {
         for (size_t sent = 0; sent < acks->count;) {
             size_t count = acks->count - sent;
             if (count > DROVER_MAX_BATCH)
                 count = DROVER_MAX_BATCH;
+            for (size_t i = 0; i < count; i++) {
+                s_stored_t *item = &acks->items[sent + i];
+                self->replies[i] = (drover_task_t){.id = item->id,
+                                                   .attempt = item->attempt,
+                                                   .code = item->code};
+            }
             drover_msg_t reply;
             drover_msg_init (&reply, DROVER_STORED);
-            reply.tasks = acks->items + sent;
+            reply.tasks = self->replies;
             reply.task_count = count;
             if (acks->to)
                 drover_wire_send (self->router, acks->to, &reply, NULL);
@@ -408,7 +586,17 @@ s_flush_acks (s_sink_t *self)
                 s_broker_send (self, &reply);
             sent += count;
         }
-    zhashx_purge (self->acks);
+        acks->count = 0;
+        if (acks->max > SINK_ACKS_KEPT) {
+            //  A burst: give its room back
+            free (acks->items);
+            acks->items = NULL;
+            acks->max = 0;
+        }
+        s_acks_t *next = acks->next;
+        acks->next = NULL;
+        acks = next;
+    }
 }
 
 //  A stored result is safe (journaled, or there is no journal): its sender
@@ -418,17 +606,18 @@ static void
 s_publish (s_sink_t *self, s_result_t *result)
 {
     result->journaled = true;
-    result->stored_at = zclock_mono ();
+    result->stored_at = s_now (self);
     if (self->config.result_ttl_ms)
-        result->age_handle = zlistx_add_end (self->ages, result);
-    s_ack (self, result->node, result->item.id, result->item.attempt, 0);
+        s_ages_add (self, result);
+    s_ack (self, s_acks_of (self, result->node), result->item.id,
+           result->item.attempt, 0);
     if (result->claimed)
-        s_ack (self, NULL, result->item.id, result->item.attempt, 0);
-    zframe_destroy (&result->node);
+        s_ack (self, &self->broker_acks, result->item.id, result->item.attempt,
+               0);
+    s_peer_release (&result->node);
     s_client_t *client =
-        (s_client_t *)zhashx_lookup (self->watchers, &result->item.id);
+        (s_client_t *)id_map_remove (self->watchers, result->item.id);
     if (client) {
-        zhashx_delete (self->watchers, &result->item.id);
         client->watching--;
         s_client_add (self, client, result);
     }
@@ -450,7 +639,7 @@ s_committed (sink_home_t *home, void *arg)
 static void
 s_accept (s_sink_t *self, s_result_t *result)
 {
-    zhashx_insert (self->results, &result->item.id, result);
+    id_map_set (self->results, result->item.id, result);
     self->stored++;
     if (self->journal) {
         result->journaled = false;
@@ -465,13 +654,21 @@ s_accept (s_sink_t *self, s_result_t *result)
 static void
 s_claim (s_sink_t *self, s_result_t *result)
 {
-    result->claimed_at = zclock_mono ();
+    result->claimed_at = s_now (self);
     self->dones[self->done_count++] =
         (drover_task_t){.id = result->item.id,
                         .attempt = result->item.attempt,
                         .code = result->item.code};
     if (self->done_count == DROVER_MAX_BATCH)
         s_flush_done (self);
+}
+
+//  A held result is sent again: the newest sender hears STORED.
+static void
+s_answer_newest (s_result_t *result, s_peer_t *peer)
+{
+    s_peer_release (&result->node);
+    result->node = s_peer_hold (peer);
 }
 
 //  RESULT from a node: each result is held and claimed from the broker;
@@ -484,38 +681,32 @@ s_claim (s_sink_t *self, s_result_t *result)
 //  journal is not answered: STORED comes when the record is on disk (an
 //  ESTALE now would make the node forget a result the sink may lose).
 static void
-s_handle_node_result (s_sink_t *self, zframe_t *routing_id,
-                      drover_packet_t *packet)
+s_handle_node_result (s_sink_t *self, s_peer_t *peer, drover_packet_t *packet)
 {
     drover_msg_t *msg = drover_packet_msg (packet);
     for (size_t i = 0; i < msg->task_count; i++) {
         drover_task_t *item = &msg->tasks[i];
         zframe_t *payload = drover_packet_take_payload (packet, i);
         s_result_t *stored =
-            (s_result_t *)zhashx_lookup (self->results, &item->id);
-        s_result_t *held = (s_result_t *)zhashx_lookup (self->claims, item);
+            (s_result_t *)id_map_lookup (self->results, item->id);
+        s_result_t *held = s_claim_find (self, item->id, item->attempt);
         if (stored && !stored->journaled) {
-            if (stored->node && stored->item.attempt == item->attempt) {
-                //  Answer the newest sender
-                zframe_destroy (&stored->node);
-                stored->node = zframe_dup (routing_id);
-            }
+            if (stored->node && stored->item.attempt == item->attempt)
+                s_answer_newest (stored, peer);
         }
-        else if (held) {
-            //  Sent again while its claim is out: answer the newest sender
-            zframe_destroy (&held->node);
-            held->node = zframe_dup (routing_id);
-        }
+        else if (held)
+            //  Sent again while its claim is out
+            s_answer_newest (held, peer);
         //  A task that has its result already is claimed whatever the
         //  room (the claim is what ends it at the broker): never EFULL
         else if (!stored && !s_room_for (self, zframe_size (payload)))
-            s_ack (self, routing_id, item->id, item->attempt, DROVER_EFULL);
+            s_ack (self, &peer->acks, item->id, item->attempt, DROVER_EFULL);
         else {
             self->stored_octets += zframe_size (payload);
-            s_result_t *result = s_result_new (item, &payload);
-            result->node = zframe_dup (routing_id);
+            s_result_t *result = s_result_new (self, item, &payload, peer);
+            result->node = s_peer_hold (peer);
             result->claimed = true;
-            zhashx_insert (self->claims, &result->item, result);
+            s_claim_hold (self, result);
             s_claim (self, result);
         }
         zframe_destroy (&payload);
@@ -532,18 +723,20 @@ s_handle_broker_result (s_sink_t *self, drover_packet_t *packet)
         drover_task_t *item = &msg->tasks[i];
         zframe_t *payload = drover_packet_take_payload (packet, i);
         s_result_t *stored =
-            (s_result_t *)zhashx_lookup (self->results, &item->id);
+            (s_result_t *)id_map_lookup (self->results, item->id);
         if (stored && !stored->journaled)
             ; //  answered when journaled
         else if (stored) {
             self->stale++;
-            s_ack (self, NULL, item->id, item->attempt, DROVER_ESTALE);
+            s_ack (self, &self->broker_acks, item->id, item->attempt,
+                   DROVER_ESTALE);
         }
         else if (!s_room_for (self, zframe_size (payload)))
-            s_ack (self, NULL, item->id, item->attempt, DROVER_EFULL);
+            s_ack (self, &self->broker_acks, item->id, item->attempt,
+                   DROVER_EFULL);
         else {
             self->stored_octets += zframe_size (payload);
-            s_accept (self, s_result_new (item, &payload));
+            s_accept (self, s_result_new (self, item, &payload, NULL));
         }
         zframe_destroy (&payload);
     }
@@ -561,12 +754,11 @@ s_handle_verdicts (s_sink_t *self, drover_msg_t *msg)
 {
     for (size_t i = 0; i < msg->task_count; i++) {
         s_result_t *result =
-            (s_result_t *)zhashx_lookup (self->claims, &msg->tasks[i]);
+            s_claim_take (self, msg->tasks[i].id, msg->tasks[i].attempt);
         if (!result)
             continue; //  decided already, or never ours
-        zhashx_delete (self->claims, &msg->tasks[i]);
         s_result_t *stored =
-            (s_result_t *)zhashx_lookup (self->results, &result->item.id);
+            (s_result_t *)id_map_lookup (self->results, result->item.id);
         int code = msg->tasks[i].code;
         if (code == 0 && !stored) {
             s_accept (self, result);
@@ -577,12 +769,13 @@ s_handle_verdicts (s_sink_t *self, drover_msg_t *msg)
         zsys_info ("sink: stale result of task %llu attempt %u dropped",
                    (unsigned long long)result->item.id, result->item.attempt);
         if (code != 0 || stored->journaled) {
-            s_ack (self, result->node, result->item.id, result->item.attempt,
-                   DROVER_ESTALE);
+            s_ack (self, s_acks_of (self, result->node), result->item.id,
+                   result->item.attempt, DROVER_ESTALE);
             if (code == 0)
-                s_ack (self, NULL, result->item.id, result->item.attempt, 0);
+                s_ack (self, &self->broker_acks, result->item.id,
+                       result->item.attempt, 0);
         }
-        s_result_destroy ((void **)&result);
+        s_result_destroy (self, &result);
     }
 }
 
@@ -593,10 +786,12 @@ s_reclaim (s_sink_t *self, bool all)
 {
     int64_t now = zclock_mono ();
     int64_t expiry = (int64_t)self->heartbeat_ms * self->liveness;
-    for (s_result_t *result = (s_result_t *)zhashx_first (self->claims); result;
-         result = (s_result_t *)zhashx_next (self->claims))
-        if (all || now - result->claimed_at > expiry)
-            s_claim (self, result);
+    uint64_t id;
+    for (s_result_t *first = (s_result_t *)id_map_first (self->claims, &id);
+         first; first = (s_result_t *)id_map_next (self->claims, &id))
+        for (s_result_t *result = first; result; result = result->next_claim)
+            if (all || now - result->claimed_at > expiry)
+                s_claim (self, result);
     s_flush_done (self);
 }
 
@@ -611,12 +806,10 @@ s_expire (s_sink_t *self)
     s_flush_pending (self); //  no batch may hold what goes now
     int64_t now = zclock_mono ();
     s_result_t *result;
-    for (size_t count = 0; count < SINK_EXPIRE_MAX
-                           && (result = (s_result_t *)zlistx_first (self->ages))
+    for (size_t count = 0; count < SINK_EXPIRE_MAX && (result = self->oldest)
                            && (uint64_t)(now - result->stored_at) >= ttl;
          count++) {
-        zlistx_delete (self->ages, result->age_handle);
-        result->age_handle = NULL;
+        s_ages_remove (self, result);
         result->aged = true;
         if (result->delivered) {
             self->expired++;
@@ -630,20 +823,21 @@ s_expire (s_sink_t *self)
 static void
 s_turn_end (s_sink_t *self)
 {
-    if (self->journal)
+    if (self->journal) {
+        s_clock_stale (self); //  what it publishes is stored after it
         sink_journal_commit (self->journal, s_committed, self);
+    }
     s_flush_acks (self);
     s_flush_pending (self);
     s_flush_done (self);
 }
 
 static void
-s_handle_watch (s_sink_t *self, zframe_t *routing_id, const char *key,
-                drover_msg_t *msg)
+s_handle_watch (s_sink_t *self, s_peer_t *peer, drover_msg_t *msg)
 {
-    s_client_t *client = s_client_require (self, routing_id, key);
+    s_client_t *client = s_client_require (peer);
     if (client->watching + msg->id_count > SINK_MAX_WATCHED) {
-        drover_wire_send_error (self->router, routing_id, msg->ref,
+        drover_wire_send_error (self->router, peer->routing_id, msg->ref,
                                 DROVER_EFULL,
                                 "you watch %zu tasks, the limit is %d: wait "
                                 "for some results first",
@@ -653,28 +847,19 @@ s_handle_watch (s_sink_t *self, zframe_t *routing_id, const char *key,
     client->release = msg->release;
     for (size_t i = 0; i < msg->id_count; i++) {
         s_result_t *result =
-            (s_result_t *)zhashx_lookup (self->results, &msg->ids[i]);
+            (s_result_t *)id_map_lookup (self->results, msg->ids[i]);
         if (result && result->journaled) {
             s_client_add (self, client, result);
             continue;
         }
         //  No result yet, or one waiting for the journal: it comes when
-        //  it is safe
+        //  it is safe. The newest watcher wins.
         s_client_t *other =
-            (s_client_t *)zhashx_lookup (self->watchers, &msg->ids[i]);
+            (s_client_t *)id_map_set (self->watchers, msg->ids[i], client);
         if (other == client)
             continue;
-        if (other) {
-            other->watching--; //  the newest watcher wins
-            zhashx_update (self->watchers, &msg->ids[i], client);
-        }
-        else {
-            //  The key in the message goes away: the table keeps a copy
-            uint64_t *id = (uint64_t *)malloc (sizeof *id);
-            assert (id);
-            *id = msg->ids[i];
-            zhashx_insert (self->watchers, id, client);
-        }
+        if (other)
+            other->watching--;
         client->watching++;
     }
     s_flush_pending (self);
@@ -688,7 +873,7 @@ s_handle_status (s_sink_t *self, zframe_t *routing_id, drover_msg_t *msg)
     assert (items);
     for (size_t i = 0; i < msg->id_count; i++) {
         s_result_t *result =
-            (s_result_t *)zhashx_lookup (self->results, &msg->ids[i]);
+            (s_result_t *)id_map_lookup (self->results, msg->ids[i]);
         items[i].id = msg->ids[i];
         if (!result)
             continue;
@@ -722,22 +907,26 @@ s_serve_router (s_sink_t *self)
         return;
     zframe_t *routing_id = drover_packet_routing_id (packet);
     drover_msg_t *msg = drover_packet_msg (packet);
-    char *key = zframe_strhex (routing_id);
-    if (self->config.verbose)
+    if (self->config.verbose) {
+        char *key = zframe_strhex (routing_id);
         zsys_debug ("sink: recv %s from %s", drover_command_name (msg->command),
                     key);
-    s_client_t *client = (s_client_t *)zhashx_lookup (self->clients, key);
-    if (client)
-        client->last_recv = zclock_mono ();
+        zstr_free (&key);
+    }
+    routing_key_t key = routing_key (routing_id);
+    s_peer_t *peer = (s_peer_t *)zhashx_lookup (self->peers, &key);
+    if (peer)
+        peer->last_recv = s_now (self);
+    else if (msg->command == DROVER_RESULT || msg->command == DROVER_WATCH)
+        peer = s_peer_new (self, routing_id);
     switch (msg->command) {
-        case DROVER_RESULT:
-            s_handle_node_result (self, routing_id, packet);
-            break;
-        case DROVER_WATCH: s_handle_watch (self, routing_id, key, msg); break;
+        case DROVER_RESULT: s_handle_node_result (self, peer, packet); break;
+        case DROVER_WATCH: s_handle_watch (self, peer, msg); break;
         case DROVER_STATUS: s_handle_status (self, routing_id, msg); break;
         case DROVER_HEARTBEAT: {
             //  A client whose watches this sink does not hold (it restarted,
             //  or forgot them) must WATCH again (SPEC 6)
+            s_client_t *client = peer ? peer->client : NULL;
             drover_msg_t reply;
             drover_msg_init (&reply, DROVER_HEARTBEAT);
             if (!client || client->watching == 0) {
@@ -755,7 +944,6 @@ s_serve_router (s_sink_t *self)
                                     "the sink does not accept %s",
                                     drover_command_name (msg->command));
     }
-    zstr_free (&key);
     drover_packet_destroy (&packet);
 }
 
@@ -765,6 +953,7 @@ s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
     (void)loop;
     (void)reader;
     s_sink_t *self = (s_sink_t *)arg;
+    s_clock_stale (self);
     for (int count = 0; count < SINK_TURN_MAX; count++) {
         if (count > 0 && !(zsock_events (self->router) & ZMQ_POLLIN))
             break;
@@ -781,7 +970,7 @@ s_serve_broker (s_sink_t *self)
     int rc = drover_packet_recv (self->broker, false, &packet);
     if (!packet)
         return;
-    self->broker_recv = zclock_mono ();
+    self->broker_recv = s_now (self);
     drover_msg_t *msg = drover_packet_msg (packet);
     if (rc)
         zsys_warning ("sink: malformed message from the broker: %s",
@@ -815,6 +1004,7 @@ s_handle_broker (zloop_t *loop, zsock_t *reader, void *arg)
     (void)loop;
     (void)reader;
     s_sink_t *self = (s_sink_t *)arg;
+    s_clock_stale (self);
     unsigned generation = self->broker_generation;
     for (int count = 0; count < SINK_TURN_MAX; count++) {
         if (count > 0
@@ -833,15 +1023,45 @@ s_forget_watches (s_sink_t *self, s_client_t *client)
 {
     if (client->watching == 0)
         return;
-    zlistx_t *ids = zlistx_new ();
-    for (void *watcher = zhashx_first (self->watchers); watcher;
-         watcher = zhashx_next (self->watchers))
-        if (watcher == client)
-            zlistx_add_end (ids, (void *)zhashx_cursor (self->watchers));
-    for (void *id = zlistx_first (ids); id; id = zlistx_next (ids))
-        zhashx_delete (self->watchers, id);
-    zlistx_destroy (&ids);
+    uint64_t *ids = (uint64_t *)malloc (client->watching * sizeof *ids);
+    assert (ids);
+    size_t count = 0;
+    uint64_t id;
+    for (void *watcher = id_map_first (self->watchers, &id); watcher;
+         watcher = id_map_next (self->watchers, &id))
+        if (watcher == client) {
+            assert (count < client->watching);
+            ids[count++] = id;
+        }
+    for (size_t i = 0; i < count; i++)
+        id_map_remove (self->watchers, ids[i]);
+    free (ids);
     client->watching = 0;
+}
+
+//  Peers silent for expiry: clients lose their watches, and a peer goes
+//  once nothing waits for it (results held for it, STORED to send).
+static void
+s_expire_peers (s_sink_t *self, int64_t now, int64_t expiry)
+{
+    zlistx_t *gone = zlistx_new ();
+    for (s_peer_t *peer = (s_peer_t *)zhashx_first (self->peers); peer;
+         peer = (s_peer_t *)zhashx_next (self->peers)) {
+        if (now - peer->last_recv <= expiry)
+            continue;
+        if (peer->client) {
+            s_forget_watches (self, peer->client);
+            s_client_destroy (&peer->client);
+        }
+        if (peer->holds == 0 && peer->acks.count == 0)
+            zlistx_add_end (gone, peer);
+    }
+    for (s_peer_t *peer = (s_peer_t *)zlistx_first (gone); peer;
+         peer = (s_peer_t *)zlistx_next (gone)) {
+        zhashx_delete (self->peers, &peer->key);
+        s_peer_destroy (self, &peer);
+    }
+    zlistx_destroy (&gone);
 }
 
 static int
@@ -850,7 +1070,8 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
     (void)loop;
     (void)timer_id;
     s_sink_t *self = (s_sink_t *)arg;
-    int64_t now = zclock_mono ();
+    s_clock_stale (self);
+    int64_t now = s_now (self);
     int64_t expiry = (int64_t)self->heartbeat_ms * self->liveness;
     if (!self->welcomed && now - self->hello_sent >= self->heartbeat_ms)
         s_send_hello (self);
@@ -865,19 +1086,11 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
     }
     if (self->welcomed)
         s_reclaim (self, false);
-    //  Forget the watches of silent clients
-    zlistx_t *gone = zlistx_new ();
-    for (s_client_t *client = (s_client_t *)zhashx_first (self->clients);
-         client; client = (s_client_t *)zhashx_next (self->clients))
-        if (now - client->last_recv > expiry)
-            zlistx_add_end (gone, client);
-    for (s_client_t *client = (s_client_t *)zlistx_first (gone); client;
-         client = (s_client_t *)zlistx_next (gone)) {
-        s_forget_watches (self, client);
-        zhashx_delete (self->clients, client->key);
-    }
-    zlistx_destroy (&gone);
+    s_expire_peers (self, now, expiry);
     s_expire (self);
+    id_map_trim (self->results);
+    id_map_trim (self->claims);
+    id_map_trim (self->watchers);
     s_turn_end (self);
     return 0;
 }
@@ -889,7 +1102,9 @@ s_handle_journal_tick (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop;
     (void)timer_id;
-    s_turn_end ((s_sink_t *)arg);
+    s_sink_t *self = (s_sink_t *)arg;
+    s_clock_stale (self);
+    s_turn_end (self);
     return 0;
 }
 
@@ -897,7 +1112,7 @@ static void
 s_stats (s_sink_t *self, drover_sink_stats_t *stats)
 {
     memset (stats, 0, sizeof *stats);
-    stats->results = zhashx_size (self->results);
+    stats->results = id_map_size (self->results);
     stats->unjournaled = self->unjournaled;
     stats->stored_octets = self->stored_octets;
     stats->restored = self->restored;
@@ -951,16 +1166,16 @@ s_replay_result (const drover_task_t *item, zframe_t **payload_p,
                  uint64_t segment, void *arg)
 {
     s_sink_t *self = (s_sink_t *)arg;
-    s_result_t *old = (s_result_t *)zhashx_lookup (self->results, &item->id);
+    s_result_t *old = (s_result_t *)id_map_lookup (self->results, item->id);
     if (old)
         s_forget (self, old, false);
-    s_result_t *result = s_result_new (item, payload_p);
+    s_result_t *result = s_result_new (self, item, payload_p, NULL);
     self->stored_octets += zframe_size (result->payload);
-    zhashx_insert (self->results, &result->item.id, result);
+    id_map_set (self->results, item->id, result);
     result->journaled = true;
     result->stored_at = zclock_mono ();
     if (self->config.result_ttl_ms)
-        result->age_handle = zlistx_add_end (self->ages, result);
+        s_ages_add (self, result);
     sink_journal_link (self->journal, &result->home, segment);
 }
 
@@ -968,7 +1183,7 @@ static void
 s_replay_forget (uint64_t id, void *arg)
 {
     s_sink_t *self = (s_sink_t *)arg;
-    s_result_t *result = (s_result_t *)zhashx_lookup (self->results, &id);
+    s_result_t *result = (s_result_t *)id_map_lookup (self->results, id);
     if (result)
         s_forget (self, result, false);
 }
@@ -997,7 +1212,7 @@ s_journal_open (s_sink_t *self, char *error, size_t error_size)
         free (reason);
         return -1;
     }
-    self->restored = zhashx_size (self->results);
+    self->restored = id_map_size (self->results);
     sink_journal_stats_t stats;
     sink_journal_stats (self->journal, &stats);
     zsys_info ("sink: journal %s: %llu results restored (%llu octets) from "
@@ -1024,6 +1239,24 @@ s_journal_open (s_sink_t *self, char *error, size_t error_size)
 //  --------------------------------------------------------------------------
 //  Life cycle
 
+//  Destroys a table of results and the results (claims: with those
+//  chained to them).
+static void
+s_results_destroy (s_sink_t *self, id_map_t **table_p)
+{
+    id_map_t *table = *table_p;
+    if (!table)
+        return;
+    uint64_t id;
+    for (s_result_t *first = (s_result_t *)id_map_first (table, &id); first;
+         first = (s_result_t *)id_map_next (table, &id))
+        for (s_result_t *result = first, *next; result; result = next) {
+            next = result->next_claim;
+            s_result_destroy (self, &result);
+        }
+    id_map_destroy (table_p);
+}
+
 static void
 s_sink_destroy (s_sink_t **self_p)
 {
@@ -1035,18 +1268,20 @@ s_sink_destroy (s_sink_t **self_p)
     zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zsock_destroy (&self->broker);
-    zhashx_destroy (&self->watchers);
+    id_map_destroy (&self->watchers);
     zlistx_destroy (&self->pending);
-    zhashx_destroy (&self->clients);
-    zhashx_destroy (&self->acks);
-    zlistx_destroy (&self->ages);
-    zhashx_destroy (&self->results);
-    if (self->claims)
-        for (void *result = zhashx_first (self->claims); result;
-             result = zhashx_next (self->claims))
-            s_result_destroy (&result);
-    zhashx_destroy (&self->claims);
+    //  Results, then what they hold: their nodes and names
+    s_results_destroy (self, &self->results);
+    s_results_destroy (self, &self->claims);
+    if (self->peers)
+        for (s_peer_t *peer = (s_peer_t *)zhashx_first (self->peers); peer;
+             peer = (s_peer_t *)zhashx_next (self->peers))
+            s_peer_destroy (self, &peer);
+    zhashx_destroy (&self->peers);
+    name_table_destroy (&self->names);
+    free (self->broker_acks.items);
     free (self->dones);
+    free (self->replies);
     free (self->data_dir);
     free (self->endpoint);
     free (self->advertise);
@@ -1086,25 +1321,17 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     }
     self->heartbeat_ms = 1000;
     self->liveness = 5;
-    self->results = id_table_new ();
-    zhashx_set_destructor (self->results, s_result_destroy);
-    self->claims = zhashx_new ();
-    assert (self->claims);
-    zhashx_set_key_hasher (self->claims, s_claim_hash);
-    zhashx_set_key_comparator (self->claims, s_claim_compare);
-    zhashx_set_key_duplicator (self->claims, NULL);
-    zhashx_set_key_destructor (self->claims, NULL);
-    self->watchers = id_table_new ();
-    zhashx_set_key_destructor (self->watchers, s_free_key);
+    self->results = id_map_new ();
+    self->claims = id_map_new ();
+    self->watchers = id_map_new ();
+    self->peers = routing_table_new ();
+    self->names = name_table_new ();
     self->pending = zlistx_new ();
-    self->clients = zhashx_new ();
-    zhashx_set_destructor (self->clients, s_client_destroy);
-    self->acks = zhashx_new ();
-    zhashx_set_destructor (self->acks, s_acks_destroy);
-    self->ages = zlistx_new ();
     self->dones =
         (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
-    assert (self->dones);
+    self->replies =
+        (drover_task_t *)calloc (DROVER_MAX_BATCH, sizeof (drover_task_t));
+    assert (self->dones && self->replies);
 
     //  The results come back before anybody is served
     if (self->data_dir && s_journal_open (self, error, error_size)) {

@@ -69,7 +69,7 @@ s_write_inputs (const char *path, size_t count, const char *format,
     FILE *file = fopen (path, "w");
     cr_assert_not_null (file);
     for (size_t i = 0; i < count; i++) {
-        if (i == poison_at)
+        if (i == poison_at && poison)
             fputs (poison, file);
         else
             fprintf (file, format, i);

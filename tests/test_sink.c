@@ -6,6 +6,8 @@
 #include "drover_journal.h"
 #include "drover_sink.h"
 #include "drover_wire.h"
+#include "id_map.h"
+#include "name_table.h"
 
 #include "leak_check.h"
 
@@ -1128,4 +1130,573 @@ LEAK_CHECKED_TEST (sink, without_a_data_dir_results_live_in_memory_as_before)
     zstr_free (&endpoint);
     zactor_destroy (&broker);
     zstr_free (&broker_endpoint);
+}
+
+//  --------------------------------------------------------------------------
+//  A broker the test plays itself: it decides each claim when the test
+//  says, and keeps the sink's session alive while the test waits. Its
+//  WELCOME makes a peer that is silent for 400 ms expire at the sink.
+
+#define PLAYED_HEARTBEAT_MS 100
+#define PLAYED_LIVENESS     4
+
+typedef struct {
+    zsock_t *router;  //  where the sink connects
+    char *endpoint;   //  its endpoint
+    zframe_t *sink;   //  the sink's routing id, once it said HELLO
+    int64_t beat;     //  when it last sent the sink a HEARTBEAT
+    size_t confirmed; //  STORED items with code 0 it got
+} s_played_t;
+
+static void
+s_played_start (s_played_t *self)
+{
+    memset (self, 0, sizeof *self);
+    self->router = zsock_new (ZMQ_ROUTER);
+    cr_assert_not_null (self->router);
+    int port = zsock_bind (self->router, "tcp://127.0.0.1:*");
+    cr_assert (port > 0);
+    self->endpoint = zsys_sprintf ("tcp://127.0.0.1:%d", port);
+}
+
+static void
+s_played_stop (s_played_t *self)
+{
+    zframe_destroy (&self->sink);
+    zstr_free (&self->endpoint);
+    zsock_destroy (&self->router);
+}
+
+static void
+s_played_send (s_played_t *self, drover_msg_t *msg)
+{
+    cr_assert_not_null (self->sink, "the sink never said HELLO");
+    cr_assert_eq (drover_wire_send (self->router, self->sink, msg, NULL), 0);
+}
+
+//  The next message from the sink that is neither HELLO nor HEARTBEAT nor
+//  STORED (those are answered or counted) within ms, or NULL. Meanwhile
+//  the sink hears a HEARTBEAT every 50 ms.
+static drover_packet_t *
+s_played_next (s_played_t *self, int ms)
+{
+    int64_t deadline = zclock_mono () + ms;
+    zpoller_t *poller = zpoller_new (self->router, NULL);
+    drover_packet_t *packet = NULL;
+    while (!packet && zclock_mono () < deadline) {
+        if (self->sink && zclock_mono () - self->beat >= 50) {
+            drover_msg_t beat;
+            drover_msg_init (&beat, DROVER_HEARTBEAT);
+            s_played_send (self, &beat);
+            self->beat = zclock_mono ();
+        }
+        int64_t wait = deadline - zclock_mono ();
+        if (!zpoller_wait (poller, (int)(wait < 50 ? wait : 50)))
+            continue;
+        int rc = drover_packet_recv (self->router, true, &packet);
+        cr_assert_not_null (packet);
+        cr_assert_eq (rc, 0, "malformed: %s", drover_packet_error (packet));
+        drover_msg_t *msg = drover_packet_msg (packet);
+        if (msg->command == DROVER_HELLO) {
+            zframe_destroy (&self->sink);
+            self->sink = zframe_dup (drover_packet_routing_id (packet));
+            drover_msg_t welcome;
+            drover_msg_init (&welcome, DROVER_WELCOME);
+            welcome.instance = "played-broker";
+            welcome.heartbeat_ms = PLAYED_HEARTBEAT_MS;
+            welcome.liveness = PLAYED_LIVENESS;
+            welcome.max_payload = 1 << 28;
+            welcome.max_batch = DROVER_MAX_BATCH;
+            s_played_send (self, &welcome);
+        }
+        else if (msg->command == DROVER_STORED)
+            for (size_t i = 0; i < msg->task_count; i++)
+                self->confirmed += msg->tasks[i].code == 0;
+        else if (msg->command != DROVER_HEARTBEAT)
+            continue;
+        drover_packet_destroy (&packet);
+    }
+    zpoller_destroy (&poller);
+    return packet;
+}
+
+//  Keeps the session alive for ms; claims that come meanwhile (sent again
+//  while undecided) are dropped.
+static void
+s_played_wait (s_played_t *self, int ms)
+{
+    int64_t deadline = zclock_mono () + ms;
+    while (zclock_mono () < deadline) {
+        drover_packet_t *packet =
+            s_played_next (self, (int)(deadline - zclock_mono ()));
+        drover_packet_destroy (&packet);
+    }
+}
+
+//  Waits for the claim of (id, attempt), dropping others.
+static void
+s_played_claim (s_played_t *self, uint64_t id, uint32_t attempt)
+{
+    int64_t deadline = zclock_mono () + 5000;
+    while (zclock_mono () < deadline) {
+        drover_packet_t *packet =
+            s_played_next (self, (int)(deadline - zclock_mono ()));
+        cr_assert_not_null (packet, "no claim of task %llu attempt %u",
+                            (unsigned long long)id, attempt);
+        drover_msg_t *msg = drover_packet_msg (packet);
+        bool found = false;
+        if (msg->command == DROVER_DONE)
+            for (size_t i = 0; i < msg->task_count; i++)
+                found |=
+                    msg->tasks[i].id == id && msg->tasks[i].attempt == attempt;
+        drover_packet_destroy (&packet);
+        if (found)
+            return;
+    }
+    cr_assert_fail ("no claim of task %llu attempt %u", (unsigned long long)id,
+                    attempt);
+}
+
+//  The verdict on the claim of (id, attempt).
+static void
+s_played_verdict (s_played_t *self, uint64_t id, uint32_t attempt, int code)
+{
+    drover_task_t item = {.id = id, .attempt = attempt, .code = code};
+    drover_msg_t done;
+    drover_msg_init (&done, DROVER_DONE);
+    done.tasks = &item;
+    done.task_count = 1;
+    s_played_send (self, &done);
+}
+
+//  Waits up to 5 s for count STORED items with code 0 in all.
+static size_t
+s_played_confirmed (s_played_t *self, size_t count)
+{
+    int64_t deadline = zclock_mono () + 5000;
+    while (self->confirmed < count && zclock_mono () < deadline) {
+        drover_packet_t *packet = s_played_next (self, 20);
+        drover_packet_destroy (&packet);
+    }
+    return self->confirmed;
+}
+
+//  A sink on the played broker, once its session is up.
+static zactor_t *
+s_played_sink (s_played_t *broker, char **endpoint)
+{
+    s_setup_t setup = {.broker = broker->endpoint};
+    zactor_t *sink = s_sink (&setup, endpoint);
+    int64_t deadline = zclock_mono () + 5000;
+    while (!broker->sink && zclock_mono () < deadline)
+        s_played_wait (broker, 20);
+    cr_assert_not_null (broker->sink, "the sink never said HELLO");
+    s_played_wait (broker, 50);
+    return sink;
+}
+
+//  A node sends the result of one attempt, run on the node named name.
+static void
+s_node_send_one (zsock_t *node, uint64_t id, uint32_t attempt, const char *name,
+                 size_t size)
+{
+    char payload[256];
+    cr_assert (size < sizeof payload);
+    drover_task_t item = {.id = id, .attempt = attempt, .node = name};
+    item.payload = (drover_bytes_t){payload, s_payload (id, size, payload)};
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_RESULT);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    s_send (node, &msg);
+}
+
+//  Expects exactly one STORED item, for id with code, within ms.
+static void
+s_expect_stored (zsock_t *node, uint64_t id, int code, int ms)
+{
+    uint64_t acked;
+    int acked_code;
+    cr_assert_eq (s_node_stored (node, &acked, &acked_code, 1, ms), 1,
+                  "no STORED for task %llu", (unsigned long long)id);
+    cr_assert_eq (acked, id);
+    cr_assert_eq (acked_code, code, "task %llu: STORED %s, not %s",
+                  (unsigned long long)id, drover_strcode (acked_code),
+                  drover_strcode (code));
+}
+
+//  The node name the sink's STATUS gives for a task.
+static char *
+s_node_of (zsock_t *client, uint64_t id)
+{
+    drover_msg_t status;
+    drover_msg_init (&status, DROVER_STATUS);
+    status.ref = 7;
+    status.ids = &id;
+    status.id_count = 1;
+    s_send (client, &status);
+    drover_packet_t *packet = s_next (client, 5000);
+    cr_assert_not_null (packet);
+    drover_msg_t *reply = drover_packet_msg (packet);
+    cr_assert_eq (reply->command, DROVER_STATUS_REPLY);
+    const char *node = reply->tasks[0].node;
+    char *copy = node ? strdup (node) : NULL;
+    drover_packet_destroy (&packet);
+    return copy;
+}
+
+LEAK_CHECKED_TEST (sink,
+                   a_node_silent_past_its_expiry_hears_stored_for_its_claim)
+{
+    s_played_t broker;
+    s_played_start (&broker);
+    char *endpoint;
+    zactor_t *sink = s_played_sink (&broker, &endpoint);
+
+    zsock_t *node = s_connect (endpoint);
+    uint64_t id = 13001;
+    s_node_send_one (node, id, 1, "n1", 40);
+    s_played_claim (&broker, id, 1);
+    //  The node says nothing for three times its expiry; the claim waits
+    s_played_wait (&broker, 3 * PLAYED_HEARTBEAT_MS * PLAYED_LIVENESS);
+    s_played_verdict (&broker, id, 1, 0);
+    s_expect_stored (node, id, 0, 2000);
+    cr_assert_eq (s_played_confirmed (&broker, 1), 1);
+    cr_assert (s_silent (node, 100), "one STORED only");
+
+    zsock_destroy (&node);
+    zactor_destroy (&sink);
+    zstr_free (&endpoint);
+    s_played_stop (&broker);
+}
+
+LEAK_CHECKED_TEST (sink,
+                   a_result_sent_again_while_claimed_answers_the_newest_node)
+{
+    s_played_t broker;
+    s_played_start (&broker);
+    char *endpoint;
+    zactor_t *sink = s_played_sink (&broker, &endpoint);
+
+    zsock_t *first = s_connect (endpoint);
+    zsock_t *second = s_connect (endpoint);
+    uint64_t id = 13101;
+    s_node_send_one (first, id, 1, "n1", 40);
+    s_played_claim (&broker, id, 1);
+    s_node_send_one (second, id, 1, "n2", 40);
+    //  A STATUS behind it on the same socket: the sink has read it
+    cr_assert_eq (s_state (second, id), DROVER_STATE_UNKNOWN);
+    s_played_verdict (&broker, id, 1, 0);
+    s_expect_stored (second, id, 0, 2000);
+    cr_assert (s_silent (first, 200),
+               "STORED to a node that was not the newest");
+    cr_assert_eq (s_played_confirmed (&broker, 1), 1);
+    char *node = s_node_of (second, id);
+    cr_assert_str_eq (node, "n1", "the result kept is the first one");
+    free (node);
+    drover_sink_stats_t stats = s_stats (sink);
+    cr_assert_eq (stats.stored, 1);
+    cr_assert_eq (stats.stale, 0);
+
+    zsock_destroy (&second);
+    zsock_destroy (&first);
+    zactor_destroy (&sink);
+    zstr_free (&endpoint);
+    s_played_stop (&broker);
+}
+
+LEAK_CHECKED_TEST (sink, claims_of_two_attempts_of_a_task_are_decided_apart)
+{
+    s_played_t broker;
+    s_played_start (&broker);
+    char *endpoint;
+    zactor_t *sink = s_played_sink (&broker, &endpoint);
+
+    //  Two tasks, each with a late result of attempt 1 (node a) and one of
+    //  attempt 2 (node b), both held at once
+    zsock_t *a = s_connect (endpoint);
+    zsock_t *b = s_connect (endpoint);
+    uint64_t ids[2] = {13201, 13202};
+    for (size_t i = 0; i < 2; i++) {
+        s_node_send_one (a, ids[i], 1, "a", 40);
+        s_played_claim (&broker, ids[i], 1);
+        s_node_send_one (b, ids[i], 2, "b", 40);
+        s_played_claim (&broker, ids[i], 2);
+    }
+    //  The first task: attempt 1 refused, then attempt 2 granted
+    s_played_verdict (&broker, ids[0], 1, DROVER_ESTALE);
+    s_expect_stored (a, ids[0], DROVER_ESTALE, 2000);
+    s_played_verdict (&broker, ids[0], 2, 0);
+    s_expect_stored (b, ids[0], 0, 2000);
+    //  The second: attempt 2 granted, then attempt 1 granted too (the
+    //  broker granted it before): the task has its result, 1 is stale
+    s_played_verdict (&broker, ids[1], 2, 0);
+    s_expect_stored (b, ids[1], 0, 2000);
+    s_played_verdict (&broker, ids[1], 1, 0);
+    s_expect_stored (a, ids[1], DROVER_ESTALE, 2000);
+    //  The broker hears of both stored results, and of the stale grant
+    cr_assert_eq (s_played_confirmed (&broker, 3), 3);
+    //  Verdicts for claims it no longer holds are ignored
+    s_played_verdict (&broker, ids[0], 1, 0);
+    s_played_verdict (&broker, ids[1], 2, 0);
+    cr_assert (s_silent (a, 200) && s_silent (b, 10),
+               "a verdict answered twice");
+
+    drover_sink_stats_t stats = s_stats (sink);
+    cr_assert_eq (stats.results, 2);
+    cr_assert_eq (stats.stored, 2);
+    cr_assert_eq (stats.stale, 2);
+    zsock_t *client = s_connect (endpoint);
+    for (size_t i = 0; i < 2; i++) {
+        char *node = s_node_of (client, ids[i]);
+        cr_assert_str_eq (node, "b", "task %llu ran on %s",
+                          (unsigned long long)ids[i], node);
+        free (node);
+    }
+
+    zsock_destroy (&client);
+    zsock_destroy (&b);
+    zsock_destroy (&a);
+    zactor_destroy (&sink);
+    zstr_free (&endpoint);
+    s_played_stop (&broker);
+}
+
+LEAK_CHECKED_TEST (sink,
+                   a_silent_client_loses_its_watches_a_live_one_keeps_them)
+{
+    s_played_t broker;
+    s_played_start (&broker);
+    char *endpoint;
+    zactor_t *sink = s_played_sink (&broker, &endpoint);
+
+    zsock_t *silent = s_connect (endpoint);
+    zsock_t *live = s_connect (endpoint);
+    uint64_t ids[2] = {13301, 13302};
+    s_watch (silent, &ids[0], 1, false);
+    s_watch (live, &ids[1], 1, false);
+    drover_msg_t beat;
+    drover_msg_init (&beat, DROVER_HEARTBEAT);
+    for (int i = 0; i < 12; i++) {
+        s_played_wait (&broker, PLAYED_HEARTBEAT_MS);
+        s_send (live, &beat);
+    }
+    //  Its watches gone, the silent client is told to WATCH again
+    s_send (silent, &beat);
+    drover_packet_t *packet = s_next (silent, 2000);
+    cr_assert_not_null (packet);
+    cr_assert_eq (drover_packet_msg (packet)->command, DROVER_BYE);
+    cr_assert_eq (drover_packet_msg (packet)->code, DROVER_ESTALE);
+    drover_packet_destroy (&packet);
+
+    zsock_t *node = s_connect (endpoint);
+    s_node_send (node, ids, 2, 40);
+    s_played_claim (&broker, ids[1], 1);
+    s_played_verdict (&broker, ids[0], 1, 0);
+    s_played_verdict (&broker, ids[1], 1, 0);
+    s_expect_results (live, &ids[1], 1, 40, 0);
+    cr_assert (s_silent (silent, 200), "a result for forgotten watches");
+    cr_assert_eq (s_played_confirmed (&broker, 2), 2);
+
+    zsock_destroy (&node);
+    zsock_destroy (&live);
+    zsock_destroy (&silent);
+    zactor_destroy (&sink);
+    zstr_free (&endpoint);
+    s_played_stop (&broker);
+}
+
+//  Checks the node name STATUS gives for each of count tasks.
+static void
+s_expect_nodes (const char *endpoint, const uint64_t *ids,
+                const char *const *names, size_t count)
+{
+    zsock_t *client = s_connect (endpoint);
+    for (size_t i = 0; i < count; i++) {
+        char *node = s_node_of (client, ids[i]);
+        if (names[i])
+            cr_assert_str_eq (node, names[i], "task %llu ran on %s",
+                              (unsigned long long)ids[i], node);
+        else
+            cr_assert_null (node);
+        free (node);
+    }
+    zsock_destroy (&client);
+}
+
+LEAK_CHECKED_TEST (sink,
+                   each_result_keeps_the_name_of_its_node_across_a_restart)
+{
+    char *tmp = s_tmpdir ();
+    char *dir = zsys_sprintf ("%s/sink", tmp);
+    char *broker_endpoint;
+    zactor_t *broker = s_fake_broker (&broker_endpoint);
+    s_setup_t setup = {.broker = broker_endpoint, .dir = dir};
+    char *endpoint;
+    zactor_t *sink = s_sink (&setup, &endpoint);
+
+    //  One node renames itself, another shares a name; one result has none
+    const char *names[6] = {"alpha", "alpha", "beta", "alpha", NULL, "gamma"};
+    uint64_t ids[6] = {13401, 13402, 13403, 13404, 13405, 13406};
+    zsock_t *one = s_connect (endpoint);
+    zsock_t *other = s_connect (endpoint);
+    for (size_t i = 0; i < 6; i++) {
+        zsock_t *node = i == 3 || i == 5 ? other : one;
+        s_node_send_one (node, ids[i], 1, names[i], 40);
+        s_expect_stored (node, ids[i], 0, 5000);
+    }
+    s_expect_nodes (endpoint, ids, names, 6);
+    zactor_destroy (&sink);
+    zstr_free (&endpoint);
+
+    sink = s_sink (&setup, &endpoint);
+    cr_assert_eq (s_stats (sink).restored, 6);
+    s_expect_nodes (endpoint, ids, names, 6);
+    //  Those released go; the others keep their names
+    zsock_t *client = s_connect (endpoint);
+    s_watch (client, ids, 3, true);
+    s_expect_results (client, ids, 3, 40, 0);
+    zsock_destroy (&client);
+    const char *gone[3] = {NULL, NULL, NULL};
+    s_expect_nodes (endpoint, ids, gone, 3);
+    s_expect_nodes (endpoint, ids + 3, names + 3, 3);
+
+    zsock_destroy (&other);
+    zsock_destroy (&one);
+    zactor_destroy (&sink);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+    zstr_free (&broker_endpoint);
+    zstr_free (&dir);
+    s_rmtree (&tmp);
+}
+
+LEAK_CHECKED_TEST (sink, nodes_whose_routing_ids_share_a_prefix_hear_their_own)
+{
+    char *broker_endpoint;
+    zactor_t *broker = s_fake_broker (&broker_endpoint);
+    s_setup_t setup = {.broker = broker_endpoint};
+    char *endpoint;
+    zactor_t *sink = s_sink (&setup, &endpoint);
+
+    const char *identities[4] = {"node-1", "node-12", "node-2", "Node-1"};
+    zsock_t *nodes[4];
+    for (size_t i = 0; i < 4; i++) {
+        nodes[i] = zsock_new (ZMQ_DEALER);
+        cr_assert_not_null (nodes[i]);
+        zsock_set_identity (nodes[i], identities[i]);
+        zsock_set_rcvtimeo (nodes[i], 5000);
+        cr_assert_eq (zsock_connect (nodes[i], "%s", endpoint), 0);
+    }
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < 4; i++)
+            s_node_send_one (nodes[i], 13500 + 10 * round + i, 1, "n", 40);
+        for (size_t i = 0; i < 4; i++)
+            s_expect_stored (nodes[i], 13500 + 10 * round + i, 0, 5000);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert (s_silent (nodes[i], i == 0 ? 200 : 10), "a STORED too many");
+        zsock_destroy (&nodes[i]);
+    }
+
+    zactor_destroy (&sink);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+    zstr_free (&broker_endpoint);
+}
+
+//  --------------------------------------------------------------------------
+//  The sink's tables
+
+LEAK_CHECKED_TEST (sink, id_map_agrees_with_an_array_as_it_grows_and_shrinks)
+{
+    enum { IDS = 4096, STEPS = 200000 };
+    //  The model: the value of each id (1 to IDS), or NULL
+    void **model = (void **)calloc (IDS + 1, sizeof (void *));
+    char *values = (char *)malloc (STEPS + 1);
+    cr_assert (model && values);
+    id_map_t *map = id_map_new ();
+    size_t size = 0;
+    unsigned seed = 7;
+    for (size_t step = 0; step < STEPS; step++) {
+        //  Keys with high bits too: they must be hashed
+        uint64_t id = 1 + (uint64_t)rand_r (&seed) % IDS;
+        uint64_t key = id << 40 | id;
+        //  A removal phase in the middle: the map empties and shrinks
+        bool draining = step > STEPS / 2 && step < STEPS / 2 + STEPS / 8;
+        int op = draining ? 1 : rand_r (&seed) % 4;
+        void *value = values + step;
+        if (op == 0 || op == 3) {
+            cr_assert_eq (id_map_set (map, key, value), model[id]);
+            size += model[id] == NULL;
+            model[id] = value;
+        }
+        else if (op == 1) {
+            cr_assert_eq (id_map_remove (map, key), model[id]);
+            size -= model[id] != NULL;
+            model[id] = NULL;
+        }
+        else
+            cr_assert_eq (id_map_lookup (map, key), model[id]);
+        if (step % 10007 == 0)
+            id_map_trim (map);
+        if (step % 10007 == 0 || step == STEPS / 2 + STEPS / 8) {
+            cr_assert_eq (id_map_size (map), size);
+            size_t seen = 0;
+            uint64_t at;
+            for (void *found = id_map_first (map, &at); found;
+                 found = id_map_next (map, &at)) {
+                uint64_t which = at & ((1ULL << 40) - 1);
+                cr_assert (which >= 1 && which <= IDS
+                           && at == (which << 40 | which));
+                cr_assert_eq (found, model[which], "id %llu",
+                              (unsigned long long)which);
+                seen++;
+            }
+            cr_assert_eq (seen, size);
+        }
+    }
+    //  Ids a power of two apart, far more than fit at first
+    for (uint64_t i = 1; i <= 1000; i++)
+        cr_assert_null (id_map_set (map, i << 32, values + i));
+    for (uint64_t i = 1; i <= 1000; i++)
+        cr_assert_eq (id_map_lookup (map, i << 32), values + i);
+    for (uint64_t i = 1; i <= 1000; i += 2)
+        cr_assert_eq (id_map_remove (map, i << 32), values + i);
+    for (uint64_t i = 1; i <= 1000; i++)
+        cr_assert_eq (id_map_lookup (map, i << 32), i % 2 ? NULL : values + i);
+    id_map_destroy (&map);
+    cr_assert_null (map);
+    id_map_destroy (&map);
+    free (values);
+    free (model);
+}
+
+LEAK_CHECKED_TEST (sink, name_table_shares_equal_names_until_the_last_holder)
+{
+    name_table_t *names = name_table_new ();
+    char name[16] = "node-1";
+    const char *held = name_table_hold (names, name);
+    cr_assert (held != name);
+    cr_assert_str_eq (held, "node-1");
+    cr_assert_eq (name_table_hold (names, "node-1"), held, "one copy");
+    cr_assert_eq (name_table_hold_again (held), held);
+    cr_assert_null (name_table_hold (names, NULL));
+    cr_assert_null (name_table_hold_again (NULL));
+    name_table_release (names, NULL);
+    const char *other = name_table_hold (names, "node-2");
+    cr_assert (other != held);
+    cr_assert_eq (name_table_size (names), 2);
+    //  Three holders: it goes with the third release
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq (name_table_size (names), 2);
+        name_table_release (names, held);
+    }
+    cr_assert_eq (name_table_size (names), 1);
+    held = name_table_hold (names, name);
+    cr_assert_str_eq (held, "node-1");
+    cr_assert_eq (name_table_size (names), 2);
+    //  Names still held go with the table
+    name_table_destroy (&names);
+    cr_assert_null (names);
 }
