@@ -21,28 +21,45 @@ drover_packet_recv (zsock_t *sock, bool routed, drover_packet_t **packet_p)
     assert (sock);
     assert (packet_p);
     *packet_p = NULL;
-    zmsg_t *zmsg = zmsg_recv (sock);
-    if (!zmsg)
-        return DROVER_EIO;
+    //  Frame by frame into an array (a zmsg_t would add a list node per
+    //  frame, and then be popped)
+    size_t count = 0, capacity = 8;
+    zframe_t **frames = (zframe_t **)malloc (capacity * sizeof (zframe_t *));
+    assert (frames);
+    do {
+        zframe_t *frame = zframe_recv (sock);
+        if (!frame) {
+            while (count > 0)
+                zframe_destroy (&frames[--count]);
+            free (frames);
+            return DROVER_EIO;
+        }
+        if (count == capacity) {
+            capacity *= 2;
+            frames =
+                (zframe_t **)realloc (frames, capacity * sizeof (zframe_t *));
+            assert (frames);
+        }
+        frames[count++] = frame;
+    } while (zsock_rcvmore (sock));
     drover_packet_t *self = (drover_packet_t *)zmalloc (sizeof *self);
     assert (self);
     drover_msg_init (&self->msg, (drover_command_t)0);
+    size_t first = 0;
     if (routed)
-        self->routing_id = zmsg_pop (zmsg);
+        self->routing_id = frames[first++];
     //  A ROUTER peer's message may not have a routing id at all
-    size_t count = zmsg_size (zmsg);
-    self->frames = (zframe_t **)zmalloc ((count + 1) * sizeof (zframe_t *));
-    assert (self->frames);
+    count -= first;
+    memmove (frames, frames + first, count * sizeof (zframe_t *));
+    self->frames = frames;
     drover_frame_t *views =
         (drover_frame_t *)zmalloc ((count + 1) * sizeof (drover_frame_t));
     assert (views);
     for (size_t i = 0; i < count; i++) {
-        self->frames[i] = zmsg_pop (zmsg);
         views[i].data = zframe_data (self->frames[i]);
         views[i].size = zframe_size (self->frames[i]);
     }
     self->frame_count = count;
-    zmsg_destroy (&zmsg);
     int rc = DROVER_EPROTO;
     if (routed && !self->routing_id)
         snprintf (self->msg.error_, sizeof self->msg.error_,
@@ -137,6 +154,42 @@ s_send_frame (zsock_t *sock, zframe_t *frame, bool reuse, bool more)
     return rc;
 }
 
+//  Sends size octets as one frame, copied (small ones inline in the
+//  message: no allocation, where a zframe_t costs one of 368 octets).
+static int
+s_send_copy (zsock_t *sock, const void *data, size_t size, bool more)
+{
+    int flags = ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0);
+    return zmq_send (zsock_resolve (sock), size ? data : "", size, flags) < 0
+               ? -1
+               : 0;
+}
+
+static void
+s_free_buffer (void *data, void *hint)
+{
+    (void)hint;
+    free (data);
+}
+
+//  Sends a malloc'd buffer as one frame without copying it; ZeroMQ frees
+//  it once sent, or at once if it cannot be sent.
+static int
+s_send_owned (zsock_t *sock, uint8_t *data, size_t size, bool more)
+{
+    zmq_msg_t message;
+    if (zmq_msg_init_data (&message, data, size, s_free_buffer, NULL)) {
+        free (data);
+        return -1;
+    }
+    int flags = ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0);
+    if (zmq_msg_send (&message, zsock_resolve (sock), flags) < 0) {
+        zmq_msg_close (&message);
+        return -1;
+    }
+    return 0;
+}
+
 int
 drover_wire_send (zsock_t *sock, zframe_t *routing_id, drover_msg_t *msg,
                   zframe_t **payloads)
@@ -160,26 +213,20 @@ drover_wire_send (zsock_t *sock, zframe_t *routing_id, drover_msg_t *msg,
         free (header);
         return DROVER_EIO;
     }
-    if (s_send_frame (sock,
-                      zframe_new (DROVER_SIGNATURE, DROVER_SIGNATURE_SIZE),
-                      false, true)) {
+    if (s_send_copy (sock, DROVER_SIGNATURE, DROVER_SIGNATURE_SIZE, true)) {
         free (header);
         return DROVER_EIO;
     }
-    s_send_frame (sock, zframe_new (&command, 1), false, true);
-    s_send_frame (sock, zframe_new (header, header_size), false,
-                  payload_count > 0);
-    free (header);
+    s_send_copy (sock, &command, 1, true);
+    s_send_owned (sock, header, header_size, payload_count > 0);
     for (size_t i = 0; i < payload_count; i++) {
         bool more = i + 1 < payload_count;
         if (payloads)
             //  zmq_msg_copy shares a large message's buffer: no copy
             s_send_frame (sock, payloads[i], true, more);
         else
-            s_send_frame (sock,
-                          zframe_new (msg->tasks[i].payload.data,
-                                      msg->tasks[i].payload.size),
-                          false, more);
+            s_send_copy (sock, msg->tasks[i].payload.data,
+                         msg->tasks[i].payload.size, more);
     }
     return 0;
 }
