@@ -6,7 +6,9 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "id_index.h"
-#include "id_table.h"
+#include "id_hash.h"
+
+#include <czmq.h>
 
 //  Slots of an empty index; it never shrinks below.
 #define S_MIN_SLOTS 16
@@ -30,7 +32,7 @@ s_id (id_index_t *self, const void *item)
 static size_t
 s_home (id_index_t *self, uint64_t id)
 {
-    return id_table_hash (id) & self->mask;
+    return id_hash (id) & self->mask;
 }
 
 //  Puts every item in a new array of slot_count slots.

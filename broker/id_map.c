@@ -6,7 +6,9 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "id_map.h"
-#include "id_table.h"
+#include "id_hash.h"
+
+#include <czmq.h>
 
 //  Slots of an empty map; it never shrinks below.
 #define S_MIN_SLOTS 16
@@ -27,7 +29,7 @@ struct id_map_t {
 static size_t
 s_home (id_map_t *self, uint64_t id)
 {
-    return id_table_hash (id) & self->mask;
+    return id_hash (id) & self->mask;
 }
 
 //  Puts every pair in a new array of slot_count slots.

@@ -647,6 +647,8 @@ s_encode_field (drover_msg_t *self, msgpack_packer *packer,
                 char item_where[48];
                 int rc = s_encode_map (self, packer, field->items, item, "");
                 if (rc) {
+                    //  Packed again with its place: the packer's buffer is
+                    //  thrown away with the failed message
                     snprintf (item_where, sizeof item_where, "%s[%zu].",
                               field->key, i);
                     return s_encode_map (self, packer, field->items, item,
@@ -654,19 +656,15 @@ s_encode_field (drover_msg_t *self, msgpack_packer *packer,
                 }
                 if (field->items->payloads) {
                     const drover_task_t *task = (const drover_task_t *)item;
-                    if (task->payload.size > DROVER_MAX_PAYLOAD
-                        || (task->payload.size > 0 && !task->payload.data))
-                        snprintf (item_where, sizeof item_where, "%s[%zu].",
-                                  field->key, i);
                     if (task->payload.size > DROVER_MAX_PAYLOAD)
                         return s_fail (self, DROVER_EINVAL,
-                                       "%spayload: %zu octets, limit %u",
-                                       item_where, task->payload.size,
+                                       "%s[%zu].payload: %zu octets, limit %u",
+                                       field->key, i, task->payload.size,
                                        DROVER_MAX_PAYLOAD);
                     if (task->payload.size > 0 && !task->payload.data)
                         return s_fail (self, DROVER_EINVAL,
-                                       "%spayload: %zu octets at NULL",
-                                       item_where, task->payload.size);
+                                       "%s[%zu].payload: %zu octets at NULL",
+                                       field->key, i, task->payload.size);
                 }
             }
             break;

@@ -41,14 +41,13 @@ drover_packet_recv (zsock_t *sock, bool routed, drover_packet_t **packet_p)
             assert (frames);
         }
         frames[count++] = frame;
-    } while (zsock_rcvmore (sock));
+    } while (zframe_more (frames[count - 1]));
     drover_packet_t *self = (drover_packet_t *)zmalloc (sizeof *self);
     assert (self);
     drover_msg_init (&self->msg, (drover_command_t)0);
     size_t first = 0;
     if (routed)
         self->routing_id = frames[first++];
-    //  A ROUTER peer's message may not have a routing id at all
     count -= first;
     memmove (frames, frames + first, count * sizeof (zframe_t *));
     self->frames = frames;
@@ -60,12 +59,9 @@ drover_packet_recv (zsock_t *sock, bool routed, drover_packet_t **packet_p)
         views[i].size = zframe_size (self->frames[i]);
     }
     self->frame_count = count;
-    int rc = DROVER_EPROTO;
-    if (routed && !self->routing_id)
-        snprintf (self->msg.error_, sizeof self->msg.error_,
-                  "message without routing id");
-    else
-        rc = drover_msg_decode (&self->msg, views, count);
+    //  A ROUTER's message always has its routing id frame: one with
+    //  nothing after it fails to decode
+    int rc = drover_msg_decode (&self->msg, views, count);
     free (views);
     *packet_p = self;
     return rc;

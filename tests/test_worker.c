@@ -123,6 +123,7 @@ typedef struct {
     pid_t pid;                //  the node process, 0 once reaped
     int exit_status;          //  its wait status once reaped
     char tmp[64];             //  a scratch directory
+    char log[128];            //  the node's output goes here; "": ours
     bool welcomed;            //  WELCOME sent to the current session
     bool silent;              //  do not send heartbeats
     bool auto_store;          //  answer RESULTs with STORED
@@ -378,7 +379,12 @@ h_start_ignoring (h_t *h, bool connect, const char *const *extra,
     for (size_t i = 0; extra && extra[i] && argc < 63; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
-    h->pid = s_spawn_ignoring (argv, env, -1, -1, ignored);
+    int log = h->log[0] ? open (h->log,
+                                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)
+                        : -1;
+    h->pid = s_spawn_ignoring (argv, env, log, log, ignored);
+    if (log >= 0)
+        close (log);
 }
 
 static void
@@ -1365,6 +1371,162 @@ Test (worker, a_task_sent_behind_one_that_crashes_its_child_runs_again,
     h_destroy (&h);
 }
 
+//  The whole of a file as a string (free it), or NULL.
+static char *
+s_read_file (const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return NULL;
+    size_t size = 0, capacity = 4096;
+    char *text = (char *)malloc (capacity);
+    cr_assert (text);
+    size_t got;
+    while ((got = fread (text + size, 1, capacity - size - 1, file)) > 0) {
+        size += got;
+        if (capacity - size - 1 == 0) {
+            capacity *= 2;
+            text = (char *)realloc (text, capacity);
+            cr_assert (text);
+        }
+    }
+    fclose (file);
+    text[size] = 0;
+    return text;
+}
+
+//  How many times the node's log (-v) says it sent task id (of handler)
+//  to a child.
+static size_t
+s_times_sent_of (const char *log, uint64_t id, const char *handler)
+{
+    char needle[96];
+    snprintf (needle, sizeof needle, "task %" PRIu64 "#1 (%s) -> child", id,
+              handler);
+    size_t count = 0;
+    for (const char *at = strstr (log, needle); at;
+         at = strstr (at + 1, needle))
+        count++;
+    return count;
+}
+
+static size_t
+s_times_sent (const char *log, uint64_t id)
+{
+    return s_times_sent_of (log, id, "echo");
+}
+
+Test (worker, a_crash_is_reported_once_and_what_ran_before_it_runs_once,
+      .timeout = 60)
+{
+    h_t *h = h_new ();
+    snprintf (h->log, sizeof h->log, "%s/node.log", h->tmp);
+    const char *extra[] = {"-j", "1", "--lookahead", "auto", "-v", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    for (uint64_t id = 1; id <= 20; id++) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        h_dispatch_text (h, id, "echo", "warm");
+        H_EXPECT (h, 5000, h_result (h, id), "no result");
+    }
+    H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
+    //  Rounds of five echoes, a crash and two echoes, sent ahead at once:
+    //  the child dies with the echoes' outcomes often still in its pipe
+    for (uint64_t round = 0; round < 30; round++) {
+        uint64_t first = 100 + round * 10;
+        const char *handlers[] = {"echo", "echo",  "echo", "echo",
+                                  "echo", "crash", "echo", "echo"};
+        const char *texts[] = {"a", "b", "c", "d", "e", "boom", "f", "g"};
+        for (size_t sent = 0; sent < 8;) {
+            H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+            size_t count = h_open_credit (h) < 8 - sent
+                               ? (size_t)h_open_credit (h)
+                               : 8 - sent;
+            h_dispatch_many (h, first + sent, handlers + sent, texts + sent,
+                             count);
+            sent += count;
+        }
+        H_EXPECT (h, 5000, h_fail (h, first + 5), "the crash was not reported");
+        cr_assert_eq (h_fail (h, first + 5)->code, DROVER_ECRASHED);
+        for (uint64_t id = first; id < first + 8; id++)
+            if (id != first + 5)
+                H_EXPECT (h, 5000, h_result (h, id),
+                          "task %" PRIu64 " never ran", id);
+    }
+    kill (h->pid, SIGTERM);
+    h->auto_store = true;
+    cr_assert (h_wait_exit (h, 15000), "the node did not drain");
+    char *log = s_read_file (h->log);
+    cr_assert (log, "no log");
+    for (uint64_t round = 0; round < 30; round++) {
+        uint64_t first = 100 + round * 10;
+        cr_assert_eq (s_times_sent_of (log, first + 5, "crash"), 1,
+                      "crash %" PRIu64 " ran on %zu children", first + 5,
+                      s_times_sent_of (log, first + 5, "crash"));
+        //  What ran before the crash went to one child; what was behind
+        //  it, to the dead child (if sent ahead) and to the next
+        for (uint64_t id = first; id < first + 8; id++) {
+            if (id == first + 5)
+                continue;
+            size_t sent = s_times_sent (log, id);
+            cr_assert (id < first + 5 ? sent == 1 : sent >= 1 && sent <= 2,
+                       "task %" PRIu64 " was sent %zu times", id, sent);
+        }
+    }
+    free (log);
+    h_destroy (&h);
+}
+
+Test (worker, a_retiring_childs_last_outcomes_count_and_nothing_runs_twice,
+      .timeout = 60)
+{
+    h_t *h = h_new ();
+    snprintf (h->log, sizeof h->log, "%s/node.log", h->tmp);
+    const char *extra[] = {
+        "-j", "1",  "--lookahead", "auto", "--max-tasks-per-child",
+        "10", "-v", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    for (uint64_t id = 1; id <= 20; id++) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        h_dispatch_text (h, id, "echo", "warm");
+        H_EXPECT (h, 5000, h_result (h, id), "no result");
+    }
+    //  Tiny tasks as fast as credit comes: each child is sent several
+    //  ahead, runs its ten, and leaves with outcomes still in its pipe
+    const char *handlers[8], *texts[8];
+    for (size_t i = 0; i < 8; i++) {
+        handlers[i] = "echo";
+        texts[i] = "tiny";
+    }
+    for (uint64_t next = 101; next <= 1100;) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        uint64_t count = h_open_credit (h) < 8 ? h_open_credit (h) : 8;
+        if (count > 1101 - next)
+            count = 1101 - next;
+        h_dispatch_many (h, next, handlers, texts, (size_t)count);
+        next += count;
+    }
+    for (uint64_t id = 101; id <= 1100; id++) {
+        H_EXPECT (h, 10000, h_result (h, id), "task %" PRIu64 " never ran", id);
+        cr_assert_null (h_fail (h, id), "task %" PRIu64 " failed", id);
+    }
+    //  The node writes its log through stdio: it is whole once it left
+    kill (h->pid, SIGTERM);
+    h->auto_store = true;
+    cr_assert (h_wait_exit (h, 15000), "the node did not drain");
+    char *log = s_read_file (h->log);
+    cr_assert (log, "no log");
+    for (uint64_t id = 101; id <= 1100; id++)
+        cr_assert_eq (s_times_sent (log, id), 1,
+                      "task %" PRIu64 " was sent to %zu children", id,
+                      s_times_sent (log, id));
+    cr_assert_null (strstr (log, "while idle"),
+                    "a retired child was taken for a crash");
+    free (log);
+    h_destroy (&h);
+}
+
 Test (worker, tasks_sent_ahead_to_a_retiring_child_run_on_its_successor,
       .timeout = 30)
 {
@@ -1710,6 +1872,36 @@ Test (worker, bye_estale_means_a_new_session, .timeout = 30)
     msg.reason = "who are you?";
     h_send_broker (h, &msg);
     H_EXPECT (h, 5000, h->hello_count == 2, "no new HELLO after BYE");
+    h_destroy (&h);
+}
+
+Test (worker, a_new_session_drops_tasks_sent_ahead_to_children, .timeout = 30)
+{
+    h_t *h = h_new_pipelining ();
+    //  Five echoes sent ahead behind a sleep; then the session ends
+    const char *handlers[] = {"sleep", "echo", "echo", "echo", "echo", "echo"};
+    const char *texts[] = {"500", "a", "b", "c", "d", "e"};
+    h_dispatch_many (h, 501, handlers, texts, 6);
+    h_pump (h, 100);
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_BYE);
+    msg.code = DROVER_ESTALE;
+    msg.reason = "who are you?";
+    h_send_broker (h, &msg);
+    H_EXPECT (h, 5000, h->hello_count == 2, "no new HELLO after BYE");
+    h_welcome (h, 1000, 5);
+    //  The sleep ran on (its result goes to the sink); the echoes had not
+    //  started: the broker has released them, and they do not run here
+    H_EXPECT (h, 5000, h_result (h, 501), "the running task was lost");
+    h_pump (h, 300);
+    for (uint64_t id = 502; id <= 506; id++) {
+        cr_assert_null (h_result (h, id), "task %" PRIu64 " ran", id);
+        cr_assert_null (h_fail (h, id), "task %" PRIu64 " failed", id);
+    }
+    //  The child serves the new session
+    H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+    h_dispatch_text (h, 507, "echo", "new");
+    H_EXPECT (h, 5000, h_result (h, 507), "no result in the new session");
     h_destroy (&h);
 }
 

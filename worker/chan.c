@@ -12,22 +12,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-int
-chan_read_all (int fd, void *data, size_t size)
-{
-    char *cursor = (char *)data;
-    while (size > 0) {
-        ssize_t got = read (fd, cursor, size);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return -1;
-        cursor += got;
-        size -= (size_t)got;
-    }
-    return 0;
-}
-
 //  Moves what is buffered to the front, to make room at the end.
 static void
 s_compact (chan_reader_t *self)

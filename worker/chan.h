@@ -49,10 +49,6 @@ typedef struct {
     uint64_t payload_size;     //  octets of input or result after the reason
 } chan_header_t;
 
-//  Reads exactly size octets from a blocking fd. Returns 0, or -1 at end
-//  of file or on an error.
-int chan_read_all (int fd, void *data, size_t size);
-
 //  A buffered reader of a non-blocking fd, for the child: one system call
 //  brings a task's header, its input and often the next task's header,
 //  so a stream of tiny tasks costs about one read each.

@@ -150,6 +150,9 @@ typedef struct {
     bool polling_write;               //  its wfd is registered with the loop
     bool eof;                  //  its channel is closed; SIGCHLD will come
     bool exited;               //  reaped
+    bool draining;             //  reaped, and what it left in its channel
+                               //  is being read: the outcomes of tasks it
+                               //  ran after the one it was sent first
     s_killed_for_t killed_for; //  signalled for a limit of its task
     uint64_t killed_after_ms;  //  the task's run time when that happened
     uint64_t peak_rss_kb;      //  largest group RSS seen during the task
@@ -482,12 +485,16 @@ s_slot_abandon_write (node_t *self, s_slot_t *slot)
 //  The running task ended: the first task sent to run after it starts,
 //  or, when the child will not run them (killed, dying, retiring), all of
 //  them go back to the head of the queue, in order, with their inputs.
+//  While a child that ended by itself is drained, its outcomes say what
+//  it ran: the next task is the one it ran next.
 static void
 s_start_next (node_t *self, s_slot_t *slot)
 {
     if (slot->queued_count == 0)
         return;
-    if (!s_slot_healthy (self, slot)) {
+    bool ran_on = slot->draining && slot->killed_for == S_KILLED_NONE
+                  && !slot->revoked && !slot->recycling;
+    if (!s_slot_healthy (self, slot) && !ran_on) {
         for (size_t i = slot->queued_count; i-- > 0;) {
             s_task_t *task = slot->queued[i];
             if (slot->writing == task)
@@ -511,8 +518,25 @@ s_start_next (node_t *self, s_slot_t *slot)
     next->started_us = s_now_us ();
     if (slot->writing != next)
         zframe_destroy (&next->payload);
-    if (next->revoked)
+    if (next->revoked && !slot->draining)
         s_revoke_running (self, slot);
+}
+
+//  Asks a slot's child not to start a task sent ahead, which becomes a
+//  ghost: never reported, dropped when the child skips it or runs it.
+//  Nothing may be being written to the child.
+static void
+s_skip_queued (node_t *self, s_slot_t *slot, s_task_t *task)
+{
+    int rc = child_skip (slot->child, task->id, task->attempt);
+    task->skip_asked = true;
+    if (rc == CHILD_AGAIN) {
+        zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT, 0};
+        rc = zloop_poller (self->loop, &item, s_on_child_write, slot);
+        assert (rc == 0);
+        zloop_poller_set_tolerant (self->loop, &item);
+        slot->polling_write = true;
+    }
 }
 
 //  Tasks sent to a child to run next must not wait long behind a long
@@ -546,16 +570,7 @@ s_unblock (node_t *self)
             assert (copy);
             *copy = *next;
             next->payload = NULL; //  written to the child: the copy takes it
-            int rc = child_skip (slot->child, next->id, next->attempt);
-            next->skip_asked = true;
-            if (rc == CHILD_AGAIN) {
-                zmq_pollitem_t item = {NULL, child_wfd (slot->child),
-                                       ZMQ_POLLOUT, 0};
-                rc = zloop_poller (self->loop, &item, s_on_child_write, slot);
-                assert (rc == 0);
-                zloop_poller_set_tolerant (self->loop, &item);
-                slot->polling_write = true;
-            }
+            s_skip_queued (self, slot, next);
             zlistx_add_end (self->queue, copy);
             idle--;
             zsys_info ("worker: task %" PRIu64 "#%" PRIu32
@@ -595,6 +610,7 @@ s_assign (node_t *self)
     }
     size_t depth = s_pipeline_depth (self);
     uint32_t limit = self->config->max_tasks_per_child;
+    int64_t now_us = depth ? s_now_us () : 0;
     //  One task ahead per child per round, so that they share the queue
     for (bool sent = true; sent && depth && zlistx_size (self->queue);) {
         sent = false;
@@ -602,7 +618,9 @@ s_assign (node_t *self)
              i++) {
             s_slot_t *slot = &self->slots[i];
             size_t queued = slot->queued_count;
+            //  Not behind a task that has turned out long
             if (slot->task && queued < depth && !slot->task->skip_asked
+                && now_us - slot->task->started_us < S_PIPELINE_TASK_US
                 && (queued == 0 || !slot->queued[queued - 1]->skip_asked)
                 && s_slot_healthy (self, slot) && !child_writing (slot->child)
                 && child_sent (slot->child) < CHILD_MAX_TASKS
@@ -808,8 +826,11 @@ s_child_read (node_t *self, s_slot_t *slot)
         child_outcome_t outcome;
         int rc = child_receive (slot->child, &outcome);
         if (rc == CHILD_OUTCOME) {
-            if (slot->task && slot->task->skip_asked) {
-                //  A ghost the child had started: its copy reports
+            if (slot->task
+                && (slot->task->skip_asked
+                    || (slot->draining && slot->task->revoked))) {
+                //  A ghost the child had started: its copy reports; or a
+                //  revoked task a dead child ran before we could stop it
                 s_task_t *ghost = slot->task;
                 slot->task = NULL;
                 slot->tasks_run++;
@@ -839,8 +860,9 @@ s_child_read (node_t *self, s_slot_t *slot)
                 s_start_next (self, slot);
                 s_assign (self);
                 s_schedule_flush (self);
+                continue;
             }
-            continue;
+            rc = CHILD_EPROTO; //  not the task we think it runs
         }
         if (rc == CHILD_AGAIN)
             return;
@@ -913,8 +935,11 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
 {
     slot->exited = true;
     bool busy = slot->task != NULL;
-    //  The outcome of its last task may still be in the channel
+    //  The outcomes of its last tasks may still be in the channel; the
+    //  task left running after them is the one it died on
+    slot->draining = true;
     s_child_read (self, slot);
+    slot->draining = false;
     bool killed =
         slot->killed_for != S_KILLED_NONE || slot->revoked || slot->recycling;
     pid_t pid = child_pid (slot->child);
@@ -925,7 +950,7 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
     slot->task = NULL;
     if (task && task->skip_asked)
         s_task_destroy (&task); //  a ghost: its copy reports
-    if (task && slot->revoked)
+    if (task && (slot->revoked || task->revoked))
         zsys_info ("worker: task %" PRIu64 "#%" PRIu32
                    " (%s) revoked; child %d killed",
                    task->id, task->attempt,
@@ -1129,6 +1154,19 @@ s_session_start (node_t *self)
     while (zlistx_size (self->queue)) {
         s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
         s_task_destroy (&task);
+    }
+    //  So are those sent ahead to children: they become ghosts (one being
+    //  written, rarely, runs and reports)
+    for (size_t i = 0; i < self->slot_count; i++) {
+        s_slot_t *slot = &self->slots[i];
+        for (size_t q = 0; q < slot->queued_count; q++) {
+            s_task_t *task = slot->queued[q];
+            if (task->skip_asked || task->revoked
+                || !s_slot_healthy (self, slot) || child_writing (slot->child))
+                continue;
+            s_skip_queued (self, slot, task);
+            dropped++;
+        }
     }
     size_t stale = zlistx_size (self->fails);
     zlistx_purge (self->fails);
