@@ -113,7 +113,7 @@ drover_cmd_worker (int argc, char **argv)
         {"lookahead", 0, CLI_COUNT, "DROVER_LOOKAHEAD", "auto", 0,
          DROVER_WORKER_MAX_LOOKAHEAD, "N|auto",
          "tasks to hold beyond one per child; auto: about 2 ms of work "
-         "per child (1 to 64) while tasks take under 100 ms on average, "
+         "per child (1 to 256) while tasks take under 100 ms on average, "
          "else none",
          &lookahead},
         {"name", 0, CLI_STRING, "DROVER_NAME", NULL, 0, 0, "NAME",

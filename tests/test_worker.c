@@ -1193,17 +1193,17 @@ Test (worker, automatic_lookahead_grows_with_short_tasks_not_long_ones,
     h_start (h, extra);
     h_join (h, 1000, 5, 1);
     drover_msg_t *hello = drover_packet_msg (h->hello);
-    cr_assert_eq (hello->lookahead, 64, "auto announces 64 per child");
+    cr_assert_eq (hello->lookahead, 256, "auto announces 256 per child");
     //  Before any outcome: one task per child
     h_pump (h, 200);
     cr_assert_eq (h_open_credit (h), 1);
-    //  After a short task: room for 2 ms of them per child, at most 64
+    //  After a short task: room for 2 ms of them per child, at most 256
     h_dispatch_text (h, 51, "echo", "short");
     H_EXPECT (h, 5000, h_result (h, 51), "no result");
     H_EXPECT (h, 5000, h_open_credit (h) > 1,
               "no lookahead after a short task");
     uint64_t open = h_open_credit (h);
-    cr_assert_leq (open, 65);
+    cr_assert_leq (open, 257);
     //  Tasks of 150 ms, one at a time: the average passes 100 ms after
     //  nine, and then the node asks for nothing while it holds credit
     for (uint64_t id = 52; id < 62; id++) {

@@ -83,7 +83,7 @@
 //  Automatic lookahead: held tasks cover this much work per child, with
 //  at most this many per child
 #define S_LOOKAHEAD_COVER_US  2000
-#define S_LOOKAHEAD_PER_CHILD 64
+#define S_LOOKAHEAD_PER_CHILD 256
 //  Automatic lookahead: a busy child gets its next task early while tasks
 //  take less than this on average (so a task sent early waits at most
 //  about this long behind the one before it, while the supervisor's round
