@@ -1334,6 +1334,41 @@ h_dispatch_many (h_t *h, uint64_t first, const char *const *handlers,
     h_send_dispatch (h, items, count);
 }
 
+//  Runs echo tasks 1 to 20, one at a time, so that the node's moving
+//  average of run times says tasks are tiny (it then pipelines).
+static void
+h_warm (h_t *h)
+{
+    for (uint64_t id = 1; id <= 20; id++) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        h_dispatch_text (h, id, "echo", "warm");
+        H_EXPECT (h, 5000, h_result (h, id), "no result");
+    }
+}
+
+//  Leases count tasks from id first as fast as credit comes, up to 8 per
+//  DISPATCH; task first + i runs handlers[i % period] on texts[i % period].
+static void
+h_dispatch_as_credit_comes (h_t *h, uint64_t first, uint64_t count,
+                            const char *const *handlers,
+                            const char *const *texts, size_t period)
+{
+    for (uint64_t sent = 0; sent < count;) {
+        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
+        uint64_t batch = h_open_credit (h) < 8 ? h_open_credit (h) : 8;
+        if (batch > count - sent)
+            batch = count - sent;
+        const char *batch_handlers[8], *batch_texts[8];
+        for (uint64_t i = 0; i < batch; i++) {
+            batch_handlers[i] = handlers[(sent + i) % period];
+            batch_texts[i] = texts[(sent + i) % period];
+        }
+        h_dispatch_many (h, first + sent, batch_handlers, batch_texts,
+                         (size_t)batch);
+        sent += batch;
+    }
+}
+
 //  Starts a node of one child with the automatic lookahead and runs echo
 //  tasks until their run times make it pipeline.
 static h_t *
@@ -1343,11 +1378,7 @@ h_new_pipelining (void)
     const char *extra[] = {"-j", "1", "--lookahead", "auto", NULL};
     h_start (h, extra);
     h_join (h, 1000, 5, 1);
-    for (uint64_t id = 1; id <= 20; id++) {
-        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
-        h_dispatch_text (h, id, "echo", "warm");
-        H_EXPECT (h, 5000, h_result (h, id), "no result");
-    }
+    h_warm (h);
     H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
     return h;
 }
@@ -1395,6 +1426,19 @@ s_read_file (const char *path)
     return text;
 }
 
+//  Drains the node with SIGTERM and returns its whole log (free it): it
+//  writes through stdio, so the log is complete once it left.
+static char *
+h_stop_for_log (h_t *h)
+{
+    kill (h->pid, SIGTERM);
+    h->auto_store = true;
+    cr_assert (h_wait_exit (h, 15000), "the node did not drain");
+    char *log = s_read_file (h->log);
+    cr_assert (log, "no log");
+    return log;
+}
+
 //  How many times the node's log (-v) says it sent task id (of handler)
 //  to a child.
 static size_t
@@ -1424,11 +1468,7 @@ Test (worker, a_crash_is_reported_once_and_what_ran_before_it_runs_once,
     const char *extra[] = {"-j", "1", "--lookahead", "auto", "-v", NULL};
     h_start (h, extra);
     h_join (h, 1000, 5, 1);
-    for (uint64_t id = 1; id <= 20; id++) {
-        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
-        h_dispatch_text (h, id, "echo", "warm");
-        H_EXPECT (h, 5000, h_result (h, id), "no result");
-    }
+    h_warm (h);
     H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
     //  Rounds of five echoes, a crash and two echoes, sent ahead at once:
     //  the child dies with the echoes' outcomes often still in its pipe
@@ -1437,15 +1477,7 @@ Test (worker, a_crash_is_reported_once_and_what_ran_before_it_runs_once,
         const char *handlers[] = {"echo", "echo",  "echo", "echo",
                                   "echo", "crash", "echo", "echo"};
         const char *texts[] = {"a", "b", "c", "d", "e", "boom", "f", "g"};
-        for (size_t sent = 0; sent < 8;) {
-            H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
-            size_t count = h_open_credit (h) < 8 - sent
-                               ? (size_t)h_open_credit (h)
-                               : 8 - sent;
-            h_dispatch_many (h, first + sent, handlers + sent, texts + sent,
-                             count);
-            sent += count;
-        }
+        h_dispatch_as_credit_comes (h, first, 8, handlers, texts, 8);
         H_EXPECT (h, 5000, h_fail (h, first + 5), "the crash was not reported");
         cr_assert_eq (h_fail (h, first + 5)->code, DROVER_ECRASHED);
         for (uint64_t id = first; id < first + 8; id++)
@@ -1453,11 +1485,7 @@ Test (worker, a_crash_is_reported_once_and_what_ran_before_it_runs_once,
                 H_EXPECT (h, 5000, h_result (h, id),
                           "task %" PRIu64 " never ran", id);
     }
-    kill (h->pid, SIGTERM);
-    h->auto_store = true;
-    cr_assert (h_wait_exit (h, 15000), "the node did not drain");
-    char *log = s_read_file (h->log);
-    cr_assert (log, "no log");
+    char *log = h_stop_for_log (h);
     for (uint64_t round = 0; round < 30; round++) {
         uint64_t first = 100 + round * 10;
         cr_assert_eq (s_times_sent_of (log, first + 5, "crash"), 1,
@@ -1487,36 +1515,16 @@ Test (worker, a_retiring_childs_last_outcomes_count_and_nothing_runs_twice,
         "10", "-v", NULL};
     h_start (h, extra);
     h_join (h, 1000, 5, 1);
-    for (uint64_t id = 1; id <= 20; id++) {
-        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
-        h_dispatch_text (h, id, "echo", "warm");
-        H_EXPECT (h, 5000, h_result (h, id), "no result");
-    }
+    h_warm (h);
     //  Tiny tasks as fast as credit comes: each child is sent several
     //  ahead, runs its ten, and leaves with outcomes still in its pipe
-    const char *handlers[8], *texts[8];
-    for (size_t i = 0; i < 8; i++) {
-        handlers[i] = "echo";
-        texts[i] = "tiny";
-    }
-    for (uint64_t next = 101; next <= 1100;) {
-        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
-        uint64_t count = h_open_credit (h) < 8 ? h_open_credit (h) : 8;
-        if (count > 1101 - next)
-            count = 1101 - next;
-        h_dispatch_many (h, next, handlers, texts, (size_t)count);
-        next += count;
-    }
+    const char *handler = "echo", *text = "tiny";
+    h_dispatch_as_credit_comes (h, 101, 1000, &handler, &text, 1);
     for (uint64_t id = 101; id <= 1100; id++) {
         H_EXPECT (h, 10000, h_result (h, id), "task %" PRIu64 " never ran", id);
         cr_assert_null (h_fail (h, id), "task %" PRIu64 " failed", id);
     }
-    //  The node writes its log through stdio: it is whole once it left
-    kill (h->pid, SIGTERM);
-    h->auto_store = true;
-    cr_assert (h_wait_exit (h, 15000), "the node did not drain");
-    char *log = s_read_file (h->log);
-    cr_assert (log, "no log");
+    char *log = h_stop_for_log (h);
     for (uint64_t id = 101; id <= 1100; id++)
         cr_assert_eq (s_times_sent (log, id), 1,
                       "task %" PRIu64 " was sent to %zu children", id,
@@ -1535,27 +1543,12 @@ Test (worker, tasks_sent_ahead_to_a_retiring_child_run_on_its_successor,
         "-j", "1", "--lookahead", "auto", "--max-tasks-per-child", "5", NULL};
     h_start (h, extra);
     h_join (h, 1000, 5, 1);
-    for (uint64_t id = 1; id <= 20; id++) {
-        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
-        h_dispatch_text (h, id, "echo", "warm");
-        H_EXPECT (h, 5000, h_result (h, id), "no result");
-    }
+    h_warm (h);
     H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
     //  Sixteen, as fast as credit comes, while tasks look tiny: they are
     //  sent ahead
-    const char *handlers[8], *texts[8];
-    for (size_t i = 0; i < 8; i++) {
-        handlers[i] = "ppid";
-        texts[i] = "";
-    }
-    for (uint64_t next = 101; next <= 116;) {
-        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
-        uint64_t count = h_open_credit (h) < 8 ? h_open_credit (h) : 8;
-        if (count > 117 - next)
-            count = 117 - next;
-        h_dispatch_many (h, next, handlers, texts, (size_t)count);
-        next += count;
-    }
+    const char *handler = "ppid", *text = "";
+    h_dispatch_as_credit_comes (h, 101, 16, &handler, &text, 1);
     zhashx_t *runs = zhashx_new (); //  pid -> tasks it ran
     for (uint64_t id = 101; id <= 116; id++) {
         H_EXPECT (h, 10000, h_result (h, id), "task %" PRIu64 " never ran", id);
@@ -1617,11 +1610,7 @@ Test (worker, a_task_sent_behind_a_long_one_moves_to_an_idle_child,
     const char *extra[] = {"-j", "2", "--lookahead", "auto", NULL};
     h_start (h, extra);
     h_join (h, 1000, 5, 2);
-    for (uint64_t id = 1; id <= 20; id++) {
-        H_EXPECT (h, 5000, h_open_credit (h) > 0, "no credit");
-        h_dispatch_text (h, id, "echo", "warm");
-        H_EXPECT (h, 5000, h_result (h, id), "no result");
-    }
+    h_warm (h);
     H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
     //  A long task on the first child, a short one on the second, and
     //  echoes sent to both to run after theirs: 303 and 305 to the first
