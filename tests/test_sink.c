@@ -469,9 +469,9 @@ s_expect_results (zsock_t *client, const uint64_t *ids, size_t count,
     free (seen);
 }
 
-//  The sink's STATUS of one task.
-static uint32_t
-s_state (zsock_t *client, uint64_t id)
+//  Asks the sink the STATUS of one task; returns the reply (destroy it).
+static drover_packet_t *
+s_status (zsock_t *client, uint64_t id)
 {
     drover_msg_t status;
     drover_msg_init (&status, DROVER_STATUS);
@@ -484,7 +484,16 @@ s_state (zsock_t *client, uint64_t id)
     drover_msg_t *reply = drover_packet_msg (packet);
     cr_assert_eq (reply->command, DROVER_STATUS_REPLY);
     cr_assert_eq (reply->ref, 9);
-    uint32_t state = reply->tasks[0].state;
+    cr_assert_eq (reply->task_count, 1);
+    return packet;
+}
+
+//  The sink's STATUS of one task.
+static uint32_t
+s_state (zsock_t *client, uint64_t id)
+{
+    drover_packet_t *packet = s_status (client, id);
+    uint32_t state = drover_packet_msg (packet)->tasks[0].state;
     drover_packet_destroy (&packet);
     return state;
 }
@@ -1329,17 +1338,8 @@ s_expect_stored (zsock_t *node, uint64_t id, int code, int ms)
 static char *
 s_node_of (zsock_t *client, uint64_t id)
 {
-    drover_msg_t status;
-    drover_msg_init (&status, DROVER_STATUS);
-    status.ref = 7;
-    status.ids = &id;
-    status.id_count = 1;
-    s_send (client, &status);
-    drover_packet_t *packet = s_next (client, 5000);
-    cr_assert_not_null (packet);
-    drover_msg_t *reply = drover_packet_msg (packet);
-    cr_assert_eq (reply->command, DROVER_STATUS_REPLY);
-    const char *node = reply->tasks[0].node;
+    drover_packet_t *packet = s_status (client, id);
+    const char *node = drover_packet_msg (packet)->tasks[0].node;
     char *copy = node ? strdup (node) : NULL;
     drover_packet_destroy (&packet);
     return copy;

@@ -1315,6 +1315,22 @@ Test (worker, a_chunk_runs_the_handler_per_input_and_answers_one_result,
     h_destroy (&h);
 }
 
+//  The broker revokes task id (attempt 1), as a cancel does.
+static void
+h_revoke (h_t *h, uint64_t id)
+{
+    drover_task_t item;
+    memset (&item, 0, sizeof item);
+    item.id = id;
+    item.attempt = 1;
+    item.code = DROVER_ECANCELLED;
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_REVOKE);
+    msg.tasks = &item;
+    msg.task_count = 1;
+    h_send_broker (h, &msg);
+}
+
 //  Leases several tasks in one DISPATCH: ids from first, one handler and
 //  text each.
 static void
@@ -1579,16 +1595,7 @@ Test (worker, a_revoked_task_sent_behind_another_never_runs_when_the_child_dies,
     const char *texts[] = {payload, "runs", "revoked", "runs"};
     h_dispatch_many (h, 401, handlers, texts, 4);
     H_EXPECT (h, 5000, s_read_pid (path) > 0, "the first task did not start");
-    drover_task_t item;
-    memset (&item, 0, sizeof item);
-    item.id = 403;
-    item.attempt = 1;
-    item.code = DROVER_ECANCELLED;
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_REVOKE);
-    msg.tasks = &item;
-    msg.task_count = 1;
-    h_send_broker (h, &msg);
+    h_revoke (h, 403);
     h_pump (h, 100);
     //  The child dies before it starts the tasks behind the first
     kill (s_read_pid (path), SIGKILL);
@@ -1640,16 +1647,7 @@ Test (worker, a_revoked_task_sent_behind_another_never_reports, .timeout = 30)
     const char *texts[] = {"400", "before", "revoked", "later"};
     h_dispatch_many (h, 201, handlers, texts, 4);
     h_pump (h, 100);
-    drover_task_t item;
-    memset (&item, 0, sizeof item);
-    item.id = 203;
-    item.attempt = 1;
-    item.code = DROVER_ECANCELLED;
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_REVOKE);
-    msg.tasks = &item;
-    msg.task_count = 1;
-    h_send_broker (h, &msg);
+    h_revoke (h, 203);
     H_EXPECT (h, 5000, h_result (h, 201), "the sleep did not finish");
     H_EXPECT (h, 5000, h_result (h, 202), "the task before it did not run");
     H_EXPECT (h, 5000, h_result (h, 204), "the task after it did not run");
@@ -1671,16 +1669,7 @@ Test (worker, revoke_kills_the_task_silently, .timeout = 30)
     h_dispatch (h, 27, "mark", payload, strlen (payload), 0);
     H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
     pid_t child = s_read_pid (path);
-    drover_task_t item;
-    memset (&item, 0, sizeof item);
-    item.id = 27;
-    item.attempt = 1;
-    item.code = DROVER_ECANCELLED;
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_REVOKE);
-    msg.tasks = &item;
-    msg.task_count = 1;
-    h_send_broker (h, &msg);
+    h_revoke (h, 27);
     H_EXPECT (h, 5000, s_group_gone (child), "the revoked task still runs");
     H_EXPECT (h, 5000, h_open_credit (h) == 1, "credit not given back");
     h_pump (h, 300);
@@ -1703,17 +1692,8 @@ Test (worker, revoke_terms_then_kills_after_the_grace_period, .timeout = 30)
     h_dispatch (h, 31, "stubborn", payload, strlen (payload), 0);
     H_EXPECT (h, 5000, s_read_pid (path) > 0, "the task did not start");
     pid_t child = s_read_pid (path);
-    drover_task_t item;
-    memset (&item, 0, sizeof item);
-    item.id = 31;
-    item.attempt = 1;
-    item.code = DROVER_ECANCELLED;
-    drover_msg_t msg;
-    drover_msg_init (&msg, DROVER_REVOKE);
-    msg.tasks = &item;
-    msg.task_count = 1;
     int64_t revoked = zclock_mono ();
-    h_send_broker (h, &msg);
+    h_revoke (h, 31);
     //  The command ignores SIGTERM: it lives through the grace period
     h_pump (h, 300);
     cr_assert_not (s_group_gone (child), "killed before the grace period");
