@@ -500,17 +500,23 @@ task_journal_destroy (task_journal_t **self_p)
 //  --------------------------------------------------------------------------
 //  Commits and compaction
 
+//  Most segments one commit compacts: enough to catch up with a burst
+//  that filled several segments between two commits, few enough that a
+//  commit stays short
+#define S_COMPACT_PER_COMMIT 16
+
 //  Moves the live tasks of the oldest segment to the head and deletes it,
 //  when the journal holds more than twice the live octets (plus a
-//  segment, so that a small journal is left alone).
-static void
+//  segment, so that a small journal is left alone). Returns true if it
+//  deleted one.
+static bool
 s_compact (task_journal_t *self)
 {
     uint64_t oldest = drover_journal_oldest (self->journal);
     if (oldest >= drover_journal_segment (self->journal)
         || drover_journal_size (self->journal)
                <= 2 * self->live + self->segment_size)
-        return;
+        return false;
     uint64_t segment = drover_journal_segment (self->journal);
     for (dispatcher_task_t *task = dispatcher_all_first (self->dispatcher);
          task; task = dispatcher_all_next (self->dispatcher))
@@ -522,14 +528,16 @@ s_compact (task_journal_t *self)
     if (self->lost || drover_journal_commit (self->journal, true) != 0) {
         zsys_warning ("broker journal: compaction postponed: %s",
                       drover_journal_error (self->journal));
-        return;
+        return false;
     }
     s_rehome (self, oldest, segment);
-    if (drover_journal_drop_before (self->journal, oldest + 1) == 0)
-        self->compacted++;
-    else
+    if (drover_journal_drop_before (self->journal, oldest + 1) != 0) {
         zsys_warning ("broker journal: compaction: %s",
                       drover_journal_error (self->journal));
+        return false;
+    }
+    self->compacted++;
+    return true;
 }
 
 int
@@ -543,7 +551,8 @@ task_journal_commit (task_journal_t *self, bool sync)
         return DROVER_ESTORAGE;
     }
     //  What waited for this commit is on disk, whatever compaction does
-    s_compact (self);
+    for (int i = 0; i < S_COMPACT_PER_COMMIT && s_compact (self); i++)
+        ;
     return 0;
 }
 

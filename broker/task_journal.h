@@ -65,7 +65,7 @@ void task_journal_destroy (task_journal_t **self_p);
 
 //  Writes the records of the changes since the last commit, with an
 //  fdatasync when sync (acknowledgements wait) or when the policy says so,
-//  then compacts one segment if due. Returns 0, or DROVER_ESTORAGE: the
+//  then compacts the oldest segments that are due (at most 16). Returns 0, or DROVER_ESTORAGE: the
 //  journal is lost (task_journal_lost) until a checkpoint succeeds.
 int task_journal_commit (task_journal_t *self, bool sync);
 
