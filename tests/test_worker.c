@@ -742,8 +742,9 @@ Test (worker, hello_then_credit_for_each_child, .timeout = 30)
     const char *expected[] = {"echo", "sleep", "fail",    "crash", "sha256",
                               "up",   "cat",   "bad",     "ppid",  "mark",
                               "segv", "noisy", "stubborn"};
-    cr_assert_eq (hello->handler_count, 13);
-    for (size_t i = 0; i < 13; i++) {
+    size_t expected_count = sizeof expected / sizeof expected[0];
+    cr_assert_eq (hello->handler_count, expected_count);
+    for (size_t i = 0; i < expected_count; i++) {
         bool found = false;
         for (size_t j = 0; j < hello->handler_count; j++)
             found = found || !strcmp (hello->handlers[j], expected[i]);
@@ -1516,6 +1517,52 @@ Test (worker, a_crash_is_reported_once_and_what_ran_before_it_runs_once,
             cr_assert (id < first + 5 ? sent == 1 : sent >= 1 && sent <= 2,
                        "task %" PRIu64 " was sent %zu times", id, sent);
         }
+    }
+    free (log);
+    h_destroy (&h);
+}
+
+Test (worker, a_task_dispatched_twice_runs_once_wherever_it_waits,
+      .timeout = 30)
+{
+    h_t *h = h_new ();
+    snprintf (h->log, sizeof h->log, "%s/node.log", h->tmp);
+    const char *extra[] = {"-j", "1", "--lookahead", "auto", "-v", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    h_warm (h);
+    H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
+    //  201 runs 300 ms and 202 is sent ahead to the same child at once; a
+    //  second DISPATCH of 202 finds it waiting in the child's channel
+    const char *handlers[] = {"sleep", "echo"};
+    const char *texts[] = {"300", "ahead"};
+    h_dispatch_many (h, 201, handlers, texts, 2);
+    h_dispatch_text (h, 202, "echo", "ahead");
+    //  203 twice in one DISPATCH: the second finds it in the node's queue
+    H_EXPECT (h, 5000, h_open_credit (h) >= 2, "no credit");
+    const char *twice_handlers[] = {"echo", "echo"};
+    const char *twice_texts[] = {"queued", "queued"};
+    drover_task_t items[2];
+    memset (items, 0, sizeof items);
+    for (size_t i = 0; i < 2; i++) {
+        items[i].id = 203;
+        items[i].attempt = 1;
+        items[i].handler = twice_handlers[i];
+        items[i].payload.data = twice_texts[i];
+        items[i].payload.size = strlen (twice_texts[i]);
+    }
+    h_send_dispatch (h, items, 2);
+    for (uint64_t id = 201; id <= 203; id++)
+        H_EXPECT (h, 5000, h_result (h, id), "task %" PRIu64 " never ran", id);
+    char *log = h_stop_for_log (h);
+    for (uint64_t id = 202; id <= 203; id++) {
+        cr_assert_eq (s_times_sent (log, id), 1,
+                      "task %" PRIu64 " was sent to a child %zu times", id,
+                      s_times_sent (log, id));
+        char warning[64];
+        snprintf (warning, sizeof warning,
+                  "task %" PRIu64 "#1 dispatched twice; ignored", id);
+        cr_assert (strstr (log, warning), "no '%s' in the log", warning);
     }
     free (log);
     h_destroy (&h);

@@ -36,6 +36,7 @@
 
 #include "child.h"
 #include "drover_wire.h"
+#include "id_map.h"
 #include "results.h"
 #include <dirent.h>
 #include <errno.h>
@@ -194,6 +195,8 @@ struct node_t {
     int64_t task_us_average;       //  moving average of run times (us);
                                    //  -1 before the first outcome
     zlistx_t *queue;               //  s_task_t leased, waiting for a child
+    id_map_t *held;                //  id -> the s_task_t of its newest
+                                   //  attempt the node holds, wherever
     uint32_t credit;               //  credit the broker has not used
     results_t *results;            //  results waiting for STORED
     zlistx_t *fails;               //  s_fail_t waiting for the broker
@@ -249,11 +252,14 @@ s_handler_name (node_t *self, uint32_t handler)
     return self->config->handlers[handler].name;
 }
 
+//  Frees a task, and unmaps its id if the node's map points at it.
 static void
-s_task_destroy (s_task_t **task_p)
+s_task_destroy (node_t *self, s_task_t **task_p)
 {
     s_task_t *task = *task_p;
     if (task) {
+        if (id_map_lookup (self->held, task->id) == task)
+            id_map_remove (self->held, task->id);
         zframe_destroy (&task->payload);
         free (task);
         *task_p = NULL;
@@ -502,7 +508,7 @@ s_start_next (node_t *self, s_slot_t *slot)
             if (task->skip_asked || task->revoked)
                 //  A ghost (its copy runs elsewhere), or revoked: it must
                 //  not run, and is not reported
-                s_task_destroy (&task);
+                s_task_destroy (self, &task);
             else
                 zlistx_add_start (self->queue, task);
         }
@@ -570,6 +576,8 @@ s_unblock (node_t *self)
             assert (copy);
             *copy = *next;
             next->payload = NULL; //  written to the child: the copy takes it
+            if (id_map_lookup (self->held, copy->id) == next)
+                id_map_set (self->held, copy->id, copy);
             s_skip_queued (self, slot, next);
             zlistx_add_end (self->queue, copy);
             idle--;
@@ -812,7 +820,7 @@ s_finish (node_t *self, s_slot_t *slot, child_outcome_t *outcome)
         slot->recycling = true;
         child_kill (slot->child);
     }
-    s_task_destroy (&task);
+    s_task_destroy (self, &task);
     s_start_next (self, slot);
     s_assign (self);
     s_schedule_flush (self);
@@ -835,7 +843,7 @@ s_child_read (node_t *self, s_slot_t *slot)
                 slot->task = NULL;
                 slot->tasks_run++;
                 slot->cpu_base_us = outcome.cpu_total_us;
-                s_task_destroy (&ghost);
+                s_task_destroy (self, &ghost);
                 s_start_next (self, slot);
                 s_assign (self);
             }
@@ -856,7 +864,7 @@ s_child_read (node_t *self, s_slot_t *slot)
             if (task && task->skip_asked && task->id == outcome.id
                 && task->attempt == outcome.attempt) {
                 slot->task = NULL;
-                s_task_destroy (&task);
+                s_task_destroy (self, &task);
                 s_start_next (self, slot);
                 s_assign (self);
                 s_schedule_flush (self);
@@ -949,7 +957,7 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
     s_task_t *task = slot->task;
     slot->task = NULL;
     if (task && task->skip_asked)
-        s_task_destroy (&task); //  a ghost: its copy reports
+        s_task_destroy (self, &task); //  a ghost: its copy reports
     if (task && (slot->revoked || task->revoked))
         zsys_info ("worker: task %" PRIu64 "#%" PRIu32
                    " (%s) revoked; child %d killed",
@@ -1022,7 +1030,7 @@ s_child_gone (node_t *self, s_slot_t *slot, int status,
             }
         }
     }
-    s_task_destroy (&task);
+    s_task_destroy (self, &task);
     s_start_next (self, slot); //  the child is gone: back to the queue
     s_slot_stop_polling (self, slot);
     slot->writing = NULL;
@@ -1074,9 +1082,9 @@ s_kill_children (node_t *self)
             slot->writing = NULL;
             child_destroy (&slot->child);
         }
-        s_task_destroy (&slot->task);
+        s_task_destroy (self, &slot->task);
         while (slot->queued_count)
-            s_task_destroy (&slot->queued[--slot->queued_count]);
+            s_task_destroy (self, &slot->queued[--slot->queued_count]);
     }
     //  Orphans we adopted
     while (waitpid (-1, NULL, WNOHANG) > 0)
@@ -1153,7 +1161,7 @@ s_session_start (node_t *self)
     size_t dropped = zlistx_size (self->queue);
     while (zlistx_size (self->queue)) {
         s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
-        s_task_destroy (&task);
+        s_task_destroy (self, &task);
     }
     //  So are those sent ahead to children: they become ghosts (one being
     //  written, rarely, runs and reports)
@@ -1472,7 +1480,7 @@ s_on_welcome (node_t *self, drover_msg_t *msg)
         results_resend_all (self->results);
         while (zlistx_size (self->queue)) {
             s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
-            s_task_destroy (&task);
+            s_task_destroy (self, &task);
         }
     }
     zstr_free (&self->instance);
@@ -1516,16 +1524,8 @@ s_on_welcome (node_t *self, drover_msg_t *msg)
 static bool
 s_holds (node_t *self, uint64_t id, uint32_t attempt)
 {
-    for (size_t i = 0; i < self->slot_count; i++) {
-        s_task_t *task = self->slots[i].task;
-        if (task && task->id == id && task->attempt == attempt)
-            return true;
-    }
-    for (s_task_t *task = (s_task_t *)zlistx_first (self->queue); task;
-         task = (s_task_t *)zlistx_next (self->queue))
-        if (task->id == id && task->attempt == attempt)
-            return true;
-    return false;
+    s_task_t *task = (s_task_t *)id_map_lookup (self->held, id);
+    return task && task->attempt == attempt;
 }
 
 //  Takes a task from a DISPATCH: queued, or failed at once.
@@ -1566,7 +1566,7 @@ s_on_dispatch_task (node_t *self, drover_packet_t *packet, size_t index)
         zsys_warning ("worker: task %" PRIu64 "#%" PRIu32 ": %s", item->id,
                       item->attempt, reason);
         s_fail_add (self, task, DROVER_EHANDLER, reason, 0, 0, 0, 0, 0);
-        s_task_destroy (&task);
+        s_task_destroy (self, &task);
         return;
     }
     task->handler = (uint32_t)handler;
@@ -1577,9 +1577,10 @@ s_on_dispatch_task (node_t *self, drover_packet_t *packet, size_t index)
         zsys_warning ("worker: task %" PRIu64 "#%" PRIu32 ": %s", item->id,
                       item->attempt, reason);
         s_fail_add (self, task, DROVER_EFULL, reason, 0, 0, 0, 0, 0);
-        s_task_destroy (&task);
+        s_task_destroy (self, &task);
         return;
     }
+    id_map_set (self->held, task->id, task);
     zlistx_add_end (self->queue, task);
 }
 
@@ -1638,7 +1639,7 @@ s_on_revoke (node_t *self, drover_msg_t *msg)
                            " before it started",
                            id, attempt);
                 zlistx_detach_cur (self->queue);
-                s_task_destroy (&task);
+                s_task_destroy (self, &task);
             }
         if (!found && self->config->verbose)
             zsys_debug ("worker: REVOKE of task %" PRIu64 "#%" PRIu32
@@ -2042,6 +2043,7 @@ node_new (const worker_config_t *config)
         (const char **)zmalloc (config->handler_count * sizeof (char *));
     self->slots = (s_slot_t *)zmalloc (self->slot_count * sizeof (s_slot_t));
     self->queue = zlistx_new ();
+    self->held = id_map_new ();
     self->fails = zlistx_new ();
     self->results = results_new ();
     if (!self->handler_names || !self->slots || !self->queue || !self->fails
@@ -2068,18 +2070,19 @@ node_destroy (node_t **self_p)
     if (self->queue)
         while (zlistx_size (self->queue)) {
             s_task_t *task = (s_task_t *)zlistx_detach (self->queue, NULL);
-            s_task_destroy (&task);
+            s_task_destroy (self, &task);
         }
     zlistx_destroy (&self->queue);
     zlistx_destroy (&self->fails);
     results_destroy (&self->results);
     for (size_t i = 0; self->slots && i < self->slot_count; i++) {
         assert (!self->slots[i].child);
-        s_task_destroy (&self->slots[i].task);
+        s_task_destroy (self, &self->slots[i].task);
         while (self->slots[i].queued_count)
             s_task_destroy (
-                &self->slots[i].queued[--self->slots[i].queued_count]);
+                self, &self->slots[i].queued[--self->slots[i].queued_count]);
     }
+    id_map_destroy (&self->held);
     free (self->slots);
     free (self->handler_names);
     zstr_free (&self->sink_endpoint);
