@@ -983,12 +983,17 @@ Test (faults, sigstop_node_is_lost_and_its_late_results_are_refused)
 Test (faults, a_task_over_the_memory_limit_is_killed_and_reported)
 {
     s_cluster_t cluster = s_cluster_start (false);
-    //  Input 3 makes sort hold a 150 MB line: grandchildren of the child
+    //  Input 3 makes sort hold a 150 MB line for 5 s: grandchildren of the
+    //  child. sort waits for the end of its input, which comes only after
+    //  the sleep, so the memory stays resident until then: the check, every
+    //  60 ms and later under load, cannot miss it (sorting a 150 MB line
+    //  and exiting at once is over in some 50 to 75 ms, less than the
+    //  interval between two checks)
     pid_t node = s_start_node (
         &cluster, "A", 2,
         "--max-memory-per-child 65536 "
-        "--handler 'mem=exec:read x; case $x in big*) head -c 150000000 "
-        "/dev/zero | sort > /dev/null; sleep 5; echo no;; "
+        "--handler 'mem=exec:read x; case $x in big*) { head -c 150000000 "
+        "/dev/zero; sleep 5; } | sort > /dev/null; echo no;; "
         "*) echo \"$x\";; esac'");
     s_wait_joined ("A");
     char *inputs = procs_path ("inputs"), *output = procs_path ("output");
