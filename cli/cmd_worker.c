@@ -83,6 +83,7 @@ drover_cmd_worker (int argc, char **argv)
     long drain_timeout = 60000;
     long kill_grace = 5000;
     long max_memory = 0;
+    const char *child_sched = "batch";
     bool verbose = false;
 
     char jobs_default[24];
@@ -136,6 +137,12 @@ drover_cmd_worker (int argc, char **argv)
          "than KB kB (checked every 100 ms; DROVER_EMEMLIMIT), and replace "
          "a child that passed it (0: no limit)",
          &max_memory},
+        {"child-sched", 0, CLI_STRING, "DROVER_CHILD_SCHED", "batch", 0, 0,
+         "batch|normal",
+         "the kernel policy of children and their commands: batch "
+         "(SCHED_BATCH: a child that wakes never preempts the supervisor) "
+         "or normal",
+         &child_sched},
         {"verbose", 'v', CLI_FLAG, "DROVER_VERBOSE", NULL, 0, 0, NULL,
          "log every message sent and received", &verbose},
     };
@@ -182,6 +189,11 @@ drover_cmd_worker (int argc, char **argv)
                                   "--queue '%s' must be 1 to 255 printable "
                                   "characters without spaces",
                                   queues->items[i]);
+    bool batch_children = child_sched && !strcmp (child_sched, "batch");
+    if (rc == 0 && !batch_children && strcmp (child_sched, "normal"))
+        rc = cli_usage_error (&command,
+                              "--child-sched '%s' must be batch or normal",
+                              child_sched);
     for (size_t i = 0; rc == 0 && i < handlers->count; i++)
         rc = s_add_handler (&command, worker, handlers->items[i]);
     if (rc == 0 && !no_builtins)
@@ -200,6 +212,7 @@ drover_cmd_worker (int argc, char **argv)
         drover_worker_set_kill_grace (worker, (unsigned)kill_grace);
         drover_worker_set_max_memory_per_child (worker,
                                                 (unsigned long long)max_memory);
+        drover_worker_set_batch_children (worker, batch_children);
         drover_worker_set_verbose (worker, verbose);
         int run = drover_worker_run (worker);
         if (run == DROVER_EINVAL) {

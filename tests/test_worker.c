@@ -86,6 +86,8 @@ static const char *s_test_handlers[] = {
     "--handler",
     "segv=exec:kill -SEGV $$",
     "--handler",
+    "policy=exec:cut -d' ' -f41 /proc/self/stat", //  0 normal, 3 batch
+    "--handler",
     "noisy=exec:head -c 100000 /dev/zero | tr '\\0' x >&2; "
     "echo END >&2; exit 1",
     NULL,
@@ -739,9 +741,9 @@ Test (worker, hello_then_credit_for_each_child, .timeout = 30)
     cr_assert_eq (hello->children, 2);
     cr_assert_eq (hello->lookahead, 0, "--lookahead 0 (the tests' default)");
     cr_assert_eq (hello->queue_count, 0);
-    const char *expected[] = {"echo", "sleep", "fail",    "crash", "sha256",
-                              "up",   "cat",   "bad",     "ppid",  "mark",
-                              "segv", "noisy", "stubborn"};
+    const char *expected[] = {"echo", "sleep", "fail",     "crash", "sha256",
+                              "up",   "cat",   "bad",      "ppid",  "mark",
+                              "segv", "noisy", "stubborn", "policy"};
     size_t expected_count = sizeof expected / sizeof expected[0];
     cr_assert_eq (hello->handler_count, expected_count);
     for (size_t i = 0; i < expected_count; i++) {
@@ -924,6 +926,40 @@ Test (worker, exec_handler_success, .timeout = 30)
     h_outcome_t *result = h_result (h, 11);
     cr_assert_eq (zchunk_size (result->payload), 12);
     cr_assert (!memcmp (zchunk_data (result->payload), "HELLO, WORLD", 12));
+    h_destroy (&h);
+}
+
+//  The kernel policy of the command a child runs for task id (field 41 of
+//  its /proc/self/stat): "0" normal, "3" SCHED_BATCH.
+static char *
+s_policy_of_a_command (h_t *h, uint64_t id)
+{
+    h_dispatch_text (h, id, "policy", "");
+    H_EXPECT (h, 5000, h_result (h, id), "no result");
+    h_outcome_t *result = h_result (h, id);
+    return strndup ((const char *)zchunk_data (result->payload),
+                    zchunk_size (result->payload));
+}
+
+Test (worker, children_and_their_commands_run_as_batch_unless_told_not_to,
+      .timeout = 30)
+{
+    h_t *h = h_new ();
+    const char *extra[] = {"-j", "1", NULL};
+    h_start (h, extra);
+    h_join (h, 1000, 5, 1);
+    char *policy = s_policy_of_a_command (h, 21);
+    cr_assert_str_eq (policy, "3\n", "policy %s, not SCHED_BATCH", policy);
+    free (policy);
+    h_destroy (&h);
+
+    h = h_new ();
+    const char *normal[] = {"-j", "1", "--child-sched", "normal", NULL};
+    h_start (h, normal);
+    h_join (h, 1000, 5, 1);
+    policy = s_policy_of_a_command (h, 22);
+    cr_assert_str_eq (policy, "0\n", "policy %s, not SCHED_OTHER", policy);
+    free (policy);
     h_destroy (&h);
 }
 
@@ -2330,6 +2366,10 @@ Test (worker, bad_handler_spec_is_a_usage_error, .timeout = 30)
     status = s_run_cli (extra, NULL, err, sizeof err, out, sizeof out);
     cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
     cr_assert (strstr (err, "surplus"), "%s", err);
+    const char *sched[] = {"--child-sched", "idle", NULL};
+    status = s_run_cli (sched, NULL, err, sizeof err, out, sizeof out);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    cr_assert (strstr (err, "--child-sched 'idle'"), "%s", err);
 }
 
 Test (worker, help_exits_zero, .timeout = 30)

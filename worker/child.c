@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,9 +108,10 @@ s_on_sigpipe (int signal)
 //  Makes the forked process a clean child: own process group, default
 //  signals, dies with the supervisor and takes its process group along,
 //  stdin from /dev/null, the channel's pipes on fds 3 (tasks in) and 4
-//  (outcomes out) and no other inherited fd.
+//  (outcomes out) and no other inherited fd; SCHED_BATCH if so configured.
 static void
-s_child_setup (int tasks_in, int outcomes_out, pid_t supervisor)
+s_child_setup (const worker_config_t *config, int tasks_in, int outcomes_out,
+               pid_t supervisor)
 {
     //  The group first: the death handler kills the group it leads, which
     //  must never be the supervisor's
@@ -136,6 +138,14 @@ s_child_setup (int tasks_in, int outcomes_out, pid_t supervisor)
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);
 
+    //  A batch process never preempts another when it wakes: a task
+    //  written to this child does not push the supervisor off its core.
+    //  Any process may take this policy, so it does not fail in practice;
+    //  if it did, the child would only run as a normal one
+    if (config->batch_children) {
+        struct sched_param param = {.sched_priority = 0};
+        sched_setscheduler (0, SCHED_BATCH, &param);
+    }
     prctl (PR_SET_PDEATHSIG, S_DEATH_SIGNAL);
     //  The supervisor died before prctl: nobody will send the signal
     if (getppid () != supervisor)
@@ -396,7 +406,7 @@ static void __attribute__ ((noreturn))
 s_child_main (const worker_config_t *config, int tasks_in, int outcomes_out,
               pid_t supervisor)
 {
-    s_child_setup (tasks_in, outcomes_out, supervisor);
+    s_child_setup (config, tasks_in, outcomes_out, supervisor);
     uint64_t tasks = 0;
     while (true) {
         s_pending_t next = s_next_task (config);

@@ -59,6 +59,7 @@ drover_worker_new (void)
                                 ? DROVER_WORKER_MAX_CHILDREN
                                 : (uint32_t)cpus;
     self->config.lookahead_auto = true;
+    self->config.batch_children = true;
     self->config.drain_timeout_ms = S_DEFAULT_DRAIN_TIMEOUT;
     self->config.kill_grace_ms = S_DEFAULT_KILL_GRACE;
     return self;
@@ -130,6 +131,15 @@ drover_worker_set_max_tasks_per_child (drover_worker_t *self, unsigned tasks)
     if (!self)
         return DROVER_EINVAL;
     self->config.max_tasks_per_child = tasks;
+    return 0;
+}
+
+int
+drover_worker_set_batch_children (drover_worker_t *self, bool batch)
+{
+    if (!self)
+        return DROVER_EINVAL;
+    self->config.batch_children = batch;
     return 0;
 }
 

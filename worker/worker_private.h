@@ -43,6 +43,7 @@ typedef struct {
     uint32_t kill_grace_ms;       //  soft limit to SIGKILL without a hard one
     uint64_t max_memory_kb;       //  resident memory of a child's process
                                   //  group that kills it; 0: no limit
+    bool batch_children;          //  children run under SCHED_BATCH
     bool verbose;                 //  trace every message
     handler_t *handlers;          //  the handler table, in registration order
     size_t handler_count;         //  entries in handlers
