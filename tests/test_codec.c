@@ -2608,6 +2608,73 @@ LEAK_CHECKED_TEST (codec, deep_nesting_is_refused)
     }
 }
 
+//  A CREDIT header of 42 keys: credit first, 40 unknown keys "k00".."k39"
+//  (key number twin_of spelled as key twin, when twin >= 0), and last the
+//  key last (NULL: "k40") holding 5.
+static void
+s_many_keys (s_buf_t *buf, int twin, int twin_of, const char *last)
+{
+    s_mp_map (buf, 42);
+    s_mp_cstr (buf, "credit");
+    s_mp_uint (buf, 3);
+    for (int k = 0; k < 40; k++) {
+        char key[8];
+        snprintf (key, sizeof key, "k%02d", k == twin ? twin_of : k);
+        s_mp_cstr (buf, key);
+        s_mp_uint (buf, (uint64_t)k);
+    }
+    s_mp_cstr (buf, last ? last : "k40");
+    s_mp_uint (buf, 5);
+}
+
+//  The decoder remembers the field of the first 32 keys of a map between
+//  its duplicate check and its decoding, and sorts the unknown keys when
+//  there are more than 16: keys past both limits decode, and duplicates
+//  are found among them.
+LEAK_CHECKED_TEST (codec,
+                   maps_of_many_keys_decode_and_their_duplicates_are_found)
+{
+    s_buf_t buf = {0};
+    s_many_keys (&buf, -1, 0, "credit");
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_HELLO);
+    int rc = s_decode_header (&msg, DROVER_CREDIT, buf.data, buf.size, 0);
+    ASSERT_DECODE_FAILS (&msg, rc, DROVER_EPROTO, "credit: key twice",
+                         "a known key first and 42nd");
+    s_buf_free (&buf);
+
+    s_many_keys (&buf, 39, 7, NULL);
+    rc = s_decode_header (&msg, DROVER_CREDIT, buf.data, buf.size, 0);
+    ASSERT_DECODE_FAILS (&msg, rc, DROVER_EPROTO, "k07: key twice",
+                         "an unknown key 9th and 41st");
+    s_buf_free (&buf);
+
+    //  No duplicate: the unknown keys are ignored, credit decodes
+    s_many_keys (&buf, -1, 0, NULL);
+    rc = s_decode_header (&msg, DROVER_CREDIT, buf.data, buf.size, 0);
+    ASSERT_DECODES (&msg, rc, "40 unknown keys");
+    cr_assert_eq (msg.credit, 3);
+    drover_msg_reset (&msg);
+    s_buf_free (&buf);
+
+    //  The known key past the 32 remembered ones is decoded too: a CREDIT
+    //  whose only credit key is the 42nd
+    s_mp_map (&buf, 41);
+    for (int k = 0; k < 40; k++) {
+        char key[8];
+        snprintf (key, sizeof key, "k%02d", k);
+        s_mp_cstr (&buf, key);
+        s_mp_uint (&buf, (uint64_t)k);
+    }
+    s_mp_cstr (&buf, "credit");
+    s_mp_uint (&buf, 9);
+    rc = s_decode_header (&msg, DROVER_CREDIT, buf.data, buf.size, 0);
+    ASSERT_DECODES (&msg, rc, "credit after 40 unknown keys");
+    cr_assert_eq (msg.credit, 9);
+    drover_msg_reset (&msg);
+    s_buf_free (&buf);
+}
+
 //  SPEC.md: "nesting of arrays and maps: 16 levels". The header map is the
 //  first level; 15 more are fine, 16 more are one too many, even empty.
 LEAK_CHECKED_TEST (codec, nesting_limit_is_16_levels)
