@@ -19,7 +19,9 @@
     input it reads: an input with a logged result is handed back from the
     log and not run; an input with a logged id and no result is looked for
     at the broker and the sink and submitted again under its id only if
-    neither holds it (SPEC.md 7.6); any other input runs. The map logs
+    neither holds it (SPEC.md 7.6), or run as a new task when it was
+    cancelled or the broker keeps it as a dead letter whose result the
+    sink released; any other input runs. The map logs
     ids as the broker accepts them and results as they come, and syncs
     the log before it hands a result back (group commit: one fdatasync
     for all results that came together), so every result a caller has

@@ -32,12 +32,27 @@
     and then follow a moving average of the time an input takes (from the
     results' run times), to about MAP_CHUNK_TARGET_NS of work per chunk.
 
+    A chunk of more than one input that fails as a whole because its child
+    crashed or passed a time or memory limit is split (SPEC.md 7.7): its
+    slot keeps the chunk's payload (kept for resubmission anyway) and gets
+    an s_split_t, and each of its inputs runs again as a task of its own,
+    in a slot of a second pool of `window` slots (input slots, whose
+    `parent` is the chunk's slot). Their results land in the split, by
+    place; once every input has one, the chunk's slot is done and its
+    results are handed back in order like a chunk's. Input slots count
+    against the window when inputs are read, so the tasks in flight stay
+    about `window`. A job logs the split's outcomes as the chunk's result
+    (a chunk result, as a node would have sent it), not the tasks of the
+    split: a re-run finds the chunk done, or runs it again.
+
     With a job log (drover_job.h) the map asks the log about each input it
     reads: a logged result is handed back as it is; a logged task id
     without a result is asked about (STATUS, the broker first, then the
-    sink for the ids the broker does not know): a task either of them
-    holds is only watched, one neither holds is submitted again under its
-    id (SPEC.md 7.6), and one that was cancelled runs as a new task. Ids
+    sink for the ids the broker does not know or keeps as dead letters):
+    a task either of them holds is only watched, one neither holds is
+    submitted again under its id (SPEC.md 7.6), and one that was
+    cancelled, or a dead letter the sink no longer holds (its result went
+    to a run that died before logging it), runs as a new task. Ids
     are logged as the broker accepts them, results as the sink delivers
     them, and the log is synced before a result whose record is not on
     disk yet is handed back (one fdatasync for all that came together).
@@ -67,6 +82,7 @@ _Static_assert(DROVER_MAP_MAX_CHUNKSIZE == DROVER_MAX_ITEMS,
 
 typedef struct s_slot_t s_slot_t;
 typedef struct s_batch_t s_batch_t;
+typedef struct s_split_t s_split_t;
 
 //  One input, from when it is read to when its result is handed back.
 struct s_slot_t {
@@ -79,8 +95,25 @@ struct s_slot_t {
     s_slot_t *next_free;     //  next in the free list
     uint64_t digest;         //  job: digest of the input
     uint64_t log_seq;        //  job: its result's record; 0: none
+    bool dead;               //  job: the broker keeps it as a dead letter
     uint64_t first_item;     //  index of its (first) input
     uint32_t items;          //  inputs of its chunk; 0: not a chunk
+    s_split_t *split;        //  its chunk runs input by input, or NULL
+    s_slot_t *parent;        //  an input of a split chunk: the chunk's slot
+    uint32_t item;           //  an input of a split chunk: its place
+};
+
+//  A chunk that failed as a whole (crash, time or memory limit), whose
+//  inputs run again, each as a task of its own.
+struct s_split_t {
+    zframe_t *chunk;              //  its inputs, until every one is sent
+    drover_chunk_reader_t reader; //  at the next input to send
+    drover_result_t *failure;     //  the chunk's own outcome
+    drover_result_t **results;    //  each input's outcome, by place
+    uint32_t items;               //  inputs of the chunk
+    uint32_t sent;                //  inputs made tasks (or ended)
+    uint32_t done;                //  inputs with an outcome
+    s_slot_t *next;               //  next chunk with inputs to send
 };
 
 //  A SUBMIT: tasks sent, accepted or refused together.
@@ -153,7 +186,18 @@ struct drover_map_t {
     drover_result_t **pending;     //  results of a chunk's inputs, in order
     size_t pending_count;          //  how many
     size_t pending_at;             //  the next to hand back
+    s_slot_t *inputs_pool;         //  split: slots of inputs, window of them
+    s_slot_t *free_inputs;         //  split: those not in use
+    size_t inputs_busy;            //  split: those in use
+    s_slot_t *split_head;          //  split chunks with inputs to send
+    s_slot_t *split_tail;          //  the last of them
+    s_batch_t *split_batch;        //  split inputs being gathered to send
 };
+
+static void s_split_input_done (drover_map_t *self, s_slot_t *input,
+                                drover_result_t *result);
+static void s_split_free (s_split_t *split);
+static drover_result_t *s_pending_next (drover_map_t *self);
 
 //  --------------------------------------------------------------------------
 //  Helpers
@@ -200,6 +244,8 @@ s_slot_free (drover_map_t *self, s_slot_t *slot)
         self->order[slot->index % self->window] = NULL;
     zframe_destroy (&slot->payload);
     drover_result_destroy (&slot->result);
+    s_split_free (slot->split);
+    slot->split = NULL;
     slot->next_free = self->free_slots;
     self->free_slots = slot;
 }
@@ -217,10 +263,15 @@ s_slot_detach (s_slot_t *slot)
     slot->batch = NULL;
 }
 
-//  Gives a slot its result and, in an unordered map, queues it.
+//  Gives a slot its result and, in an unordered map, queues it; gives
+//  the input of a split chunk its result in the split.
 static void
 s_slot_done (drover_map_t *self, s_slot_t *slot, drover_result_t *result)
 {
+    if (slot->parent) {
+        s_split_input_done (self, slot, result);
+        return;
+    }
     assert (!slot->result);
     slot->result = result;
     zframe_destroy (&slot->payload);
@@ -260,6 +311,23 @@ static size_t
 s_in_flight (drover_map_t *self)
 {
     return (size_t)(self->inputs - self->outputs);
+}
+
+//  Slot i of the window's, then of the split chunks' inputs'.
+static s_slot_t *
+s_slot_at (drover_map_t *self, size_t i)
+{
+    return i < self->window ? &self->slots[i]
+                            : &self->inputs_pool[i - self->window];
+}
+
+//  Tasks the window has room for: slots not in flight, less the inputs of
+//  split chunks that run as tasks of their own.
+static size_t
+s_room (drover_map_t *self)
+{
+    size_t busy = s_in_flight (self) + self->inputs_busy;
+    return busy < self->window ? self->window - busy : 0;
 }
 
 static uint32_t
@@ -302,6 +370,8 @@ s_batch_destroy (drover_map_t *self, s_batch_t *batch)
         self->filling = NULL;
     if (self->asking == batch)
         self->asking = NULL;
+    if (self->split_batch == batch)
+        self->split_batch = NULL;
     for (size_t i = 0; i < batch->count; i++)
         if (batch->slots[i] && batch->slots[i]->batch == batch)
             batch->slots[i]->batch = NULL;
@@ -314,6 +384,9 @@ static void
 s_batch_fail (drover_map_t *self, s_batch_t *batch, int code,
               const char *reason)
 {
+    //  Failed inputs of split chunks make room for others: not in this one
+    if (self->split_batch == batch)
+        self->split_batch = NULL;
     for (size_t i = 0; i < batch->count; i++) {
         s_slot_t *slot = batch->slots[i];
         if (!slot)
@@ -349,6 +422,9 @@ s_batch_later (drover_map_t *self, s_batch_t *batch)
         self->backoff_ms = MAP_BACKOFF_MAX_MS;
 }
 
+static bool s_split_start (drover_map_t *self, s_slot_t *slot,
+                           drover_result_t *result);
+
 static void
 s_on_result (void *arg, drover_result_t *result)
 {
@@ -358,15 +434,24 @@ s_on_result (void *arg, drover_result_t *result)
         drover_result_destroy (&result);
         return;
     }
-    if (self->chunk_auto && slot->items && result->code == 0) {
-        int64_t input_ns = (int64_t)(result->elapsed_us * 1000 / slot->items);
+    uint32_t items = slot->parent ? 1 : slot->items;
+    if (self->chunk_auto && items && result->code == 0) {
+        int64_t input_ns = (int64_t)(result->elapsed_us * 1000 / items);
         if (self->input_ns < 0)
             self->input_ns = input_ns;
         else
             self->input_ns += (input_ns - self->input_ns) / 4;
     }
-    //  A cancelled task is no outcome of its input: a re-run runs it
-    if (self->job && result->code != DROVER_ECANCELLED
+    //  A chunk whose child crashed or passed a limit: which input did it?
+    //  Each runs again alone (SPEC.md 7.7)
+    if (slot->items > 1 && !slot->parent && !self->cancelled && slot->payload
+        && (result->code == DROVER_ECRASHED || result->code == DROVER_ETIMELIMIT
+            || result->code == DROVER_EMEMLIMIT)
+        && s_split_start (self, slot, result))
+        return;
+    //  A cancelled task is no outcome of its input: a re-run runs it. The
+    //  inputs of a split chunk are logged together, as the chunk's result
+    if (self->job && !slot->parent && result->code != DROVER_ECANCELLED
         && drover_job_log_result (self->job, result, &slot->log_seq))
         s_stop (self, DROVER_ESTORAGE, "%s", drover_job_error (self->job));
     s_slot_done (self, slot, result);
@@ -378,13 +463,18 @@ s_log_submitted (drover_map_t *self, s_slot_t **slots, size_t count)
 {
     if (!self->job || count == 0)
         return;
+    //  Not the inputs of split chunks: the log knows only the chunk
+    size_t logged = 0;
     for (size_t i = 0; i < count; i++) {
-        self->indexes[i] = slots[i]->index;
-        self->ids[i] = slots[i]->id;
-        self->digests[i] = slots[i]->digest;
+        if (slots[i]->parent)
+            continue;
+        self->indexes[logged] = slots[i]->index;
+        self->ids[logged] = slots[i]->id;
+        self->digests[logged++] = slots[i]->digest;
     }
-    if (drover_job_log_submitted (self->job, self->indexes, self->ids,
-                                  self->digests, count))
+    if (logged
+        && drover_job_log_submitted (self->job, self->indexes, self->ids,
+                                     self->digests, logged))
         s_stop (self, DROVER_ESTORAGE, "%s", drover_job_error (self->job));
 }
 
@@ -508,8 +598,13 @@ s_batch_move (s_slot_t *slot, s_batch_t *target)
 
 //  What the broker or the sink said of logged tasks: a task either holds
 //  is watched; a cancelled one runs as a new task; one the broker does
-//  not know is asked about at the sink; one neither knows is submitted
-//  again under its id, and watched.
+//  not know, or keeps as a dead letter, is asked about at the sink; one
+//  neither knows is submitted again under its id, and watched; a dead
+//  letter the sink does not know runs as a new task (its result was
+//  delivered to a run that died before it logged it, and released; the
+//  broker would take its id for the dead letter's). A chunk whose outcome
+//  was not logged because it was being split (SPEC.md 7.7) is such a dead
+//  letter.
 static void
 s_on_status (void *arg, int code, const char *reason, drover_packet_t **reply_p)
 {
@@ -556,10 +651,18 @@ s_on_status (void *arg, int code, const char *reason, drover_packet_t **reply_p)
             slot->id = 0;
             s_batch_move (slot, renew);
         }
-        else if (state == DROVER_STATE_UNKNOWN && batch->ask == ASK_BROKER) {
+        else if ((state == DROVER_STATE_UNKNOWN || state == DROVER_STATE_FAILED)
+                 && batch->ask == ASK_BROKER) {
             if (!sink && !(sink = s_batch_due (self, false, ASK_SINK)))
                 return;
+            slot->dead = state == DROVER_STATE_FAILED;
             s_batch_move (slot, sink);
+        }
+        else if (state == DROVER_STATE_UNKNOWN && slot->dead) {
+            if (!renew && !(renew = s_batch_due (self, false, 0)))
+                return;
+            slot->id = 0;
+            s_batch_move (slot, renew);
         }
         else {
             //  Held by the broker or the sink, or by neither (then
@@ -614,6 +717,8 @@ s_ask_send (drover_map_t *self, s_batch_t *batch)
 static void
 s_batch_send (drover_map_t *self, s_batch_t *batch)
 {
+    if (self->split_batch == batch)
+        self->split_batch = NULL;
     if (self->filling == batch) {
         self->filling = NULL;
         batch->next = self->batches;
@@ -701,6 +806,236 @@ s_batches_check (drover_map_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  Split chunks
+
+static void
+s_split_free (s_split_t *split)
+{
+    if (!split)
+        return;
+    zframe_destroy (&split->chunk);
+    drover_result_destroy (&split->failure);
+    for (uint32_t i = 0; split->results && i < split->items; i++)
+        drover_result_destroy (&split->results[i]);
+    free (split->results);
+    free (split);
+}
+
+//  Logs the outcomes of a split chunk's inputs as the chunk's result, as
+//  a node would have sent it had each input failed alone: a re-run of the
+//  job finds the chunk done. Not when an input was cancelled (a re-run
+//  runs the chunk again), nor when the outcomes are too large for one
+//  payload (the same).
+static void
+s_split_log (drover_map_t *self, s_slot_t *chunk)
+{
+    s_split_t *split = chunk->split;
+    drover_chunk_writer_t writer;
+    drover_chunk_writer_init (&writer, DROVER_MAX_PAYLOAD);
+    for (uint32_t i = 0; i < split->items; i++) {
+        const drover_result_t *result = split->results[i];
+        if (!result || result->code == DROVER_ECANCELLED) {
+            drover_chunk_writer_reset (&writer);
+            return;
+        }
+        if (result->code == 0)
+            drover_chunk_add (&writer, result->payload, result->payload_size);
+        else
+            drover_chunk_add_failure (&writer, result->code,
+                                      result->reason
+                                          ? result->reason
+                                          : drover_strerror (result->code));
+    }
+    uint8_t *data = NULL;
+    size_t size = 0;
+    int rc = drover_chunk_finish (&writer, &data, &size);
+    if (rc == DROVER_ENOMEM)
+        s_stop (self, rc, "out of memory");
+    if (rc)
+        return;
+    const drover_result_t *failure = split->failure;
+    drover_result_t logged = {.id = chunk->id,
+                              .attempt = failure->attempt,
+                              .node = failure->node,
+                              .elapsed_us = failure->elapsed_us,
+                              .cpu_us = failure->cpu_us,
+                              .payload = data,
+                              .payload_size = size};
+    if (drover_job_log_result (self->job, &logged, &chunk->log_seq))
+        s_stop (self, DROVER_ESTORAGE, "%s", drover_job_error (self->job));
+    free (data);
+}
+
+//  Every input of a split chunk has its outcome: the chunk is done.
+static void
+s_split_end (drover_map_t *self, s_slot_t *chunk)
+{
+    s_split_t *split = chunk->split;
+    if (self->job && !self->error)
+        s_split_log (self, chunk);
+    drover_result_t *failure = split->failure;
+    split->failure = NULL;
+    s_slot_done (self, chunk, failure);
+}
+
+//  Takes the first chunk off the list of those with inputs to send.
+static void
+s_split_pop (drover_map_t *self)
+{
+    s_split_t *split = self->split_head->split;
+    self->split_head = split->next;
+    if (!self->split_head)
+        self->split_tail = NULL;
+    split->next = NULL;
+    zframe_destroy (&split->chunk); //  the reader is done with it
+}
+
+//  Makes tasks of the inputs of split chunks, in the order the chunks
+//  failed, while input slots are free; they go in batches like any task.
+//  A cancelled map fails the inputs not sent yet instead.
+static void
+s_split_feed (drover_map_t *self)
+{
+    while (self->split_head && self->cancelled) {
+        s_slot_t *chunk = self->split_head;
+        s_split_t *split = chunk->split;
+        s_split_pop (self);
+        for (; split->sent < split->items; split->sent++, split->done++) {
+            split->results[split->sent] = drover_result_new_local (
+                0, DROVER_ECANCELLED, "cancelled before it was submitted");
+            if (!split->results[split->sent])
+                s_stop (self, DROVER_ENOMEM, "out of memory");
+        }
+        if (split->done == split->items)
+            s_split_end (self, chunk);
+    }
+    while (self->split_head && self->free_inputs && !self->error) {
+        s_slot_t *chunk = self->split_head;
+        s_split_t *split = chunk->split;
+        const void *data = NULL;
+        size_t size = 0;
+        if (drover_chunk_next_input (&split->reader, &data, &size) != 1) {
+            //  Cannot happen: the map wrote the chunk
+            s_stop (self, DROVER_EPROTO, "chunk %llu cannot be read back",
+                    (unsigned long long)chunk->id);
+            return;
+        }
+        if (!self->split_batch
+            && !(self->split_batch = s_batch_due (self, false, 0)))
+            return;
+        s_slot_t *input = self->free_inputs;
+        self->free_inputs = input->next_free;
+        *input = (s_slot_t){.map = self,
+                            .index = chunk->index,
+                            .first_item = chunk->first_item + split->sent,
+                            .parent = chunk,
+                            .item = split->sent};
+        input->payload = zframe_new (size ? data : NULL, size);
+        if (!input->payload) {
+            input->map = NULL;
+            input->next_free = self->free_inputs;
+            self->free_inputs = input;
+            s_stop (self, DROVER_ENOMEM, "out of memory");
+            return;
+        }
+        self->inputs_busy++;
+        if (++split->sent == split->items)
+            s_split_pop (self);
+        s_batch_t *batch = self->split_batch;
+        batch->slots[batch->count++] = input;
+        input->batch = batch;
+        if (batch->count == self->max_batch)
+            self->split_batch = NULL; //  full: the next goes in a new one
+    }
+}
+
+//  Starts running a failed chunk's inputs one by one; takes the result.
+//  Returns false, having changed nothing, when out of memory (then the
+//  chunk's failure is each input's outcome, as without a split).
+static bool
+s_split_start (drover_map_t *self, s_slot_t *slot, drover_result_t *result)
+{
+    if (!self->inputs_pool) {
+        self->inputs_pool =
+            (s_slot_t *)calloc (self->window, sizeof (s_slot_t));
+        if (!self->inputs_pool)
+            return false;
+        for (size_t i = self->window; i-- > 0;) {
+            self->inputs_pool[i].next_free = self->free_inputs;
+            self->free_inputs = &self->inputs_pool[i];
+        }
+    }
+    s_split_t *split = (s_split_t *)calloc (1, sizeof *split);
+    if (split)
+        split->results =
+            (drover_result_t **)calloc (slot->items, sizeof (void *));
+    if (!split || !split->results
+        || drover_chunk_open (&split->reader, zframe_data (slot->payload),
+                              zframe_size (slot->payload), slot->items)) {
+        s_split_free (split);
+        return false;
+    }
+    split->items = slot->items;
+    split->failure = result;
+    split->chunk = slot->payload;
+    slot->payload = NULL;
+    slot->split = split;
+    //  Out of a batch that would submit the chunk again
+    s_slot_detach (slot);
+    if (self->split_tail)
+        self->split_tail->split->next = slot;
+    else
+        self->split_head = slot;
+    self->split_tail = slot;
+    s_split_feed (self);
+    return true;
+}
+
+//  An input of a split chunk has its outcome: its slot is free again.
+static void
+s_split_input_done (drover_map_t *self, s_slot_t *input,
+                    drover_result_t *result)
+{
+    s_slot_t *chunk = input->parent;
+    s_split_t *split = chunk->split;
+    s_slot_detach (input);
+    assert (!split->results[input->item]);
+    split->results[input->item] = result;
+    split->done++;
+    zframe_destroy (&input->payload);
+    *input = (s_slot_t){.next_free = self->free_inputs};
+    self->free_inputs = input;
+    self->inputs_busy--;
+    if (split->done == split->items)
+        s_split_end (self, chunk);
+    s_split_feed (self);
+}
+
+//  Hands back the results of a split chunk's inputs, pending in order,
+//  like a chunk's, and gives back the first; takes the chunk's failure.
+static drover_result_t *
+s_split_hand_back (drover_map_t *self, s_split_t *split,
+                   drover_result_t *failure)
+{
+    assert (self->pending_at == self->pending_count);
+    free (self->pending);
+    self->pending = split->results;
+    self->pending_count = split->items;
+    self->pending_at = 0;
+    split->results = NULL;
+    for (uint32_t i = 0; i < split->items; i++)
+        if (self->pending[i])
+            self->pending[i]->index = failure->index + i;
+        else
+            s_stop (self, DROVER_ENOMEM, "out of memory");
+    s_split_free (split);
+    drover_result_destroy (&failure);
+    if (self->error)
+        return NULL;
+    return s_pending_next (self);
+}
+
+//  --------------------------------------------------------------------------
 //  Inputs
 
 //  Asks the job log about an input just read into slot. Returns what the
@@ -721,7 +1056,7 @@ s_job_lookup (drover_map_t *self, s_slot_t *slot, const drover_payload_t *input)
     slot->id = id;
     if (rc == DROVER_JOB_DONE) {
         s_slot_done (self, slot, result);
-        self->from_log++;
+        self->from_log += slot->items ? slot->items : 1; //  inputs
     }
     return rc;
 }
@@ -863,7 +1198,7 @@ s_read_inputs (drover_map_t *self)
         self->window / 4 < self->max_batch ? self->window / 4 : self->max_batch;
     if (chunk == 0)
         chunk = 1;
-    if (s_in_flight (self) && self->window - s_in_flight (self) < chunk)
+    if ((s_in_flight (self) || self->inputs_busy) && s_room (self) < chunk)
         return;
     if (self->input_later && self->input_fd < 0
         && zclock_mono () >= self->input_retry_at)
@@ -872,7 +1207,7 @@ s_read_inputs (drover_map_t *self)
     //  and its own (one too large for any chunk)
     size_t room = self->chunksize ? 2 : 1;
     while (!self->input_ended && !self->input_later && !self->error
-           && s_in_flight (self) + room <= self->window) {
+           && s_room (self) >= room) {
         drover_payload_t input = {NULL, 0};
         int rc = self->input_fn (self->input_arg, &input);
         if (rc == 0) {
@@ -924,18 +1259,23 @@ s_read_inputs (drover_map_t *self)
 
 //  The broker restarted and lost its tasks (SPEC.md 7.6): submits every
 //  task that has an id and waits for its result again, under its id, with
-//  its input. Tasks of a batch not yet accepted are sent again by their
-//  batch (the restart failed its SUBMIT with DROVER_ESTALE). A cancelled
-//  map has nothing to resubmit: its waiting tasks end here, cancelled.
+//  its input (inputs of split chunks too). Tasks of a batch not yet
+//  accepted are sent again by their batch (the restart failed its SUBMIT
+//  with DROVER_ESTALE). A cancelled map has nothing to resubmit: its
+//  waiting tasks end here, cancelled.
 static void
 s_resubmit (drover_map_t *self)
 {
     self->restarts = drover_client_broker_restarts (self->client);
     s_batch_t *batch = NULL;
     size_t count = 0;
-    for (size_t i = 0; i < self->window && !self->error; i++) {
-        s_slot_t *slot = &self->slots[i];
-        if (slot->map != self || !slot->id || slot->result || slot->batch)
+    //  The window's slots, then those of split chunks' inputs (a split
+    //  chunk's own task is over)
+    size_t slots = self->inputs_pool ? 2 * self->window : self->window;
+    for (size_t i = 0; i < slots && !self->error; i++) {
+        s_slot_t *slot = s_slot_at (self, i);
+        if (slot->map != self || !slot->id || slot->result || slot->batch
+            || slot->split)
             continue;
         if (self->cancelled) {
             drover_client_unwatch (self->client, &slot->id, 1);
@@ -1069,11 +1409,21 @@ drover_map_destroy (drover_map_t **self_p)
         s_slot_t *slot = &self->slots[i];
         if (slot->map != self)
             continue; //  never used
-        if (slot->id && !slot->result)
+        if (slot->id && !slot->result && !slot->split)
             drover_client_unwatch (self->client, &slot->id, 1);
         zframe_destroy (&slot->payload);
         drover_result_destroy (&slot->result);
+        s_split_free (slot->split);
     }
+    for (size_t i = 0; self->inputs_pool && i < self->window; i++) {
+        s_slot_t *slot = &self->inputs_pool[i];
+        if (slot->map != self)
+            continue; //  not in use
+        if (slot->id)
+            drover_client_unwatch (self->client, &slot->id, 1);
+        zframe_destroy (&slot->payload);
+    }
+    free (self->inputs_pool);
     for (size_t i = self->pending_at; i < self->pending_count; i++)
         drover_result_destroy (&self->pending[i]);
     free (self->pending);
@@ -1195,9 +1545,13 @@ s_hand_back (drover_map_t *self, s_slot_t *slot)
     result->index = slot->first_item;
     result->id = slot->id;
     uint32_t items = slot->items;
+    s_split_t *split = slot->split;
+    slot->split = NULL;
     s_slot_free (self, slot);
     slot->map = NULL;
     self->outputs++;
+    if (split)
+        return s_split_hand_back (self, split, result);
     if (items)
         return s_unpack (self, result, items);
     self->items_out++;
@@ -1248,9 +1602,7 @@ drover_map_next (drover_map_t *self, int timeout_ms, drover_result_t **result_p)
         if (deadline >= 0 && (wake < 0 || deadline < wake))
             wake = deadline;
         //  Wait for the input only while the window has room for it
-        int fd = self->input_later && s_in_flight (self) < self->window
-                     ? self->input_fd
-                     : -1;
+        int fd = self->input_later && s_room (self) ? self->input_fd : -1;
         bool fd_ready = false;
         int rc = drover_client_pump (self->client, wake, fd, &fd_ready);
         if (fd_ready)
@@ -1299,6 +1651,8 @@ drover_map_cancel (drover_map_t *self, int timeout_ms)
     self->cancelled = true;
     self->input_ended = true;
     int64_t deadline = drover_client_deadline (timeout_ms);
+    //  Inputs of split chunks not made tasks yet end here
+    s_split_feed (self);
     //  Tasks not sent yet, or waiting to be sent again, end here
     if (self->filling)
         s_batch_fail (self, self->filling, DROVER_ECANCELLED,
@@ -1325,15 +1679,17 @@ drover_map_cancel (drover_map_t *self, int timeout_ms)
     //  Then the broker cancels the tasks that have ids and no result
     size_t pending = 0;
     size_t count = 0;
-    uint64_t *refs = (uint64_t *)calloc (self->window / self->max_batch + 2,
-                                         sizeof (uint64_t));
+    size_t slots = self->inputs_pool ? 2 * self->window : self->window;
+    uint64_t *refs =
+        (uint64_t *)calloc (slots / self->max_batch + 2, sizeof (uint64_t));
     if (!refs)
         return drover_client_fail (self->client, DROVER_ENOMEM,
                                    "out of memory");
     size_t requests = 0;
-    for (size_t i = 0; i <= self->window; i++) {
-        s_slot_t *slot = i < self->window ? &self->slots[i] : NULL;
-        if (slot && slot->map == self && slot->id && !slot->result)
+    for (size_t i = 0; i <= slots; i++) {
+        s_slot_t *slot = i < slots ? s_slot_at (self, i) : NULL;
+        if (slot && slot->map == self && slot->id && !slot->result
+            && !slot->split)
             self->ids[count++] = slot->id;
         if (count == self->max_batch || (!slot && count)) {
             drover_msg_t msg;

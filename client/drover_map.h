@@ -66,8 +66,15 @@ typedef struct {
                                    input and DROVER_MAP_AUTO_MAX_ITEMS
                                    inputs). An input of a chunk shares its
                                    chunk's id, attempt and times; the chunk
-                                   is retried as a whole. A job log needs a
-                                   fixed size (the same on every run). */
+                                   is retried as a whole. A chunk that
+                                   fails for good because its child crashed
+                                   or passed a time or memory limit is
+                                   split: each of its inputs runs again as
+                                   a task of its own (at most `window` at a
+                                   time, with these options), and each
+                                   input's result is its own task's. A job
+                                   log needs a fixed size (the same on
+                                   every run). */
 } drover_map_options_t;
 
 /*  Gives the map its next input. Fill *input and return 1; return 0 when
@@ -127,10 +134,11 @@ size_t drover_map_in_flight (drover_map_t *self);
     result per input all the same. */
 uint64_t drover_map_resubmitted (drover_map_t *self);
 
-/*  With a job log: results handed back from the log (not run), and
-    tasks of the log without a logged result that the broker or the sink
-    still held (their results came without a new run). Tasks that neither
-    held were submitted again under their ids (drover_map_resubmitted). */
+/*  With a job log: results handed back from the log (not run), one per
+    input (a chunk's inputs each count), and tasks of the log without a
+    logged result that the broker or the sink still held (their results
+    came without a new run). Tasks that neither held were submitted again
+    under their ids (drover_map_resubmitted). */
 uint64_t drover_map_from_log (drover_map_t *self);
 uint64_t drover_map_found (drover_map_t *self);
 

@@ -350,6 +350,331 @@ Test (e2e, a_chunk_whose_child_crashed_runs_again_as_a_whole)
     free (endpoint);
 }
 
+//  A chunk that fails for good as a whole (its child crashed, or it passed
+//  its time limit) runs each of its inputs again alone (SPEC.md 7.7): only
+//  the input at fault fails. The handlers record every run in DIR/runs.
+
+//  A handler that kills its child (the command's parent) for the inputs
+//  matched by a shell case pattern, and echoes the others.
+#define CRASH_HANDLER                                                          \
+    "--handler 'boom=exec:read x; echo \"$x\" >> %s/runs; case \"$x\" in "     \
+    "%s) kill -9 $PPID; sleep 5;; esac; echo \"$x\"'"
+
+//  Counts the runs of each input "item N" in DIR/runs: runs[N].
+static void
+s_count_item_runs (size_t *runs, size_t count)
+{
+    memset (runs, 0, count * sizeof (size_t));
+    char *path = procs_path ("runs");
+    char *text = procs_read (path, NULL);
+    for (char *line = strtok (text, "\n"); line; line = strtok (NULL, "\n")) {
+        unsigned n;
+        cr_assert_eq (sscanf (line, "item %u", &n), 1, "%s", line);
+        cr_assert_lt (n, count);
+        runs[n]++;
+    }
+    free (text);
+    free (path);
+}
+
+//  The ordered output of count inputs "item N" of which the bad ones
+//  failed (an empty line each).
+static char *
+s_expected_with_gaps (size_t count, const size_t *bad, size_t bad_count)
+{
+    char *text = (char *)calloc (count * 16 + 1, 1);
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool failed = false;
+        for (size_t j = 0; j < bad_count; j++)
+            failed |= bad[j] == i;
+        at += (size_t)(failed ? sprintf (text + at, "\n")
+                              : sprintf (text + at, "item %zu\n", i));
+    }
+    return text;
+}
+
+//  Checks map --json output: every index 0..count-1 exactly once, the bad
+//  ones failed with code (and their own task id), the others with their
+//  input as result.
+static void
+s_check_json_results (const char *path, size_t count, const size_t *bad,
+                      size_t bad_count, const char *code)
+{
+    char *text = procs_read (path, NULL);
+    bool *seen = (bool *)calloc (count, sizeof (bool));
+    size_t lines = 0;
+    for (char *line = strtok (text, "\n"); line; line = strtok (NULL, "\n")) {
+        unsigned long long index;
+        cr_assert_eq (sscanf (line, "{\"index\":%llu,", &index), 1, "%s", line);
+        cr_assert_lt (index, count, "%s", line);
+        cr_assert_not (seen[index], "input %llu came twice", index);
+        seen[index] = true;
+        lines++;
+        bool failed = false;
+        for (size_t j = 0; j < bad_count; j++)
+            failed |= bad[j] == index;
+        if (failed) {
+            char want[64];
+            snprintf (want, sizeof want, "\"code\":\"%s\"", code);
+            cr_assert (strstr (line, want), "input %llu: %s", index, line);
+            cr_assert_null (strstr (line, "\"id\":null"), "%s", line);
+        }
+        else {
+            char want[64];
+            snprintf (want, sizeof want, "\"result\":\"item %llu\\n\"", index);
+            cr_assert (strstr (line, want), "input %llu: %s", index, line);
+            cr_assert_null (strstr (line, "\"code\""), "%s", line);
+        }
+    }
+    cr_assert_eq (lines, count);
+    free (seen);
+    free (text);
+}
+
+//  Waits until the broker at endpoint has no task queued or running, so
+//  that every run is in the record.
+static void
+s_wait_idle (const char *endpoint)
+{
+    int64_t deadline = zclock_mono () + 20000;
+    while (zclock_mono () < deadline) {
+        int busy = procs_run (5000,
+                              "%s stats --connect %s | grep -Eq "
+                              "'(queued|leased) [1-9]'",
+                              procs_drover (), endpoint);
+        if (busy == 1)
+            return;     //  grep found nothing busy
+        usleep (50000); //  polling the broker, with a deadline
+    }
+    cr_assert_fail ("the broker stayed busy");
+}
+
+//  Lines of text that contain what.
+static size_t
+s_count_lines_with (const char *text, const char *what)
+{
+    size_t count = 0;
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr (line, '\n');
+        size_t size = end ? (size_t)(end - line) : strlen (line);
+        const char *found = strstr (line, what);
+        if (found && found < line + size)
+            count++;
+        line = end ? end + 1 : NULL;
+    }
+    return count;
+}
+
+Test (e2e, a_chunk_whose_child_crashes_for_good_fails_only_the_input_at_fault)
+{
+    char *endpoint = s_start_broker ();
+    char *handler = zsys_sprintf (CRASH_HANDLER, procs_dir (), "\"item 5\"");
+    s_start_worker (endpoint, 2, handler);
+    char *input = procs_path ("input"), *output = procs_path ("output"),
+         *errors = procs_path ("errors");
+    s_write_lines (input, 12, "item %zu");
+    //  Inputs 4-7 are a chunk; its child crashes at input 5, twice
+    int rc = procs_run (60000,
+                        "%s map --connect %s --ordered --chunksize 4 "
+                        "--retries 1 --retry-delay-ms 10 boom < %s > %s 2> %s",
+                        procs_drover (), endpoint, input, output, errors);
+    char *text = procs_read (errors, NULL);
+    cr_assert_eq (rc, 1, "a failed input makes map exit 1: %s", text);
+    size_t bad[] = {5};
+    char *expected = s_expected_with_gaps (12, bad, 1),
+         *got = procs_read (output, NULL);
+    cr_assert_str_eq (got, expected);
+    //  One failure, input 5's own: its own task, crashed
+    cr_assert_eq (s_count_lines_with (text, "drover map: input "), 1, "%s",
+                  text);
+    cr_assert (strstr (text, "drover map: input 5 (task "), "%s", text);
+    cr_assert (strstr (text, "DROVER_ECRASHED"), "%s", text);
+    //  The chunk ran twice (up to its crash), then each input alone, with
+    //  the map's retries: input 5 crashed twice more
+    size_t runs[12];
+    s_count_item_runs (runs, 12);
+    size_t want[12] = {1, 1, 1, 1, 3, 4, 1, 1, 1, 1, 1, 1};
+    for (size_t i = 0; i < 12; i++)
+        cr_assert_eq (runs[i], want[i], "input %zu ran %zu times", i, runs[i]);
+    free (text);
+    free (expected);
+    free (got);
+    free (input);
+    free (output);
+    free (errors);
+    free (handler);
+    free (endpoint);
+}
+
+Test (e2e, a_chunk_past_its_time_limit_fails_only_the_slow_input)
+{
+    char *endpoint = s_start_broker ();
+    s_start_worker (endpoint, 2,
+                    "--handler 'nap=exec:read x; case \"$x\" in "
+                    "\"item 6\") sleep 30;; esac; echo \"$x\"'");
+    char *input = procs_path ("input"), *output = procs_path ("output"),
+         *errors = procs_path ("errors");
+    s_write_lines (input, 12, "item %zu");
+    int rc = procs_run (60000,
+                        "%s map --connect %s --ordered --chunksize 4 "
+                        "--retries 0 --timeout-ms 1500 nap < %s > %s 2> %s",
+                        procs_drover (), endpoint, input, output, errors);
+    char *text = procs_read (errors, NULL);
+    cr_assert_eq (rc, 1, "a failed input makes map exit 1: %s", text);
+    size_t bad[] = {6};
+    char *expected = s_expected_with_gaps (12, bad, 1),
+         *got = procs_read (output, NULL);
+    cr_assert_str_eq (got, expected);
+    cr_assert_eq (s_count_lines_with (text, "drover map: input "), 1, "%s",
+                  text);
+    cr_assert (strstr (text, "drover map: input 6 (task "), "%s", text);
+    cr_assert (strstr (text, "DROVER_ETIMELIMIT"), "%s", text);
+    free (text);
+    free (expected);
+    free (got);
+    free (input);
+    free (output);
+    free (errors);
+    free (endpoint);
+}
+
+Test (e2e, split_chunks_keep_the_order_and_give_each_input_once)
+{
+    char *endpoint = s_start_broker ();
+    //  Two culprits in one chunk of 7 (98-104), one in another
+    char *handler = zsys_sprintf (CRASH_HANDLER, procs_dir (),
+                                  "\"item 100\"|\"item 103\"|\"item 250\"");
+    s_start_worker (endpoint, 2, handler);
+    char *input = procs_path ("input"), *output = procs_path ("output"),
+         *errors = procs_path ("errors");
+    s_write_lines (input, 300, "item %zu");
+    size_t bad[] = {100, 103, 250};
+    //  In order, with a window of 3 tasks (fewer than a chunk's inputs)
+    int rc = procs_run (120000,
+                        "%s map --connect %s --ordered -w 3 --chunksize 7 "
+                        "--retries 0 boom < %s > %s 2> %s",
+                        procs_drover (), endpoint, input, output, errors);
+    char *text = procs_read (errors, NULL);
+    cr_assert_eq (rc, 1, "%s", text);
+    char *expected = s_expected_with_gaps (300, bad, 3),
+         *got = procs_read (output, NULL);
+    cr_assert_str_eq (got, expected);
+    cr_assert_eq (s_count_lines_with (text, "drover map: input "), 3, "%s",
+                  text);
+    cr_assert_eq (s_count_lines_with (text, "DROVER_ECRASHED"), 3, "%s", text);
+    free (text);
+    free (got);
+    //  As they come, in JSON: each input once, with its own outcome
+    rc = procs_run (120000,
+                    "%s map --connect %s --json --chunksize 7 --retries 0 "
+                    "boom < %s > %s 2> %s",
+                    procs_drover (), endpoint, input, output, errors);
+    cr_assert_eq (rc, 1);
+    s_check_json_results (output, 300, bad, 3, "DROVER_ECRASHED");
+    free (expected);
+    free (input);
+    free (output);
+    free (errors);
+    free (handler);
+    free (endpoint);
+}
+
+Test (e2e, a_job_logs_a_split_chunk_once_and_a_rerun_runs_nothing)
+{
+    char *endpoint = s_start_broker ();
+    char *handler = zsys_sprintf (CRASH_HANDLER, procs_dir (), "\"item 5\"");
+    s_start_worker (endpoint, 2, handler);
+    char *input = procs_path ("input"), *first = procs_path ("first"),
+         *second = procs_path ("second"), *errors = procs_path ("errors");
+    s_write_lines (input, 12, "item %zu");
+    size_t bad[] = {5};
+    char *command = zsys_sprintf (
+        "%s map --connect %s --json --chunksize 4 --retries 0 --job %s/job "
+        "boom < %s",
+        procs_drover (), endpoint, procs_dir (), input);
+    int rc = procs_run (60000, "%s > %s 2> %s", command, first, errors);
+    cr_assert_eq (rc, 1);
+    s_check_json_results (first, 12, bad, 1, "DROVER_ECRASHED");
+    size_t runs[12], again[12];
+    s_wait_idle (endpoint);
+    s_count_item_runs (runs, 12);
+    //  Run again: every result, the split chunk's too, comes from the log
+    rc = procs_run (60000, "%s > %s 2> %s", command, second, errors);
+    char *text = procs_read (errors, NULL);
+    cr_assert_eq (rc, 1, "%s", text);
+    cr_assert (strstr (text, "is complete: all 12 results came from the job "
+                             "log; nothing was run"),
+               "%s", text);
+    s_check_json_results (second, 12, bad, 1, "DROVER_ECRASHED");
+    s_count_item_runs (again, 12);
+    cr_assert_eq (memcmp (runs, again, sizeof runs), 0, "an input ran again");
+    free (text);
+    free (command);
+    free (input);
+    free (first);
+    free (second);
+    free (errors);
+    free (handler);
+    free (endpoint);
+}
+
+Test (e2e, a_job_killed_while_a_chunk_is_split_resumes_with_each_input_once)
+{
+    char *endpoint = s_start_broker ();
+    //  Input 5 crashes its child; inputs 6 and 7 take a while alone, so
+    //  that the map is killed while the chunk's inputs run one by one
+    char *handler = zsys_sprintf (
+        "--handler 'boom=exec:read x; echo \"$x\" >> %s/runs; case \"$x\" in "
+        "\"item 5\") kill -9 $PPID; sleep 5;; "
+        "\"item 6\"|\"item 7\") sleep 1;; esac; echo \"$x\"'",
+        procs_dir ());
+    s_start_worker (endpoint, 2, handler);
+    char *input = procs_path ("input"), *first = procs_path ("first"),
+         *second = procs_path ("second"), *errors = procs_path ("errors");
+    s_write_lines (input, 12, "item %zu");
+    size_t bad[] = {5};
+    char *command = zsys_sprintf (
+        "%s map --connect %s --json --chunksize 4 --retries 0 --job %s/job "
+        "boom < %s",
+        procs_drover (), endpoint, procs_dir (), input);
+    pid_t map = procs_spawn ("exec %s > %s 2> %s/first.log", command, first,
+                             procs_dir ());
+    //  Input 4 runs a second time: the chunk 4-7 crashed and is split
+    size_t runs[12];
+    int64_t deadline = zclock_mono () + 30000;
+    do {
+        usleep (10000); //  polling a file, with a deadline
+        s_count_item_runs (runs, 12);
+    } while (runs[4] < 2 && zclock_mono () < deadline);
+    cr_assert_eq (runs[4], 2, "the chunk was not split");
+    procs_kill_9 (map);
+    //  The re-run runs the chunk again (its outcomes were not logged) and
+    //  prints every input once
+    int rc = procs_run (60000, "%s > %s 2> %s", command, second, errors);
+    char *text = procs_read (errors, NULL);
+    cr_assert_eq (rc, 1, "%s", text);
+    s_check_json_results (second, 12, bad, 1, "DROVER_ECRASHED");
+    free (text);
+    //  Then the split chunk's outcomes are in the log: a third run runs
+    //  nothing and prints the same (once the killed run's tasks are over)
+    size_t again[12];
+    s_wait_idle (endpoint);
+    s_count_item_runs (runs, 12);
+    rc = procs_run (60000, "%s > %s 2> %s", command, second, errors);
+    cr_assert_eq (rc, 1);
+    s_check_json_results (second, 12, bad, 1, "DROVER_ECRASHED");
+    s_count_item_runs (again, 12);
+    cr_assert_eq (memcmp (runs, again, sizeof runs), 0, "an input ran again");
+    free (command);
+    free (input);
+    free (first);
+    free (second);
+    free (errors);
+    free (handler);
+    free (endpoint);
+}
+
 Test (e2e, a_slow_task_does_not_delay_what_an_idle_child_can_run)
 {
     char *endpoint = s_start_broker ();
