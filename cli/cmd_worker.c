@@ -138,10 +138,11 @@ drover_cmd_worker (int argc, char **argv)
          "a child that passed it (0: no limit)",
          &max_memory},
         {"child-sched", 0, CLI_STRING, "DROVER_CHILD_SCHED", "batch", 0, 0,
-         "batch|normal",
+         "batch|inherit",
          "the kernel policy of children and their commands: batch "
-         "(SCHED_BATCH: a child that wakes never preempts the supervisor) "
-         "or normal",
+         "(SCHED_BATCH when the node runs under the normal policy: a child "
+         "that wakes never preempts the supervisor) or inherit (the "
+         "node's)",
          &child_sched},
         {"verbose", 'v', CLI_FLAG, "DROVER_VERBOSE", NULL, 0, 0, NULL,
          "log every message sent and received", &verbose},
@@ -190,9 +191,9 @@ drover_cmd_worker (int argc, char **argv)
                                   "characters without spaces",
                                   queues->items[i]);
     bool batch_children = child_sched && !strcmp (child_sched, "batch");
-    if (rc == 0 && !batch_children && strcmp (child_sched, "normal"))
+    if (rc == 0 && !batch_children && strcmp (child_sched, "inherit"))
         rc = cli_usage_error (&command,
-                              "--child-sched '%s' must be batch or normal",
+                              "--child-sched '%s' must be batch or inherit",
                               child_sched);
     for (size_t i = 0; rc == 0 && i < handlers->count; i++)
         rc = s_add_handler (&command, worker, handlers->items[i]);

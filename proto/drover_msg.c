@@ -72,61 +72,65 @@ struct s_schema_t {
 
 #define F_U32(key, base, member, max, req)                                     \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_U32, base (member), 0, max, req, NULL      \
+        key, sizeof ("" key) - 1, KIND_U32, base (member), 0, max, req, NULL   \
     }
 #define F_U64(key, base, member, req)                                          \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_U64, base (member), 0, 0, req, NULL        \
+        key, sizeof ("" key) - 1, KIND_U64, base (member), 0, 0, req, NULL     \
     }
 #define F_ID(key, base, member)                                                \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_ID, base (member), 0, 0, REQ, NULL         \
+        key, sizeof ("" key) - 1, KIND_ID, base (member), 0, 0, REQ, NULL      \
     }
 #define F_I32(key, base, member, req)                                          \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_I32, base (member), 0, INT32_MAX, req,     \
+        key, sizeof ("" key) - 1, KIND_I32, base (member), 0, INT32_MAX, req,  \
             NULL                                                               \
     }
 #define F_I64(key, base, member, req)                                          \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_I64, base (member), 0, 0, req, NULL        \
+        key, sizeof ("" key) - 1, KIND_I64, base (member), 0, 0, req, NULL     \
     }
 #define F_CODE(key, base, member, req)                                         \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_CODE, base (member), 0, 0, req, NULL       \
+        key, sizeof ("" key) - 1, KIND_CODE, base (member), 0, 0, req, NULL    \
     }
 #define F_BOOL(key, base, member, req)                                         \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_BOOL, base (member), 0, 0, req, NULL       \
+        key, sizeof ("" key) - 1, KIND_BOOL, base (member), 0, 0, req, NULL    \
     }
 #define F_NAME(key, base, member, req)                                         \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_NAME, base (member), 0, DROVER_MAX_NAME,   \
-            req, NULL                                                          \
+        key, sizeof ("" key) - 1, KIND_NAME, base (member), 0,                 \
+            DROVER_MAX_NAME, req, NULL                                         \
     }
 #define F_TEXT(key, base, member, max, req)                                    \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_TEXT, base (member), 0, max, req, NULL     \
+        key, sizeof ("" key) - 1, KIND_TEXT, base (member), 0, max, req, NULL  \
     }
 #define F_IDS(key, req)                                                        \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_IDS, MSG_ (ids), MSG_ (id_count),          \
+        key, sizeof ("" key) - 1, KIND_IDS, MSG_ (ids), MSG_ (id_count),       \
             DROVER_MAX_BATCH, req, NULL                                        \
     }
 #define F_NAMES(key, member, count, req)                                       \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_NAMES, MSG_ (member), MSG_ (count),        \
+        key, sizeof ("" key) - 1, KIND_NAMES, MSG_ (member), MSG_ (count),     \
             DROVER_MAX_BATCH, req, NULL                                        \
     }
 #define F_ITEMS(key, member, count, schema)                                    \
     {                                                                          \
-        key, sizeof (key) - 1, KIND_ITEMS, MSG_ (member), MSG_ (count),        \
+        key, sizeof ("" key) - 1, KIND_ITEMS, MSG_ (member), MSG_ (count),     \
             DROVER_MAX_BATCH, REQ, &schema                                     \
     }
 
+//  A schema's fields: at most 32, one bit each in the codec's masks (a
+//  larger table does not compile: an array of size -1)
+#define FIELD_COUNT(fields)                                                    \
+    (COUNT_OF (fields) + 0 * sizeof (char[COUNT_OF (fields) <= 32 ? 1 : -1]))
 #define SCHEMA(name, type, payloads, fields)                                   \
     {                                                                          \
-        name, sizeof (type), payloads, fields, COUNT_OF (fields)               \
+        name, sizeof (type), payloads, fields, FIELD_COUNT (fields)            \
     }
 #define EMPTY_SCHEMA(name)                                                     \
     {                                                                          \
@@ -682,7 +686,6 @@ s_encode_map (drover_msg_t *self, msgpack_packer *packer,
 {
     uint32_t present = 0; //  one bit per field that goes into the map
     size_t present_count = 0;
-    assert (schema->field_count <= 32);
     for (size_t i = 0; i < schema->field_count; i++) {
         const s_field_t *field = &schema->fields[i];
         if (field->required || !s_field_is_default (field, base)) {
@@ -1211,7 +1214,6 @@ s_decode_map (drover_msg_t *self, msgpack_zone *arena, const s_schema_t *schema,
     if (map->type != MSGPACK_OBJECT_MAP)
         return s_fail (self, DROVER_EPROTO, "%s%s: expected a map", where,
                        schema->name);
-    assert (schema->field_count <= 32);
     int8_t fields[S_KEYS_REMEMBERED];
     int rc = s_check_keys (self, schema, map, where, fields);
     if (rc)

@@ -25,6 +25,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +87,7 @@ static const char *s_test_handlers[] = {
     "--handler",
     "segv=exec:kill -SEGV $$",
     "--handler",
-    "policy=exec:cut -d' ' -f41 /proc/self/stat", //  0 normal, 3 batch
+    "policy=exec:cut -d' ' -f41 /proc/self/stat", //  e.g. 0 normal, 3 batch
     "--handler",
     "noisy=exec:head -c 100000 /dev/zero | tr '\\0' x >&2; "
     "echo END >&2; exit 1",
@@ -930,36 +931,43 @@ Test (worker, exec_handler_success, .timeout = 30)
 }
 
 //  The kernel policy of the command a child runs for task id (field 41 of
-//  its /proc/self/stat): "0" normal, "3" SCHED_BATCH.
-static char *
+//  its /proc/self/stat), as a number.
+static int
 s_policy_of_a_command (h_t *h, uint64_t id)
 {
     h_dispatch_text (h, id, "policy", "");
     H_EXPECT (h, 5000, h_result (h, id), "no result");
     h_outcome_t *result = h_result (h, id);
-    return strndup ((const char *)zchunk_data (result->payload),
-                    zchunk_size (result->payload));
+    char text[16] = "";
+    size_t size = zchunk_size (result->payload);
+    cr_assert (size > 0 && size < sizeof text, "policy of %zu octets", size);
+    memcpy (text, zchunk_data (result->payload), size);
+    return atoi (text);
 }
 
+//  The node (started by the tests) has the tests' policy: under the normal
+//  one its children take SCHED_BATCH; under any other, or with --child-sched
+//  inherit, they keep it.
 Test (worker, children_and_their_commands_run_as_batch_unless_told_not_to,
       .timeout = 30)
 {
+    int own = sched_getscheduler (0);
+    cr_assert_geq (own, 0);
     h_t *h = h_new ();
     const char *extra[] = {"-j", "1", NULL};
     h_start (h, extra);
     h_join (h, 1000, 5, 1);
-    char *policy = s_policy_of_a_command (h, 21);
-    cr_assert_str_eq (policy, "3\n", "policy %s, not SCHED_BATCH", policy);
-    free (policy);
+    int policy = s_policy_of_a_command (h, 21);
+    cr_assert_eq (policy, own == SCHED_OTHER ? SCHED_BATCH : own,
+                  "policy %d under a node of policy %d", policy, own);
     h_destroy (&h);
 
     h = h_new ();
-    const char *normal[] = {"-j", "1", "--child-sched", "normal", NULL};
-    h_start (h, normal);
+    const char *inherit[] = {"-j", "1", "--child-sched", "inherit", NULL};
+    h_start (h, inherit);
     h_join (h, 1000, 5, 1);
     policy = s_policy_of_a_command (h, 22);
-    cr_assert_str_eq (policy, "0\n", "policy %s, not SCHED_OTHER", policy);
-    free (policy);
+    cr_assert_eq (policy, own, "policy %d, not the node's %d", policy, own);
     h_destroy (&h);
 }
 
@@ -1591,6 +1599,13 @@ Test (worker, a_task_dispatched_twice_runs_once_wherever_it_waits,
     for (uint64_t id = 201; id <= 203; id++)
         H_EXPECT (h, 5000, h_result (h, id), "task %" PRIu64 " never ran", id);
     char *log = h_stop_for_log (h);
+    //  The set-up held: 202 was sent ahead, behind 201
+    const char *ahead = strstr (log, "task 202#1 (echo) -> child");
+    cr_assert (ahead, "202 never sent to a child");
+    const char *end = strchr (ahead, '\n');
+    cr_assert (end && memmem (ahead, (size_t)(end - ahead), ", next", 6),
+               "202 was not sent ahead: %.*s", (int)(end ? end - ahead : 60),
+               ahead);
     for (uint64_t id = 202; id <= 203; id++) {
         cr_assert_eq (s_times_sent (log, id), 1,
                       "task %" PRIu64 " was sent to a child %zu times", id,

@@ -138,13 +138,22 @@ s_child_setup (const worker_config_t *config, int tasks_in, int outcomes_out,
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);
 
-    //  A batch process never preempts another when it wakes: a task
+    //  A batch process never preempts a normal one when it wakes: a task
     //  written to this child does not push the supervisor off its core.
-    //  Any process may take this policy, so it does not fail in practice;
-    //  if it did, the child would only run as a normal one
-    if (config->batch_children) {
+    //  Only from the normal policy: one an operator chose for the node
+    //  (idle, real-time, batch) is the children's too. Any process may
+    //  take SCHED_BATCH; if a sandbox refuses it, the child says so and
+    //  runs as a normal one
+    if (config->batch_children && sched_getscheduler (0) == SCHED_OTHER) {
         struct sched_param param = {.sched_priority = 0};
-        sched_setscheduler (0, SCHED_BATCH, &param);
+        if (sched_setscheduler (0, SCHED_BATCH, &param) != 0) {
+            static const char refused[] =
+                "drover worker: a child could not take SCHED_BATCH; it runs "
+                "under the normal policy\n";
+            ssize_t written =
+                write (STDERR_FILENO, refused, sizeof refused - 1);
+            (void)written;
+        }
     }
     prctl (PR_SET_PDEATHSIG, S_DEATH_SIGNAL);
     //  The supervisor died before prctl: nobody will send the signal

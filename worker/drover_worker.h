@@ -100,13 +100,15 @@ int drover_worker_set_lookahead (drover_worker_t *self, unsigned lookahead);
 int drover_worker_set_max_tasks_per_child (drover_worker_t *self,
                                            unsigned tasks);
 
-/*  Runs the children, and the commands they start, under the kernel's
-    SCHED_BATCH policy when batch is true (the default), or under the
-    normal policy. Both share the CPU alike; a batch process only never
-    preempts another when it wakes up, so a child given a task does not
-    push the supervisor off its core while the supervisor feeds the other
-    children and sends results on. Pass false for handlers that should
-    run the moment they wake up on a busy machine. */
+/*  When batch is true (the default) and the node runs under the kernel's
+    normal policy (SCHED_OTHER), its children, and the commands they start,
+    run under SCHED_BATCH. Both share the CPU alike; a batch process only
+    never preempts a normal one when it wakes up, so a child given a task
+    does not push the supervisor off its core while the supervisor feeds
+    the other children and sends results on. With false, or when the node
+    runs under another policy (e.g. started with chrt), the children keep
+    the node's. Pass false for handlers that should run the moment they
+    wake up on a busy machine. */
 int drover_worker_set_batch_children (drover_worker_t *self, bool batch);
 
 /*  Sets how long a drain (SIGTERM, or DRAIN from the broker) may take

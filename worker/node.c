@@ -252,14 +252,21 @@ s_handler_name (node_t *self, uint32_t handler)
     return self->config->handlers[handler].name;
 }
 
+//  Unmaps a task's id if the node's map of held tasks points at it.
+static void
+s_unhold (node_t *self, s_task_t *task)
+{
+    if (id_map_lookup (self->held, task->id) == task)
+        id_map_remove (self->held, task->id);
+}
+
 //  Frees a task, and unmaps its id if the node's map points at it.
 static void
 s_task_destroy (node_t *self, s_task_t **task_p)
 {
     s_task_t *task = *task_p;
     if (task) {
-        if (id_map_lookup (self->held, task->id) == task)
-            id_map_remove (self->held, task->id);
+        s_unhold (self, task);
         zframe_destroy (&task->payload);
         free (task);
         *task_p = NULL;
@@ -536,6 +543,8 @@ s_skip_queued (node_t *self, s_slot_t *slot, s_task_t *task)
 {
     int rc = child_skip (slot->child, task->id, task->attempt);
     task->skip_asked = true;
+    //  A ghost is no task of the node's: its copy, if any, is
+    s_unhold (self, task);
     if (rc == CHILD_AGAIN) {
         zmq_pollitem_t item = {NULL, child_wfd (slot->child), ZMQ_POLLOUT, 0};
         rc = zloop_poller (self->loop, &item, s_on_child_write, slot);
@@ -1520,7 +1529,10 @@ s_on_welcome (node_t *self, drover_msg_t *msg)
     s_schedule_flush (self);
 }
 
-//  True when the node holds attempt (id, attempt), running or waiting.
+//  True when the node holds attempt (id, attempt), running or waiting (not
+//  a ghost). The map keeps an id's newest attempt only: a DISPATCH of an
+//  older attempt than one held would not be found, and the broker never
+//  sends one (each dispatch is a new, higher attempt).
 static bool
 s_holds (node_t *self, uint64_t id, uint32_t attempt)
 {
