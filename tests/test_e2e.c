@@ -466,30 +466,50 @@ s_count_lines_with (const char *text, const char *what)
     return count;
 }
 
+//  Runs `drover map --ordered --chunksize 4 OPTIONS handler` at endpoint
+//  over inputs "item 0" to "item 11" and checks that only input bad
+//  failed, alone (its own task), with code: every other line is its input
+//  (echoed), and map exits 1.
+static void
+s_map_fails_only (const char *endpoint, const char *options,
+                  const char *handler, size_t bad, const char *code)
+{
+    char *input = procs_path ("input"), *output = procs_path ("output"),
+         *errors = procs_path ("errors");
+    s_write_lines (input, 12, "item %zu");
+    int rc = procs_run (60000,
+                        "%s map --connect %s --ordered --chunksize 4 %s %s "
+                        "< %s > %s 2> %s",
+                        procs_drover (), endpoint, options, handler, input,
+                        output, errors);
+    char *text = procs_read (errors, NULL);
+    cr_assert_eq (rc, 1, "a failed input makes map exit 1: %s", text);
+    char *expected = s_expected_with_gaps (12, &bad, 1),
+         *got = procs_read (output, NULL);
+    cr_assert_str_eq (got, expected);
+    cr_assert_eq (s_count_lines_with (text, "drover map: input "), 1, "%s",
+                  text);
+    char own[64];
+    snprintf (own, sizeof own, "drover map: input %zu (task ", bad);
+    cr_assert (strstr (text, own), "%s", text);
+    cr_assert (strstr (text, code), "%s", text);
+    free (text);
+    free (expected);
+    free (got);
+    free (input);
+    free (output);
+    free (errors);
+}
+
 Test (e2e, a_chunk_whose_child_crashes_for_good_fails_only_the_input_at_fault)
 {
     char *endpoint = s_start_broker ();
     char *handler = zsys_sprintf (CRASH_HANDLER, procs_dir (), "\"item 5\"");
     s_start_worker (endpoint, 2, handler);
-    char *input = procs_path ("input"), *output = procs_path ("output"),
-         *errors = procs_path ("errors");
-    s_write_lines (input, 12, "item %zu");
-    //  Inputs 4-7 are a chunk; its child crashes at input 5, twice
-    int rc = procs_run (60000,
-                        "%s map --connect %s --ordered --chunksize 4 "
-                        "--retries 1 --retry-delay-ms 10 boom < %s > %s 2> %s",
-                        procs_drover (), endpoint, input, output, errors);
-    char *text = procs_read (errors, NULL);
-    cr_assert_eq (rc, 1, "a failed input makes map exit 1: %s", text);
-    size_t bad[] = {5};
-    char *expected = s_expected_with_gaps (12, bad, 1),
-         *got = procs_read (output, NULL);
-    cr_assert_str_eq (got, expected);
-    //  One failure, input 5's own: its own task, crashed
-    cr_assert_eq (s_count_lines_with (text, "drover map: input "), 1, "%s",
-                  text);
-    cr_assert (strstr (text, "drover map: input 5 (task "), "%s", text);
-    cr_assert (strstr (text, "DROVER_ECRASHED"), "%s", text);
+    //  Inputs 4-7 are a chunk; its child crashes at input 5, twice; then
+    //  input 5 fails alone, as its own task, crashed
+    s_map_fails_only (endpoint, "--retries 1 --retry-delay-ms 10", "boom", 5,
+                      "DROVER_ECRASHED");
     //  The chunk ran twice (up to its crash), then each input alone, with
     //  the map's retries: input 5 crashed twice more
     size_t runs[12];
@@ -497,12 +517,6 @@ Test (e2e, a_chunk_whose_child_crashes_for_good_fails_only_the_input_at_fault)
     size_t want[12] = {1, 1, 1, 1, 3, 4, 1, 1, 1, 1, 1, 1};
     for (size_t i = 0; i < 12; i++)
         cr_assert_eq (runs[i], want[i], "input %zu ran %zu times", i, runs[i]);
-    free (text);
-    free (expected);
-    free (got);
-    free (input);
-    free (output);
-    free (errors);
     free (handler);
     free (endpoint);
 }
@@ -513,29 +527,8 @@ Test (e2e, a_chunk_past_its_time_limit_fails_only_the_slow_input)
     s_start_worker (endpoint, 2,
                     "--handler 'nap=exec:read x; case \"$x\" in "
                     "\"item 6\") sleep 30;; esac; echo \"$x\"'");
-    char *input = procs_path ("input"), *output = procs_path ("output"),
-         *errors = procs_path ("errors");
-    s_write_lines (input, 12, "item %zu");
-    int rc = procs_run (60000,
-                        "%s map --connect %s --ordered --chunksize 4 "
-                        "--retries 0 --timeout-ms 1500 nap < %s > %s 2> %s",
-                        procs_drover (), endpoint, input, output, errors);
-    char *text = procs_read (errors, NULL);
-    cr_assert_eq (rc, 1, "a failed input makes map exit 1: %s", text);
-    size_t bad[] = {6};
-    char *expected = s_expected_with_gaps (12, bad, 1),
-         *got = procs_read (output, NULL);
-    cr_assert_str_eq (got, expected);
-    cr_assert_eq (s_count_lines_with (text, "drover map: input "), 1, "%s",
-                  text);
-    cr_assert (strstr (text, "drover map: input 6 (task "), "%s", text);
-    cr_assert (strstr (text, "DROVER_ETIMELIMIT"), "%s", text);
-    free (text);
-    free (expected);
-    free (got);
-    free (input);
-    free (output);
-    free (errors);
+    s_map_fails_only (endpoint, "--retries 0 --timeout-ms 1500", "nap", 6,
+                      "DROVER_ETIMELIMIT");
     free (endpoint);
 }
 

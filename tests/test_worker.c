@@ -1431,17 +1431,27 @@ h_dispatch_as_credit_comes (h_t *h, uint64_t first, uint64_t count,
 }
 
 //  Starts a node of one child with the automatic lookahead and runs echo
-//  tasks until their run times make it pipeline.
+//  tasks until their run times make it pipeline; logged: with -v, its log
+//  in h->log (read it with h_stop_for_log).
 static h_t *
-h_new_pipelining (void)
+h_new_pipelining_logged (bool logged)
 {
     h_t *h = h_new ();
-    const char *extra[] = {"-j", "1", "--lookahead", "auto", NULL};
+    if (logged)
+        snprintf (h->log, sizeof h->log, "%s/node.log", h->tmp);
+    const char *extra[] = {
+        "-j", "1", "--lookahead", "auto", logged ? "-v" : NULL, NULL};
     h_start (h, extra);
     h_join (h, 1000, 5, 1);
     h_warm (h);
     H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
     return h;
+}
+
+static h_t *
+h_new_pipelining (void)
+{
+    return h_new_pipelining_logged (false);
 }
 
 Test (worker, a_task_sent_behind_one_that_crashes_its_child_runs_again,
@@ -1524,13 +1534,7 @@ s_times_sent (const char *log, uint64_t id)
 Test (worker, a_crash_is_reported_once_and_what_ran_before_it_runs_once,
       .timeout = 60)
 {
-    h_t *h = h_new ();
-    snprintf (h->log, sizeof h->log, "%s/node.log", h->tmp);
-    const char *extra[] = {"-j", "1", "--lookahead", "auto", "-v", NULL};
-    h_start (h, extra);
-    h_join (h, 1000, 5, 1);
-    h_warm (h);
-    H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
+    h_t *h = h_new_pipelining_logged (true);
     //  Rounds of five echoes, a crash and two echoes, sent ahead at once:
     //  the child dies with the echoes' outcomes often still in its pipe
     for (uint64_t round = 0; round < 30; round++) {
@@ -1569,13 +1573,7 @@ Test (worker, a_crash_is_reported_once_and_what_ran_before_it_runs_once,
 Test (worker, a_task_dispatched_twice_runs_once_wherever_it_waits,
       .timeout = 30)
 {
-    h_t *h = h_new ();
-    snprintf (h->log, sizeof h->log, "%s/node.log", h->tmp);
-    const char *extra[] = {"-j", "1", "--lookahead", "auto", "-v", NULL};
-    h_start (h, extra);
-    h_join (h, 1000, 5, 1);
-    h_warm (h);
-    H_EXPECT (h, 5000, h_open_credit (h) >= 3, "no lookahead");
+    h_t *h = h_new_pipelining_logged (true);
     //  201 runs 300 ms and 202 is sent ahead to the same child at once; a
     //  second DISPATCH of 202 finds it waiting in the child's channel
     const char *handlers[] = {"sleep", "echo"};
