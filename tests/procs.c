@@ -185,3 +185,31 @@ procs_read (const char *path, size_t *size)
         *size = (size_t)length;
     return data;
 }
+
+void
+procs_write_lines (const char *path, size_t count, const char *format)
+{
+    FILE *file = fopen (path, "w");
+    cr_assert_not_null (file);
+    for (size_t i = 0; i < count; i++) {
+        fprintf (file, format, i);
+        fputc ('\n', file);
+    }
+    fclose (file);
+}
+
+void
+procs_wait_idle (const char *endpoint)
+{
+    int64_t deadline = zclock_mono () + 20000;
+    while (zclock_mono () < deadline) {
+        int busy = procs_run (5000,
+                              "%s stats --connect %s | grep -Eq "
+                              "'(queued|leased) [1-9]'",
+                              procs_drover (), endpoint);
+        if (busy == 1)
+            return;     //  grep found nothing busy
+        usleep (50000); //  polling the broker, with a deadline
+    }
+    cr_assert_fail ("the broker stayed busy");
+}

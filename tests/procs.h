@@ -50,4 +50,11 @@ int procs_free_port (void);
     size is not NULL. Caller frees. */
 char *procs_read (const char *path, size_t *size);
 
+/*  Writes count lines to path: format (with one %zu) of 0 to count - 1. */
+void procs_write_lines (const char *path, size_t count, const char *format);
+
+/*  Waits (20 s at most, else fails the test) until the broker at endpoint
+    has no task queued or running, by `drover stats`. */
+void procs_wait_idle (const char *endpoint);
+
 #endif

@@ -24,18 +24,6 @@ s_setup (void)
     procs_setup ("e2e");
 }
 
-static void
-s_write_lines (const char *path, size_t count, const char *format)
-{
-    FILE *file = fopen (path, "w");
-    cr_assert_not_null (file);
-    for (size_t i = 0; i < count; i++) {
-        fprintf (file, format, i);
-        fputc ('\n', file);
-    }
-    fclose (file);
-}
-
 //  Starts a broker on a free port; returns its endpoint (caller frees).
 static char *
 s_start_broker (void)
@@ -66,7 +54,7 @@ Test (e2e, map_ordered_echo_over_two_nodes_returns_the_input)
     s_start_worker (endpoint, 2, NULL);
     s_start_worker (endpoint, 2, NULL);
     char *input = procs_path ("input"), *output = procs_path ("output");
-    s_write_lines (input, 20000, "line %zu of the input");
+    procs_write_lines (input, 20000, "line %zu of the input");
     int64_t start = zclock_mono ();
     int rc = procs_run (120000, "%s map --connect %s --ordered echo < %s > %s",
                         procs_drover (), endpoint, input, output);
@@ -88,7 +76,7 @@ Test (e2e, map_ordered_echo_over_two_nodes_returns_the_input)
 Test (e2e, map_in_local_mode_returns_the_input_and_leaves_nothing)
 {
     char *input = procs_path ("input"), *output = procs_path ("output");
-    s_write_lines (input, 20000, "local %zu");
+    procs_write_lines (input, 20000, "local %zu");
     int64_t start = zclock_mono ();
     int rc = procs_run (120000,
                         "DROVER_CONNECT= %s map -j 2 --ordered echo < %s > %s",
@@ -117,7 +105,7 @@ Test (e2e, sha256_matches_an_independent_computation)
     char *endpoint = s_start_broker ();
     s_start_worker (endpoint, 2, NULL);
     char *input = procs_path ("input"), *output = procs_path ("output");
-    s_write_lines (input, 300, "payload number %zu");
+    procs_write_lines (input, 300, "payload number %zu");
     int rc = procs_run (60000, "%s map --connect %s --ordered sha256 < %s > %s",
                         procs_drover (), endpoint, input, output);
     cr_assert_eq (rc, 0);
@@ -223,7 +211,7 @@ Test (e2e, fail_and_crash_are_reported_and_the_rest_completes)
     free (got);
 
     //  The built-in fail and crash handlers too: every input reported
-    s_write_lines (input, 5, "item %zu");
+    procs_write_lines (input, 5, "item %zu");
     rc = procs_run (60000, "%s map --connect %s fail < %s > %s 2> %s",
                     procs_drover (), endpoint, input, output, errors);
     cr_assert_neq (rc, 0);
@@ -268,7 +256,7 @@ Test (e2e, chunked_maps_return_every_input_in_order_and_fail_per_input)
          *errors = procs_path ("errors");
     const char *sizes[] = {"7", "auto"};
     for (size_t i = 0; i < 2; i++) {
-        s_write_lines (input, 20000, "chunked line %zu");
+        procs_write_lines (input, 20000, "chunked line %zu");
         int rc = procs_run (60000,
                             "%s map --connect %s --ordered --chunksize %s "
                             "echo < %s > %s",
@@ -319,7 +307,7 @@ Test (e2e, a_chunk_whose_child_crashed_runs_again_as_a_whole)
                       procs_dir (), procs_dir (), procs_dir ());
     s_start_worker (endpoint, 1, handler);
     char *input = procs_path ("input"), *output = procs_path ("output");
-    s_write_lines (input, 8, "boom %zu");
+    procs_write_lines (input, 8, "boom %zu");
     int rc = procs_run (60000,
                         "%s map --connect %s --ordered --chunksize 4 --retries "
                         "1 flaky < %s > %s",
@@ -432,24 +420,6 @@ s_check_json_results (const char *path, size_t count, const size_t *bad,
     free (text);
 }
 
-//  Waits until the broker at endpoint has no task queued or running, so
-//  that every run is in the record.
-static void
-s_wait_idle (const char *endpoint)
-{
-    int64_t deadline = zclock_mono () + 20000;
-    while (zclock_mono () < deadline) {
-        int busy = procs_run (5000,
-                              "%s stats --connect %s | grep -Eq "
-                              "'(queued|leased) [1-9]'",
-                              procs_drover (), endpoint);
-        if (busy == 1)
-            return;     //  grep found nothing busy
-        usleep (50000); //  polling the broker, with a deadline
-    }
-    cr_assert_fail ("the broker stayed busy");
-}
-
 //  Lines of text that contain what.
 static size_t
 s_count_lines_with (const char *text, const char *what)
@@ -476,7 +446,7 @@ s_map_fails_only (const char *endpoint, const char *options,
 {
     char *input = procs_path ("input"), *output = procs_path ("output"),
          *errors = procs_path ("errors");
-    s_write_lines (input, 12, "item %zu");
+    procs_write_lines (input, 12, "item %zu");
     int rc = procs_run (60000,
                         "%s map --connect %s --ordered --chunksize 4 %s %s "
                         "< %s > %s 2> %s",
@@ -541,7 +511,7 @@ Test (e2e, split_chunks_keep_the_order_and_give_each_input_once)
     s_start_worker (endpoint, 2, handler);
     char *input = procs_path ("input"), *output = procs_path ("output"),
          *errors = procs_path ("errors");
-    s_write_lines (input, 300, "item %zu");
+    procs_write_lines (input, 300, "item %zu");
     size_t bad[] = {100, 103, 250};
     //  In order, with a window of 3 tasks (fewer than a chunk's inputs)
     int rc = procs_run (120000,
@@ -580,7 +550,7 @@ Test (e2e, a_job_logs_a_split_chunk_once_and_a_rerun_runs_nothing)
     s_start_worker (endpoint, 2, handler);
     char *input = procs_path ("input"), *first = procs_path ("first"),
          *second = procs_path ("second"), *errors = procs_path ("errors");
-    s_write_lines (input, 12, "item %zu");
+    procs_write_lines (input, 12, "item %zu");
     size_t bad[] = {5};
     char *command = zsys_sprintf (
         "%s map --connect %s --json --chunksize 4 --retries 0 --job %s/job "
@@ -590,7 +560,7 @@ Test (e2e, a_job_logs_a_split_chunk_once_and_a_rerun_runs_nothing)
     cr_assert_eq (rc, 1);
     s_check_json_results (first, 12, bad, 1, "DROVER_ECRASHED");
     size_t runs[12], again[12];
-    s_wait_idle (endpoint);
+    procs_wait_idle (endpoint);
     s_count_item_runs (runs, 12);
     //  Run again: every result, the split chunk's too, comes from the log
     rc = procs_run (60000, "%s > %s 2> %s", command, second, errors);
@@ -625,7 +595,7 @@ Test (e2e, a_job_killed_while_a_chunk_is_split_resumes_with_each_input_once)
     s_start_worker (endpoint, 2, handler);
     char *input = procs_path ("input"), *first = procs_path ("first"),
          *second = procs_path ("second"), *errors = procs_path ("errors");
-    s_write_lines (input, 12, "item %zu");
+    procs_write_lines (input, 12, "item %zu");
     size_t bad[] = {5};
     char *command = zsys_sprintf (
         "%s map --connect %s --json --chunksize 4 --retries 0 --job %s/job "
@@ -652,7 +622,7 @@ Test (e2e, a_job_killed_while_a_chunk_is_split_resumes_with_each_input_once)
     //  Then the split chunk's outcomes are in the log: a third run runs
     //  nothing and prints the same (once the killed run's tasks are over)
     size_t again[12];
-    s_wait_idle (endpoint);
+    procs_wait_idle (endpoint);
     s_count_item_runs (runs, 12);
     rc = procs_run (60000, "%s > %s 2> %s", command, second, errors);
     cr_assert_eq (rc, 1);
@@ -716,7 +686,7 @@ Test (e2e, a_node_started_before_the_broker_connects_when_it_comes_up)
                  "> %s/broker.log 2>&1",
                  procs_drover (), endpoint, procs_free_port (), procs_dir ());
     char *input = procs_path ("input"), *output = procs_path ("output");
-    s_write_lines (input, 10, "late %zu");
+    procs_write_lines (input, 10, "late %zu");
     int rc = procs_run (30000, "%s map --connect %s --ordered echo < %s > %s",
                         procs_drover (), endpoint, input, output);
     cr_assert_eq (rc, 0);
@@ -818,7 +788,7 @@ s_local_processes (void)
 Test (e2e, ctrl_c_tears_the_local_cluster_down)
 {
     char *input = procs_path ("input");
-    s_write_lines (input, 4, "3000");
+    procs_write_lines (input, 4, "3000");
     pid_t map =
         procs_spawn ("DROVER_CONNECT= exec %s map -j 2 sleep < %s > /dev/null",
                      procs_drover (), input);
@@ -859,7 +829,7 @@ Test (e2e, dead_letters_keep_their_history_and_can_be_retried)
     char *endpoint = s_start_broker ();
     s_start_worker (endpoint, 2, NULL);
     char *input = procs_path ("input"), *output = procs_path ("output");
-    s_write_lines (input, 2, "doomed %zu");
+    procs_write_lines (input, 2, "doomed %zu");
     int rc =
         procs_run (30000,
                    "%s map --connect %s --retries 1 --retry-delay-ms 20 fail "
@@ -948,7 +918,7 @@ Test (e2e, sigterm_stops_the_broker_and_the_sink_cleanly)
     //  Both serve: a map through them completes
     s_start_worker (endpoint, 1, NULL);
     char *input = procs_path ("input"), *output = procs_path ("output");
-    s_write_lines (input, 5, "x %zu");
+    procs_write_lines (input, 5, "x %zu");
     cr_assert_eq (procs_run (30000, "%s map --connect %s echo < %s > %s",
                              procs_drover (), endpoint, input, output),
                   0);

@@ -35,18 +35,6 @@ TestSuite (jobs, .init = s_setup, .fini = procs_teardown, .timeout = 120);
 //  --------------------------------------------------------------------------
 //  Helpers
 
-static void
-s_write_lines (const char *path, size_t count, const char *format)
-{
-    FILE *file = fopen (path, "w");
-    cr_assert_not_null (file);
-    for (size_t i = 0; i < count; i++) {
-        fprintf (file, format, i);
-        fputc ('\n', file);
-    }
-    fclose (file);
-}
-
 static pid_t s_broker;  //  the broker s_start_cluster started
 static int s_sink_port; //  its sink's port
 
@@ -101,24 +89,6 @@ s_wait_lines (const char *path, size_t count, int timeout_ms)
         usleep (5000); //  polling a file, with a deadline
     }
     return false;
-}
-
-//  Waits until the broker at endpoint has no task queued or running, so
-//  that every execution is in the record.
-static void
-s_wait_idle (const char *endpoint)
-{
-    int64_t deadline = zclock_mono () + 20000;
-    while (zclock_mono () < deadline) {
-        int busy = procs_run (5000,
-                              "%s stats --connect %s | grep -Eq "
-                              "'(queued|leased) [1-9]'",
-                              procs_drover (), endpoint);
-        if (busy == 1)
-            return;     //  grep found nothing busy
-        usleep (50000); //  polling the broker, with a deadline
-    }
-    cr_assert_fail ("the broker stayed busy");
 }
 
 //  Counts the executions of each input "job N" in the record: runs[N].
@@ -177,7 +147,7 @@ s_kill_and_resume (const char *map_command, const char *endpoint,
 {
     char *input = procs_path ("input"), *first = procs_path ("first"),
          *second = procs_path ("second"), *errors = procs_path ("errors");
-    s_write_lines (input, INPUTS, "job %zu");
+    procs_write_lines (input, INPUTS, "job %zu");
     pid_t map = procs_spawn ("exec %s < %s > %s 2> %s/first.log", map_command,
                              input, first, procs_dir ());
     cr_assert (s_wait_lines (first, INPUTS / 2, 60000),
@@ -202,7 +172,7 @@ s_kill_and_resume (const char *map_command, const char *endpoint,
     fprintf (stderr, "jobs: %s\n", stderr_text);
 
     if (endpoint)
-        s_wait_idle (endpoint);
+        procs_wait_idle (endpoint);
     size_t runs[INPUTS];
     size_t total = s_count_runs (runs, INPUTS);
     for (size_t i = 0; i < INPUTS; i++)
@@ -305,12 +275,12 @@ Test (jobs, complete_job_run_again_runs_nothing_and_prints_the_same)
     char *input = procs_path ("input"), *first = procs_path ("first"),
          *second = procs_path ("second"), *errors = procs_path ("errors"),
          *rec = procs_path ("rec");
-    s_write_lines (input, 60, "job %zu");
+    procs_write_lines (input, 60, "job %zu");
     int rc = procs_run (60000,
                         "%s map --connect %s --job %s/job --json rec < %s > %s",
                         procs_drover (), endpoint, procs_dir (), input, first);
     cr_assert_eq (rc, 0);
-    s_wait_idle (endpoint);
+    procs_wait_idle (endpoint);
     size_t runs[INPUTS];
     cr_assert_eq (s_count_runs (runs, INPUTS), 60);
     rc = procs_run (60000,
@@ -323,7 +293,7 @@ Test (jobs, complete_job_run_again_runs_nothing_and_prints_the_same)
     cr_assert (strstr (stderr_text, "complete: all 60 results came from the "
                                     "job log; nothing was run"),
                "%s", stderr_text);
-    s_wait_idle (endpoint);
+    procs_wait_idle (endpoint);
     cr_assert_eq (s_count_runs (runs, INPUTS), 60, "a task ran again");
     //  Unordered, the JSON lines come in another order: compare them sorted
     cr_assert_eq (procs_run (10000,
@@ -345,7 +315,7 @@ Test (jobs, rerun_with_another_input_or_handler_is_refused)
 {
     char *input = procs_path ("input"), *output = procs_path ("output"),
          *errors = procs_path ("errors");
-    s_write_lines (input, 50, "line %zu");
+    procs_write_lines (input, 50, "line %zu");
     int rc = procs_run (60000,
                         "DROVER_CONNECT= %s map -j 2 --ordered --job %s/job "
                         "echo < %s > %s",
@@ -440,7 +410,7 @@ Test (jobs, job_log_with_a_torn_tail_resumes_with_a_warning)
     char *endpoint = s_start_cluster ();
     char *input = procs_path ("input"), *output = procs_path ("output"),
          *errors = procs_path ("errors"), *job = procs_path ("job");
-    s_write_lines (input, 100, "job %zu");
+    procs_write_lines (input, 100, "job %zu");
     int rc = procs_run (60000,
                         "%s map --connect %s --ordered --job %s rec < %s > %s",
                         procs_drover (), endpoint, job, input, output);
@@ -461,7 +431,7 @@ Test (jobs, job_log_with_a_torn_tail_resumes_with_a_warning)
     char *expected = procs_read (input, NULL), *got = procs_read (output, NULL);
     cr_assert_str_eq (got, expected);
     //  Only the result that was cut off may have run again
-    s_wait_idle (endpoint);
+    procs_wait_idle (endpoint);
     size_t runs[INPUTS];
     cr_assert_leq (s_count_runs (runs, INPUTS), 101);
     free (text);
