@@ -1088,9 +1088,6 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
         s_reclaim (self, false);
     s_expire_peers (self, now, expiry);
     s_expire (self);
-    id_map_trim (self->results);
-    id_map_trim (self->claims);
-    id_map_trim (self->watchers);
     s_turn_end (self);
     return 0;
 }
@@ -1324,6 +1321,7 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
     self->results = id_map_new ();
     self->claims = id_map_new ();
     self->watchers = id_map_new ();
+    assert (self->results && self->claims && self->watchers);
     self->peers = routing_table_new ();
     self->names = name_table_new ();
     self->pending = zlistx_new ();

@@ -35,7 +35,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "drover_client_internal.h"
-#include "drover_idmap.h"
+#include "id_map.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -92,9 +92,9 @@ struct drover_client_t {
     uint32_t max_batch;             //  most items in one message
     uint64_t max_payload;           //  largest payload accepted
     uint64_t next_ref;              //  ref of the next request
-    drover_idmap_t *requests;       //  ref -> s_request_t
-    drover_idmap_t *watches;        //  task id -> s_watch_t
-    drover_idmap_t *results;        //  task id -> drover_result_t, for wait
+    id_map_t *requests;             //  ref -> s_request_t
+    id_map_t *watches;              //  task id -> s_watch_t
+    id_map_t *results;              //  task id -> drover_result_t, for wait
     int64_t sink_sent;              //  when we last sent to the sink
     int64_t sink_heard;             //  when it last sent to us (or when we
                                     //  began to expect it to)
@@ -402,9 +402,9 @@ drover_client_new (void)
     drover_client_t *self = (drover_client_t *)calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->requests = drover_idmap_new ();
-    self->watches = drover_idmap_new ();
-    self->results = drover_idmap_new ();
+    self->requests = id_map_new ();
+    self->watches = id_map_new ();
+    self->results = id_map_new ();
     if (!self->requests || !self->watches || !self->results) {
         drover_client_destroy (&self);
         return NULL;
@@ -429,16 +429,16 @@ drover_client_new (void)
 
 //  Frees every entry of a table of malloc'd values.
 static void
-s_free_all (drover_idmap_t *map, bool results)
+s_free_all (id_map_t *map, bool results)
 {
     if (!map)
         return;
-    size_t count = drover_idmap_size (map);
+    size_t count = id_map_size (map);
     uint64_t *keys = (uint64_t *)malloc ((count + 1) * sizeof (uint64_t));
     assert (keys);
-    count = drover_idmap_keys (map, keys, count);
+    count = id_map_keys (map, keys, count);
     for (size_t i = 0; i < count; i++) {
-        void *value = drover_idmap_take (map, keys[i]);
+        void *value = id_map_remove (map, keys[i]);
         if (results) {
             drover_result_t *result = (drover_result_t *)value;
             drover_result_destroy (&result);
@@ -459,9 +459,9 @@ drover_client_destroy (drover_client_t **self_p)
     s_free_all (self->requests, false);
     s_free_all (self->watches, false);
     s_free_all (self->results, true);
-    drover_idmap_destroy (&self->requests);
-    drover_idmap_destroy (&self->watches);
-    drover_idmap_destroy (&self->results);
+    id_map_destroy (&self->requests);
+    id_map_destroy (&self->watches);
+    id_map_destroy (&self->results);
     zsock_destroy (&self->broker);
     zsock_destroy (&self->sink);
     free (self->endpoint);
@@ -506,8 +506,7 @@ drover_client_timeout (drover_client_t *self)
 static s_request_t *
 s_request_take (drover_client_t *self, uint64_t ref)
 {
-    s_request_t *request =
-        (s_request_t *)drover_idmap_take (self->requests, ref);
+    s_request_t *request = (s_request_t *)id_map_remove (self->requests, ref);
     if (request && !request->to_sink) {
         assert (self->broker_pending > 0);
         if (--self->broker_pending == 0)
@@ -524,15 +523,15 @@ s_fail_requests (drover_client_t *self, bool to_sink, uint64_t before_ref,
 {
     char copy[sizeof self->reason];
     drover_client_copy (copy, sizeof copy, reason);
-    size_t count = drover_idmap_size (self->requests);
+    size_t count = id_map_size (self->requests);
     if (count == 0)
         return;
     uint64_t *refs = (uint64_t *)malloc (count * sizeof (uint64_t));
     assert (refs);
-    count = drover_idmap_keys (self->requests, refs, count);
+    count = id_map_keys (self->requests, refs, count);
     for (size_t i = 0; i < count; i++) {
         s_request_t *request =
-            (s_request_t *)drover_idmap_get (self->requests, refs[i]);
+            (s_request_t *)id_map_lookup (self->requests, refs[i]);
         if (!request || request->to_sink != to_sink || refs[i] >= before_ref)
             continue;
         s_request_take (self, refs[i]);
@@ -550,7 +549,7 @@ s_answer (drover_client_t *self, bool from_sink, drover_packet_t **packet_p)
 {
     drover_msg_t *msg = drover_packet_msg (*packet_p);
     s_request_t *request =
-        (s_request_t *)drover_idmap_get (self->requests, msg->ref);
+        (s_request_t *)id_map_lookup (self->requests, msg->ref);
     if (!request || request->to_sink != from_sink)
         return; //  late reply to a forgotten request
     s_request_take (self, msg->ref);
@@ -682,7 +681,7 @@ drover_client_request (drover_client_t *self, bool to_sink, drover_msg_t *msg,
     request->arg = arg;
     msg->ref = self->next_ref++;
     request->ref = msg->ref;
-    if (drover_idmap_set (self->requests, msg->ref, request)) {
+    if (id_map_try_set (self->requests, msg->ref, request)) {
         free (request);
         return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
     }
@@ -702,7 +701,7 @@ drover_client_request (drover_client_t *self, bool to_sink, drover_msg_t *msg,
     else
         rc = drover_wire_send (sock, NULL, msg, payloads);
     if (rc) {
-        request = (s_request_t *)drover_idmap_take (self->requests, msg->ref);
+        request = (s_request_t *)id_map_remove (self->requests, msg->ref);
         s_request_free (&request);
         if (rc == DROVER_EIO)
             return drover_client_fail (
@@ -804,17 +803,16 @@ static void
 s_sink_watch_all (drover_client_t *self)
 {
     self->rewatch_at = 0;
-    size_t count = drover_idmap_size (self->watches);
+    size_t count = id_map_size (self->watches);
     if (count == 0 || !self->sink)
         return;
     uint64_t *ids = (uint64_t *)malloc (count * sizeof (uint64_t));
     uint64_t *released = (uint64_t *)malloc (count * sizeof (uint64_t));
     assert (ids && released);
-    count = drover_idmap_keys (self->watches, ids, count);
+    count = id_map_keys (self->watches, ids, count);
     size_t kept = 0, released_count = 0;
     for (size_t i = 0; i < count; i++) {
-        s_watch_t *watch =
-            (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
+        s_watch_t *watch = (s_watch_t *)id_map_lookup (self->watches, ids[i]);
         if (watch->release)
             released[released_count++] = ids[i];
         else
@@ -836,8 +834,7 @@ drover_client_watch (drover_client_t *self, const uint64_t *ids, size_t count,
         if (ids[i] == 0)
             return drover_client_fail (self, DROVER_EINVAL,
                                        "0 is not a task id");
-        s_watch_t *watch =
-            (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
+        s_watch_t *watch = (s_watch_t *)id_map_lookup (self->watches, ids[i]);
         //  One result comes per task: a second callback for it would
         //  wait for ever
         if (watch && (watch->fn != fn || fn))
@@ -845,12 +842,11 @@ drover_client_watch (drover_client_t *self, const uint64_t *ids, size_t count,
                                        "task %llu is watched already",
                                        (unsigned long long)ids[i]);
     }
-    if (drover_idmap_size (self->watches) == 0)
+    if (id_map_size (self->watches) == 0)
         //  From now on we expect life, and results
         self->sink_heard = self->result_heard = zclock_mono ();
     for (size_t i = 0; i < count; i++) {
-        s_watch_t *watch =
-            (s_watch_t *)drover_idmap_get (self->watches, ids[i]);
+        s_watch_t *watch = (s_watch_t *)id_map_lookup (self->watches, ids[i]);
         if (watch && fn) {
             //  The same id twice in ids: undo the ones added here
             drover_client_unwatch (self, ids, i);
@@ -860,7 +856,7 @@ drover_client_watch (drover_client_t *self, const uint64_t *ids, size_t count,
         }
         if (!watch) {
             watch = (s_watch_t *)calloc (1, sizeof *watch);
-            if (!watch || drover_idmap_set (self->watches, ids[i], watch)) {
+            if (!watch || id_map_try_set (self->watches, ids[i], watch)) {
                 free (watch);
                 drover_client_unwatch (self, ids, i);
                 return drover_client_fail (self, DROVER_ENOMEM,
@@ -880,7 +876,7 @@ drover_client_unwatch (drover_client_t *self, const uint64_t *ids, size_t count)
 {
     assert (self);
     for (size_t i = 0; i < count; i++)
-        free (drover_idmap_take (self->watches, ids[i]));
+        free (id_map_remove (self->watches, ids[i]));
 }
 
 //  --------------------------------------------------------------------------
@@ -901,26 +897,26 @@ s_broker_restarted (drover_client_t *self, const char *previous)
     //  SUBMITs go again as they were: a broker that journaled one knows
     //  its token and answers with the ids it gave; one that lost it queues
     //  its tasks now. Either way each task exists once.
-    size_t count = drover_idmap_size (self->requests);
+    size_t count = id_map_size (self->requests);
     uint64_t *refs = (uint64_t *)malloc ((count ? count : 1) * sizeof *refs);
     s_request_t **resent =
         (s_request_t **)malloc ((count ? count : 1) * sizeof *resent);
     assert (refs && resent);
-    count = drover_idmap_keys (self->requests, refs, count);
+    count = id_map_keys (self->requests, refs, count);
     //  (out of the table while the others fail)
     size_t resent_count = 0;
     for (size_t i = 0; i < count; i++) {
         s_request_t *request =
-            (s_request_t *)drover_idmap_get (self->requests, refs[i]);
+            (s_request_t *)id_map_lookup (self->requests, refs[i]);
         if (request && !request->to_sink && request->encoded
             && refs[i] < self->hello_ref
             && drover_wire_send_encoded (self->broker, request->encoded) == 0)
             resent[resent_count++] =
-                (s_request_t *)drover_idmap_take (self->requests, refs[i]);
+                (s_request_t *)id_map_remove (self->requests, refs[i]);
     }
     s_fail_requests (self, false, self->hello_ref, DROVER_ESTALE, reason);
     for (size_t i = 0; i < resent_count; i++) {
-        int rc = drover_idmap_set (self->requests, resent[i]->ref, resent[i]);
+        int rc = id_map_try_set (self->requests, resent[i]->ref, resent[i]);
         assert (rc == 0);
     }
     free (resent);
@@ -1049,21 +1045,20 @@ s_handle_results (drover_client_t *self, drover_packet_t *packet)
     drover_msg_t *msg = drover_packet_msg (packet);
     for (size_t i = 0; i < msg->task_count; i++) {
         const drover_task_t *item = &msg->tasks[i];
-        s_watch_t *watch =
-            (s_watch_t *)drover_idmap_take (self->watches, item->id);
+        s_watch_t *watch = (s_watch_t *)id_map_remove (self->watches, item->id);
         if (!watch)
             continue; //  not watched (any more), or a duplicate
         drover_result_t *result =
             s_result_new (item, drover_packet_take_payload (packet, i));
         if (!result) {
             //  Out of memory: watch it again, maybe it fits later
-            drover_idmap_set (self->watches, item->id, watch);
+            id_map_try_set (self->watches, item->id, watch);
             self->rewatch_at = zclock_mono () + 1000;
             continue;
         }
         if (watch->fn)
             watch->fn (watch->arg, result);
-        else if (drover_idmap_set (self->results, item->id, result))
+        else if (id_map_try_set (self->results, item->id, result))
             drover_result_destroy (&result);
         free (watch);
     }
@@ -1156,7 +1151,7 @@ s_hello (drover_client_t *self)
 static void
 s_sink_liveness (drover_client_t *self)
 {
-    if (drover_idmap_size (self->watches) == 0)
+    if (id_map_size (self->watches) == 0)
         return;
     int64_t now = zclock_mono ();
     if (!self->sink) {
@@ -1206,7 +1201,7 @@ s_probe_timer (drover_client_t *self)
     int64_t after = s_probe_after (self), next = -1;
     if (self->broker_pending)
         next = self->broker_owed + after;
-    if (drover_idmap_size (self->watches)) {
+    if (id_map_size (self->watches)) {
         int64_t quiet = self->result_heard + s_expiry (self);
         if (next < 0 || quiet < next)
             next = quiet;
@@ -1230,7 +1225,7 @@ s_broker_liveness (drover_client_t *self)
 static int64_t
 s_sink_timer (drover_client_t *self)
 {
-    if (drover_idmap_size (self->watches) == 0)
+    if (id_map_size (self->watches) == 0)
         return -1;
     if (!self->sink)
         return self->session_lost ? -1 : self->hello_sent + self->hello_ivl;
@@ -1591,10 +1586,10 @@ drover_client_wait (drover_client_t *self, const uint64_t *ids, size_t count,
     if (rc)
         return rc;
     //  Distinct ids only: a result comes once
-    drover_idmap_t *seen = drover_idmap_new ();
+    id_map_t *seen = id_map_new ();
     uint64_t *watch = (uint64_t *)malloc ((count + 1) * sizeof (uint64_t));
     if (!seen || !watch) {
-        drover_idmap_destroy (&seen);
+        id_map_destroy (&seen);
         free (watch);
         return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
     }
@@ -1602,16 +1597,16 @@ drover_client_wait (drover_client_t *self, const uint64_t *ids, size_t count,
     for (size_t i = 0; i < count && rc == 0; i++) {
         if (ids[i] == 0)
             rc = drover_client_fail (self, DROVER_EINVAL, "0 is not a task id");
-        else if (drover_idmap_get (seen, ids[i]))
+        else if (id_map_lookup (seen, ids[i]))
             rc = drover_client_fail (self, DROVER_EINVAL,
                                      "task %llu is asked for twice",
                                      (unsigned long long)ids[i]);
-        else if (drover_idmap_set (seen, ids[i], (void *)&ids[i]))
+        else if (id_map_try_set (seen, ids[i], (void *)&ids[i]))
             rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
-        else if (!drover_idmap_get (self->results, ids[i]))
+        else if (!id_map_lookup (self->results, ids[i]))
             watch[watch_count++] = ids[i];
     }
-    drover_idmap_destroy (&seen);
+    id_map_destroy (&seen);
     if (rc == 0)
         rc =
             drover_client_watch (self, watch, watch_count, release, NULL, NULL);
@@ -1624,8 +1619,8 @@ drover_client_wait (drover_client_t *self, const uint64_t *ids, size_t count,
         size_t missing = 0;
         for (size_t i = 0; i < count; i++) {
             if (!results[i])
-                results[i] = (drover_result_t *)drover_idmap_take (
-                    self->results, ids[i]);
+                results[i] =
+                    (drover_result_t *)id_map_remove (self->results, ids[i]);
             if (!results[i])
                 missing++;
         }
@@ -1923,17 +1918,17 @@ s_dead_item_compare (const void *a, const void *b)
 //  a broken reply, as is one attempt given twice.
 static int
 s_dead_list_new (drover_client_t *self, s_sync_t *syncs, size_t replies,
-                 drover_idmap_t *asked, drover_dead_list_t **list_p)
+                 id_map_t *asked, drover_dead_list_t **list_p)
 {
     size_t count = 0;
     for (size_t r = 0; r < replies; r++)
         count += drover_packet_msg (syncs[r].packet)->task_count;
     s_dead_item_t *items =
         (s_dead_item_t *)calloc (count + 1, sizeof (s_dead_item_t));
-    drover_idmap_t *tasks = drover_idmap_new (); //  id -> task index + 1
+    id_map_t *tasks = id_map_new (); //  id -> task index + 1
     if (!items || !tasks) {
         free (items);
-        drover_idmap_destroy (&tasks);
+        id_map_destroy (&tasks);
         return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
     }
     int rc = 0;
@@ -1942,7 +1937,7 @@ s_dead_list_new (drover_client_t *self, s_sync_t *syncs, size_t replies,
         drover_msg_t *reply = drover_packet_msg (syncs[r].packet);
         for (size_t i = 0; i < reply->task_count && rc == 0; i++, at++) {
             const drover_task_t *item = &reply->tasks[i];
-            if (asked && !drover_idmap_get (asked, item->id)) {
+            if (asked && !id_map_lookup (asked, item->id)) {
                 rc = drover_client_fail (
                     self, DROVER_EPROTO,
                     "the broker's DEAD_REPLY lists task %llu, which was not "
@@ -1950,17 +1945,17 @@ s_dead_list_new (drover_client_t *self, s_sync_t *syncs, size_t replies,
                     (unsigned long long)item->id);
                 break;
             }
-            uintptr_t task = (uintptr_t)drover_idmap_get (tasks, item->id);
+            uintptr_t task = (uintptr_t)id_map_lookup (tasks, item->id);
             if (!task) {
                 task = ++task_count;
-                if (drover_idmap_set (tasks, item->id, (void *)task))
+                if (id_map_try_set (tasks, item->id, (void *)task))
                     rc = drover_client_fail (self, DROVER_ENOMEM,
                                              "out of memory");
             }
             items[at] = (s_dead_item_t){(size_t)task - 1, item};
         }
     }
-    drover_idmap_destroy (&tasks);
+    id_map_destroy (&tasks);
     if (count)
         qsort (items, count, sizeof *items, s_dead_item_compare);
     for (size_t i = 1; i < count && rc == 0; i++)
@@ -2035,13 +2030,13 @@ drover_client_dead (drover_client_t *self, const uint64_t *ids, size_t count,
     int rc = s_check_connected (self);
     if (rc)
         return rc;
-    drover_idmap_t *asked = count ? drover_idmap_new () : NULL;
+    id_map_t *asked = count ? id_map_new () : NULL;
     if (count && !asked)
         return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
     for (size_t i = 0; i < count && rc == 0; i++) {
         if (ids[i] == 0)
             rc = drover_client_fail (self, DROVER_EINVAL, "0 is not a task id");
-        else if (drover_idmap_set (asked, ids[i], (void *)&ids[i]))
+        else if (id_map_try_set (asked, ids[i], (void *)&ids[i]))
             rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
     }
     size_t batch = self->max_batch;
@@ -2053,7 +2048,7 @@ drover_client_dead (drover_client_t *self, const uint64_t *ids, size_t count,
     if (rc) {
         free (syncs);
         free (refs);
-        drover_idmap_destroy (&asked);
+        id_map_destroy (&asked);
         return rc;
     }
     for (size_t b = 0; b < batches; b++) {
@@ -2083,7 +2078,7 @@ drover_client_dead (drover_client_t *self, const uint64_t *ids, size_t count,
         rc = s_dead_list_new (self, syncs, batches, asked, list_p);
     s_sync_free (syncs, batches);
     free (refs);
-    drover_idmap_destroy (&asked);
+    id_map_destroy (&asked);
     return rc;
 }
 
@@ -2113,20 +2108,20 @@ drover_client_retry (drover_client_t *self, const uint64_t *ids, size_t count,
             self, DROVER_ETOOBIG,
             "%zu tasks to retry: the broker takes at most %u at once (or all)",
             count, self->max_batch);
-    drover_idmap_t *seen = drover_idmap_new ();
+    id_map_t *seen = id_map_new ();
     if (!seen)
         return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
     for (size_t i = 0; i < count && rc == 0; i++) {
         if (ids[i] == 0)
             rc = drover_client_fail (self, DROVER_EINVAL, "0 is not a task id");
-        else if (drover_idmap_get (seen, ids[i]))
+        else if (id_map_lookup (seen, ids[i]))
             rc = drover_client_fail (self, DROVER_EINVAL,
                                      "task %llu is given twice",
                                      (unsigned long long)ids[i]);
-        else if (drover_idmap_set (seen, ids[i], (void *)&ids[i]))
+        else if (id_map_try_set (seen, ids[i], (void *)&ids[i]))
             rc = drover_client_fail (self, DROVER_ENOMEM, "out of memory");
     }
-    drover_idmap_destroy (&seen);
+    id_map_destroy (&seen);
     if (rc)
         return rc;
     s_sync_t sync = {.done = false};

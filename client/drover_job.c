@@ -18,8 +18,8 @@
 */
 #include "drover_job.h"
 #include "drover_client_internal.h"
-#include "drover_idmap.h"
 #include "drover_journal.h"
+#include "id_map.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -62,7 +62,7 @@ struct drover_job_t {
     drover_job_stats_t stats;          //  what open found
     s_entry_t *entries;                //  by input index, stats.known
     uint64_t capacity;                 //  entries allocated
-    drover_idmap_t *pending;           //  replay: id -> index + 1
+    id_map_t *pending;                 //  replay: id -> index + 1
     bool described;                    //  replay saw the first record
     int spool_fd;                      //  copies of logged results, or -1
     FILE *spool;                       //  replay: writes to spool_fd
@@ -245,11 +245,11 @@ s_replay_submitted (drover_job_t *self, drover_msg_t *msg)
         if (entry->spool)
             continue; //  it has its result already
         if (entry->id)
-            drover_idmap_take (self->pending, entry->id);
+            id_map_remove (self->pending, entry->id);
         entry->id = msg->ids[i];
         entry->digest = msg->ids[count + i];
-        rc = drover_idmap_set (self->pending, entry->id,
-                               (void *)(uintptr_t)(first + i + 1));
+        rc = id_map_try_set (self->pending, entry->id,
+                             (void *)(uintptr_t)(first + i + 1));
         if (rc)
             rc = s_fail (self, rc, "out of memory replaying the job log");
     }
@@ -315,7 +315,7 @@ s_replay_result (drover_job_t *self, drover_msg_t *msg)
     for (size_t i = 0; i < msg->task_count; i++) {
         const drover_task_t *item = &msg->tasks[i];
         uint64_t index =
-            (uint64_t)(uintptr_t)drover_idmap_take (self->pending, item->id);
+            (uint64_t)(uintptr_t)id_map_remove (self->pending, item->id);
         if (index-- == 0)
             continue; //  a superseded id, or a second result
         s_entry_t *entry = &self->entries[index];
@@ -381,7 +381,7 @@ drover_job_open (const drover_job_config_t *config, bool *refused_p,
     self->spool_fd = -1;
     self->config = config;
     self->dir = strdup (config->dir);
-    self->pending = drover_idmap_new ();
+    self->pending = id_map_new ();
     if (!self->dir || !self->pending) {
         drover_job_destroy (&self);
         *error_p = strdup ("out of memory");
@@ -410,7 +410,7 @@ drover_job_open (const drover_job_config_t *config, bool *refused_p,
     if (self->spool)
         fclose (self->spool);
     self->spool = NULL;
-    drover_idmap_destroy (&self->pending);
+    id_map_destroy (&self->pending);
     self->stats.corrupt = journal_stats.corrupt;
     self->stats.torn = journal_stats.torn_bytes;
     self->stats.fresh = !self->described;
@@ -441,7 +441,7 @@ drover_job_destroy (drover_job_t **self_p)
         fclose (self->spool);
     if (self->spool_fd >= 0)
         close (self->spool_fd);
-    drover_idmap_destroy (&self->pending);
+    id_map_destroy (&self->pending);
     free (self->entries);
     free (self->dir);
     free (self);

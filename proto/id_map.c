@@ -8,7 +8,11 @@
 #include "id_map.h"
 #include "id_hash.h"
 
-#include <czmq.h>
+#include "drover_error.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdlib.h>
 
 //  Slots of an empty map; it never shrinks below.
 #define S_MIN_SLOTS 16
@@ -32,14 +36,17 @@ s_home (id_map_t *self, uint64_t id)
     return id_hash (id) & self->mask;
 }
 
-//  Puts every pair in a new array of slot_count slots.
-static void
+//  Puts every pair in a new array of slot_count slots; false, with the map
+//  unchanged, when out of memory.
+static bool
 s_resize (id_map_t *self, size_t slot_count)
 {
+    s_slot_t *slots = (s_slot_t *)calloc (slot_count, sizeof (s_slot_t));
+    if (!slots)
+        return false;
     s_slot_t *old = self->slots;
     size_t old_count = self->mask + 1;
-    self->slots = (s_slot_t *)calloc (slot_count, sizeof (s_slot_t));
-    assert (self->slots);
+    self->slots = slots;
     self->mask = slot_count - 1;
     for (size_t i = 0; i < old_count; i++)
         if (old[i].value) {
@@ -49,15 +56,20 @@ s_resize (id_map_t *self, size_t slot_count)
             self->slots[slot] = old[i];
         }
     free (old);
+    return true;
 }
 
 id_map_t *
 id_map_new (void)
 {
-    id_map_t *self = (id_map_t *)zmalloc (sizeof *self);
-    assert (self);
+    id_map_t *self = (id_map_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
     self->slots = (s_slot_t *)calloc (S_MIN_SLOTS, sizeof (s_slot_t));
-    assert (self->slots);
+    if (!self->slots) {
+        free (self);
+        return NULL;
+    }
     self->mask = S_MIN_SLOTS - 1;
     return self;
 }
@@ -90,24 +102,35 @@ id_map_lookup (id_map_t *self, uint64_t id)
     return self->slots[s_find (self, id)].value;
 }
 
-void *
-id_map_set (id_map_t *self, uint64_t id, void *value)
+int
+id_map_try_set (id_map_t *self, uint64_t id, void *value)
 {
     assert (value);
     size_t slot = s_find (self, id);
-    void *old = self->slots[slot].value;
-    if (old) {
+    if (self->slots[slot].value) {
         self->slots[slot].value = value;
-        return old;
+        return 0;
     }
     //  Linear probing stays short up to a load of 3/4
     if (4 * (self->size + 1) > 3 * (self->mask + 1)) {
-        s_resize (self, 2 * (self->mask + 1));
+        if (self->mask + 1 > SIZE_MAX / 2 / sizeof (s_slot_t)
+            || !s_resize (self, 2 * (self->mask + 1)))
+            return DROVER_ENOMEM;
         slot = s_find (self, id);
     }
     self->slots[slot] = (s_slot_t){id, value};
     self->size++;
-    return NULL;
+    return 0;
+}
+
+void *
+id_map_set (id_map_t *self, uint64_t id, void *value)
+{
+    void *old = id_map_lookup (self, id);
+    int rc = id_map_try_set (self, id, value);
+    assert (rc == 0);
+    (void)rc;
+    return old;
 }
 
 void *
@@ -130,18 +153,21 @@ id_map_remove (id_map_t *self, uint64_t id)
     }
     self->slots[hole] = (s_slot_t){0, NULL};
     self->size--;
+    //  Below 1/8 full, half the slots (out of memory, it stays as it is)
+    size_t slot_count = self->mask + 1;
+    if (slot_count > S_MIN_SLOTS && 8 * self->size < slot_count)
+        s_resize (self, slot_count / 2);
     return value;
 }
 
-void
-id_map_trim (id_map_t *self)
+size_t
+id_map_keys (id_map_t *self, uint64_t *ids, size_t max)
 {
-    size_t slot_count = self->mask + 1;
-    if (slot_count == S_MIN_SLOTS || 8 * self->size >= slot_count)
-        return;
-    while (slot_count > S_MIN_SLOTS && 4 * self->size < slot_count)
-        slot_count /= 2;
-    s_resize (self, slot_count);
+    size_t count = 0;
+    for (size_t slot = 0; slot <= self->mask && count < max; slot++)
+        if (self->slots[slot].value)
+            ids[count++] = self->slots[slot].id;
+    return count;
 }
 
 size_t

@@ -15,10 +15,10 @@
 #include "drover_client.h"
 #include "drover_client_internal.h"
 #include "drover_cluster.h"
-#include "drover_idmap.h"
 #include "drover_json.h"
 #include "drover_map.h"
 #include "drover_wire.h"
+#include "id_map.h"
 #include "leak_check.h"
 
 #include <criterion/criterion.h>
@@ -535,34 +535,34 @@ s_fake_results (fake_t *fake, const uint64_t *ids, size_t count)
 //  --------------------------------------------------------------------------
 //  The id table
 
-CLIENT_TEST (idmap, 30)
+CLIENT_TEST (id_map_try_set_and_keys, 30)
 {
-    drover_idmap_t *map = drover_idmap_new ();
+    id_map_t *map = id_map_new ();
     cr_assert_not_null (map);
     static int values[20000];
     //  Sequential and scattered keys, with removals in between
     for (uint64_t key = 1; key <= 20000; key++)
-        cr_assert_eq (drover_idmap_set (map, key * 7919, &values[key - 1]), 0);
-    cr_assert_eq (drover_idmap_size (map), 20000);
+        cr_assert_eq (id_map_try_set (map, key * 7919, &values[key - 1]), 0);
+    cr_assert_eq (id_map_size (map), 20000);
     for (uint64_t key = 1; key <= 20000; key += 2)
-        cr_assert_eq (drover_idmap_take (map, key * 7919), &values[key - 1]);
-    cr_assert_eq (drover_idmap_size (map), 10000);
+        cr_assert_eq (id_map_remove (map, key * 7919), &values[key - 1]);
+    cr_assert_eq (id_map_size (map), 10000);
     for (uint64_t key = 1; key <= 20000; key++)
-        cr_assert_eq (drover_idmap_get (map, key * 7919),
+        cr_assert_eq (id_map_lookup (map, key * 7919),
                       key % 2 ? NULL : &values[key - 1]);
-    cr_assert_null (drover_idmap_get (map, 0));
-    cr_assert_null (drover_idmap_take (map, 12345));
+    cr_assert_null (id_map_lookup (map, 0));
+    cr_assert_null (id_map_remove (map, 12345));
     //  Replacing keeps one entry
-    cr_assert_eq (drover_idmap_set (map, 2 * 7919, &values[0]), 0);
-    cr_assert_eq (drover_idmap_get (map, 2 * 7919), &values[0]);
+    cr_assert_eq (id_map_try_set (map, 2 * 7919, &values[0]), 0);
+    cr_assert_eq (id_map_lookup (map, 2 * 7919), &values[0]);
     uint64_t keys[16];
-    cr_assert_eq (drover_idmap_keys (map, keys, 16), 16);
+    cr_assert_eq (id_map_keys (map, keys, 16), 16);
     for (uint64_t key = 2; key <= 20000; key += 2)
-        cr_assert_not_null (drover_idmap_take (map, key * 7919));
-    cr_assert_eq (drover_idmap_size (map), 0);
-    cr_assert_eq (drover_idmap_keys (map, keys, 16), 0);
-    drover_idmap_destroy (&map);
-    drover_idmap_destroy (&map); //  idempotent
+        cr_assert_not_null (id_map_remove (map, key * 7919));
+    cr_assert_eq (id_map_size (map), 0);
+    cr_assert_eq (id_map_keys (map, keys, 16), 0);
+    id_map_destroy (&map);
+    id_map_destroy (&map); //  idempotent
     cr_assert_null (map);
 }
 

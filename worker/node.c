@@ -2056,6 +2056,7 @@ node_new (const worker_config_t *config)
     self->slots = (s_slot_t *)zmalloc (self->slot_count * sizeof (s_slot_t));
     self->queue = zlistx_new ();
     self->held = id_map_new ();
+    assert (self->held);
     self->fails = zlistx_new ();
     self->results = results_new ();
     if (!self->handler_names || !self->slots || !self->queue || !self->fails
