@@ -29,6 +29,13 @@
 //  round of dispatch.
 #define S_MAX_DRAIN 256
 
+//  An informational log line, unless the config says quiet
+#define s_info(self, ...)                                                      \
+    do {                                                                       \
+        if (!(self)->config.quiet)                                             \
+            zsys_info (__VA_ARGS__);                                           \
+    } while (0)
+
 //  Least time between two attempts to mend a lost journal on SUBMIT.
 #define S_CHECKPOINT_RETRY_MS 250
 
@@ -387,9 +394,9 @@ s_handle_retry_timer (zloop_t *loop, int timer_id, void *arg)
 static void
 s_peer_remove (s_broker_t *self, s_peer_t *peer, const char *why)
 {
-    zsys_info ("broker: %s %s (%s) %s",
-               peer->role == ROLE_NODE ? "node" : "sink", peer->name, peer->key,
-               why);
+    s_info (self, "broker: %s %s (%s) %s",
+            peer->role == ROLE_NODE ? "node" : "sink", peer->name, peer->key,
+            why);
     if (peer->node) {
         uint64_t leased = dispatcher_node_leased (peer->node);
         if (leased)
@@ -454,8 +461,8 @@ s_handle_hello (s_broker_t *self, zframe_t *routing_id, const char *key,
             dispatcher_node_add (self->dispatcher, msg->name, msg->children,
                                  msg->handlers, msg->handler_count, msg->queues,
                                  msg->queue_count, msg->chunks, peer);
-        zsys_info ("broker: node %s joined with %u children", msg->name,
-                   msg->children);
+        s_info (self, "broker: node %s joined with %u children", msg->name,
+                msg->children);
         s_send_welcome (self, routing_id);
         return;
     }
@@ -466,7 +473,7 @@ s_handle_hello (s_broker_t *self, zframe_t *routing_id, const char *key,
     if (!self->sink_endpoint || strneq (self->sink_endpoint, msg->endpoint)) {
         free (self->sink_endpoint);
         self->sink_endpoint = strdup (msg->endpoint);
-        zsys_info ("broker: sink %s at %s", msg->name, msg->endpoint);
+        s_info (self, "broker: sink %s at %s", msg->name, msg->endpoint);
         for (s_peer_t *other = (s_peer_t *)zhashx_first (self->peers); other;
              other = (s_peer_t *)zhashx_next (self->peers))
             if (other->role == ROLE_NODE)
@@ -492,9 +499,10 @@ s_journal_whole (s_broker_t *self)
     self->checkpoint_tried = now;
     if (task_journal_checkpoint (self->journal) != 0)
         return false;
-    zsys_info ("broker: the journal is written again (%llu tasks "
-               "checkpointed); submits are accepted",
-               (unsigned long long)dispatcher_task_count (self->dispatcher));
+    s_info (self,
+            "broker: the journal is written again (%llu tasks "
+            "checkpointed); submits are accepted",
+            (unsigned long long)dispatcher_task_count (self->dispatcher));
     return true;
 }
 
@@ -955,8 +963,8 @@ s_handle_retry (s_broker_t *self, zframe_t *routing_id, drover_msg_t *msg)
         uint64_t old_id = ids[i];
         ids[i] = dispatcher_dead_retry (self->dispatcher, old_id);
         assert (ids[i]); //  checked above: a dead letter, and room
-        zsys_info ("broker: dead letter %llu resubmitted as task %llu",
-                   (unsigned long long)old_id, (unsigned long long)ids[i]);
+        s_info (self, "broker: dead letter %llu resubmitted as task %llu",
+                (unsigned long long)old_id, (unsigned long long)ids[i]);
     }
     s_acknowledge (self, routing_id, msg->ref, NULL, ids, NULL, count);
 }
@@ -971,8 +979,9 @@ s_handle_claims (s_broker_t *self, s_peer_t *sink, drover_msg_t *msg)
         int verdict = dispatcher_claim (self->dispatcher, claim->id,
                                         claim->attempt, zclock_mono ());
         if (verdict)
-            zsys_info ("broker: stale result of task %llu attempt %u refused",
-                       (unsigned long long)claim->id, claim->attempt);
+            s_info (self,
+                    "broker: stale result of task %llu attempt %u refused",
+                    (unsigned long long)claim->id, claim->attempt);
         self->scratch[i] = (drover_task_t){
             .id = claim->id, .attempt = claim->attempt, .code = verdict};
     }
@@ -997,7 +1006,7 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
             break;
         case DROVER_DRAIN:
             if (peer->node) {
-                zsys_info ("broker: node %s drains", peer->name);
+                s_info (self, "broker: node %s drains", peer->name);
                 dispatcher_node_drain (self->dispatcher, peer->node);
             }
             break;
@@ -1007,10 +1016,11 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
                 int64_t now = zclock_mono ();
                 if (dispatcher_fail (self->dispatcher, peer->node, outcome,
                                      now)) {
-                    zsys_info ("broker: stale FAIL of task %llu attempt %u "
-                               "from %s",
-                               (unsigned long long)outcome->id,
-                               outcome->attempt, peer->name);
+                    s_info (self,
+                            "broker: stale FAIL of task %llu attempt %u "
+                            "from %s",
+                            (unsigned long long)outcome->id, outcome->attempt,
+                            peer->name);
                     continue;
                 }
                 dispatcher_task_t *task =
@@ -1026,13 +1036,14 @@ s_handle_session (s_broker_t *self, s_peer_t *peer, drover_msg_t *msg)
                                     (long long)(task->trouble->due_ms - now));
                 }
                 else
-                    zsys_info ("broker: task %llu failed for good on %s after "
-                               "attempt %u: %s%s",
-                               (unsigned long long)task->id, peer->name,
-                               outcome->attempt, drover_strcode (task->code),
-                               task->trouble->dead_handle
-                                   ? "; kept as a dead letter"
-                                   : "");
+                    s_info (self,
+                            "broker: task %llu failed for good on %s after "
+                            "attempt %u: %s%s",
+                            (unsigned long long)task->id, peer->name,
+                            outcome->attempt, drover_strcode (task->code),
+                            task->trouble->dead_handle
+                                ? "; kept as a dead letter"
+                                : "");
             }
             break;
         case DROVER_DONE:
@@ -1291,7 +1302,8 @@ s_journal_open (s_broker_t *self, char *error, size_t error_size)
         zstr_free (&dir);
         return false;
     }
-    zsys_info (
+    s_info (
+        self,
         "broker: journal %s: %llu tasks and %llu dead letters "
         "restored from %llu records (%llu segments, %llu octets) in "
         "%lld ms",
@@ -1369,6 +1381,13 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
         return NULL;
     }
     self->endpoint = zsock_last_endpoint (self->router);
+    if (config->local_endpoint
+        && zsock_bind (self->router, "%s", config->local_endpoint) < 0) {
+        snprintf (error, error_size, "cannot bind %s: %s",
+                  config->local_endpoint, zmq_strerror (zmq_errno ()));
+        s_broker_destroy (&self);
+        return NULL;
+    }
     self->inproc = zsys_sprintf ("inproc://drover-broker-%s", self->instance);
     int rc = zsock_bind (self->router, "%s", self->inproc);
     assert (rc == 0);
@@ -1385,9 +1404,11 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
         drover_sink_config_t sink_config = drover_sink_config_default ();
         sink_config.endpoint = config->sink_endpoint;
         sink_config.advertise = config->sink_advertise;
+        sink_config.local_endpoint = config->sink_local_endpoint;
         sink_config.broker = self->inproc;
         sink_config.max_results = config->max_results;
         sink_config.verbose = config->verbose;
+        sink_config.quiet = config->quiet;
         sink_config.result_ttl_ms = config->result_ttl_ms;
         char *sink_data = config->data_dir
                               ? zsys_sprintf ("%s/sink", config->data_dir)
@@ -1420,7 +1441,7 @@ s_broker_actor (zsock_t *pipe, void *args)
     actor_start_report (pipe, self ? NULL : error);
     if (!self)
         return;
-    zsys_info ("broker: listening on %s", self->endpoint);
+    s_info (self, "broker: listening on %s", self->endpoint);
     zloop_start (self->loop);
     s_broker_destroy (&self);
 }

@@ -22,10 +22,16 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *endpoint;        //  where the ROUTER binds
-    const char *sink_endpoint;   //  embedded sink binds here; NULL: none
-    const char *sink_advertise;  //  sink endpoint told to peers; NULL: the
-                                 //  embedded sink's bound endpoint
+    const char *endpoint;       //  where the ROUTER binds
+    const char *sink_endpoint;  //  embedded sink binds here; NULL: none
+    const char *sink_advertise; //  sink endpoint told to peers; NULL: the
+                                //  embedded sink's bound endpoint
+    //  Bound too, never told to peers: inproc:// endpoints of the ROUTER
+    //  and of the embedded sink for a client in this process (the local
+    //  cluster of drover map -j N), which then reaches them without
+    //  ZeroMQ's I/O threads; NULL: none
+    const char *local_endpoint;
+    const char *sink_local_endpoint;
     uint32_t heartbeat_ms;       //  heartbeat interval
     uint32_t liveness;           //  intervals of silence before expiry
     uint64_t max_payload;        //  largest payload accepted
@@ -47,6 +53,8 @@ typedef struct {
                                  //  least once is forgotten this long after
                                  //  it was stored; 0: kept
     bool verbose;                //  log every message
+    bool quiet;                  //  log warnings and errors only (a broker
+                                 //  inside drover map -j N)
 } drover_broker_config_t;
 
 /*  The defaults: heartbeat 1000 ms, liveness 5, max payload 64 MiB,

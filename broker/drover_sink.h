@@ -25,12 +25,17 @@
     recommended values (callers that zero the struct and set data_dir
     should set fsync too: zero is DROVER_FSYNC_NEVER). */
 typedef struct {
-    const char *endpoint;      //  where the sink's ROUTER binds
-    const char *advertise;     //  endpoint told to the broker; NULL: the bound
-                               //  one
+    const char *endpoint;  //  where the sink's ROUTER binds
+    const char *advertise; //  endpoint told to the broker; NULL: the bound
+                           //  one
+    //  Bound too, never advertised: an inproc:// endpoint for a client in
+    //  this process, which then reaches the sink without ZeroMQ's I/O
+    //  threads; NULL: none
+    const char *local_endpoint;
     const char *broker;        //  the broker endpoint to connect to
     uint64_t max_results;      //  result payload octets kept at most
     bool verbose;              //  log every message
+    bool quiet;                //  log warnings and errors only
     const char *data_dir;      //  journal directory; NULL: results in memory
                                //  only, lost when the sink stops
     drover_fsync_t fsync;      //  when journal writes reach the disk

@@ -136,6 +136,13 @@ typedef struct {
 //  Most messages served per wakeup before the turn ends (and commits).
 #define SINK_TURN_MAX 256
 
+//  An informational log line, unless the config says quiet
+#define s_info(self, ...)                                                      \
+    do {                                                                       \
+        if (!(self)->config.quiet)                                             \
+            zsys_info (__VA_ARGS__);                                           \
+    } while (0)
+
 //  Most results aged per tick.
 #define SINK_EXPIRE_MAX 100000
 
@@ -766,8 +773,8 @@ s_handle_verdicts (s_sink_t *self, drover_msg_t *msg)
         }
         self->stale++;
         self->stored_octets -= zframe_size (result->payload);
-        zsys_info ("sink: stale result of task %llu attempt %u dropped",
-                   (unsigned long long)result->item.id, result->item.attempt);
+        s_info (self, "sink: stale result of task %llu attempt %u dropped",
+                (unsigned long long)result->item.id, result->item.attempt);
         if (code != 0 || stored->journaled) {
             s_ack (self, s_acks_of (self, result->node), result->item.id,
                    result->item.attempt, DROVER_ESTALE);
@@ -981,8 +988,9 @@ s_serve_broker (s_sink_t *self)
                 self->heartbeat_ms = msg->heartbeat_ms;
                 self->liveness = msg->liveness;
                 if (!self->welcomed) {
-                    zsys_info ("sink: registered with the broker at %s as %s",
-                               self->config.broker, self->advertise);
+                    s_info (self,
+                            "sink: registered with the broker at %s as %s",
+                            self->config.broker, self->advertise);
                     self->welcomed = true;
                     s_reclaim (self, true); //  a new session decides anew
                 }
@@ -1212,18 +1220,19 @@ s_journal_open (s_sink_t *self, char *error, size_t error_size)
     self->restored = id_map_size (self->results);
     sink_journal_stats_t stats;
     sink_journal_stats (self->journal, &stats);
-    zsys_info ("sink: journal %s: %llu results restored (%llu octets) from "
-               "%llu records, %llu octets, in %lld ms; %llu records skipped, "
-               "%llu corrupt regions (%llu octets), %llu torn octets",
-               config->data_dir, (unsigned long long)self->restored,
-               (unsigned long long)self->stored_octets,
-               (unsigned long long)stats.records,
-               (unsigned long long)stats.journal_octets,
-               (long long)(zclock_mono () - started),
-               (unsigned long long)stats.skipped,
-               (unsigned long long)stats.corrupt,
-               (unsigned long long)stats.corrupt_bytes,
-               (unsigned long long)stats.torn_bytes);
+    s_info (self,
+            "sink: journal %s: %llu results restored (%llu octets) from "
+            "%llu records, %llu octets, in %lld ms; %llu records skipped, "
+            "%llu corrupt regions (%llu octets), %llu torn octets",
+            config->data_dir, (unsigned long long)self->restored,
+            (unsigned long long)self->stored_octets,
+            (unsigned long long)stats.records,
+            (unsigned long long)stats.journal_octets,
+            (long long)(zclock_mono () - started),
+            (unsigned long long)stats.skipped,
+            (unsigned long long)stats.corrupt,
+            (unsigned long long)stats.corrupt_bytes,
+            (unsigned long long)stats.torn_bytes);
     if (self->stored_octets > config->max_results)
         zsys_warning ("sink: the journal holds %llu octets of results, over "
                       "the limit of %llu: new results are refused until "
@@ -1355,6 +1364,13 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
         return NULL;
     }
     self->endpoint = zsock_last_endpoint (self->router);
+    if (config->local_endpoint
+        && zsock_bind (self->router, "%s", config->local_endpoint) < 0) {
+        snprintf (error, error_size, "cannot bind %s: %s",
+                  config->local_endpoint, zmq_strerror (zmq_errno ()));
+        s_sink_destroy (&self);
+        return NULL;
+    }
     self->advertise = s_advertised (config->advertise, self->endpoint);
     self->loop = zloop_new ();
     zloop_reader (self->loop, self->router, s_handle_router, self);
@@ -1380,7 +1396,7 @@ s_sink_actor (zsock_t *pipe, void *args)
     actor_start_report (pipe, self ? NULL : error);
     if (!self)
         return;
-    zsys_info ("sink: listening on %s", self->endpoint);
+    s_info (self, "sink: listening on %s", self->endpoint);
     zloop_start (self->loop);
     s_sink_destroy (&self);
 }

@@ -8,6 +8,7 @@
 #include "drover_client.h"
 #include "drover_cluster.h"
 #include "drover_map.h"
+#include "local_cluster.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -31,7 +32,9 @@
 #define STALL_MS         30000 //  no result this long: give up
 
 struct bench_drover_t {
-    drover_cluster_t *cluster; //  the local cluster, or NULL
+    drover_cluster_t *cluster; //  a local cluster of processes, or NULL
+    local_cluster_t *local;    //  a local cluster with the broker in this
+                               //  process, or NULL
     drover_client_t *client;   //  connected to its broker
     char *endpoint;            //  the broker's endpoint
     const volatile sig_atomic_t *stop;
@@ -64,11 +67,18 @@ s_now (void)
 static int
 s_start_local (bench_drover_t *self, const bench_drover_config_t *config)
 {
+    if (!config->broker_process) {
+        local_cluster_config_t local_config = {.exe = config->exe,
+                                               .jobs = config->jobs};
+        self->local = local_cluster_start (&local_config, CLUSTER_READY_MS,
+                                           self->reason, sizeof self->reason);
+        return self->local ? 0 : -1;
+    }
     self->cluster = drover_cluster_new ();
     if (!self->cluster)
         return s_fail (self, "out of memory");
-    drover_cluster_config_t cluster_config = {config->exe, config->jobs, NULL,
-                                              0, false};
+    drover_cluster_config_t cluster_config = {.exe = config->exe,
+                                              .jobs = config->jobs};
     drover_cluster_set_broker_args (self->cluster, config->broker_args,
                                     config->broker_arg_count);
     int rc = drover_cluster_start (self->cluster, &cluster_config);
@@ -93,15 +103,19 @@ bench_drover_new (const bench_drover_config_t *config, char *error,
     self->stop = config->stop;
     self->timeout_ms = config->timeout_ms;
     int rc = config->endpoint ? 0 : s_start_local (self, config);
-    const char *endpoint = config->endpoint
-                               ? config->endpoint
+    const char *endpoint = config->endpoint ? config->endpoint
+                           : self->local
+                               ? local_cluster_endpoint (self->local)
                                : drover_cluster_endpoint (self->cluster);
     if (rc == 0
         && (!(self->client = drover_client_new ())
             || !(self->endpoint = strdup (endpoint))))
         rc = s_fail (self, "out of memory");
     if (rc == 0
-        && drover_client_connect (self->client, endpoint, config->timeout_ms))
+        && (self->local ? local_cluster_connect (self->local, self->client,
+                                                 config->timeout_ms)
+                        : drover_client_connect (self->client, endpoint,
+                                                 config->timeout_ms)))
         rc = s_fail (self, "%s", drover_client_reason (self->client));
     if (rc) {
         snprintf (error, error_size, "%s", self->reason);
@@ -118,6 +132,9 @@ bench_drover_destroy (bench_drover_t **self_p)
     if (!self)
         return;
     drover_client_destroy (&self->client);
+    if (self->local)
+        local_cluster_stop (self->local, CLUSTER_STOP_MS);
+    local_cluster_destroy (&self->local);
     if (self->cluster)
         drover_cluster_stop (self->cluster, CLUSTER_STOP_MS);
     drover_cluster_destroy (&self->cluster);
@@ -172,6 +189,8 @@ s_check (bench_drover_t *self, double last_result)
         return s_fail (self, "interrupted");
     if (self->cluster && drover_cluster_check (self->cluster))
         return s_fail (self, "%s", drover_cluster_reason (self->cluster));
+    if (self->local && local_cluster_check (self->local))
+        return s_fail (self, "%s", local_cluster_reason (self->local));
     if (s_now () - last_result > STALL_MS / 1000.0)
         return s_fail (self,
                        "no result for %d s: is a node with the built-in "
@@ -267,7 +286,7 @@ bench_drover_map (bench_drover_t *self, const bench_load_t *load,
         return s_fail (self, "cannot start a map of %s", load->handler);
     int rc = s_drain (self, map, load);
     *seconds_p = s_now () - start;
-    if (rc && self->cluster == NULL)
+    if (rc && !self->cluster && !self->local)
         drover_map_cancel (map, 2000); //  a remote cluster keeps running
     drover_map_destroy (&map);
     return rc;
@@ -375,6 +394,18 @@ bench_drover_broker_rss_kb (bench_drover_t *self)
     return rss;
 }
 
+static int s_error (char *error, size_t error_size, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+static int
+s_error (char *error, size_t error_size, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (error, error_size, format, args);
+    va_end (args);
+    return -1;
+}
+
 //  Writes what is left of the numbered lines to fd without blocking;
 //  returns false on a write error other than EAGAIN.
 static bool
@@ -401,21 +432,32 @@ s_feed (int fd, size_t lines, size_t *next, char *pending, size_t *pending_at,
 }
 
 int
-bench_drover_map_process (bench_drover_t *self, const char *exe, size_t lines,
-                          const char *chunksize, long *peak_kb,
-                          double *seconds_p)
+bench_drover_map_process (const bench_map_process_t *map, long *peak_kb,
+                          double *seconds_p, char *error, size_t error_size)
 {
-    assert (self && exe && chunksize && peak_kb && seconds_p);
+    assert (map && map->exe && map->chunksize && map->stop && peak_kb
+            && seconds_p);
+    char jobs[16];
+    snprintf (jobs, sizeof jobs, "%d", map->jobs);
     int in[2], out[2];
     if (pipe2 (in, O_CLOEXEC) || pipe2 (out, O_CLOEXEC))
-        return s_fail (self, "cannot make a pipe: %s", strerror (errno));
+        return s_error (error, error_size, "cannot make a pipe: %s",
+                        strerror (errno));
     double start = s_now ();
     pid_t pid = fork ();
     if (pid == 0) {
         dup2 (in[0], STDIN_FILENO);
         dup2 (out[1], STDOUT_FILENO);
-        execl (exe, exe, "map", "--connect", self->endpoint, "--chunksize",
-               chunksize, "--quiet", "echo", (char *)NULL);
+        //  Local: as a user runs it, whatever DROVER_CONNECT says
+        if (!map->endpoint)
+            unsetenv ("DROVER_CONNECT");
+        if (map->endpoint)
+            execl (map->exe, map->exe, "map", "--connect", map->endpoint,
+                   "--chunksize", map->chunksize, "--quiet", "echo",
+                   (char *)NULL);
+        else
+            execl (map->exe, map->exe, "map", "-j", jobs, "--chunksize",
+                   map->chunksize, "--quiet", "echo", (char *)NULL);
         _exit (127);
     }
     close (in[0]);
@@ -423,29 +465,29 @@ bench_drover_map_process (bench_drover_t *self, const char *exe, size_t lines,
     if (pid < 0) {
         close (in[1]);
         close (out[0]);
-        return s_fail (self, "cannot fork: %s", strerror (errno));
+        return s_error (error, error_size, "cannot fork: %s", strerror (errno));
     }
     fcntl (in[1], F_SETFL, O_NONBLOCK);
     char *pending = (char *)malloc (65536);
     char buffer[65536];
     size_t next = 0, pending_at = 0, pending_size = 0, received = 0;
-    int rc = pending ? 0 : s_fail (self, "out of memory");
+    int rc = pending ? 0 : s_error (error, error_size, "out of memory");
     bool feeding = true;
     while (rc == 0) {
         if (feeding
-            && !s_feed (in[1], lines, &next, pending, &pending_at,
+            && !s_feed (in[1], map->lines, &next, pending, &pending_at,
                         &pending_size))
-            rc = s_fail (self, "cannot write to drover map: %s",
-                         strerror (errno));
-        if (feeding && next == lines && pending_at == pending_size) {
+            rc = s_error (error, error_size, "cannot write to drover map: %s",
+                          strerror (errno));
+        if (feeding && next == map->lines && pending_at == pending_size) {
             close (in[1]);
             feeding = false;
         }
         struct pollfd fds[2] = {{out[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
         if (poll (fds, feeding ? 2 : 1, TICK_MS) < 0 && errno != EINTR)
-            rc = s_fail (self, "poll: %s", strerror (errno));
-        if (*self->stop)
-            rc = s_fail (self, "interrupted");
+            rc = s_error (error, error_size, "poll: %s", strerror (errno));
+        if (*map->stop)
+            rc = s_error (error, error_size, "interrupted");
         if (rc || !(fds[0].revents & (POLLIN | POLLHUP)))
             continue;
         ssize_t got = read (out[0], buffer, sizeof buffer);
@@ -468,11 +510,12 @@ bench_drover_map_process (bench_drover_t *self, const char *exe, size_t lines,
     *seconds_p = s_now () - start;
     *peak_kb = usage.ru_maxrss;
     if (rc == 0 && (!WIFEXITED (status) || WEXITSTATUS (status)))
-        rc = s_fail (self, "drover map ended with status %d",
-                     WIFEXITED (status) ? WEXITSTATUS (status) : -1);
-    if (rc == 0 && received != lines)
-        rc = s_fail (self, "drover map printed %zu lines for %zu inputs",
-                     received, lines);
+        rc = s_error (error, error_size, "drover map ended with status %d",
+                      WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+    if (rc == 0 && received != map->lines)
+        rc = s_error (error, error_size,
+                      "drover map printed %zu lines for %zu inputs", received,
+                      map->lines);
     return rc;
 }
 

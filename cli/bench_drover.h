@@ -25,6 +25,10 @@ typedef struct {
     const char *endpoint;              /* a running cluster; NULL: local */
     const char *exe;                   /* local: the drover executable */
     int jobs;                          /* local: children of its node */
+    bool broker_process;               /* local: the broker runs as a
+                                          process of its own (to measure
+                                          its memory, or with broker_args),
+                                          not as a thread of this one */
     const char *const *broker_args;    /* local: more broker arguments */
     size_t broker_arg_count;           /* how many */
     int timeout_ms;                    /* connect and request timeout */
@@ -81,16 +85,30 @@ int bench_drover_latency (bench_drover_t *self, size_t warmup, size_t count,
     or -1. */
 int bench_drover_fill (bench_drover_t *self, size_t tasks, size_t payload_size);
 
-/*  The resident memory of the local cluster's broker, in KiB; -1 when
-    there is none (--connect) or /proc cannot tell. */
+/*  The resident memory of the local cluster's broker process, in KiB; -1
+    when there is none (--connect, or not broker_process) or /proc cannot
+    tell. */
 long bench_drover_broker_rss_kb (bench_drover_t *self);
 
-/*  Runs `exe map --connect ENDPOINT --chunksize CHUNKSIZE echo` on lines
-    numbered lines, checks that as many come out, and gives its peak
-    resident memory (KiB) and its time. Returns 0 or -1. */
-int bench_drover_map_process (bench_drover_t *self, const char *exe,
-                              size_t lines, const char *chunksize,
-                              long *peak_kb, double *seconds_p);
+/*  A `drover map` process to measure. */
+typedef struct {
+    const char *exe;                   /* the drover executable */
+    const char *endpoint;              /* --connect ENDPOINT; NULL: -j jobs,
+                                          its own local cluster */
+    int jobs;                          /* children of that cluster */
+    size_t lines;                      /* numbered input lines */
+    const char *chunksize;             /* --chunksize */
+    const volatile sig_atomic_t *stop; /* set by a signal: give up */
+} bench_map_process_t;
+
+/*  Runs `exe map --connect ENDPOINT` or `exe map -j JOBS` with
+    --chunksize CHUNKSIZE echo on lines numbered lines, checks that as
+    many come out, and gives its peak resident memory (KiB; with -j, that
+    of the process holding the local broker and sink too, not of its
+    worker) and its time. Returns 0, or -1 with the reason in error. */
+int bench_drover_map_process (const bench_map_process_t *map, long *peak_kb,
+                              double *seconds_p, char *error,
+                              size_t error_size);
 
 /*  A new private directory for a durable broker's --data; caller frees
     it after bench_drover_remove_dir. NULL with the reason in error. */

@@ -267,7 +267,7 @@ s_parse (s_bench_t *self, int argc, char **argv)
         {"queued", 0, CLI_INT, NULL, "1000000", 1, 100000000, "N",
          "memory: 16-byte tasks the broker holds queued", &o->queued},
         {"map-lines", 0, CLI_INT, NULL, "10000000", 1, 1000000000, "N",
-         "memory: input lines of a `drover map --chunksize auto` process",
+         "memory: input lines of a `drover map -j N --chunksize auto` process",
          &o->map_lines},
         {"window", 'w', CLI_INT, NULL, "1000", 1, 1000000, "N",
          "most tasks in flight in the map (fewer for big payloads: at most "
@@ -313,8 +313,10 @@ s_parse (s_bench_t *self, int argc, char **argv)
     cli_command_t command = {
         "bench", "drover bench [OPTIONS]",
         "Measures a Drover cluster, like redis-benchmark: a private local "
-        "cluster (broker with its sink, one node with --jobs children, over "
-        "ipc, in memory) or, with --connect, a running one. Prints a table "
+        "cluster, as `drover map -j N` runs one (the broker with its sink in "
+        "memory, as a thread of this process reached over inproc; one node "
+        "with --jobs children over ipc) or, with --connect, a running one. "
+        "Prints a table "
         "(or --json) with the machine, the settings and the results. Each "
         "measurement follows a warm-up; times are CLOCK_MONOTONIC; every "
         "result is checked.\n\n"
@@ -336,8 +338,9 @@ s_parse (s_bench_t *self, int argc, char **argv)
         "broker runs in memory, or with --data (a temporary directory) and "
         "--fsync never, batch or always (local only)\n"
         "  memory      the RSS growth of a local broker holding --queued "
-        "16-byte tasks (per task), and the peak RSS of a `drover map "
-        "--chunksize auto` process over --map-lines lines (local only)\n"
+        "16-byte tasks (per task), and the peak RSS of a `drover map -j "
+        "N --chunksize auto` process (with its local broker and sink) over "
+        "--map-lines lines (local only)\n"
         "  ceiling     the same flow through plain ZeroMQ, no Drover logic, "
         "with one worker process per child, over ipc and tcp loopback: a "
         "PUSH/PULL pipeline and a credit-based ROUTER load balancer "
@@ -469,16 +472,19 @@ s_transport_of (const char *endpoint)
 //  --------------------------------------------------------------------------
 //  Clusters
 
-//  A local cluster with jobs children and broker_args, or a connection to
-//  --connect. NULL with self->error set.
+//  A local cluster with jobs children, or a connection to --connect. The
+//  local broker runs as a thread of this process, or (broker_process, and
+//  always with broker_args) as a process of its own. NULL with
+//  self->error set.
 static bench_drover_t *
-s_cluster (s_bench_t *self, int jobs, const char *const *broker_args,
-           size_t broker_arg_count)
+s_cluster (s_bench_t *self, int jobs, bool broker_process,
+           const char *const *broker_args, size_t broker_arg_count)
 {
     bench_drover_config_t config = {
         .endpoint = self->local ? NULL : self->options.connect,
         .exe = self->exe,
         .jobs = jobs,
+        .broker_process = broker_process || broker_args,
         .broker_args = broker_args,
         .broker_arg_count = broker_arg_count,
         .timeout_ms = (int)self->options.connect_timeout,
@@ -501,7 +507,7 @@ s_main_cluster (s_bench_t *self)
     if (self->local)
         s_progress (self, "starting a local cluster with %ld children",
                     self->options.jobs);
-    self->drover = s_cluster (self, (int)self->options.jobs, NULL, 0);
+    self->drover = s_cluster (self, (int)self->options.jobs, false, NULL, 0);
     return self->drover ? 0 : -1;
 }
 
@@ -715,7 +721,7 @@ s_dispatch (s_bench_t *self)
                 "dispatch: %ld sleep tasks on a local cluster with %ld "
                 "children",
                 self->options.dispatch_tasks, children);
-    bench_drover_t *drover = s_cluster (self, (int)children, NULL, 0);
+    bench_drover_t *drover = s_cluster (self, (int)children, false, NULL, 0);
     if (!drover)
         return -1;
     int rc = s_dispatch_on (self, drover, children);
@@ -736,7 +742,9 @@ s_durable_mode (s_bench_t *self, const char *mode)
     s_progress (self, "durable: %ld echo tasks, broker %s%s%s",
                 self->options.tasks, memory ? "in memory" : "--fsync ",
                 memory ? "" : mode, memory ? "" : " --data TMPDIR");
-    bench_drover_t *drover = s_cluster (self, (int)self->options.jobs,
+    //  The broker is a process of its own in every mode, so that the modes
+    //  differ in nothing else
+    bench_drover_t *drover = s_cluster (self, (int)self->options.jobs, true,
                                         memory ? NULL : args, memory ? 0 : 4);
     int rc = drover ? s_echo_row (self, drover, S_DURABLE, 16,
                                   (size_t)self->options.tasks, mode)
@@ -763,7 +771,8 @@ s_memory (s_bench_t *self)
     const char *args[] = {"--max-queued", max_queued};
     s_progress (self, "memory: %ld queued tasks of 16 bytes in the broker",
                 self->options.queued);
-    bench_drover_t *drover = s_cluster (self, (int)self->options.jobs, args, 2);
+    bench_drover_t *drover =
+        s_cluster (self, (int)self->options.jobs, true, args, 2);
     if (!drover)
         return -1;
     long before = bench_drover_broker_rss_kb (drover);
@@ -785,26 +794,24 @@ s_memory (s_bench_t *self)
     if (rc)
         return rc;
     s_progress (self,
-                "memory: drover map --chunksize auto over %ld lines, on a "
-                "local cluster",
-                self->options.map_lines);
-    drover = s_cluster (self, (int)self->options.jobs, NULL, 0);
-    if (!drover)
-        return -1;
+                "memory: drover map -j %ld --chunksize auto over %ld lines "
+                "(its broker and sink in its process)",
+                self->options.jobs, self->options.map_lines);
+    bench_map_process_t map = {.exe = self->exe,
+                               .jobs = (int)self->options.jobs,
+                               .lines = (size_t)self->options.map_lines,
+                               .chunksize = "auto",
+                               .stop = &cli_interrupted};
     long peak_kb = 0;
     double seconds = 0;
-    rc = bench_drover_map_process (drover, self->exe,
-                                   (size_t)self->options.map_lines, "auto",
-                                   &peak_kb, &seconds);
-    if (rc)
-        s_fail (self, "%s", bench_drover_reason (drover));
-    else {
+    rc = bench_drover_map_process (&map, &peak_kb, &seconds, self->error,
+                                   sizeof self->error);
+    if (rc == 0) {
         s_row_t *row = s_add_row (self, S_MEMORY);
         row->what = "map";
         row->rss_kb = peak_kb;
         s_set_rate (row, (uint64_t)self->options.map_lines, seconds);
     }
-    bench_drover_destroy (&drover);
     return rc;
 }
 
@@ -1228,8 +1235,8 @@ s_table (s_bench_t *self, const struct utsname *uts, long cores)
     printf ("drover bench %s on %s: %ld cores, %s %s %s\n", DROVER_VERSION,
             uts->nodename, cores, uts->sysname, uts->release, uts->machine);
     if (self->local)
-        printf ("mode local: private clusters over ipc, %ld children "
-                "(dispatch: %ld)\n",
+        printf ("mode local: private clusters (broker in this process, over "
+                "inproc; node over ipc), %ld children (dispatch: %ld)\n",
                 self->options.jobs, self->options.dispatch_children);
     else
         printf ("mode remote: %s, %ld children\n", self->options.connect,

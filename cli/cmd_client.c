@@ -1,7 +1,7 @@
 /*  cmd_client.c - the client subcommands: `drover map`, `submit`, `wait`,
     `result`, `status`, `cancel`, `stats` and `dead`. Thin: options, then
     libdrover's client (client/drover_client.h, drover_map.h) does the
-    work; a local cluster (client/drover_cluster.h) when `map` has no
+    work; a local cluster (local_cluster.h) when `map` has no
     broker to connect to.
 
     This Source Code Form is subject to the terms of the Mozilla Public
@@ -10,12 +10,12 @@
 */
 #include "commands.h"
 #include "drover_client.h"
-#include "drover_cluster.h"
 #include "drover_job.h"
 #include "drover_json.h"
 #include "drover_map.h"
 #include "drover_msg.h"
 #include "interrupt.h"
+#include "local_cluster.h"
 #include "options.h"
 
 #include <czmq.h>
@@ -175,16 +175,19 @@ s_name_ok (const char *name)
     return true;
 }
 
-//  Connects a client; on failure prints why and returns NULL.
+//  Connects a client to the broker at endpoint, or (endpoint NULL) to the
+//  local cluster; on failure prints why and returns NULL.
 static drover_client_t *
-s_connect (const char *command, const char *endpoint, long timeout_ms)
+s_connect_to (const char *command, const char *endpoint, local_cluster_t *local,
+              long timeout_ms)
 {
     drover_client_t *client = drover_client_new ();
     if (!client) {
         fprintf (stderr, "drover %s: out of memory\n", command);
         return NULL;
     }
-    if (drover_client_connect (client, endpoint, (int)timeout_ms)) {
+    if (endpoint ? drover_client_connect (client, endpoint, (int)timeout_ms)
+                 : local_cluster_connect (local, client, (int)timeout_ms)) {
         if (cli_interrupted) {
             drover_client_destroy (&client);
             return NULL;
@@ -195,6 +198,12 @@ s_connect (const char *command, const char *endpoint, long timeout_ms)
         drover_client_destroy (&client);
     }
     return client;
+}
+
+static drover_client_t *
+s_connect (const char *command, const char *endpoint, long timeout_ms)
+{
+    return s_connect_to (command, endpoint, NULL, timeout_ms);
 }
 
 //  Turns the task flags into options; returns 0 or a usage error.
@@ -687,7 +696,7 @@ drover_cmd_map (int argc, char **argv)
     }
 
     int status = 0;
-    drover_cluster_t *cluster = NULL;
+    local_cluster_t *cluster = NULL;
     drover_client_t *client = NULL;
     drover_map_t *map = NULL;
     s_reader_t reader = {.fd = STDIN_FILENO, .delimiter = null ? '\0' : '\n'};
@@ -697,9 +706,8 @@ drover_cmd_map (int argc, char **argv)
                          .stdout_tty = isatty (STDOUT_FILENO),
                          .started = zclock_mono ()};
 
-    const char *endpoint = connect;
     if (local) {
-        //  Our own executable runs the broker and the worker
+        //  Our own executable runs the worker
         char exe[PATH_MAX];
         ssize_t size = readlink ("/proc/self/exe", exe, sizeof exe - 1);
         if (size <= 0) {
@@ -716,25 +724,26 @@ drover_cmd_map (int argc, char **argv)
             worker_args[2 * i] = "--handler";
             worker_args[2 * i + 1] = handlers.items[i];
         }
-        drover_cluster_config_t config = {exe, (int)jobs, worker_args,
-                                          2 * handlers.count, verbose};
-        cluster = drover_cluster_new ();
-        assert (cluster);
-        rc = drover_cluster_start (cluster, &config);
+        local_cluster_config_t config = {.exe = exe,
+                                         .jobs = (int)jobs,
+                                         .worker_args = worker_args,
+                                         .worker_arg_count = 2 * handlers.count,
+                                         .verbose = verbose};
+        char error[512];
+        cluster = local_cluster_start (&config, CLUSTER_READY_MS, error,
+                                       sizeof error);
         free ((void *)worker_args);
-        if (rc == 0)
-            rc = drover_cluster_wait_ready (cluster, CLUSTER_READY_MS);
-        if (rc) {
+        if (!cluster) {
             if (!cli_interrupted)
                 fprintf (stderr,
                          "drover map: cannot start a local cluster: %s\n",
-                         drover_cluster_reason (cluster));
+                         error);
             status = 1;
             goto done;
         }
-        endpoint = drover_cluster_endpoint (cluster);
     }
-    client = s_connect ("map", endpoint, connect_timeout);
+    client = s_connect_to ("map", cluster ? NULL : connect, cluster,
+                           connect_timeout);
     if (!client) {
         status = 1;
         goto done;
@@ -777,10 +786,10 @@ drover_cmd_map (int argc, char **argv)
             rc = drover_map_next (map, MAP_TICK_MS, &result);
         }
         if (rc == DROVER_ETIMEDOUT) {
-            if (cluster && drover_cluster_check (cluster)) {
+            if (cluster && local_cluster_check (cluster)) {
                 s_progress_clear (&output);
                 fprintf (stderr, "drover map: %s\n",
-                         drover_cluster_reason (cluster));
+                         local_cluster_reason (cluster));
                 status = 1;
                 break;
             }
@@ -883,8 +892,8 @@ done:
     drover_job_destroy (&job);
     drover_client_destroy (&client);
     if (cluster) {
-        drover_cluster_stop (cluster, cli_interrupted ? 1000 : 3000);
-        drover_cluster_destroy (&cluster);
+        local_cluster_stop (cluster, cli_interrupted ? 1000 : 3000);
+        local_cluster_destroy (&cluster);
     }
     free (reader.buffer);
     free ((void *)handlers.items);

@@ -81,6 +81,8 @@ struct drover_client_t {
     zsock_t *broker;                //  DEALER to the broker
     zsock_t *sink;                  //  DEALER to the sink; NULL until known
     char *sink_endpoint;            //  what sink is connected to
+    char *sink_override;            //  reach the sink here, whatever the
+                                    //  broker names; NULL: what it names
     char *instance;                 //  the broker run, from WELCOME
     bool welcomed;                  //  WELCOME came on this session
     int session_error;              //  why the handshake failed, or 0
@@ -466,6 +468,7 @@ drover_client_destroy (drover_client_t **self_p)
     zsock_destroy (&self->sink);
     free (self->endpoint);
     free (self->sink_endpoint);
+    free (self->sink_override);
     free (self->instance);
     free (self);
     *self_p = NULL;
@@ -736,11 +739,14 @@ drover_client_broker_restarts (drover_client_t *self)
 //  --------------------------------------------------------------------------
 //  The sink
 
-//  A sink that bound a wildcard (tcp://*:5556) is reached at the broker's
-//  host. Returns the endpoint to connect to; caller frees.
+//  The sink set by drover_client_set_sink_endpoint, if any; else the one
+//  the broker names, where a sink that bound a wildcard (tcp://*:5556) is
+//  reached at the broker's host. Returns the endpoint to connect to; caller frees.
 static char *
 s_sink_address (drover_client_t *self, const char *endpoint)
 {
+    if (self->sink_override)
+        return strdup (self->sink_override);
     static const char *wildcards[] = {
         "tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"};
     for (size_t i = 0; i < sizeof wildcards / sizeof wildcards[0]; i++) {
@@ -1321,6 +1327,25 @@ drover_client_pump (drover_client_t *self, int64_t deadline, int fd,
 
 //  --------------------------------------------------------------------------
 //  Connecting
+
+int
+drover_client_set_sink_endpoint (drover_client_t *self, const char *endpoint)
+{
+    assert (self);
+    if (!endpoint || !*endpoint)
+        return drover_client_fail (self, DROVER_EINVAL,
+                                   "no sink endpoint given");
+    if (self->endpoint)
+        return drover_client_fail (
+            self, DROVER_EINVAL,
+            "the sink endpoint is set before drover_client_connect");
+    char *copy = strdup (endpoint);
+    if (!copy)
+        return drover_client_fail (self, DROVER_ENOMEM, "out of memory");
+    free (self->sink_override);
+    self->sink_override = copy;
+    return 0;
+}
 
 int
 drover_client_connect (drover_client_t *self, const char *endpoint,

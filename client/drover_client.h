@@ -210,6 +210,15 @@ void drover_client_destroy (drover_client_t **self_p);
 int drover_client_connect (drover_client_t *self, const char *endpoint,
                            int timeout_ms);
 
+/*  Before drover_client_connect: reach the sink at endpoint, whatever
+    sink the broker names. For a sink whose advertised address does not
+    route from here (a port mapped by docker, say), and for a client in
+    the process of a broker with an embedded sink, which reaches both over
+    inproc:// (see drover_broker_config_t's local endpoints). Returns 0,
+    or DROVER_EINVAL when endpoint is empty or the client is connected. */
+int drover_client_set_sink_endpoint (drover_client_t *self,
+                                     const char *endpoint);
+
 /*  Says in words why the last call failed, and what to do; "" if nothing
     failed yet. The client owns the text, valid until the next call. */
 const char *drover_client_reason (drover_client_t *self);

@@ -39,6 +39,7 @@ struct drover_cluster_t {
     s_process_t processes[CLUSTER_PROCESSES]; //  broker, worker
     const char *const *broker_args;           //  more broker arguments
     size_t broker_arg_count;                  //  how many
+    bool caller_runs_broker;                  //  we start the worker only
     char reason[512];                         //  why the last call failed
 };
 
@@ -295,8 +296,11 @@ drover_cluster_start (drover_cluster_t *self,
     for (size_t i = 0; i < self->broker_arg_count; i++)
         argv[argc++] = self->broker_args[i];
     argv[argc] = NULL;
-    int rc = s_spawn (self, &self->processes[0], (char *const *)argv,
-                      config->verbose);
+    self->caller_runs_broker = config->caller_runs_broker;
+    int rc = self->caller_runs_broker
+                 ? 0
+                 : s_spawn (self, &self->processes[0], (char *const *)argv,
+                            config->verbose);
     if (rc == 0) {
         argc = 0;
         argv[argc++] = config->exe;
@@ -351,7 +355,8 @@ int
 drover_cluster_check (drover_cluster_t *self)
 {
     assert (self);
-    for (size_t i = 0; i < CLUSTER_PROCESSES; i++) {
+    for (size_t i = self->caller_runs_broker ? 1 : 0; i < CLUSTER_PROCESSES;
+         i++) {
         s_process_t *process = &self->processes[i];
         if (!s_reap (process))
             continue;
@@ -405,6 +410,13 @@ drover_cluster_endpoint (drover_cluster_t *self)
     return self->endpoint;
 }
 
+const char *
+drover_cluster_sink_endpoint (drover_cluster_t *self)
+{
+    assert (self);
+    return self->sink_endpoint;
+}
+
 //  Waits for the process to exit until the deadline.
 static bool
 s_wait_exit (s_process_t *process, int64_t deadline)
@@ -425,14 +437,16 @@ drover_cluster_stop (drover_cluster_t *self, int timeout_ms)
     int64_t deadline = start + (timeout_ms > 0 ? timeout_ms : 0);
     bool killed = false;
     //  The worker first, so it can leave the broker in good order; it gets
-    //  half the time, the broker the rest
+    //  half the time, the broker (if ours) the rest
     for (size_t i = CLUSTER_PROCESSES; i-- > 0;) {
         s_process_t *process = &self->processes[i];
         if (process->pid == 0)
             continue;
         if (!s_reap (process)) {
             kill (process->pid, SIGTERM);
-            int64_t until = i ? start + (deadline - start) / 2 : deadline;
+            int64_t until = i && self->processes[0].pid
+                                ? start + (deadline - start) / 2
+                                : deadline;
             if (!s_wait_exit (process, until)) {
                 kill (-process->pid, SIGKILL);
                 kill (process->pid, SIGKILL);

@@ -36,6 +36,11 @@ typedef struct {
     const char *const *worker_args; /* more arguments for `drover worker` */
     size_t worker_arg_count;        /* how many */
     bool verbose;                   /* pass -v; their stdout to our stderr */
+    bool caller_runs_broker;        /* start the worker only: the caller
+                                       runs the broker (a thread of its own
+                                       process) bound at the endpoints of
+                                       drover_cluster_endpoint and
+                                       drover_cluster_sink_endpoint */
 } drover_cluster_config_t;
 
 /*  Creates a cluster, not started. Returns NULL when out of memory. */
@@ -64,10 +69,13 @@ void drover_cluster_set_broker_args (drover_cluster_t *self,
     DROVER_ETIMEDOUT after timeout_ms or when a signal came. */
 int drover_cluster_wait_ready (drover_cluster_t *self, int timeout_ms);
 
-/*  The broker's endpoint, to connect a client to. */
+/*  The broker's endpoint, to connect a client to, and its sink's (NULL
+    before start). */
 const char *drover_cluster_endpoint (drover_cluster_t *self);
+const char *drover_cluster_sink_endpoint (drover_cluster_t *self);
 
-/*  Returns 0 while the broker and the worker run, else DROVER_ECONNECT,
+/*  Returns 0 while the broker (unless the caller runs it) and the worker
+    run, else DROVER_ECONNECT,
     with the reason ("the local worker exited with status 1"). */
 int drover_cluster_check (drover_cluster_t *self);
 
@@ -81,7 +89,7 @@ int drover_cluster_stop (drover_cluster_t *self, int timeout_ms);
 const char *drover_cluster_reason (drover_cluster_t *self);
 
 /*  The pid of the broker (index 0) or the worker (index 1), or 0 when it
-    is not running; and the private directory (NULL before start). */
+    is not running (or the caller runs the broker); and the private directory (NULL before start). */
 pid_t drover_cluster_pid (drover_cluster_t *self, size_t index);
 const char *drover_cluster_dir (drover_cluster_t *self);
 

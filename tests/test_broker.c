@@ -651,6 +651,67 @@ s_expect_dispatch (zsock_t *node, uint64_t id, const char *payload)
     return attempt;
 }
 
+//  The local endpoints of a local cluster (drover map -j N): a client in
+//  the broker's process reaches the broker and its embedded sink over
+//  inproc, the node over tcp; the endpoint told to peers stays the tcp one.
+//  An endpoint that cannot be bound stops the broker from starting.
+LEAK_CHECKED_TEST (broker, local_endpoints_serve_a_client_in_this_process)
+{
+    drover_broker_config_t config = drover_broker_config_default ();
+    config.endpoint = "tcp://127.0.0.1:*";
+    config.sink_endpoint = "tcp://127.0.0.1:*";
+    config.local_endpoint = "inproc://test-local/broker";
+    config.sink_local_endpoint = "inproc://test-local/sink";
+    config.liveness = 60;
+    config.quiet = true;
+    char *error = NULL;
+    zactor_t *broker = drover_broker_new (&config, &error);
+    cr_assert_not_null (broker, "broker: %s", error ? error : "");
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (config.local_endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    cr_assert (!strncmp (sink_endpoint, "tcp://127.0.0.1:", 16), "%s",
+               sink_endpoint);
+    zsock_t *client_sink = s_connect (config.sink_local_endpoint);
+    zsock_t *node = s_node_hello (endpoint, "n1", 1);
+    zsock_t *node_sink = s_connect (sink_endpoint);
+
+    uint64_t id;
+    s_submit (client, 1, &id, "echo");
+    uint32_t attempt = s_expect_dispatch (node, id, "p0");
+    cr_assert_eq (s_result (node_sink, id, attempt, "r0"), 0);
+    s_watch (client_sink, &id, 1);
+    drover_packet_t *packet = s_expect (client_sink, DROVER_RESULT);
+    drover_msg_t *result = drover_packet_msg (packet);
+    cr_assert_eq (result->tasks[0].id, id);
+    cr_assert_eq (result->tasks[0].payload.size, 2);
+    cr_assert (memcmp (result->tasks[0].payload.data, "r0", 2) == 0);
+    drover_packet_destroy (&packet);
+
+    //  Taken: neither endpoint can be bound by a second broker
+    const char *taken[][2] = {
+        {config.local_endpoint, NULL},
+        {"inproc://test-local/free", config.sink_local_endpoint}};
+    for (size_t i = 0; i < 2; i++) {
+        drover_broker_config_t clash = config;
+        clash.local_endpoint = taken[i][0];
+        clash.sink_local_endpoint = taken[i][1];
+        cr_assert_null (drover_broker_new (&clash, &error));
+        cr_assert (strstr (error, "cannot bind"), "%s", error);
+        cr_assert (strstr (error, "inproc://test-local/"), "%s", error);
+        free (error);
+        error = NULL;
+    }
+
+    zsock_destroy (&node_sink);
+    zsock_destroy (&node);
+    zsock_destroy (&client_sink);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
 //  Asks STATS for one counter.
 static uint64_t
 s_counter (zsock_t *client, const char *name)

@@ -755,6 +755,66 @@ CLIENT_TEST (connect_and_wait, 20)
     s_fake_destroy (&fake);
 }
 
+//  job->extra: the sink endpoint to set before connecting
+static void
+s_job_sink_set_and_wait (job_t *job)
+{
+    drover_client_t *client = drover_client_new ();
+    s_note (job, client, 0, drover_client_set_sink_endpoint (client, ""));
+    s_note (job, client, 1,
+            drover_client_set_sink_endpoint (client, (const char *)job->extra));
+    if (s_note (
+            job, client, 2,
+            drover_client_connect (client, job->endpoint, job->timeout_ms))) {
+        drover_client_destroy (&client);
+        return;
+    }
+    s_note (job, client, 3,
+            drover_client_set_sink_endpoint (client, (const char *)job->extra));
+    job->ids[0] = 5;
+    s_note (
+        job, client, 4,
+        drover_client_wait (client, job->ids, 1, 5000, true, &job->result[0]));
+    drover_client_destroy (&client);
+}
+
+//  A sink endpoint set by the caller wins over the one WELCOME names (here
+//  one nobody listens at); it is set before connecting, and not empty
+CLIENT_TEST (sink_endpoint_set_by_the_caller, 20)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    char sink_ep[64];
+    strcpy (sink_ep, fake.sink_ep);
+    strcpy (fake.sink_ep, "ipc:///nonexistent/drover-test-sink");
+    job_t job = {.timeout_ms = 5000, .extra = sink_ep};
+    strcpy (job.endpoint, fake.broker_ep);
+    s_job_start (&job, s_job_sink_set_and_wait);
+    s_handshake (&fake);
+    drover_packet_t *watch = s_expect (fake.sink, DROVER_WATCH);
+    cr_assert_eq (drover_packet_msg (watch)->ids[0], 5);
+    drover_task_t item = {.id = 5, .attempt = 1, .payload = {"done", 4}};
+    drover_msg_t result;
+    drover_msg_init (&result, DROVER_RESULT);
+    result.tasks = &item;
+    result.task_count = 1;
+    s_send (fake.sink, watch, &result);
+    drover_packet_destroy (&watch);
+    s_fake_serve (&fake, &job, 5000);
+    cr_assert_eq (job.rc[0], DROVER_EINVAL);
+    cr_assert (strstr (job.reason[0], "no sink endpoint"), "%s", job.reason[0]);
+    cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
+    cr_assert_eq (job.rc[2], 0, "%s", job.reason[2]);
+    cr_assert_eq (job.rc[3], DROVER_EINVAL, "set after connect");
+    cr_assert (strstr (job.reason[3], "before drover_client_connect"), "%s",
+               job.reason[3]);
+    cr_assert_eq (job.rc[4], 0, "%s", job.reason[4]);
+    cr_assert_not_null (job.result[0]);
+    cr_assert_eq (job.result[0]->payload_size, 4);
+    s_job_join (&job);
+    s_fake_destroy (&fake);
+}
+
 static void
 s_job_connect_only (job_t *job)
 {
@@ -2193,7 +2253,7 @@ CLIENT_TEST (cluster_start_and_stop, 30)
     const char *exe = s_fake_drover (0);
     drover_cluster_t *cluster = drover_cluster_new ();
     const char *extra[] = {"--handler", "x=exec:cat"};
-    drover_cluster_config_t config = {exe, 3, extra, 2, false};
+    drover_cluster_config_t config = {exe, 3, extra, 2, false, false};
     cr_assert_eq (drover_cluster_start (cluster, &config), 0, "%s",
                   drover_cluster_reason (cluster));
     cr_assert_eq (drover_cluster_wait_ready (cluster, 10000), 0, "%s",
@@ -2222,11 +2282,47 @@ CLIENT_TEST (cluster_start_and_stop, 30)
     s_remove_fake_drover (exe);
 }
 
+//  caller_runs_broker: only the worker is started; the cluster waits for
+//  the caller's broker to listen, watches the worker alone, stops it
+CLIENT_TEST (cluster_with_the_broker_in_the_caller, 30)
+{
+    const char *exe = s_fake_drover (0);
+    drover_cluster_t *cluster = drover_cluster_new ();
+    drover_cluster_config_t config = {
+        .exe = exe, .jobs = 1, .caller_runs_broker = true};
+    cr_assert_eq (drover_cluster_start (cluster, &config), 0, "%s",
+                  drover_cluster_reason (cluster));
+    cr_assert_eq (drover_cluster_pid (cluster, 0), 0, "no broker process");
+    pid_t worker = drover_cluster_pid (cluster, 1);
+    cr_assert_gt (worker, 0);
+    cr_assert_eq (drover_cluster_check (cluster), 0, "%s",
+                  drover_cluster_reason (cluster));
+    //  Not ready until the caller's broker listens
+    cr_assert_eq (drover_cluster_wait_ready (cluster, 50), DROVER_ETIMEDOUT);
+    const char *sink_endpoint = drover_cluster_sink_endpoint (cluster);
+    cr_assert_eq (strncmp (sink_endpoint, "ipc://", 6), 0);
+    zsock_t *broker = zsock_new (ZMQ_ROUTER);
+    zsock_t *sink = zsock_new (ZMQ_ROUTER);
+    cr_assert_eq (zsock_bind (broker, "%s", drover_cluster_endpoint (cluster)),
+                  0);
+    cr_assert_eq (zsock_bind (sink, "%s", sink_endpoint), 0);
+    cr_assert_eq (drover_cluster_wait_ready (cluster, 10000), 0, "%s",
+                  drover_cluster_reason (cluster));
+    int rc = drover_cluster_stop (cluster, 10000);
+    cr_assert (rc == 0 || rc == DROVER_ETIMEDOUT, "%s",
+               drover_cluster_reason (cluster));
+    cr_assert (s_gone (worker));
+    zsock_destroy (&sink);
+    zsock_destroy (&broker);
+    drover_cluster_destroy (&cluster);
+    s_remove_fake_drover (exe);
+}
+
 CLIENT_TEST (cluster_sees_a_dead_worker, 30)
 {
     const char *exe = s_fake_drover (3);
     drover_cluster_t *cluster = drover_cluster_new ();
-    drover_cluster_config_t config = {exe, 1, NULL, 0, false};
+    drover_cluster_config_t config = {exe, 1, NULL, 0, false, false};
     cr_assert_eq (drover_cluster_start (cluster, &config), 0);
     int rc = drover_cluster_wait_ready (cluster, 10000);
     if (rc == 0) //  the broker may listen before the worker exits
@@ -2246,7 +2342,8 @@ CLIENT_TEST (cluster_sees_a_dead_worker, 30)
 CLIENT_TEST (cluster_cannot_run_exe, 30)
 {
     drover_cluster_t *cluster = drover_cluster_new ();
-    drover_cluster_config_t config = {"/nonexistent/drover", 1, NULL, 0, false};
+    drover_cluster_config_t config = {
+        "/nonexistent/drover", 1, NULL, 0, false, false};
     cr_assert_eq (drover_cluster_start (cluster, &config), DROVER_ESYSTEM);
     cr_assert (strstr (drover_cluster_reason (cluster), "/nonexistent/drover"),
                "%s", drover_cluster_reason (cluster));
@@ -2264,7 +2361,7 @@ CLIENT_TEST (cluster_dies_with_its_client, 30)
     if (client == 0) {
         //  The client: starts a cluster, tells its pids, waits for death
         drover_cluster_t *cluster = drover_cluster_new ();
-        drover_cluster_config_t config = {exe, 1, NULL, 0, false};
+        drover_cluster_config_t config = {exe, 1, NULL, 0, false, false};
         pid_t pids[2] = {0, 0};
         char dir[128] = "";
         if (drover_cluster_start (cluster, &config) == 0
@@ -2295,7 +2392,7 @@ CLIENT_TEST (cluster_dies_with_its_client, 30)
     //  another test's cluster did already)
     struct stat info;
     drover_cluster_t *cluster = drover_cluster_new ();
-    drover_cluster_config_t config = {exe, 1, NULL, 0, false};
+    drover_cluster_config_t config = {exe, 1, NULL, 0, false, false};
     cr_assert_eq (drover_cluster_start (cluster, &config), 0);
     cr_assert_neq (stat (dir, &info), 0, "%s was not swept", dir);
     drover_cluster_destroy (&cluster);
