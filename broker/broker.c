@@ -80,6 +80,7 @@ typedef struct {
     token_table_t *tokens;    //  SUBMIT tokens and the ids they were given
     zlistx_t *acks;           //  s_ack_t waiting for the next commit
     int64_t checkpoint_tried; //  when a lost journal was last mended (ms)
+    bool queued;              //  a SUBMIT of this drain queued new tasks
 } s_broker_t;
 
 //  A SUBMITTED that waits for its tasks to be on disk.
@@ -715,6 +716,7 @@ s_handle_submit (s_broker_t *self, zframe_t *routing_id,
         if (self->journal)
             task_journal_submit_end (self->journal, ids, msg->task_count,
                                      new_tasks);
+        self->queued |= new_tasks > 0;
         s_acknowledge (self, routing_id, msg->ref, msg->token, ids, created,
                        msg->task_count);
         return; //  it owns ids and created now
@@ -1139,10 +1141,18 @@ s_handle_router (zloop_t *loop, zsock_t *reader, void *arg)
     (void)loop;
     (void)reader;
     s_broker_t *self = (s_broker_t *)arg;
-    for (int i = 0; i < S_MAX_DRAIN; i++)
+    for (int i = 0; i < S_MAX_DRAIN; i++) {
         if ((i > 0 && !(zsock_events (self->router) & ZMQ_POLLIN))
             || !s_handle_message (self))
             break;
+        //  In memory, new tasks for idle children leave at once: else a
+        //  drain of many SUBMITs (a map filling its window) holds back the
+        //  first DISPATCH until it queued them all, a millisecond or more.
+        //  Durable, leases wait for the drain's one journal write.
+        if (self->queued && !self->journal)
+            s_dispatch (self);
+        self->queued = false;
+    }
     s_commit (self);
     s_flush (self);
     s_commit (self);

@@ -67,6 +67,7 @@
 #include "drover_job.h"
 
 #define MAP_DEFAULT_WINDOW     1000
+#define MAP_FIRST_BATCH        32       //  most tasks of an idle map's SUBMIT
 #define MAP_BACKOFF_MIN_MS     20       //  first wait after DROVER_EFULL
 #define MAP_BACKOFF_MAX_MS     2000     //  longest wait after DROVER_EFULL
 #define MAP_INPUT_RETRY_MS     10       //  ask a slow input again (without fd)
@@ -1072,6 +1073,20 @@ s_send_filled (drover_map_t *self, s_batch_t **batch_p)
     s_batch_send (self, batch);
 }
 
+//  Tasks the SUBMIT being filled carries at most: max_batch, but no more
+//  than the map has in flight besides it (and at least MAP_FIRST_BATCH),
+//  so that the first tasks of a map, or of one that went idle, reach the
+//  nodes after a small SUBMIT, not after one of the whole window (which
+//  the broker takes a millisecond or more to queue); from there the
+//  batches double.
+static size_t
+s_batch_limit (drover_map_t *self, const s_batch_t *batch)
+{
+    size_t before = s_in_flight (self) - batch->count;
+    size_t limit = before > MAP_FIRST_BATCH ? before : MAP_FIRST_BATCH;
+    return limit < self->max_batch ? limit : self->max_batch;
+}
+
 //  Gives a new slot its input (one input, or a finished chunk): asks the
 //  job log about it, then puts it in the batch to submit (or to ask the
 //  broker about). Returns false when the map stopped.
@@ -1106,7 +1121,9 @@ s_slot_take (drover_map_t *self, s_slot_t *slot, const drover_payload_t *input)
         (*target)->ask = ASK_BROKER;
     (*target)->slots[(*target)->count++] = slot;
     slot->batch = *target;
-    if ((*target)->count == self->max_batch)
+    if ((*target)->count >= (logged == DROVER_JOB_PENDING
+                                 ? self->max_batch
+                                 : s_batch_limit (self, *target)))
         s_send_filled (self, target);
     return true;
 }

@@ -712,6 +712,55 @@ LEAK_CHECKED_TEST (broker, local_endpoints_serve_a_client_in_this_process)
     zactor_destroy (&broker);
 }
 
+//  Sends a SUBMIT of count echo tasks (payload "x") without waiting.
+static void
+s_submit_many (zsock_t *client, uint64_t ref, size_t count)
+{
+    drover_task_t *tasks = (drover_task_t *)calloc (count, sizeof *tasks);
+    cr_assert_not_null (tasks);
+    for (size_t i = 0; i < count; i++)
+        tasks[i] = (drover_task_t){.handler = "echo", .payload = {"x", 1}};
+    drover_msg_t msg;
+    drover_msg_init (&msg, DROVER_SUBMIT);
+    msg.ref = ref;
+    msg.tasks = tasks;
+    msg.task_count = count;
+    s_send (client, &msg);
+    free (tasks);
+}
+
+//  SPEC 7.3: tasks a node has credit for leave after the SUBMIT that
+//  queued them, not after the broker read every message waiting: a large
+//  SUBMIT and a small one read in one pass make two DISPATCHes, the first
+//  with the large one's tasks alone
+LEAK_CHECKED_TEST (broker, each_submit_is_dispatched_before_the_next_is_read)
+{
+    zactor_t *broker = s_broker (1000, 10000, 1 << 20);
+    char *endpoint = drover_broker_endpoint (broker);
+    zsock_t *client = s_connect (endpoint);
+    char *sink_endpoint = s_client_hello (client);
+    zsock_t *node = s_node_hello (endpoint, "n1", 2002);
+    //  A first task shows the broker has the node's credit
+    s_submit_many (client, 1, 1);
+    drover_packet_t *packet = s_expect (node, DROVER_DISPATCH);
+    cr_assert_eq (drover_packet_msg (packet)->task_count, 1);
+    drover_packet_destroy (&packet);
+    //  The small SUBMIT arrives while the broker queues the large one
+    s_submit_many (client, 2, 2000);
+    s_submit_many (client, 3, 1);
+    packet = s_expect (node, DROVER_DISPATCH);
+    cr_assert_eq (drover_packet_msg (packet)->task_count, 2000);
+    drover_packet_destroy (&packet);
+    packet = s_expect (node, DROVER_DISPATCH);
+    cr_assert_eq (drover_packet_msg (packet)->task_count, 1);
+    drover_packet_destroy (&packet);
+    zsock_destroy (&node);
+    zsock_destroy (&client);
+    zstr_free (&sink_endpoint);
+    zstr_free (&endpoint);
+    zactor_destroy (&broker);
+}
+
 //  Asks STATS for one counter.
 static uint64_t
 s_counter (zsock_t *client, const char *name)

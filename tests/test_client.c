@@ -175,6 +175,7 @@ typedef struct {
     size_t submits;          //  SUBMIT messages
     size_t submitted;        //  tasks accepted
     size_t largest_submit;   //  most tasks in one SUBMIT
+    size_t submit_sizes[8];  //  tasks of the first SUBMITs
     size_t watch_messages;   //  WATCH messages
     size_t heartbeats;       //  HEARTBEATs from the client
     size_t cancelled;        //  ids in CANCELs
@@ -356,6 +357,8 @@ s_fake_broker_message (fake_t *fake, drover_packet_t *packet)
         s_welcome (fake, packet);
     }
     else if (msg->command == DROVER_SUBMIT) {
+        if (fake->submits < 8)
+            fake->submit_sizes[fake->submits] = msg->task_count;
         fake->submits++;
         if (msg->task_count > fake->largest_submit)
             fake->largest_submit = msg->task_count;
@@ -1951,6 +1954,29 @@ CLIENT_TEST (map_ordered_window, 90)
     cr_assert_geq (fake.max_outstanding, 25);
     cr_assert_leq (fake.largest_submit, 16);
     cr_assert_leq (mapping.in_flight_max, 100);
+    free (mapping.order);
+    s_fake_destroy (&fake);
+}
+
+//  An idle map starts with a small SUBMIT, so that the nodes get work
+//  before the broker queued the whole window; then each SUBMIT carries at
+//  most as many tasks as are in flight already (up to max_batch)
+CLIENT_TEST (map_first_submits_are_small_then_double, 30)
+{
+    fake_t fake;
+    s_fake_init (&fake);
+    fake.max_batch = 4096;
+    fake.hold = 1000; //  results once the client waits
+    s_map_job_t mapping = {.options = {.window = 1000}};
+    s_run_map (&fake, &mapping, 200);
+    cr_assert_eq (mapping.results, 200);
+    cr_assert_eq (mapping.wrong, 0);
+    cr_assert_eq (fake.submits, 4);
+    size_t expected[] = {32, 32, 64, 72};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq (fake.submit_sizes[i], expected[i],
+                      "SUBMIT %zu carried %zu tasks, not %zu", i,
+                      fake.submit_sizes[i], expected[i]);
     free (mapping.order);
     s_fake_destroy (&fake);
 }
