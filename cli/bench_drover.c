@@ -446,18 +446,12 @@ bench_drover_map_process (const bench_map_process_t *map, long *peak_kb,
     double start = s_now ();
     pid_t pid = fork ();
     if (pid == 0) {
+        //  Our environment has no DROVER_CONNECT (else we measure a running
+        //  cluster, and never come here): it starts its own local cluster
         dup2 (in[0], STDIN_FILENO);
         dup2 (out[1], STDOUT_FILENO);
-        //  Local: as a user runs it, whatever DROVER_CONNECT says
-        if (!map->endpoint)
-            unsetenv ("DROVER_CONNECT");
-        if (map->endpoint)
-            execl (map->exe, map->exe, "map", "--connect", map->endpoint,
-                   "--chunksize", map->chunksize, "--quiet", "echo",
-                   (char *)NULL);
-        else
-            execl (map->exe, map->exe, "map", "-j", jobs, "--chunksize",
-                   map->chunksize, "--quiet", "echo", (char *)NULL);
+        execl (map->exe, map->exe, "map", "-j", jobs, "--chunksize",
+               map->chunksize, "--quiet", "echo", (char *)NULL);
         _exit (127);
     }
     close (in[0]);

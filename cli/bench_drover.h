@@ -90,22 +90,19 @@ int bench_drover_fill (bench_drover_t *self, size_t tasks, size_t payload_size);
     tell. */
 long bench_drover_broker_rss_kb (bench_drover_t *self);
 
-/*  A `drover map` process to measure. */
+/*  A `drover map -j JOBS` process to measure, on its own local cluster. */
 typedef struct {
     const char *exe;                   /* the drover executable */
-    const char *endpoint;              /* --connect ENDPOINT; NULL: -j jobs,
-                                          its own local cluster */
-    int jobs;                          /* children of that cluster */
+    int jobs;                          /* children of its cluster */
     size_t lines;                      /* numbered input lines */
     const char *chunksize;             /* --chunksize */
     const volatile sig_atomic_t *stop; /* set by a signal: give up */
 } bench_map_process_t;
 
-/*  Runs `exe map --connect ENDPOINT` or `exe map -j JOBS` with
-    --chunksize CHUNKSIZE echo on lines numbered lines, checks that as
-    many come out, and gives its peak resident memory (KiB; with -j, that
-    of the process holding the local broker and sink too, not of its
-    worker) and its time. Returns 0, or -1 with the reason in error. */
+/*  Runs `exe map -j JOBS --chunksize CHUNKSIZE echo` on lines numbered lines, checks that as many come out, and
+    gives its peak resident memory (KiB: of the process that holds its
+    local broker and sink, not of its worker) and its time. Returns 0, or
+    -1 with the reason in error. */
 int bench_drover_map_process (const bench_map_process_t *map, long *peak_kb,
                               double *seconds_p, char *error,
                               size_t error_size);

@@ -100,9 +100,13 @@ s_worker_loop (void *from, void *to, int credits)
     }
 }
 
-//  The worker process: runs until SIGTERM (or its parent's death).
+//  The worker process: runs until SIGTERM (or its parent's death). It
+//  starts with the parent's handlers and SIGTERM, SIGINT and SIGHUP
+//  blocked (s_start_workers): a SIGTERM that comes before the default
+//  action is back waits, then ends it, instead of only setting the
+//  parent's flag in this copy of it.
 static void
-s_worker_main (const s_run_t *self)
+s_worker_main (const s_run_t *self, const sigset_t *mask)
 {
     prctl (PR_SET_PDEATHSIG, SIGKILL);
     struct sigaction dfl;
@@ -112,6 +116,7 @@ s_worker_main (const s_run_t *self)
     sigaction (SIGTERM, &dfl, NULL);
     sigaction (SIGINT, &dfl, NULL);
     sigaction (SIGHUP, &dfl, NULL);
+    pthread_sigmask (SIG_SETMASK, mask, NULL);
     bool credit = self->config->pattern == BENCH_ROUTER_CREDIT;
     void *ctx = zmq_ctx_new ();
     void *from = ctx ? zmq_socket (ctx, credit ? ZMQ_DEALER : ZMQ_PULL) : NULL;
@@ -129,16 +134,25 @@ s_start_workers (s_run_t *self)
         (pid_t *)calloc ((size_t)self->config->workers, sizeof (pid_t));
     if (!self->pids)
         return s_fail (self, "out of memory");
-    for (int i = 0; i < self->config->workers; i++) {
+    sigset_t stops, mask;
+    sigemptyset (&stops);
+    sigaddset (&stops, SIGTERM);
+    sigaddset (&stops, SIGINT);
+    sigaddset (&stops, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, &stops, &mask);
+    int rc = 0;
+    for (int i = 0; i < self->config->workers && rc == 0; i++) {
         pid_t pid = fork ();
-        if (pid == -1)
-            return s_fail (self, "cannot start a worker process: %s",
-                           strerror (errno));
         if (pid == 0)
-            s_worker_main (self);
-        self->pids[self->pid_count++] = pid;
+            s_worker_main (self, &mask);
+        if (pid == -1)
+            rc = s_fail (self, "cannot start a worker process: %s",
+                         strerror (errno));
+        else
+            self->pids[self->pid_count++] = pid;
     }
-    return 0;
+    pthread_sigmask (SIG_SETMASK, &mask, NULL);
+    return rc;
 }
 
 //  Returns -1 when a worker has exited.
