@@ -67,6 +67,7 @@ typedef struct {
     zsock_t *router;               //  the broker socket
     zloop_t *loop;                 //  reactor
     zactor_t *sink;                //  embedded sink, or NULL
+    drover_sink_t *attached_sink;  //  or one in this thread, or NULL
     dispatcher_t *dispatcher;      //  tasks and nodes
     zhashx_t *peers;               //  routing id hex -> s_peer_t, owned
     s_peer_t *sink_peer;           //  the registered sink session, or NULL
@@ -1250,6 +1251,7 @@ s_broker_destroy (s_broker_t **self_p)
                 s_send (self, peer->routing_id, &msg, NULL);
             }
     zactor_destroy (&self->sink);
+    drover_sink_detach (&self->attached_sink);
     zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zhashx_destroy (&self->peers);
@@ -1428,9 +1430,13 @@ s_broker_new (zsock_t *pipe, const drover_broker_config_t *config, char *error,
         sink_config.sync_interval_ms = config->sync_interval_ms;
         sink_config.segment_size = config->segment_size;
         char *sink_error = NULL;
-        self->sink = drover_sink_new (&sink_config, &sink_error);
+        if (config->sink_same_thread)
+            self->attached_sink =
+                drover_sink_attach (self->loop, &sink_config, &sink_error);
+        else
+            self->sink = drover_sink_new (&sink_config, &sink_error);
         zstr_free (&sink_data);
-        if (!self->sink) {
+        if (!self->sink && !self->attached_sink) {
             snprintf (error, error_size, "embedded sink: %s",
                       sink_error ? sink_error : "cannot start");
             free (sink_error);

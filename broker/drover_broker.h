@@ -55,6 +55,9 @@ typedef struct {
     bool verbose;                //  log every message
     bool quiet;                  //  log warnings and errors only (a broker
                                  //  inside drover map -j N)
+    bool sink_same_thread;       //  the embedded sink runs in the broker's
+                                 //  thread, not a thread of its own: a
+                                 //  result's claim wakes no other thread
 } drover_broker_config_t;
 
 /*  The defaults: heartbeat 1000 ms, liveness 5, max payload 64 MiB,

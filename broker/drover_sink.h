@@ -60,6 +60,17 @@ drover_sink_config_t drover_sink_config_default (void);
     with a malloc'd reason in *error if error is not NULL (caller frees). */
 zactor_t *drover_sink_new (const drover_sink_config_t *config, char **error);
 
+/*  A sink that runs in the caller's reactor (a thread of its own saved):
+    the embedded sink of a broker whose client is in the same process, so
+    that a result's claim is no wake-up of another thread. Returns NULL if
+    it cannot start, with a malloc'd reason in *error (if not NULL).
+    Detach it before the loop is destroyed. */
+typedef struct drover_sink_t drover_sink_t;
+drover_sink_t *drover_sink_attach (zloop_t *loop,
+                                   const drover_sink_config_t *config,
+                                   char **error);
+void drover_sink_detach (drover_sink_t **self_p);
+
 /*  The endpoint the sink advertises. Caller frees. */
 char *drover_sink_endpoint (zactor_t *sink);
 

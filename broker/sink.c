@@ -92,7 +92,9 @@ struct s_peer_t {
     s_client_t *client;   //  its watches, or NULL: it watches nothing
 };
 
-typedef struct {
+typedef drover_sink_t s_sink_t; //  the sink is the actor's state
+
+struct drover_sink_t {
     drover_sink_config_t config; //  settings (strings not owned)
     char *endpoint;              //  bound endpoint
     char *advertise;             //  endpoint told to the broker
@@ -100,6 +102,9 @@ typedef struct {
     zsock_t *router;             //  nodes and clients
     zsock_t *broker;             //  session with the broker, or NULL
     zloop_t *loop;               //  reactor
+    bool shared_loop;            //  the caller's reactor (attached)
+    int tick_timer;              //  its timers in that reactor
+    int journal_timer;           //  (or -1)
     id_map_t *results;           //  id -> s_result_t stored, owned
     id_map_t *claims;            //  id -> s_result_t held for the broker's
                                  //  verdict (other attempts of the id
@@ -131,7 +136,7 @@ typedef struct {
     s_result_t *newest;         //  (result_ttl_ms), oldest first
     sink_journal_t *journal;    //  the durable store, or NULL
     char *data_dir;             //  config.data_dir, our copy
-} s_sink_t;
+};
 
 //  Most messages served per wakeup before the turn ends (and commits).
 #define SINK_TURN_MAX 256
@@ -1271,7 +1276,17 @@ s_sink_destroy (s_sink_t **self_p)
         return;
     //  The journal first: it writes what is staged, from the results
     sink_journal_close (&self->journal);
-    zloop_destroy (&self->loop);
+    if (self->shared_loop) {
+        //  Out of the caller's reactor, which goes on
+        zloop_reader_end (self->loop, self->router);
+        if (self->broker)
+            zloop_reader_end (self->loop, self->broker);
+        zloop_timer_end (self->loop, self->tick_timer);
+        if (self->journal_timer >= 0)
+            zloop_timer_end (self->loop, self->journal_timer);
+    }
+    else
+        zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zsock_destroy (&self->broker);
     id_map_destroy (&self->watchers);
@@ -1311,13 +1326,16 @@ s_advertised (const char *advertise, const char *bound)
                          wildcard + strlen ("://0.0.0.0"));
 }
 
+//  A sink on the actor's pipe in a reactor of its own, or (pipe NULL) in
+//  the caller's reactor loop.
 static s_sink_t *
-s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
-            size_t error_size)
+s_sink_new (zsock_t *pipe, zloop_t *loop, const drover_sink_config_t *config,
+            char *error, size_t error_size)
 {
     s_sink_t *self = (s_sink_t *)zmalloc (sizeof *self);
     assert (self);
     self->pipe = pipe;
+    self->journal_timer = -1;
     self->config = *config;
     if (config->data_dir) {
         //  The caller may free its string once the sink runs
@@ -1372,16 +1390,19 @@ s_sink_new (zsock_t *pipe, const drover_sink_config_t *config, char *error,
         return NULL;
     }
     self->advertise = s_advertised (config->advertise, self->endpoint);
-    self->loop = zloop_new ();
+    self->shared_loop = loop != NULL;
+    self->loop = loop ? loop : zloop_new ();
     zloop_reader (self->loop, self->router, s_handle_router, self);
-    zloop_reader (self->loop, pipe, s_handle_pipe, self);
-    zloop_timer (self->loop, 250, 0, s_handle_tick, self);
+    if (pipe)
+        zloop_reader (self->loop, pipe, s_handle_pipe, self);
+    self->tick_timer = zloop_timer (self->loop, 250, 0, s_handle_tick, self);
     if (self->journal) {
         //  Often enough for an fdatasync due after sync_interval_ms
         uint32_t interval =
             config->sync_interval_ms ? config->sync_interval_ms : 200;
         interval = interval < 10 ? 10 : interval > 250 ? 250 : interval;
-        zloop_timer (self->loop, interval, 0, s_handle_journal_tick, self);
+        self->journal_timer =
+            zloop_timer (self->loop, interval, 0, s_handle_journal_tick, self);
     }
     s_broker_connect (self);
     return self;
@@ -1391,7 +1412,7 @@ static void
 s_sink_actor (zsock_t *pipe, void *args)
 {
     char error[512] = "";
-    s_sink_t *self = s_sink_new (pipe, (const drover_sink_config_t *)args,
+    s_sink_t *self = s_sink_new (pipe, NULL, (const drover_sink_config_t *)args,
                                  error, sizeof error);
     actor_start_report (pipe, self ? NULL : error);
     if (!self)
@@ -1417,6 +1438,28 @@ drover_sink_new (const drover_sink_config_t *config, char **error)
 {
     assert (config && config->endpoint && config->broker);
     return actor_start (s_sink_actor, (void *)config, "sink", error);
+}
+
+drover_sink_t *
+drover_sink_attach (zloop_t *loop, const drover_sink_config_t *config,
+                    char **error)
+{
+    assert (loop && config && config->endpoint && config->broker);
+    char reason[512] = "";
+    s_sink_t *self = s_sink_new (NULL, loop, config, reason, sizeof reason);
+    if (!self && error)
+        *error = strdup (reason);
+    else if (self)
+        s_info (self, "sink: listening on %s (in the caller's thread)",
+                self->endpoint);
+    return self;
+}
+
+void
+drover_sink_detach (drover_sink_t **self_p)
+{
+    assert (self_p);
+    s_sink_destroy (self_p);
 }
 
 char *

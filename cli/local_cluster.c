@@ -79,6 +79,7 @@ local_cluster_start (const local_cluster_config_t *config, int timeout_ms,
     broker_config.sink_local_endpoint = self->sink_inproc;
     broker_config.verbose = config->verbose;
     broker_config.quiet = !config->verbose;
+    broker_config.sink_same_thread = true;
     char *broker_error = NULL;
     self->broker = drover_broker_new (&broker_config, &broker_error);
     if (!self->broker) {

@@ -1,13 +1,15 @@
 /*  local_cluster.h - the private local cluster of `drover map -j N` and
-    `drover bench`: the broker, with its embedded sink, runs as a thread of
-    this process, and one `drover worker` node with N children runs as a
-    process of its own (client/drover_cluster.h starts and stops it).
+    `drover bench`: the broker, with its embedded sink in the same thread,
+    runs as a thread of this process, and one `drover worker` node with N
+    children runs as a process of its own (client/drover_cluster.h starts
+    and stops it).
 
     A client in this process reaches the broker and the sink over
     inproc://, so that a request crosses no ZeroMQ I/O thread on its way to
     the broker and a result none on its way back: over ipc:// each message
     wakes the sender's I/O thread, the receiver's I/O thread and then the
-    receiver, three wake-ups where inproc has one. The node reaches the
+    receiver, three wake-ups where inproc has one; and a result's claim
+    (sink to broker and back) wakes no thread at all. The node reaches the
     broker and the sink over ipc:// in the cluster's private directory, as
     any other process may (`drover map --connect`).
 
