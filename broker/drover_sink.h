@@ -64,7 +64,9 @@ zactor_t *drover_sink_new (const drover_sink_config_t *config, char **error);
     the embedded sink of a broker whose client is in the same process, so
     that a result's claim is no wake-up of another thread. Returns NULL if
     it cannot start, with a malloc'd reason in *error (if not NULL).
-    Detach it before the loop is destroyed. */
+    drover_sink_detach stops it (its sockets and timers leave the loop,
+    which goes on) and NULLs the pointer; NULL-safe. Detach it before the
+    loop is destroyed. */
 typedef struct drover_sink_t drover_sink_t;
 drover_sink_t *drover_sink_attach (zloop_t *loop,
                                    const drover_sink_config_t *config,

@@ -175,8 +175,8 @@ s_name_ok (const char *name)
     return true;
 }
 
-//  Connects a client to the broker at endpoint, or (endpoint NULL) to the
-//  local cluster; on failure prints why and returns NULL.
+//  Connects a client to the local cluster, or without one to the broker at
+//  endpoint; on failure prints why and returns NULL.
 static drover_client_t *
 s_connect_to (const char *command, const char *endpoint, local_cluster_t *local,
               long timeout_ms)
@@ -186,8 +186,8 @@ s_connect_to (const char *command, const char *endpoint, local_cluster_t *local,
         fprintf (stderr, "drover %s: out of memory\n", command);
         return NULL;
     }
-    if (endpoint ? drover_client_connect (client, endpoint, (int)timeout_ms)
-                 : local_cluster_connect (local, client, (int)timeout_ms)) {
+    if (local ? local_cluster_connect (local, client, (int)timeout_ms)
+              : drover_client_connect (client, endpoint, (int)timeout_ms)) {
         if (cli_interrupted) {
             drover_client_destroy (&client);
             return NULL;
@@ -742,8 +742,7 @@ drover_cmd_map (int argc, char **argv)
             goto done;
         }
     }
-    client = s_connect_to ("map", cluster ? NULL : connect, cluster,
-                           connect_timeout);
+    client = s_connect_to ("map", connect, cluster, connect_timeout);
     if (!client) {
         status = 1;
         goto done;

@@ -6,6 +6,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "local_cluster.h"
+#include "drover_broker.h"
 #include "drover_cluster.h"
 
 #include <assert.h>
@@ -70,11 +71,9 @@ local_cluster_start (const local_cluster_config_t *config, int timeout_ms,
     self->sink_inproc = zsys_sprintf ("inproc://%s/sink", name);
     assert (self->inproc && self->sink_inproc);
 
-    drover_broker_config_t broker_config =
-        config->broker ? *config->broker : drover_broker_config_default ();
+    drover_broker_config_t broker_config = drover_broker_config_default ();
     broker_config.endpoint = drover_cluster_endpoint (self->cluster);
     broker_config.sink_endpoint = drover_cluster_sink_endpoint (self->cluster);
-    broker_config.sink_advertise = NULL;
     broker_config.local_endpoint = self->inproc;
     broker_config.sink_local_endpoint = self->sink_inproc;
     broker_config.verbose = config->verbose;

@@ -20,7 +20,6 @@
 #ifndef DROVER_CLI_LOCAL_CLUSTER_H_INCLUDED
 #define DROVER_CLI_LOCAL_CLUSTER_H_INCLUDED
 
-#include "drover_broker.h"
 #include "drover_client.h"
 
 #include <stdbool.h>
@@ -34,10 +33,7 @@ typedef struct {
     const char *const *worker_args; /* more arguments for `drover worker` */
     size_t worker_arg_count;        /* how many */
     bool verbose;                   /* log every message; the worker's
-                                          stdout to our stderr */
-    const drover_broker_config_t *broker; /* the broker's settings (its
-                                             endpoints are the cluster's);
-                                             NULL: the defaults */
+                                       stdout to our stderr */
 } local_cluster_config_t;
 
 /*  Starts the broker and the worker, and waits up to timeout_ms until both
