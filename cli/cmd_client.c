@@ -589,7 +589,8 @@ drover_cmd_map (int argc, char **argv)
          "results and runs only the rest",
          &job_dir},
         {"retry-failed", 0, CLI_FLAG, "DROVER_RETRY_FAILED", NULL, 0, 0, NULL,
-         "with --job: run inputs whose logged result is a failure again",
+         "with --job: run inputs whose logged result is a failure again "
+         "(with --chunksize, a chunk with a failed input runs again whole)",
          &retry_failed},
         OPTION_TASK_LIMITS (flags),
         {"queue", 'q', CLI_STRING, "DROVER_QUEUE", NULL, 0, 0, "NAME",

@@ -17,6 +17,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
 */
 #include "drover_job.h"
+#include "drover_chunk.h"
 #include "drover_client_internal.h"
 #include "drover_journal.h"
 #include "id_map.h"
@@ -309,6 +310,18 @@ s_spool_write (drover_job_t *self, const drover_task_t *item,
     return 0;
 }
 
+//  A failure: the task's, or (a chunk's result) that of any of its inputs.
+//  A chunk result that cannot be read counts as one: it runs again.
+static bool
+s_failed (drover_job_t *self, const drover_task_t *item)
+{
+    if (item->code)
+        return true;
+    return self->config->chunksize > 1
+           && drover_chunk_failures (item->payload.data, item->payload.size)
+                  != 0;
+}
+
 static int
 s_replay_result (drover_job_t *self, drover_msg_t *msg)
 {
@@ -320,7 +333,7 @@ s_replay_result (drover_job_t *self, drover_msg_t *msg)
             continue; //  a superseded id, or a second result
         s_entry_t *entry = &self->entries[index];
         if (item->code == DROVER_ECANCELLED
-            || (item->code && self->config->retry_failed)) {
+            || (self->config->retry_failed && s_failed (self, item))) {
             entry->id = 0; //  runs again, as a new task
             continue;
         }

@@ -58,7 +58,8 @@ typedef struct {
     const char *queue;                 /* its queue; NULL: "default" */
     bool ordered;                      /* results in input order */
     bool nul_separated;                /* inputs end with NUL, not newline */
-    bool retry_failed;                 /* logged failures run again */
+    bool retry_failed;                 /* logged failures run again (a
+                                          chunk with a failed input: whole) */
     const drover_task_options_t *task; /* recorded in the first record;
                                           may differ on a re-run */
     uint32_t chunksize;                /* inputs per task (a fixed size;

@@ -166,6 +166,26 @@ drover_chunk_next_outcome (drover_chunk_reader_t *self, int32_t *code,
     return 1;
 }
 
+int
+drover_chunk_failures (const void *data, size_t size)
+{
+    drover_chunk_reader_t reader = {.data = (const uint8_t *)data,
+                                    .size = data ? size : 0};
+    uint32_t count;
+    if (!s_array (&reader, &count))
+        return DROVER_EINVAL;
+    reader.left = count;
+    int failures = 0, rc;
+    int32_t code;
+    const void *output;
+    size_t output_size;
+    while (
+        (rc = drover_chunk_next_outcome (&reader, &code, &output, &output_size))
+        == 1)
+        failures += code != 0;
+    return rc < 0 ? rc : failures;
+}
+
 //  --------------------------------------------------------------------------
 //  Writing
 

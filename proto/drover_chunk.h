@@ -49,6 +49,10 @@ int drover_chunk_next_input (drover_chunk_reader_t *self, const void **input,
 int drover_chunk_next_outcome (drover_chunk_reader_t *self, int32_t *code,
                                const void **output, size_t *size);
 
+/*  How many outcomes of a chunk result (of any number of inputs) are
+    failures; DROVER_EINVAL when it is malformed. */
+int drover_chunk_failures (const void *data, size_t size);
+
 /*  Builds a chunk or a chunk result in a growing buffer. */
 typedef struct {
     uint8_t *data;   /* the octets so far (malloc'd), or NULL */

@@ -2979,6 +2979,23 @@ LEAK_CHECKED_TEST (codec, chunk_outcomes_are_bin_or_code_and_reason)
     cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size), 1);
     cr_assert_eq (drover_chunk_next_input (&reader, &input, &input_size),
                   DROVER_EINVAL);
+    //  Counted without knowing the inputs: two failures; cut short or with
+    //  octets after it, the result is malformed
+    cr_assert_eq (drover_chunk_failures (data, size), 2);
+    cr_assert_eq (drover_chunk_failures (data, size - 1), DROVER_EINVAL);
+    uint8_t *longer = (uint8_t *)malloc (size + 1);
+    memcpy (longer, data, size);
+    longer[size] = 0xc0;
+    cr_assert_eq (drover_chunk_failures (longer, size + 1), DROVER_EINVAL);
+    free (longer);
+    cr_assert_eq (drover_chunk_failures (NULL, 0), DROVER_EINVAL);
+    free (data);
+    //  All well: none
+    drover_chunk_writer_init (&writer, 0);
+    cr_assert_eq (drover_chunk_add (&writer, "a", 1), 0);
+    cr_assert_eq (drover_chunk_add (&writer, "", 0), 0);
+    cr_assert_eq (drover_chunk_finish (&writer, &data, &size), 0);
+    cr_assert_eq (drover_chunk_failures (data, size), 0);
     free (data);
 }
 

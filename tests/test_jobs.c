@@ -311,6 +311,54 @@ Test (jobs, complete_job_run_again_runs_nothing_and_prints_the_same)
     free (endpoint);
 }
 
+//  --retry-failed: the re-run runs again what failed and takes the rest
+//  from the log, one input per task or in chunks (a chunk with a failed
+//  input, which the log holds as one result, runs again whole)
+Test (jobs, retry_failed_runs_the_failures_again_in_chunks_too)
+{
+    const char *chunksizes[] = {"1", "4"};
+    //  Of inputs 0-9, 3 and 7 fail until the file ok exists: chunks of 4
+    //  are 0-3, 4-7 and 8-9, so only 8 and 9 come from the log
+    const char *from_log[] = {"8 of 10 results came from the job log",
+                              "2 of 10 results came from the job log"};
+    char *input = procs_path ("input"), *output = procs_path ("output"),
+         *errors = procs_path ("errors"), *ok = procs_path ("ok");
+    procs_write_lines (input, 10, "%zu");
+    for (size_t i = 0; i < 2; i++) {
+        unlink (ok);
+        const char *map =
+            "DROVER_CONNECT= %s map -j 2 --ordered --chunksize %s "
+            "--handler 'f=exec:read x; if [ ! -e %s ]; then "
+            "case $x in *3|*7) echo no >&2; exit 1;; esac; fi; "
+            "echo ok:$x' --job %s/job-%s %s f < %s > %s 2> %s";
+        int rc =
+            procs_run (60000, map, procs_drover (), chunksizes[i], ok,
+                       procs_dir (), chunksizes[i], "", input, output, errors);
+        cr_assert_eq (rc, 1, "chunksize %s: the failures make exit 1",
+                      chunksizes[i]);
+        cr_assert_eq (s_lines (output), 10);
+        procs_write_lines (ok, 0, "");
+        rc = procs_run (60000, map, procs_drover (), chunksizes[i], ok,
+                        procs_dir (), chunksizes[i], "--retry-failed", input,
+                        output, errors);
+        char *said = procs_read (errors, NULL);
+        cr_assert_eq (rc, 0, "chunksize %s: %s", chunksizes[i], said);
+        cr_assert (strstr (said, from_log[i]), "chunksize %s: %s",
+                   chunksizes[i], said);
+        free (said);
+        char *got = procs_read (output, NULL);
+        cr_assert_str_eq (got,
+                          "ok:0\nok:1\nok:2\nok:3\nok:4\nok:5\nok:6\nok:7\n"
+                          "ok:8\nok:9\n",
+                          "chunksize %s", chunksizes[i]);
+        free (got);
+    }
+    free (input);
+    free (output);
+    free (errors);
+    free (ok);
+}
+
 Test (jobs, rerun_with_another_input_or_handler_is_refused)
 {
     char *input = procs_path ("input"), *output = procs_path ("output"),
