@@ -1432,18 +1432,35 @@ LEAK_CHECKED_TEST (broker, a_submit_repeated_with_its_token_creates_nothing)
     zactor_destroy (&broker);
 }
 
-//  SPEC 12 and 7.6: a durable broker restarted on its data directory
-//  holds its tasks and knows their SUBMIT's token: the SUBMIT sent again
-//  gets the same ids and creates nothing.
-LEAK_CHECKED_TEST (broker, a_durable_broker_remembers_tokens_across_a_restart)
+//  A durable broker's settings, its data directory made from template
+//  data (mkdtemp), which must outlive them.
+static drover_broker_config_t
+s_durable_config (char *data)
 {
-    char data[] = "/tmp/drover-broker-data-XXXXXX";
     cr_assert_not_null (mkdtemp (data));
     drover_broker_config_t config = drover_broker_config_default ();
     config.endpoint = "tcp://127.0.0.1:*";
     config.sink_endpoint = "tcp://127.0.0.1:*";
     config.liveness = 60;
     config.data_dir = data;
+    return config;
+}
+
+static void
+s_remove_dir (const char *dir)
+{
+    char *remove = zsys_sprintf ("rm -rf %s", dir);
+    cr_assert_eq (system (remove), 0);
+    zstr_free (&remove);
+}
+
+//  SPEC 12 and 7.6: a durable broker restarted on its data directory
+//  holds its tasks and knows their SUBMIT's token: the SUBMIT sent again
+//  gets the same ids and creates nothing.
+LEAK_CHECKED_TEST (broker, a_durable_broker_remembers_tokens_across_a_restart)
+{
+    char data[] = "/tmp/drover-broker-data-XXXXXX";
+    drover_broker_config_t config = s_durable_config (data);
     drover_task_t task = {.handler = "echo"};
     task.payload = (drover_bytes_t){"kept", 4};
     drover_msg_t msg;
@@ -1474,9 +1491,7 @@ LEAK_CHECKED_TEST (broker, a_durable_broker_remembers_tokens_across_a_restart)
         zactor_destroy (&broker);
     }
     cr_assert_eq (ids[1], ids[0], "the restarted broker gave the same id");
-    char *remove = zsys_sprintf ("rm -rf %s", data);
-    cr_assert_eq (system (remove), 0);
-    zstr_free (&remove);
+    s_remove_dir (data);
 }
 
 //  An embedded sink in the broker's own thread (sink_same_thread) is the
@@ -1486,12 +1501,7 @@ LEAK_CHECKED_TEST (broker, a_durable_broker_remembers_tokens_across_a_restart)
 LEAK_CHECKED_TEST (broker, a_sink_in_the_broker_thread_stores_and_restores)
 {
     char data[] = "/tmp/drover-broker-data-XXXXXX";
-    cr_assert_not_null (mkdtemp (data));
-    drover_broker_config_t config = drover_broker_config_default ();
-    config.endpoint = "tcp://127.0.0.1:*";
-    config.sink_endpoint = "tcp://127.0.0.1:*";
-    config.liveness = 60;
-    config.data_dir = data;
+    drover_broker_config_t config = s_durable_config (data);
     config.sink_same_thread = true;
     uint64_t id = 0;
     for (int run = 0; run < 2; run++) {
@@ -1524,9 +1534,7 @@ LEAK_CHECKED_TEST (broker, a_sink_in_the_broker_thread_stores_and_restores)
         zstr_free (&endpoint);
         zactor_destroy (&broker);
     }
-    char *remove = zsys_sprintf ("rm -rf %s", data);
-    cr_assert_eq (system (remove), 0);
-    zstr_free (&remove);
+    s_remove_dir (data);
 }
 
 LEAK_CHECKED_TEST (broker, the_sink_tells_a_client_it_holds_no_watches_of)

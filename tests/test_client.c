@@ -275,6 +275,21 @@ s_welcome (fake_t *fake, drover_packet_t *hello)
     s_send (fake->broker, hello, &msg);
 }
 
+//  The fake sink sends one successful RESULT of task id to the peer of
+//  packet.
+static void
+s_send_result (fake_t *fake, drover_packet_t *to, uint64_t id,
+               const char *payload)
+{
+    drover_task_t item = {
+        .id = id, .attempt = 1, .payload = {payload, strlen (payload)}};
+    drover_msg_t result;
+    drover_msg_init (&result, DROVER_RESULT);
+    result.tasks = &item;
+    result.task_count = 1;
+    s_send (fake->sink, to, &result);
+}
+
 //  Takes HELLO and answers WELCOME.
 static void
 s_handshake (fake_t *fake)
@@ -796,12 +811,7 @@ CLIENT_TEST (sink_endpoint_set_by_the_caller, 20)
     s_handshake (&fake);
     drover_packet_t *watch = s_expect (fake.sink, DROVER_WATCH);
     cr_assert_eq (drover_packet_msg (watch)->ids[0], 5);
-    drover_task_t item = {.id = 5, .attempt = 1, .payload = {"done", 4}};
-    drover_msg_t result;
-    drover_msg_init (&result, DROVER_RESULT);
-    result.tasks = &item;
-    result.task_count = 1;
-    s_send (fake.sink, watch, &result);
+    s_send_result (&fake, watch, 5, "done");
     drover_packet_destroy (&watch);
     s_fake_serve (&fake, &job, 5000);
     cr_assert_eq (job.rc[0], DROVER_EINVAL);
@@ -1207,12 +1217,7 @@ CLIENT_TEST (sink_bye_watches_again, 20)
     cr_assert (watch->release, "the new WATCH keeps release");
     //  Well before the sink could look silent (250 ms + 50 ms)
     cr_assert_lt (took, 150, "watched again %" PRId64 " ms after BYE", took);
-    drover_task_t item = {.id = 11, .attempt = 1, .payload = {"ok", 2}};
-    drover_msg_t result;
-    drover_msg_init (&result, DROVER_RESULT);
-    result.tasks = &item;
-    result.task_count = 1;
-    s_send (fake.sink, packet, &result);
+    s_send_result (&fake, packet, 11, "ok");
     drover_packet_destroy (&packet);
     s_fake_serve (&fake, &job, 5000);
     cr_assert_eq (job.rc[1], 0, "%s", job.reason[1]);
@@ -1611,12 +1616,7 @@ CLIENT_TEST (hostile_replies, 30)
     const char *strange[] = {DROVER_SIGNATURE, &unknown, "\x80"};
     size_t strange_sizes[] = {4, 1, 1};
     s_send_raw (fake.sink, watch, strange, strange_sizes, 3);
-    drover_task_t item = {.id = 5, .attempt = 1, .payload = {"fine", 4}};
-    drover_msg_t result;
-    drover_msg_init (&result, DROVER_RESULT);
-    result.tasks = &item;
-    result.task_count = 1;
-    s_send (fake.sink, watch, &result);
+    s_send_result (&fake, watch, 5, "fine");
     drover_packet_destroy (&watch);
 
     s_fake_serve (&fake, &job, 10000);
